@@ -1,0 +1,1 @@
+"""Technology at the edges: databases, buses, institutions."""

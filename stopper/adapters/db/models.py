@@ -1,0 +1,183 @@
+"""Tables. Amounts are integers in minor units; times are timezone-aware UTC.
+
+The Alembic migrations in `migrations/` create exactly these; a test compares them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from uuid import UUID
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY columns.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcTimestamp(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, also on SQLite (which keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored: pass an aware UTC time")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+Timestamp = UtcTimestamp()
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class CaseRow(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    report_id: Mapped[str] = mapped_column(String(128), unique=True)
+    agency_code: Mapped[str] = mapped_column(String(128), index=True)
+    report_fingerprint: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))
+    reported_at: Mapped[datetime] = mapped_column(Timestamp)
+    accepted_at: Mapped[datetime] = mapped_column(Timestamp)
+    opened_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class VictimRow(Base):
+    __tablename__ = "victims"
+
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    victim_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(140))
+
+
+class AccountRow(Base):
+    """An account at an institution, shared by every case that names it."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("institution_code", "account_number"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    institution_code: Mapped[str] = mapped_column(String(12))
+    account_number: Mapped[str] = mapped_column(String(34))
+    holder_name: Mapped[str | None] = mapped_column(String(140))
+    first_seen_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class HoldRow(Base):
+    __tablename__ = "holds"
+    __table_args__ = (
+        UniqueConstraint("case_id", "account_id"),
+        Index("ix_holds_state_updated", "state", "updated_at"),
+    )
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id"))
+    institution_code: Mapped[str] = mapped_column(String(12), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_asked: Mapped[int] = mapped_column(BigInteger)
+    amount_stopped: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_frozen: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_returned: Mapped[int] = mapped_column(BigInteger, default=0)
+    layer: Mapped[int] = mapped_column(Integer)
+    parent_hold_id: Mapped[UUID | None] = mapped_column(ForeignKey("holds.id"))
+    reapplications: Mapped[int] = mapped_column(Integer, default=0)
+    requested_at: Mapped[datetime] = mapped_column(Timestamp)
+    stop_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    freeze_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class TransferRow(Base):
+    __tablename__ = "transfers"
+    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    victim_ref: Mapped[str] = mapped_column(String(128))
+    victim_institution_code: Mapped[str] = mapped_column(String(12))
+    victim_account_number: Mapped[str] = mapped_column(String(34))
+    receiving_account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id"))
+    hold_id: Mapped[UUID] = mapped_column(ForeignKey("holds.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    transferred_at: Mapped[datetime] = mapped_column(Timestamp)
+    channel: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str | None] = mapped_column(String(140))
+
+
+class HoldTransitionRow(Base):
+    """The append-only audit of every hold state change. Triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "hold_transitions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    hold_id: Mapped[UUID] = mapped_column(ForeignKey("holds.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    event: Mapped[str | None] = mapped_column(String(32))
+    cause: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class OutboxRow(Base):
+    """Messages owed to the bus, written in the same transaction as the change that owes them."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, object]] = mapped_column(JSON)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    published_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class ProcessedMessageRow(Base):
+    """Ids of messages a consumer has already applied, so a redelivery changes nothing."""
+
+    __tablename__ = "processed_messages"
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(Timestamp)

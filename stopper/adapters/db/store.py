@@ -1,0 +1,234 @@
+"""`SqlStore`: the intake store and case queries on SQLAlchemy (PostgreSQL or SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from stopper.adapters.db.models import (
+    AccountRow,
+    CaseRow,
+    HoldRow,
+    HoldTransitionRow,
+    OutboxRow,
+    TransferRow,
+    VictimRow,
+)
+from stopper.app.ports import OpenedCase, RecordOutcome
+from stopper.app.views import CaseView, HoldView, Overview
+from stopper.contracts.institutions import StopRequestV1
+from stopper.domain.accounts import account_id, mask_account_number
+from stopper.domain.cases import hold_id_for
+from stopper.errors import StoreUnavailable
+
+# Errors that mean "the database is not there right now", as opposed to a bug in a statement.
+_UNAVAILABLE = (OperationalError, SAInterfaceError, OSError, ConnectionError)
+
+
+class SqlStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        dialect = engine.dialect.name
+        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+    async def ping(self) -> bool:
+        try:
+            async with self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (*_UNAVAILABLE, DBAPIError):
+            return False
+        return True
+
+    async def case_fingerprint(self, case_id: UUID) -> str | None:
+        try:
+            async with self._engine.connect() as connection:
+                fingerprint: str | None = await connection.scalar(
+                    select(CaseRow.report_fingerprint).where(CaseRow.id == case_id)
+                )
+                return fingerprint
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+
+    async def record_opened_cases(
+        self, cases: Sequence[OpenedCase], *, stop_request_topic: str
+    ) -> RecordOutcome:
+        try:
+            async with self._engine.begin() as connection:
+                return await self._record(connection, cases, stop_request_topic)
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+
+    async def _record(
+        self, connection: AsyncConnection, cases: Sequence[OpenedCase], topic: str
+    ) -> RecordOutcome:
+        # Claim the case ids first: a case another transaction (or an earlier delivery) already
+        # recorded is skipped whole, so a redelivered report never doubles anything.
+        claimed = await connection.execute(
+            self._insert(CaseRow)
+            .values([_case_row(c) for c in cases])
+            .on_conflict_do_nothing()
+            .returning(CaseRow.id)
+        )
+        created = set(claimed.scalars())
+        known = {c.case.id for c in cases} - created
+        already_known: dict[UUID, str] = {}
+        if known:
+            rows = await connection.execute(
+                select(CaseRow.id, CaseRow.report_fingerprint).where(CaseRow.id.in_(known))
+            )
+            already_known = {row.id: row.report_fingerprint for row in rows}
+
+        new = [c for c in cases if c.case.id in created]
+        if not new:
+            return RecordOutcome(created=[], already_known=already_known)
+
+        accounts: dict[UUID, dict[str, Any]] = {}
+        victims, holds, transfers, births, outbox = [], [], [], [], []
+        for opened in new:
+            case = opened.case
+            victims += [
+                {"case_id": case.id, "victim_ref": v.victim_ref, "name": v.name}
+                for v in opened.victims
+            ]
+            for seq, t in enumerate(case.transfers):
+                account = t.receiving_account
+                accounts.setdefault(account.id, {
+                    "id": account.id, "institution_code": account.institution_code,
+                    "account_number": account.account_number, "holder_name": account.name,
+                    "first_seen_at": case.opened_at,
+                })
+                transfers.append({
+                    "case_id": case.id, "seq": seq, "victim_ref": t.victim_ref,
+                    "victim_institution_code": t.victim_account.institution_code,
+                    "victim_account_number": t.victim_account.account_number,
+                    "receiving_account_id": account.id,
+                    "hold_id": hold_id_for(case.id, account), "amount": t.amount,
+                    "currency": t.currency, "transferred_at": t.transferred_at,
+                    "channel": t.channel, "reference": t.reference,
+                })
+            for h in case.holds:
+                holds.append({
+                    "id": h.id, "case_id": case.id,
+                    "account_id": account_id(h.institution_code, h.account_number),
+                    "institution_code": h.institution_code, "state": h.state.value,
+                    "state_reason": None, "version": h.version, "currency": h.currency,
+                    "amount_asked": h.amount_asked, "amount_stopped": h.amount_stopped,
+                    "amount_frozen": h.amount_frozen, "amount_returned": h.amount_returned,
+                    "layer": h.layer, "parent_hold_id": h.parent_id,
+                    "reapplications": h.reapplications, "requested_at": case.opened_at,
+                    "stop_expires_at": None, "freeze_expires_at": None,
+                    "updated_at": case.opened_at,
+                })
+            births += [
+                {
+                    "hold_id": b.hold_id, "from_state": None, "to_state": b.to_state.value,
+                    "event": None, "cause": b.cause, "actor": b.actor, "at": b.at,
+                }
+                for b in opened.births
+            ]
+            outbox += [
+                {
+                    "topic": topic, "key": str(r.hold_id),
+                    "payload": StopRequestV1.from_command(r).model_dump(mode="json"),
+                    "headers": {}, "created_at": case.opened_at, "published_at": None,
+                }
+                for r in opened.stop_requests
+            ]
+
+        await connection.execute(
+            self._insert(AccountRow).values(list(accounts.values())).on_conflict_do_nothing()
+        )
+        for table, rows in (
+            (VictimRow, victims), (HoldRow, holds), (TransferRow, transfers),
+            (HoldTransitionRow, births), (OutboxRow, outbox),
+        ):
+            if rows:
+                await connection.execute(table.__table__.insert(), rows)  # type: ignore[attr-defined]
+        return RecordOutcome(created=[c.case.id for c in new], already_known=already_known)
+
+    async def get_case(self, case_id: UUID) -> CaseView | None:
+        try:
+            async with self._engine.connect() as connection:
+                case = (
+                    await connection.execute(select(CaseRow).where(CaseRow.id == case_id))
+                ).one_or_none()
+                if case is None:
+                    return None
+                victim_count = await connection.scalar(
+                    select(func.count()).select_from(VictimRow).where(VictimRow.case_id == case_id)
+                )
+                transfer_count = await connection.scalar(
+                    select(func.count()).select_from(TransferRow)
+                    .where(TransferRow.case_id == case_id)
+                )
+                holds = await connection.execute(
+                    select(HoldRow, AccountRow.account_number)
+                    .join(AccountRow, AccountRow.id == HoldRow.account_id)
+                    .where(HoldRow.case_id == case_id)
+                    .order_by(HoldRow.layer, HoldRow.requested_at, HoldRow.id)
+                )
+                hold_views = tuple(
+                    HoldView(
+                        hold_id=h.id, institution_code=h.institution_code,
+                        account_masked=mask_account_number(h.account_number), state=h.state,
+                        layer=h.layer, currency=h.currency, amount_asked=h.amount_asked,
+                        amount_stopped=h.amount_stopped, amount_frozen=h.amount_frozen,
+                        amount_returned=h.amount_returned, parent_hold_id=h.parent_hold_id,
+                        updated_at=h.updated_at,
+                    )
+                    for h in holds
+                )
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+        return CaseView(
+            case_id=case.id, report_id=case.report_id, agency_code=case.agency_code,
+            reported_at=case.reported_at, accepted_at=case.accepted_at, opened_at=case.opened_at,
+            victim_count=int(victim_count or 0), transfer_count=int(transfer_count or 0),
+            holds=hold_views,
+        )
+
+    async def overview(self) -> Overview:
+        try:
+            async with self._engine.connect() as connection:
+                cases = await connection.scalar(select(func.count()).select_from(CaseRow))
+                by_state = await connection.execute(
+                    select(HoldRow.state, func.count()).group_by(HoldRow.state)
+                )
+                asked = await connection.execute(
+                    select(HoldRow.currency, func.sum(HoldRow.amount_asked))
+                    .group_by(HoldRow.currency)
+                )
+                pending = await connection.scalar(
+                    select(func.count()).select_from(OutboxRow)
+                    .where(OutboxRow.published_at.is_(None))
+                )
+                times = await connection.execute(select(CaseRow.accepted_at, CaseRow.opened_at))
+                latencies = tuple(
+                    (row.opened_at - row.accepted_at).total_seconds() * 1000 for row in times
+                )
+                return Overview(
+                    cases=int(cases or 0),
+                    holds_by_state={row[0]: int(row[1]) for row in by_state},
+                    amount_asked_by_currency={row[0]: int(row[1] or 0) for row in asked},
+                    outbox_pending=int(pending or 0),
+                    intake_latencies_ms=latencies,
+                )
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+
+
+def _case_row(opened: OpenedCase) -> dict[str, Any]:
+    case = opened.case
+    return {
+        "id": case.id, "report_id": case.report_id, "agency_code": case.agency_code,
+        "report_fingerprint": opened.fingerprint, "source": opened.source,
+        "reported_at": case.reported_at, "accepted_at": opened.accepted_at,
+        "opened_at": case.opened_at,
+    }

@@ -1,0 +1,1 @@
+"""HTTP entry points: they parse, dispatch, and answer; the rules live in `stopper.app`."""

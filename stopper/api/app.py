@@ -1,0 +1,186 @@
+"""The FastAPI application: intake, case queries, health and metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from stopper import metrics
+from stopper.app.intake import ACCEPTED_AT_HEADER, SOURCE_HEADER, ReportRejected, parse_report
+from stopper.contracts.cases import CaseV1
+from stopper.contracts.reports import ErrorV1, FraudReportV1, ReportAcceptedV1
+from stopper.domain.cases import case_id_for
+from stopper.errors import BusUnavailable, StoreUnavailable
+from stopper.runtime import Runtime
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorV1, "description": why}
+    for status, why in {
+        400: "The body is not valid UTF-8 JSON.",
+        409: "This report_id was already used for a report with different content.",
+        413: "The body is larger than the configured limit.",
+        422: "The report breaks a rule; `errors` says which and where.",
+        503: "Stopper cannot take reports right now; retry later (nothing was recorded).",
+    }.items()
+}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
+    """The HTTP API over `runtime`. With `start_runtime`, the app starts and stops it."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if start_runtime:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if start_runtime:
+                await runtime.stop()
+
+    app = FastAPI(
+        title="Stopper",
+        version="1",
+        summary="Emergency payment-stop coordinator: police fraud reports in, stops out.",
+        lifespan=lifespan,
+    )
+    limit = runtime.settings.api.max_body_bytes
+    public_url = runtime.settings.api.public_url.rstrip("/")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default answer echoes the input; ours never does (it may hold account data).
+        errors = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        return _error(422, "the request is not valid", errors)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        return _error(503, "the database is unavailable; retry later", headers={"Retry-After": "5"})
+
+    @app.post(
+        "/v1/reports",
+        status_code=202,
+        response_model=ReportAcceptedV1,
+        responses={200: {"model": ReportAcceptedV1,
+                         "description": "The same report was received before."}, **_ERRORS},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": FraudReportV1.model_json_schema()}},
+            }
+        },
+        summary="File a fraud report: opens its case and asks for a stop on every account.",
+    )
+    async def post_report(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            raw = await _read_capped(request, limit)
+        except BodyTooLarge:
+            metrics.REPORTS_RECEIVED.labels(outcome="rejected").inc()
+            return _error(413, f"the body is larger than {limit} bytes")
+        try:
+            report = parse_report(raw, runtime.registry)
+        except ReportRejected as e:
+            metrics.REPORTS_RECEIVED.labels(outcome="rejected").inc()
+            status = 400 if _is_encoding_error(e) else 422
+            return _error(status, e.reason, e.errors)
+
+        case_id = case_id_for(report.report_id)
+        accepted = ReportAcceptedV1(
+            report_id=report.report_id, case_id=str(case_id),
+            status_url=f"{public_url}/v1/cases/{case_id}",
+        )
+        known = await runtime.store.case_fingerprint(case_id)
+        if known is not None:
+            if known != report.fingerprint():
+                metrics.REPORTS_RECEIVED.labels(outcome="conflict").inc()
+                return _error(409, "report_id was already used for a different report")
+            metrics.REPORTS_RECEIVED.labels(outcome="duplicate").inc()
+            duplicate = accepted.model_copy(update={"duplicate": True})
+            return JSONResponse(duplicate.model_dump(mode="json"), status_code=200)
+        try:
+            await runtime.bus.publish(
+                runtime.settings.kafka.reports_topic, report.report_id, raw,
+                {ACCEPTED_AT_HEADER: runtime.clock.now().isoformat(), SOURCE_HEADER: "http"},
+            )
+        except BusUnavailable:
+            return _error(503, "the report could not be queued; retry later",
+                          headers={"Retry-After": "5"})
+        metrics.REPORTS_RECEIVED.labels(outcome="accepted").inc()
+        metrics.HTTP_INTAKE_DURATION.observe(time.perf_counter() - started)
+        return JSONResponse(
+            accepted.model_dump(mode="json"), status_code=202,
+            headers={"Location": accepted.status_url},
+        )
+
+    @app.get("/v1/cases/{case_id}", response_model=CaseV1,
+             responses={404: {"model": ErrorV1, "description": "No such case (yet)."}})
+    async def get_case(case_id: UUID) -> Response:
+        view = await runtime.store.get_case(case_id)
+        if view is None:
+            return _error(404, "no such case; a report accepted moments ago may still be queued")
+        return JSONResponse(CaseV1.from_view(view).model_dump(mode="json"))
+
+    @app.get("/healthz", summary="Liveness: the process answers.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: database, bus and consumers are working.",
+             responses={503: {"description": "Not ready; `checks` says what is not."}})
+    async def readyz() -> JSONResponse:
+        checks = {
+            "database": await runtime.store.ping(),
+            "bus": await runtime.bus.ready(),
+            "consumers": runtime.consumers_alive(),
+        }
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics.", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_encoding_error(rejected: ReportRejected) -> bool:
+    return any(e.get("type") in {"json_invalid", "utf8_invalid"} for e in rejected.errors)
+
+
+def _error(
+    status: int, detail: str, errors: list[dict[str, object]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse({"detail": detail, "errors": errors or []}, status_code=status,
+                        headers=headers)

@@ -1,0 +1,81 @@
+"""The consume loop every consumer shares: read a batch, handle it, then commit it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from stopper import metrics
+from stopper.app.ports import Message, Subscription
+from stopper.errors import BusUnavailable
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[Sequence[Message]], Awaitable[object]]
+
+
+async def consume(
+    subscription: Subscription,
+    handle: BatchHandler,
+    *,
+    name: str,
+    stopping: asyncio.Event,
+    retry_delay_s: float = 0.5,
+    max_retry_delay_s: float = 15.0,
+) -> None:
+    """Run until `stopping` is set.
+
+    Rules:
+    - offsets are committed only after `handle` returned, i.e. after its database commit;
+    - a batch whose handling fails is retried, the same batch, with growing delays, until it
+      succeeds or the consumer stops: nothing is skipped, and since handlers are idempotent a
+      partly done batch is harmless to redo;
+    - a failed offset commit (e.g. the partition moved to another instance) is logged and left:
+      the records come again and the handler recognises them.
+    """
+    try:
+        while not stopping.is_set():
+            try:
+                batch = await subscription.next_batch()
+            except BusUnavailable:
+                log.exception("consumer %s cannot read; retrying", name)
+                await _sleep_unless_stopping(stopping, retry_delay_s)
+                continue
+            if not batch:
+                continue
+            if not await _handle_until_done(handle, batch, name, stopping, retry_delay_s,
+                                            max_retry_delay_s):
+                return
+            try:
+                await subscription.commit(batch)
+            except BusUnavailable:
+                log.warning("consumer %s could not commit; the batch will come again", name)
+    finally:
+        await subscription.close()
+
+
+async def _handle_until_done(
+    handle: BatchHandler, batch: Sequence[Message], name: str, stopping: asyncio.Event,
+    delay: float, max_delay: float,
+) -> bool:
+    while True:
+        try:
+            await handle(batch)
+            return True
+        except Exception:
+            # Any failure: the batch is not done, so it is not committed; try it again.
+            metrics.CONSUMER_ERRORS.labels(consumer=name).inc()
+            log.exception("consumer %s failed a batch of %d; retrying", name, len(batch))
+        if await _sleep_unless_stopping(stopping, delay):
+            return False
+        delay = min(delay * 2, max_delay)
+
+
+async def _sleep_unless_stopping(stopping: asyncio.Event, delay: float) -> bool:
+    """Sleep `delay` seconds; True if the consumer was asked to stop meanwhile."""
+    try:
+        await asyncio.wait_for(stopping.wait(), delay)
+    except TimeoutError:
+        return False
+    return True

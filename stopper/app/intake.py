@@ -1,0 +1,238 @@
+"""Intake: a fraud report becomes a case with one `requested` hold per receiving account."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from stopper import metrics
+from stopper.app.ports import Clock, IntakeStore, Message, OpenedCase, Publisher, VictimRecord
+from stopper.contracts.reports import FraudReportV1
+from stopper.domain.accounts import AccountRef
+from stopper.domain.cases import TransferFact, open_case
+from stopper.domain.errors import DomainError
+from stopper.registry import Registry
+
+log = logging.getLogger(__name__)
+
+# Headers intake writes on a record it accepted over HTTP.
+ACCEPTED_AT_HEADER = "stopper-accepted-at"
+SOURCE_HEADER = "stopper-source"
+# Headers on a dead-letter record.
+DLQ_REASON_HEADER = "stopper-dlq-reason"
+DLQ_ORIGIN_HEADER = "stopper-dlq-origin"
+
+
+class ReportRejected(Exception):
+    """A record that can never become a case; it goes to the dead-letter topic with `reason`."""
+
+    def __init__(self, reason: str, errors: list[dict[str, object]] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.errors = errors or []
+
+
+def parse_report(raw: bytes, registry: Registry) -> FraudReportV1:
+    """Validate a raw report; `ReportRejected` carries a reason a person can act on.
+
+    The reason never repeats the input (account numbers and names stay out of errors)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ReportRejected(
+            f"body: not valid UTF-8 (byte {e.start})",
+            [{"loc": [], "msg": "not valid UTF-8", "type": "utf8_invalid"}],
+        ) from e
+    try:
+        return FraudReportV1.model_validate_json(raw, context={"registry": registry})
+    except ValidationError as e:
+        errors: list[dict[str, object]] = [
+            {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]} for err in e.errors()
+        ]
+        first = errors[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"  # type: ignore[attr-defined]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ReportRejected(f"{where}: {first['msg']}{more}", errors) from e
+
+
+def to_opened_case(
+    report: FraudReportV1, *, accepted_at: datetime, opened_at: datetime, source: str
+) -> OpenedCase:
+    """Translate the wire report into the domain and open its case."""
+    transfers = [
+        TransferFact(
+            victim_ref=t.victim_id,
+            victim_account=AccountRef(
+                t.victim_account.institution_code, t.victim_account.account_number,
+                t.victim_account.name,
+            ),
+            receiving_account=AccountRef(
+                t.receiving_account.institution_code, t.receiving_account.account_number,
+                t.receiving_account.name,
+            ),
+            amount=t.amount_minor,
+            currency=t.currency,
+            transferred_at=t.transferred_at,
+            channel=t.channel,
+            reference=t.reference,
+        )
+        for t in report.transfers
+    ]
+    case, births, _events = open_case(
+        report_id=report.report_id,
+        agency_code=report.agency.code,
+        reported_at=report.reported_at,
+        transfers=transfers,
+        opened_at=opened_at,
+    )
+    return OpenedCase(
+        case=case,
+        births=births,
+        stop_requests=case.stop_requests(),
+        victims=[VictimRecord(v.victim_id, v.name) for v in report.victims],
+        fingerprint=report.fingerprint(),
+        accepted_at=accepted_at,
+        source=source,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    message: Message
+    reason: str
+
+
+@dataclass(slots=True)
+class IntakeResult:
+    created: int = 0
+    duplicates: int = 0
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeTopics:
+    dead_letter: str
+    stop_requests: str
+
+
+class IntakeHandler:
+    """Turns a batch of report records into cases.
+
+    Business rules:
+    - a report_id seen before with the same content is a harmless repost: nothing changes;
+    - a report_id seen before with different content is dead-lettered ("report_id reused"), the
+      first report stands;
+    - a record that fails validation is dead-lettered with the reason and never retried;
+    - all cases of a batch commit in one transaction; dead letters are sent before the batch
+      is reported done, so the caller commits offsets only after both.
+    """
+
+    def __init__(
+        self, store: IntakeStore, publisher: Publisher, clock: Clock, registry: Registry,
+        topics: IntakeTopics,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._clock = clock
+        self._registry = registry
+        self._topics = topics
+
+    async def handle_batch(self, batch: Sequence[Message]) -> IntakeResult:
+        result = IntakeResult()
+        now = self._clock.now()
+        opened: dict[str, tuple[Message, OpenedCase]] = {}
+        for message in batch:
+            try:
+                case = self._open(message, now)
+            except ReportRejected as e:
+                result.dead_letters.append(DeadLetter(message, e.reason))
+                continue
+            earlier = opened.get(case.case.report_id)
+            if earlier is None:
+                opened[case.case.report_id] = (message, case)
+            elif earlier[1].fingerprint != case.fingerprint:
+                result.dead_letters.append(DeadLetter(message, _REUSED))
+            else:
+                result.duplicates += 1
+
+        if opened:
+            outcome = await self._store.record_opened_cases(
+                [case for _, case in opened.values()],
+                stop_request_topic=self._topics.stop_requests,
+            )
+            result.created = len(outcome.created)
+            for message, case in opened.values():
+                known = outcome.already_known.get(case.case.id)
+                if known is None:
+                    continue
+                if known == case.fingerprint:
+                    result.duplicates += 1
+                else:
+                    result.dead_letters.append(DeadLetter(message, _REUSED))
+            self._observe_created(outcome.created, opened, now)
+
+        for dead in result.dead_letters:
+            await self._dead_letter(dead)
+        return result
+
+    def _open(self, message: Message, now: datetime) -> OpenedCase:
+        report = parse_report(message.value, self._registry)
+        if message.key is not None and message.key != report.report_id:
+            raise ReportRejected("record key differs from report_id")
+        accepted_at = _accepted_at(message)
+        try:
+            return to_opened_case(
+                report, accepted_at=accepted_at, opened_at=now,
+                source=message.headers.get(SOURCE_HEADER, "kafka"),
+            )
+        except DomainError as e:
+            raise ReportRejected(str(e)) from e
+
+    def _observe_created(
+        self, created: Sequence[object], opened: dict[str, tuple[Message, OpenedCase]],
+        now: datetime,
+    ) -> None:
+        created_ids = set(created)
+        for _, case in opened.values():
+            if case.case.id not in created_ids:
+                continue
+            metrics.CASES_OPENED.labels(source=case.source).inc()
+            metrics.HOLDS_CREATED.inc(len(case.case.holds))
+            metrics.INTAKE_LATENCY.labels(source=case.source).observe(
+                max(0.0, (now - case.accepted_at).total_seconds())
+            )
+            log.info(
+                "case opened", extra={"case_id": str(case.case.id), "holds": len(case.case.holds)}
+            )
+
+    async def _dead_letter(self, dead: DeadLetter) -> None:
+        message = dead.message
+        origin = json.dumps(
+            {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+        )
+        await self._publisher.publish(
+            self._topics.dead_letter, message.key, message.value,
+            {**message.headers, DLQ_REASON_HEADER: dead.reason, DLQ_ORIGIN_HEADER: origin},
+        )
+        metrics.DEAD_LETTERS.labels(topic=message.topic).inc()
+        log.warning("report dead-lettered", extra={"reason": dead.reason, "origin": origin})
+
+
+_REUSED = "report_id reused with different content; the first report stands"
+
+
+def _accepted_at(message: Message) -> datetime:
+    raw = message.headers.get(ACCEPTED_AT_HEADER)
+    if raw is not None:
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+    return message.timestamp
+
+

@@ -1,0 +1,111 @@
+"""The ports the use cases depend on. Adapters implement them; the use cases never import adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from stopper.app.views import CaseView
+from stopper.domain.cases import Case
+from stopper.domain.holds import Transition
+from stopper.domain.messages import RequestStop
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One record read from a topic, as every bus hands it over."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+    timestamp: datetime
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Publisher(Protocol):
+    async def publish(
+        self, topic: str, key: str | None, value: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Return once the bus has the record; raise `BusUnavailable` if it could not take it."""
+        ...
+
+
+class Subscription(Protocol):
+    """A consumer-group membership. Nothing is committed unless `commit` is called."""
+
+    async def next_batch(self) -> Sequence[Message]:
+        """The next records, possibly none after a short wait."""
+        ...
+
+    async def commit(self, batch: Sequence[Message]) -> None:
+        """Mark every record of `batch` as done for the group."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Bus(Publisher, Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def subscribe(self, topic: str, group: str) -> Subscription: ...
+
+    async def ready(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VictimRecord:
+    victim_ref: str
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedCase:
+    """A case to record, with everything that must commit with it."""
+
+    case: Case
+    births: Sequence[Transition]
+    stop_requests: Sequence[RequestStop]
+    victims: Sequence[VictimRecord]
+    fingerprint: str
+    accepted_at: datetime
+    source: str  # "http" or "kafka": where the report came in
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    """What the store did with a batch: ids it created, and fingerprints of ids it already had."""
+
+    created: Sequence[UUID]
+    already_known: Mapping[UUID, str]
+
+
+class IntakeStore(Protocol):
+    async def case_fingerprint(self, case_id: UUID) -> str | None:
+        """The fingerprint of the report behind `case_id`, or None if there is no such case."""
+        ...
+
+    async def record_opened_cases(
+        self, cases: Sequence[OpenedCase], *, stop_request_topic: str
+    ) -> RecordOutcome:
+        """In one transaction: cases, victims, transfers, accounts, holds, their birth transitions
+        and one outbox row per stop request. Cases that already exist are left untouched."""
+        ...
+
+
+class CaseQueries(Protocol):
+    async def get_case(self, case_id: UUID) -> CaseView | None: ...
+
+    async def ping(self) -> bool: ...

@@ -1,0 +1,47 @@
+"""Read models: what queries return. Account numbers here are already masked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+
+@dataclass(frozen=True, slots=True)
+class HoldView:
+    hold_id: UUID
+    institution_code: str
+    account_masked: str
+    state: str
+    layer: int
+    currency: str
+    amount_asked: int
+    amount_stopped: int
+    amount_frozen: int
+    amount_returned: int
+    parent_hold_id: UUID | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    case_id: UUID
+    report_id: str
+    agency_code: str
+    reported_at: datetime
+    accepted_at: datetime
+    opened_at: datetime
+    victim_count: int
+    transfer_count: int
+    holds: tuple[HoldView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """The whole store at a glance (demo summary, operators)."""
+
+    cases: int
+    holds_by_state: dict[str, int]
+    amount_asked_by_currency: dict[str, int]
+    outbox_pending: int
+    intake_latencies_ms: tuple[float, ...]

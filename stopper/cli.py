@@ -1,0 +1,105 @@
+"""The `stopper` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from stopper.config import Settings
+from stopper.errors import ConfigurationError
+from stopper.logs import configure_logging
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise ConfigurationError(f"invalid settings: {e}") from e
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from stopper.api.app import create_app
+    from stopper.runtime import build_runtime
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    host = args.host or settings.api.host
+    port = args.port if args.port is not None else settings.api.port
+    app = create_app(build_runtime(settings))
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from stopper.adapters.db import migrate
+    from stopper.adapters.db.engine import create_engine
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        engine = create_engine(settings.database)
+        try:
+            if args.downgrade:
+                await migrate.downgrade(engine, args.downgrade)
+            else:
+                await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from stopper import demo
+
+    configure_logging("WARNING")
+    return demo.main(args.reports, args.db, args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stopper", description="Emergency payment-stop coordinator."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser(
+        "serve", help="run the HTTP API and the consumers (embedded default without servers)"
+    )
+    serve.add_argument("--host", default=None, help="default: STOPPER_API_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None,
+                       help="default: STOPPER_API_PORT or 8080")
+    serve.set_defaults(run=_serve)
+
+    mig = commands.add_parser("migrate", help="upgrade the database schema to the newest")
+    mig.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION instead")
+    mig.set_defaults(run=_migrate)
+
+    demo = commands.add_parser("demo", help="a live run on the embedded default")
+    demo.add_argument("--reports", type=int, default=300, help="how many reports (default 300)")
+    demo.add_argument("--db", type=Path, default=None,
+                      help="keep the SQLite file here (default: a temporary one)")
+    demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except ConfigurationError as e:
+        print(f"stopper: {e}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Settings, in sections, read from the environment (prefix ``STOPPER_``) and validated at start-up.
+
+This is the only module that reads the environment. No database URL and no Kafka bootstrap
+means the embedded default: a SQLite file and the in-process bus, no servers needed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STOPPER_DATABASE_", extra="ignore")
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+asyncpg://user:pw@host/db. "
+        "Unset: a SQLite file at `embedded_path`.",
+    )
+    embedded_path: Path = Path("stopper.db")
+    migrate_on_start: bool = Field(
+        default=True, description="Run Alembic migrations to head when a process starts."
+    )
+    pool_size: int = Field(default=10, ge=1, le=200)
+
+    @property
+    def effective_url(self) -> str:
+        return self.url or f"sqlite+aiosqlite:///{self.embedded_path}"
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.url is None
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STOPPER_KAFKA_", extra="ignore")
+
+    bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port]. Unset: the in-process bus."
+    )
+    reports_topic: str = "stopper.reports"
+    reports_dlq_topic: str = "stopper.reports.dlq"
+    stop_requests_topic: str = "stopper.stop-requests"
+    intake_group: str = "stopper-intake"
+    topic_partitions: int = Field(default=6, ge=1, le=1000)
+    # A long fetch wait costs ~max-wait per hop on some brokers (see shared/MEASURED.md).
+    fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
+    max_batch: int = Field(default=500, ge=1, le=10_000)
+    request_timeout_ms: int = Field(default=10_000, ge=100)
+    client_id: str = "stopper"
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STOPPER_API_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger bodies get 413.")
+    public_url: str = Field(default="", description="Prefix for status URLs; empty = relative.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STOPPER_", extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    registry_path: Path | None = Field(
+        default=None, description="Institution registry file; unset: the packaged simulated world."
+    )
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _production_needs_servers(self) -> Settings:
+        if self.environment is Environment.PRODUCTION and (
+            self.database.is_embedded or self.kafka.bootstrap is None
+        ):
+            raise ValueError(
+                "production needs STOPPER_DATABASE_URL and STOPPER_KAFKA_BOOTSTRAP: "
+                "the embedded default is for development and demos"
+            )
+        return self

@@ -1,0 +1,190 @@
+"""The hold state machine.
+
+Theory of operation
+-------------------
+A *hold* is one account's stop for one case. It is born ``requested``: a stop request is owed
+to the account's institution. Everything that happens to it afterwards is an *event*
+(`HoldEvent`); the table `TRANSITIONS` below is the single place that says which event may
+move a hold from which state to which. Nothing else in Stopper changes `Hold.state`.
+
+In short (the table is the authority)::
+
+    requested --request_sent--> sent --stop_confirmed--> stopped --freeze_confirmed--> frozen
+    sent      --not_found / rejected--> not_found / rejected
+    requested, sent --gave_up--> failed --reapplied--> requested
+    stopped, frozen --lapsed--> expired --reapplied--> requested
+    frozen --return_started--> returning --return_confirmed--> returned
+    requested, sent, stopped, frozen, failed --released--> released
+
+Rules the table encodes:
+
+* A business answer (``not_found``, ``rejected``) is final for that request.
+* ``failed`` means a person must act. An answer that arrives late for a failed hold is still the
+  truth about the funds, so a failed hold accepts ``stop_confirmed``, ``not_found`` and
+  ``rejected``; an operator may also ``reapply`` it.
+* An emergency stop lapses (``expired``) unless it became ``frozen`` first; an expired stop may
+  be re-applied (the limit on how often is the caller's rule, kept in `Hold.reapplications`).
+* ``returned``, ``rejected``, ``not_found`` and ``released`` are terminal.
+
+An illegal event raises `IllegalTransition` and leaves the hold exactly as it was.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Final
+from uuid import UUID
+
+from stopper.domain.errors import IllegalTransition, InvalidAmount
+
+
+class HoldState(enum.StrEnum):
+    REQUESTED = "requested"
+    SENT = "sent"
+    STOPPED = "stopped"
+    NOT_FOUND = "not_found"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    FROZEN = "frozen"
+    EXPIRED = "expired"
+    RETURNING = "returning"
+    RETURNED = "returned"
+    RELEASED = "released"
+
+
+class HoldEvent(enum.StrEnum):
+    REQUEST_SENT = "request_sent"
+    STOP_CONFIRMED = "stop_confirmed"
+    NOT_FOUND = "not_found"
+    REJECTED = "rejected"
+    GAVE_UP = "gave_up"
+    REAPPLIED = "reapplied"
+    FREEZE_CONFIRMED = "freeze_confirmed"
+    LAPSED = "lapsed"
+    RETURN_STARTED = "return_started"
+    RETURN_CONFIRMED = "return_confirmed"
+    RELEASED = "released"
+
+
+S = HoldState
+E = HoldEvent
+
+TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingProxyType(
+    {
+        (S.REQUESTED, E.REQUEST_SENT): S.SENT,
+        (S.REQUESTED, E.GAVE_UP): S.FAILED,
+        (S.REQUESTED, E.RELEASED): S.RELEASED,
+        (S.SENT, E.STOP_CONFIRMED): S.STOPPED,
+        (S.SENT, E.NOT_FOUND): S.NOT_FOUND,
+        (S.SENT, E.REJECTED): S.REJECTED,
+        (S.SENT, E.GAVE_UP): S.FAILED,
+        (S.SENT, E.RELEASED): S.RELEASED,
+        (S.FAILED, E.STOP_CONFIRMED): S.STOPPED,
+        (S.FAILED, E.NOT_FOUND): S.NOT_FOUND,
+        (S.FAILED, E.REJECTED): S.REJECTED,
+        (S.FAILED, E.REAPPLIED): S.REQUESTED,
+        (S.FAILED, E.RELEASED): S.RELEASED,
+        (S.STOPPED, E.FREEZE_CONFIRMED): S.FROZEN,
+        (S.STOPPED, E.LAPSED): S.EXPIRED,
+        (S.STOPPED, E.RELEASED): S.RELEASED,
+        (S.EXPIRED, E.REAPPLIED): S.REQUESTED,
+        (S.FROZEN, E.LAPSED): S.EXPIRED,
+        (S.FROZEN, E.RETURN_STARTED): S.RETURNING,
+        (S.FROZEN, E.RELEASED): S.RELEASED,
+        (S.RETURNING, E.RETURN_CONFIRMED): S.RETURNED,
+    }
+)
+
+TERMINAL_STATES: Final[frozenset[HoldState]] = frozenset(
+    s for s in HoldState if not any(src == s for src, _ in TRANSITIONS)
+)
+
+
+def next_state(state: HoldState, event: HoldEvent) -> HoldState:
+    """The state `event` leads to from `state`, or `IllegalTransition`."""
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise IllegalTransition(state.value, event.value) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One recorded state change: the audit row, as the domain sees it."""
+
+    hold_id: UUID
+    from_state: HoldState | None
+    to_state: HoldState
+    event: HoldEvent | None
+    cause: str
+    actor: str
+    at: datetime
+
+
+@dataclass(slots=True)
+class Hold:
+    """One account's stop for one case. Amounts are in minor units (cents) of `currency`."""
+
+    id: UUID
+    case_id: UUID
+    institution_code: str
+    account_number: str
+    currency: str
+    amount_asked: int
+    layer: int = 1
+    parent_id: UUID | None = None
+    state: HoldState = HoldState.REQUESTED
+    version: int = 1
+    amount_stopped: int = 0
+    amount_frozen: int = 0
+    amount_returned: int = 0
+    reapplications: int = 0
+    history: list[Transition] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.amount_asked <= 0:
+            raise InvalidAmount("a hold must ask for a positive amount")
+        if self.layer < 1:
+            raise InvalidAmount("layers start at 1 (the first-level account)")
+
+    def apply(
+        self,
+        event: HoldEvent,
+        *,
+        cause: str,
+        actor: str,
+        at: datetime,
+        amount: int | None = None,
+    ) -> Transition:
+        """Move the hold by `event`; raise and change nothing if the event is not allowed.
+
+        `amount` is the amount the institution reports for ``stop_confirmed`` (what it actually
+        holds, at most what was asked) and ``freeze_confirmed`` (at most what was stopped).
+        """
+        target = next_state(self.state, event)
+        if event is HoldEvent.STOP_CONFIRMED:
+            self.amount_stopped = _checked(amount, ceiling=self.amount_asked, what="stopped")
+        elif event is HoldEvent.FREEZE_CONFIRMED:
+            self.amount_frozen = _checked(amount, ceiling=self.amount_stopped, what="frozen")
+        elif event is HoldEvent.RETURN_CONFIRMED:
+            self.amount_returned = _checked(amount, ceiling=self.amount_frozen, what="returned")
+        elif event is HoldEvent.REAPPLIED:
+            self.reapplications += 1
+        transition = Transition(self.id, self.state, target, event, cause, actor, at)
+        self.state = target
+        self.version += 1
+        self.history.append(transition)
+        return transition
+
+
+def _checked(amount: int | None, *, ceiling: int, what: str) -> int:
+    # Validate before any field changes, so an illegal amount leaves the hold untouched.
+    if amount is None:
+        raise InvalidAmount(f"the amount {what} is required")
+    if amount < 0 or amount > ceiling:
+        raise InvalidAmount(f"amount {what} {amount} outside 0..{ceiling}")
+    return amount

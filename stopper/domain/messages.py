@@ -1,0 +1,47 @@
+"""Domain messages: commands (imperative, something is owed) and events (past tense, it happened).
+
+All are small frozen types; handlers are routed by type, never by string inspection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStop:
+    """A stop request is owed to `institution_code` for one hold."""
+
+    hold_id: UUID
+    case_id: UUID
+    institution_code: str
+    account_number: str
+    currency: str
+    amount: int
+    layer: int
+    idempotency_key: str
+    requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CaseOpened:
+    case_id: UUID
+    report_id: str
+    agency_code: str
+    hold_count: int
+    opened_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRequested:
+    hold_id: UUID
+    case_id: UUID
+    institution_code: str
+    layer: int
+    amount: int
+    currency: str
+
+
+DomainEvent = CaseOpened | HoldRequested
