@@ -1,0 +1,74 @@
+"""Migrations go up, down and up again, and produce exactly the schema the models describe."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stopper.adapters.db import migrate
+from stopper.adapters.db.engine import create_engine
+from stopper.adapters.db.models import Base
+from stopper.config import DatabaseSettings
+
+pytestmark = pytest.mark.integration
+
+TABLES = {"cases", "victims", "accounts", "holds", "transfers", "hold_transitions", "outbox",
+          "processed_messages"}
+
+
+async def fresh_postgres_database(postgres_url: str) -> str:
+    url = make_url(postgres_url)
+    name = f"migrations_{uuid.uuid4().hex[:8]}"
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names()) - {"alembic_version"}
+
+
+def schema_diff(connection: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+
+async def up_down_up(engine: AsyncEngine) -> None:
+    await migrate.upgrade(engine)
+    async with engine.connect() as connection:
+        assert await connection.run_sync(tables) == TABLES
+        assert await connection.run_sync(schema_diff) == []
+    await migrate.downgrade(engine, "base")
+    async with engine.connect() as connection:
+        assert await connection.run_sync(tables) == set()
+    await migrate.upgrade(engine)
+    async with engine.connect() as connection:
+        assert await connection.run_sync(tables) == TABLES
+
+
+async def test_postgres_up_down_up(postgres_url: str) -> None:
+    engine = create_engine(DatabaseSettings(url=await fresh_postgres_database(postgres_url)))
+    try:
+        await up_down_up(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_up_down_up(tmp_path: Path) -> None:
+    engine = create_engine(DatabaseSettings(embedded_path=tmp_path / "m.db"))
+    try:
+        await up_down_up(engine)
+    finally:
+        await engine.dispose()

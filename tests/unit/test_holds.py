@@ -1,0 +1,153 @@
+"""The hold state machine: every allowed and every illegal transition, no fakes needed."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+
+from stopper.domain.errors import IllegalTransition, InvalidAmount
+from stopper.domain.holds import (
+    TERMINAL_STATES,
+    TRANSITIONS,
+    Hold,
+    HoldEvent,
+    HoldState,
+    next_state,
+)
+
+AT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+ALL_PAIRS = list(itertools.product(HoldState, HoldEvent))
+ALLOWED = [pair for pair in ALL_PAIRS if pair in TRANSITIONS]
+ILLEGAL = [pair for pair in ALL_PAIRS if pair not in TRANSITIONS]
+
+# The lifecycle of DOMAIN.md, written out independently of the table it checks.
+EXPECTED = {
+    (HoldState.REQUESTED, HoldEvent.REQUEST_SENT): HoldState.SENT,
+    (HoldState.REQUESTED, HoldEvent.GAVE_UP): HoldState.FAILED,
+    (HoldState.REQUESTED, HoldEvent.RELEASED): HoldState.RELEASED,
+    (HoldState.SENT, HoldEvent.STOP_CONFIRMED): HoldState.STOPPED,
+    (HoldState.SENT, HoldEvent.NOT_FOUND): HoldState.NOT_FOUND,
+    (HoldState.SENT, HoldEvent.REJECTED): HoldState.REJECTED,
+    (HoldState.SENT, HoldEvent.GAVE_UP): HoldState.FAILED,
+    (HoldState.SENT, HoldEvent.RELEASED): HoldState.RELEASED,
+    (HoldState.FAILED, HoldEvent.STOP_CONFIRMED): HoldState.STOPPED,
+    (HoldState.FAILED, HoldEvent.NOT_FOUND): HoldState.NOT_FOUND,
+    (HoldState.FAILED, HoldEvent.REJECTED): HoldState.REJECTED,
+    (HoldState.FAILED, HoldEvent.REAPPLIED): HoldState.REQUESTED,
+    (HoldState.FAILED, HoldEvent.RELEASED): HoldState.RELEASED,
+    (HoldState.STOPPED, HoldEvent.FREEZE_CONFIRMED): HoldState.FROZEN,
+    (HoldState.STOPPED, HoldEvent.LAPSED): HoldState.EXPIRED,
+    (HoldState.STOPPED, HoldEvent.RELEASED): HoldState.RELEASED,
+    (HoldState.EXPIRED, HoldEvent.REAPPLIED): HoldState.REQUESTED,
+    (HoldState.FROZEN, HoldEvent.LAPSED): HoldState.EXPIRED,
+    (HoldState.FROZEN, HoldEvent.RETURN_STARTED): HoldState.RETURNING,
+    (HoldState.FROZEN, HoldEvent.RELEASED): HoldState.RELEASED,
+    (HoldState.RETURNING, HoldEvent.RETURN_CONFIRMED): HoldState.RETURNED,
+}
+
+
+def hold_in(state: HoldState, *, asked: int = 10_000, stopped: int = 8_000,
+            frozen: int = 8_000) -> Hold:
+    return Hold(
+        id=uuid4(), case_id=uuid4(), institution_code="BK01", account_number="6222000011112222",
+        currency="CNY", amount_asked=asked, state=state, amount_stopped=stopped,
+        amount_frozen=frozen,
+    )
+
+
+def amount_for(event: HoldEvent) -> int | None:
+    return {HoldEvent.STOP_CONFIRMED: 7_000, HoldEvent.FREEZE_CONFIRMED: 6_000,
+            HoldEvent.RETURN_CONFIRMED: 5_000}.get(event)
+
+
+def test_table_is_the_documented_lifecycle() -> None:
+    assert dict(TRANSITIONS) == EXPECTED
+
+
+def test_terminal_states() -> None:
+    assert TERMINAL_STATES == {
+        HoldState.NOT_FOUND, HoldState.REJECTED, HoldState.RETURNED, HoldState.RELEASED,
+    }
+
+
+@pytest.mark.parametrize(("state", "event"), ALLOWED, ids=lambda v: str(v))
+def test_allowed_transition_moves_and_is_recorded(state: HoldState, event: HoldEvent) -> None:
+    hold = hold_in(state)
+    transition = hold.apply(event, cause="test", actor="tester", at=AT, amount=amount_for(event))
+    assert hold.state is EXPECTED[(state, event)]
+    assert hold.version == 2
+    assert (transition.from_state, transition.to_state, transition.event) == (
+        state, hold.state, event,
+    )
+    assert (transition.cause, transition.actor, transition.at) == ("test", "tester", AT)
+    assert hold.history == [transition]
+
+
+@pytest.mark.parametrize(("state", "event"), ILLEGAL, ids=lambda v: str(v))
+def test_illegal_transition_raises_and_changes_nothing(state: HoldState, event: HoldEvent) -> None:
+    hold = hold_in(state)
+    before = (hold.state, hold.version, hold.amount_stopped, hold.amount_frozen,
+              hold.amount_returned, hold.reapplications, list(hold.history))
+    with pytest.raises(IllegalTransition) as raised:
+        hold.apply(event, cause="test", actor="tester", at=AT, amount=amount_for(event))
+    assert (raised.value.state, raised.value.event) == (state.value, event.value)
+    assert before == (hold.state, hold.version, hold.amount_stopped, hold.amount_frozen,
+                      hold.amount_returned, hold.reapplications, hold.history)
+    with pytest.raises(IllegalTransition):
+        next_state(state, event)
+
+
+def test_stop_records_the_amount_actually_held() -> None:
+    hold = hold_in(HoldState.SENT, stopped=0)
+    hold.apply(HoldEvent.STOP_CONFIRMED, cause="callback", actor="BK01", at=AT, amount=2_500)
+    assert (hold.state, hold.amount_stopped) == (HoldState.STOPPED, 2_500)
+
+
+@pytest.mark.parametrize(
+    ("state", "event", "amount"),
+    [
+        (HoldState.SENT, HoldEvent.STOP_CONFIRMED, 10_001),  # more than asked
+        (HoldState.SENT, HoldEvent.STOP_CONFIRMED, -1),
+        (HoldState.SENT, HoldEvent.STOP_CONFIRMED, None),
+        (HoldState.STOPPED, HoldEvent.FREEZE_CONFIRMED, 8_001),  # more than stopped
+        (HoldState.RETURNING, HoldEvent.RETURN_CONFIRMED, 8_001),  # more than frozen
+    ],
+)
+def test_impossible_amounts_raise_and_change_nothing(
+    state: HoldState, event: HoldEvent, amount: int | None
+) -> None:
+    hold = hold_in(state)
+    with pytest.raises(InvalidAmount):
+        hold.apply(event, cause="test", actor="tester", at=AT, amount=amount)
+    assert (hold.state, hold.version, hold.history) == (state, 1, [])
+    assert (hold.amount_stopped, hold.amount_frozen, hold.amount_returned) == (8_000, 8_000, 0)
+
+
+def test_reapplication_is_counted() -> None:
+    hold = hold_in(HoldState.EXPIRED)
+    hold.apply(HoldEvent.REAPPLIED, cause="operator", actor="officer-7", at=AT)
+    assert (hold.state, hold.reapplications) == (HoldState.REQUESTED, 1)
+
+
+def test_a_hold_must_ask_for_something() -> None:
+    with pytest.raises(InvalidAmount):
+        hold_in(HoldState.REQUESTED, asked=0)
+
+
+def test_full_happy_path() -> None:
+    hold = hold_in(HoldState.REQUESTED, stopped=0, frozen=0)
+    for event, amount in [
+        (HoldEvent.REQUEST_SENT, None), (HoldEvent.STOP_CONFIRMED, 9_000),
+        (HoldEvent.FREEZE_CONFIRMED, 9_000), (HoldEvent.RETURN_STARTED, None),
+        (HoldEvent.RETURN_CONFIRMED, 9_000),
+    ]:
+        hold.apply(event, cause="step", actor="test", at=AT, amount=amount)
+    assert hold.state is HoldState.RETURNED
+    assert [t.to_state for t in hold.history] == [
+        HoldState.SENT, HoldState.STOPPED, HoldState.FROZEN, HoldState.RETURNING,
+        HoldState.RETURNED,
+    ]
+    assert hold.amount_returned == 9_000

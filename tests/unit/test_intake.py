@@ -1,0 +1,102 @@
+"""The intake use case and the consume loop, with hand-written fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from stopper.app.consuming import consume
+from stopper.app.intake import (
+    ACCEPTED_AT_HEADER,
+    DLQ_REASON_HEADER,
+    IntakeHandler,
+    IntakeTopics,
+)
+from stopper.domain.cases import case_id_for
+from stopper.registry import load_registry
+from tests.factories import report_doc
+from tests.unit.fakes import FakeIntakeStore, FakePublisher, FakeSubscription, FixedClock, message
+
+TOPICS = IntakeTopics(dead_letter="dlq", stop_requests="stop-requests")
+
+
+def handler(store: FakeIntakeStore, publisher: FakePublisher) -> IntakeHandler:
+    return IntakeHandler(store, publisher, FixedClock(), load_registry(), TOPICS)
+
+
+def raw(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc).encode()
+
+
+async def test_a_report_opens_a_case_with_holds_and_owed_stop_requests() -> None:
+    store, publisher = FakeIntakeStore(), FakePublisher()
+    doc = report_doc()
+    result = await handler(store, publisher).handle_batch([message(raw(doc), key=doc["report_id"])])
+    case = store.cases[case_id_for(doc["report_id"])]
+    assert result.created == 1 and publisher.sent == []
+    assert [(h.institution_code, h.amount_asked) for h in case.case.holds] == [
+        ("BK01", 2_000_050), ("PI04", 82_000),
+    ]
+    assert [hold_id for _, hold_id in store.outbox] == [h.id for h in case.case.holds]
+    assert {v.victim_ref for v in case.victims} == {"V1", "V2"}
+
+
+async def test_accepted_at_comes_from_the_intake_header() -> None:
+    store, publisher = FakeIntakeStore(), FakePublisher()
+    doc = report_doc()
+    at = "2026-11-21T10:00:00+00:00"
+    await handler(store, publisher).handle_batch(
+        [message(raw(doc), headers={ACCEPTED_AT_HEADER: at})]
+    )
+    assert store.cases[case_id_for(doc["report_id"])].accepted_at.isoformat() == at
+
+
+async def test_redelivery_and_reposts_change_nothing() -> None:
+    store, publisher = FakeIntakeStore(), FakePublisher()
+    doc = report_doc()
+    intake = handler(store, publisher)
+    first = await intake.handle_batch([message(raw(doc), 0), message(raw(doc), 1)])
+    again = await intake.handle_batch([message(raw(doc), 0)])
+    assert (first.created, first.duplicates) == (1, 1)
+    assert (again.created, again.duplicates) == (0, 1)
+    assert len(store.cases) == 1 and len(store.outbox) == 2 and publisher.sent == []
+
+
+async def test_bad_records_are_dead_lettered_with_reason_and_the_rest_goes_on() -> None:
+    store, publisher = FakeIntakeStore(), FakePublisher()
+    good = report_doc()
+    reused = dict(report_doc(), report_id=good["report_id"], victims=[{"victim_id": "V1"}],
+                  transfers=good["transfers"][:1])
+    wrong_key = report_doc()
+    batch = [
+        message(b"{not json", 0),
+        message(raw(good), 1),
+        message(raw(reused), 2),
+        message(raw(wrong_key), 3, key="some-other-id"),
+    ]
+    result = await handler(store, publisher).handle_batch(batch)
+    assert result.created == 1
+    reasons = {p.value: p.headers[DLQ_REASON_HEADER] for p in publisher.sent}
+    assert all(p.topic == "dlq" for p in publisher.sent)
+    assert reasons[b"{not json"].startswith("body: Invalid JSON")
+    assert "reused" in reasons[raw(reused)]
+    assert reasons[raw(wrong_key)] == "record key differs from report_id"
+    assert json.loads(publisher.sent[0].headers["stopper-dlq-origin"]) == {
+        "topic": "stopper.reports", "partition": 0, "offset": 0,
+    }
+
+
+async def test_consumer_commits_only_after_the_batch_is_done_and_retries_failures() -> None:
+    store, publisher = FakeIntakeStore(fail_next=2), FakePublisher()
+    stopping = asyncio.Event()
+    docs = [report_doc(), report_doc()]
+    subscription = FakeSubscription(
+        [[message(raw(docs[0]), 0)], [message(raw(docs[1]), 1)]], stopping
+    )
+    await consume(subscription, handler(store, publisher).handle_batch, name="test",
+                  stopping=stopping, retry_delay_s=0.001)
+    # The database failed twice on the first batch: it was retried, not skipped or committed early.
+    assert subscription.committed == [[0], [1]]
+    assert {case_id_for(d["report_id"]) for d in docs} == set(store.cases)
+    assert subscription.closed
