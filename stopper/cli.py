@@ -74,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the HTTP API and the consumers (embedded default without servers)"
     )
     serve.add_argument("--host", default=None, help="default: STOPPER_API_HOST or 127.0.0.1")
-    serve.add_argument("--port", type=int, default=None,
-                       help="default: STOPPER_API_PORT or 8080")
+    serve.add_argument("--port", type=int, default=None, help="default: STOPPER_API_PORT or 8080")
     serve.set_defaults(run=_serve)
 
     mig = commands.add_parser("migrate", help="upgrade the database schema to the newest")
@@ -84,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="a live run on the embedded default")
     demo.add_argument("--reports", type=int, default=300, help="how many reports (default 300)")
-    demo.add_argument("--db", type=Path, default=None,
-                      help="keep the SQLite file here (default: a temporary one)")
+    demo.add_argument(
+        "--db", type=Path, default=None, help="keep the SQLite file here (default: a temporary one)"
+    )
     demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     demo.set_defaults(run=_demo)
     return parser

@@ -64,8 +64,9 @@ async def run_demo(reports: int, db_path: Path, *, progress: bool) -> DemoResult
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://stopper") as client:
             now = datetime.now(UTC)
-            documents = [factory.report(now - timedelta(seconds=reports - i))
-                         for i in range(reports)]
+            documents = [
+                factory.report(now - timedelta(seconds=reports - i)) for i in range(reports)
+            ]
             bodies = [json.dumps(d).encode() for d in documents]
             # Intake systems retry: every tenth report is posted twice.
             bodies += [bodies[i] for i in range(0, reports, 10)]
@@ -112,8 +113,9 @@ def _summary(overview: Any, reports: int, sample_case: dict[str, Any]) -> dict[s
         "reports_expected": reports,
         "cases_opened": overview.cases,
         "holds_by_state": overview.holds_by_state,
-        "amount_reported": {c: f"{v / 100:.2f}" for c, v in
-                            overview.amount_asked_by_currency.items()},
+        "amount_reported": {
+            c: f"{v / 100:.2f}" for c, v in overview.amount_asked_by_currency.items()
+        },
         "stop_requests_in_outbox": overview.outbox_pending,
         "intake_latency_ms": {
             "p50": round(_percentile(latencies, 50), 1),
@@ -132,32 +134,47 @@ def _progress(text: str) -> None:
 def print_table(result: DemoResult) -> None:
     s = result.summary
     print(f"\nStopper demo — {result.posted} reports posted to intake")
-    print("  HTTP answers:      " + ", ".join(f"{k}: {v}" for k, v in sorted(result.answers.items())))
+    print(
+        "  HTTP answers:      " + ", ".join(f"{k}: {v}" for k, v in sorted(result.answers.items()))
+    )
     for reason, count in result.rejections.items():
         print(f"  refused ({count}):      {reason}")
     print(f"  cases opened:      {s['cases_opened']} of {s['reports_expected']}")
     print("  holds by state:    " + ", ".join(f"{k}: {v}" for k, v in s["holds_by_state"].items()))
-    print("  amount reported:   " + ", ".join(f"{v} {k}" for k, v in
-                                              s["amount_reported"].items()))
+    print("  amount reported:   " + ", ".join(f"{v} {k}" for k, v in s["amount_reported"].items()))
     print(f"  stop requests owed (outbox): {s['stop_requests_in_outbox']}")
     lat = s["intake_latency_ms"]
-    print(f"  report accepted -> case open: p50 {lat['p50']} ms, p95 {lat['p95']} ms, "
-          f"p99 {lat['p99']} ms")
+    print(
+        f"  report accepted -> case open: p50 {lat['p50']} ms, p95 {lat['p95']} ms, "
+        f"p99 {lat['p99']} ms"
+    )
     case = s["sample_case"]
     print(f"\n  sample case {case['case_id']} ({case['report_id']}):")
     for hold in case["holds"]:
-        print(f"    {hold['institution_code']:<5} {hold['account']:<10} {hold['state']:<10} "
-              f"{hold['amount_asked']:>12} {hold['currency']}")
+        print(
+            f"    {hold['institution_code']:<5} {hold['account']:<10} {hold['state']:<10} "
+            f"{hold['amount_asked']:>12} {hold['currency']}"
+        )
 
 
 def main(reports: int, db: Path | None, as_json: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="stopper-demo-") as tmp:
         db_path = db or Path(tmp) / "stopper-demo.db"
-        result = asyncio.run(run_demo(reports, db_path, progress=not as_json and sys.stderr.isatty()))
+        result = asyncio.run(
+            run_demo(reports, db_path, progress=not as_json and sys.stderr.isatty())
+        )
     if as_json:
-        print(json.dumps({"posted": result.posted,
-                          "http_answers": {str(k): v for k, v in result.answers.items()},
-                          "refused": dict(result.rejections), **result.summary}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "posted": result.posted,
+                    "http_answers": {str(k): v for k, v in result.answers.items()},
+                    "refused": dict(result.rejections),
+                    **result.summary,
+                },
+                indent=2,
+            )
+        )
     else:
         print_table(result)
     return 0 if result.summary["cases_opened"] == reports else 1

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import logging
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's coloured copy of the message
+}
 
 
 class KeyValueFormatter(logging.Formatter):

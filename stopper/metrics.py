@@ -17,7 +17,8 @@ HTTP_INTAKE_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 CASES_OPENED = Counter(
-    "stopper_cases_opened_total", "Cases opened by the intake consumer, by report source.",
+    "stopper_cases_opened_total",
+    "Cases opened by the intake consumer, by report source.",
     ["source"],
 )
 HOLDS_CREATED = Counter("stopper_holds_created_total", "Holds created in state requested.")
@@ -28,7 +29,8 @@ INTAKE_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 DEAD_LETTERS = Counter(
-    "stopper_dead_letters_total", "Records sent to a dead-letter topic, by source topic.",
+    "stopper_dead_letters_total",
+    "Records sent to a dead-letter topic, by source topic.",
     ["topic"],
 )
 CONSUMER_ERRORS = Counter(

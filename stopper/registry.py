@@ -59,7 +59,8 @@ def load_registry(path: Path | None = None) -> Registry:
     for entry in document.get("institution", []):
         try:
             institution = Institution(
-                code=str(entry["code"]), name=str(entry["name"]),
+                code=str(entry["code"]),
+                name=str(entry["name"]),
                 kind=InstitutionKind(entry["kind"]),
             )
         except (KeyError, ValueError) as e:

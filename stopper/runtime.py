@@ -44,11 +44,17 @@ class Runtime:
         if consumers:
             kafka = self.settings.kafka
             subscription = self.bus.subscribe(kafka.reports_topic, kafka.intake_group)
-            self._tasks.append(asyncio.create_task(
-                consume(subscription, self.intake.handle_batch, name="intake",
-                        stopping=self._stopping),
-                name="consumer:intake",
-            ))
+            self._tasks.append(
+                asyncio.create_task(
+                    consume(
+                        subscription,
+                        self.intake.handle_batch,
+                        name="intake",
+                        stopping=self._stopping,
+                    ),
+                    name="consumer:intake",
+                )
+            )
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -77,7 +83,10 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             kafka, topics=(kafka.reports_topic, kafka.reports_dlq_topic, kafka.stop_requests_topic)
         )
     intake = IntakeHandler(
-        store, bus, clock, registry,
+        store,
+        bus,
+        clock,
+        registry,
         IntakeTopics(dead_letter=kafka.reports_dlq_topic, stop_requests=kafka.stop_requests_topic),
     )
     return Runtime(settings, registry, clock, engine, store, bus, intake)

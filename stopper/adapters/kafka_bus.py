@@ -8,6 +8,7 @@ idempotent or transactional producer is used, so Stopper never relies on Kafka t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -78,7 +79,8 @@ class KafkaBus:
         if not self._topics:
             return
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap, client_id=f"{self._settings.client_id}-admin",
+            bootstrap_servers=self._bootstrap,
+            client_id=f"{self._settings.client_id}-admin",
             request_timeout_ms=self._settings.request_timeout_ms,
         )
         await admin.start()
@@ -86,12 +88,11 @@ class KafkaBus:
             existing = set(await admin.list_topics())
             missing = [t for t in self._topics if t not in existing]
             if missing:
-                try:
-                    await admin.create_topics([
-                        NewTopic(t, self._settings.topic_partitions, 1) for t in missing
-                    ])
-                except TopicAlreadyExistsError:
-                    pass  # another instance created it first
+                # Another instance may create them first.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(
+                        [NewTopic(t, self._settings.topic_partitions, 1) for t in missing]
+                    )
         finally:
             await admin.close()
 

@@ -37,8 +37,9 @@ class InProcessBus:
     ) -> None:
         async with self._appended:
             log = self._topics[topic]
-            log.append(Message(topic, 0, len(log), key, value, self._clock.now(),
-                               dict(headers or {})))
+            log.append(
+                Message(topic, 0, len(log), key, value, self._clock.now(), dict(headers or {}))
+            )
             self._appended.notify_all()
 
     def subscribe(self, topic: str, group: str) -> InProcessSubscription:
@@ -58,7 +59,7 @@ class InProcessBus:
                     )
                 except TimeoutError:
                     return []
-            return self._topics[topic][position:position + self._max_batch]
+            return self._topics[topic][position : position + self._max_batch]
 
 
 class InProcessSubscription:

@@ -62,9 +62,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's default answer echoes the input; ours never does (it may hold account data).
-        errors = [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
-        ]
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return _error(422, "the request is not valid", errors)
 
     @app.exception_handler(StoreUnavailable)
@@ -75,8 +73,10 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         "/v1/reports",
         status_code=202,
         response_model=ReportAcceptedV1,
-        responses={200: {"model": ReportAcceptedV1,
-                         "description": "The same report was received before."}, **_ERRORS},
+        responses={
+            200: {"model": ReportAcceptedV1, "description": "The same report was received before."},
+            **_ERRORS,
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -101,7 +101,8 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
 
         case_id = case_id_for(report.report_id)
         accepted = ReportAcceptedV1(
-            report_id=report.report_id, case_id=str(case_id),
+            report_id=report.report_id,
+            case_id=str(case_id),
             status_url=f"{public_url}/v1/cases/{case_id}",
         )
         known = await runtime.store.case_fingerprint(case_id)
@@ -114,21 +115,28 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
             return JSONResponse(duplicate.model_dump(mode="json"), status_code=200)
         try:
             await runtime.bus.publish(
-                runtime.settings.kafka.reports_topic, report.report_id, raw,
+                runtime.settings.kafka.reports_topic,
+                report.report_id,
+                raw,
                 {ACCEPTED_AT_HEADER: runtime.clock.now().isoformat(), SOURCE_HEADER: "http"},
             )
         except BusUnavailable:
-            return _error(503, "the report could not be queued; retry later",
-                          headers={"Retry-After": "5"})
+            return _error(
+                503, "the report could not be queued; retry later", headers={"Retry-After": "5"}
+            )
         metrics.REPORTS_RECEIVED.labels(outcome="accepted").inc()
         metrics.HTTP_INTAKE_DURATION.observe(time.perf_counter() - started)
         return JSONResponse(
-            accepted.model_dump(mode="json"), status_code=202,
+            accepted.model_dump(mode="json"),
+            status_code=202,
             headers={"Location": accepted.status_url},
         )
 
-    @app.get("/v1/cases/{case_id}", response_model=CaseV1,
-             responses={404: {"model": ErrorV1, "description": "No such case (yet)."}})
+    @app.get(
+        "/v1/cases/{case_id}",
+        response_model=CaseV1,
+        responses={404: {"model": ErrorV1, "description": "No such case (yet)."}},
+    )
     async def get_case(case_id: UUID) -> Response:
         view = await runtime.store.get_case(case_id)
         if view is None:
@@ -139,8 +147,11 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: database, bus and consumers are working.",
-             responses={503: {"description": "Not ready; `checks` says what is not."}})
+    @app.get(
+        "/readyz",
+        summary="Readiness: database, bus and consumers are working.",
+        responses={503: {"description": "Not ready; `checks` says what is not."}},
+    )
     async def readyz() -> JSONResponse:
         checks = {
             "database": await runtime.store.ping(),
@@ -179,8 +190,11 @@ def _is_encoding_error(rejected: ReportRejected) -> bool:
 
 
 def _error(
-    status: int, detail: str, errors: list[dict[str, object]] | None = None,
+    status: int,
+    detail: str,
+    errors: list[dict[str, object]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse({"detail": detail, "errors": errors or []}, status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        {"detail": detail, "errors": errors or []}, status_code=status, headers=headers
+    )

@@ -44,8 +44,9 @@ async def consume(
                 continue
             if not batch:
                 continue
-            if not await _handle_until_done(handle, batch, name, stopping, retry_delay_s,
-                                            max_retry_delay_s):
+            if not await _handle_until_done(
+                handle, batch, name, stopping, retry_delay_s, max_retry_delay_s
+            ):
                 return
             try:
                 await subscription.commit(batch)
@@ -56,8 +57,12 @@ async def consume(
 
 
 async def _handle_until_done(
-    handle: BatchHandler, batch: Sequence[Message], name: str, stopping: asyncio.Event,
-    delay: float, max_delay: float,
+    handle: BatchHandler,
+    batch: Sequence[Message],
+    name: str,
+    stopping: asyncio.Event,
+    delay: float,
+    max_delay: float,
 ) -> bool:
     while True:
         try:

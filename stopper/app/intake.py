@@ -68,11 +68,13 @@ def to_opened_case(
         TransferFact(
             victim_ref=t.victim_id,
             victim_account=AccountRef(
-                t.victim_account.institution_code, t.victim_account.account_number,
+                t.victim_account.institution_code,
+                t.victim_account.account_number,
                 t.victim_account.name,
             ),
             receiving_account=AccountRef(
-                t.receiving_account.institution_code, t.receiving_account.account_number,
+                t.receiving_account.institution_code,
+                t.receiving_account.account_number,
                 t.receiving_account.name,
             ),
             amount=t.amount_minor,
@@ -133,7 +135,11 @@ class IntakeHandler:
     """
 
     def __init__(
-        self, store: IntakeStore, publisher: Publisher, clock: Clock, registry: Registry,
+        self,
+        store: IntakeStore,
+        publisher: Publisher,
+        clock: Clock,
+        registry: Registry,
         topics: IntakeTopics,
     ) -> None:
         self._store = store
@@ -187,14 +193,18 @@ class IntakeHandler:
         accepted_at = _accepted_at(message)
         try:
             return to_opened_case(
-                report, accepted_at=accepted_at, opened_at=now,
+                report,
+                accepted_at=accepted_at,
+                opened_at=now,
                 source=message.headers.get(SOURCE_HEADER, "kafka"),
             )
         except DomainError as e:
             raise ReportRejected(str(e)) from e
 
     def _observe_created(
-        self, created: Sequence[object], opened: dict[str, tuple[Message, OpenedCase]],
+        self,
+        created: Sequence[object],
+        opened: dict[str, tuple[Message, OpenedCase]],
         now: datetime,
     ) -> None:
         created_ids = set(created)
@@ -216,7 +226,9 @@ class IntakeHandler:
             {"topic": message.topic, "partition": message.partition, "offset": message.offset}
         )
         await self._publisher.publish(
-            self._topics.dead_letter, message.key, message.value,
+            self._topics.dead_letter,
+            message.key,
+            message.value,
             {**message.headers, DLQ_REASON_HEADER: dead.reason, DLQ_ORIGIN_HEADER: origin},
         )
         metrics.DEAD_LETTERS.labels(topic=message.topic).inc()
@@ -234,5 +246,3 @@ def _accepted_at(message: Message) -> datetime:
         except ValueError:
             pass
     return message.timestamp
-
-

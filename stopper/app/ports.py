@@ -1,4 +1,7 @@
-"""The ports the use cases depend on. Adapters implement them; the use cases never import adapters."""
+"""The ports the use cases depend on.
+
+Adapters implement them; the use cases never import adapters.
+"""
 
 from __future__ import annotations
 

@@ -1,1 +1,4 @@
-"""Wire models (pydantic v2). Each model's name carries its version; a new version is a new model."""
+"""Wire models (pydantic v2).
+
+Each model's name carries its version; a new version is a new model.
+"""

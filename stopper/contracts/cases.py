@@ -48,18 +48,29 @@ class CaseV1(BaseModel):
         for hold in view.holds:
             by_state[hold.state] = by_state.get(hold.state, 0) + 1
         return cls(
-            case_id=view.case_id, report_id=view.report_id, agency_code=view.agency_code,
-            reported_at=view.reported_at, accepted_at=view.accepted_at,
-            opened_at=view.opened_at, victims=view.victim_count, transfers=view.transfer_count,
+            case_id=view.case_id,
+            report_id=view.report_id,
+            agency_code=view.agency_code,
+            reported_at=view.reported_at,
+            accepted_at=view.accepted_at,
+            opened_at=view.opened_at,
+            victims=view.victim_count,
+            transfers=view.transfer_count,
             holds_by_state=by_state,
             holds=[
                 HoldV1(
-                    hold_id=h.hold_id, institution_code=h.institution_code,
-                    account=h.account_masked, state=h.state, layer=h.layer,
-                    parent_hold_id=h.parent_hold_id, currency=h.currency,
-                    amount_asked=_major(h.amount_asked), amount_stopped=_major(h.amount_stopped),
+                    hold_id=h.hold_id,
+                    institution_code=h.institution_code,
+                    account=h.account_masked,
+                    state=h.state,
+                    layer=h.layer,
+                    parent_hold_id=h.parent_hold_id,
+                    currency=h.currency,
+                    amount_asked=_major(h.amount_asked),
+                    amount_stopped=_major(h.amount_stopped),
                     amount_frozen=_major(h.amount_frozen),
-                    amount_returned=_major(h.amount_returned), updated_at=h.updated_at,
+                    amount_returned=_major(h.amount_returned),
+                    updated_at=h.updated_at,
                 )
                 for h in view.holds
             ],

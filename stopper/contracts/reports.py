@@ -8,7 +8,7 @@ used. Error messages never repeat account numbers or names.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -31,17 +31,20 @@ MAX_VICTIMS = 100
 MAX_TRANSFERS = 500
 SUPPORTED_CURRENCIES = frozenset({"CNY", "HKD", "USD", "EUR", "GBP"})  # all with 2 minor digits
 
-Identifier = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 InstitutionCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,12}$")]
 AccountNumber = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{4,34}$")]
 PersonName = Annotated[str, StringConstraints(min_length=1, max_length=140, strip_whitespace=True)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Amount = Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
 Channel = Literal[
-    "bank_transfer", "mobile_banking", "online_banking", "third_party_payment",
-    "atm", "counter", "other",
+    "bank_transfer",
+    "mobile_banking",
+    "online_banking",
+    "third_party_payment",
+    "atm",
+    "counter",
+    "other",
 ]
 
 _PACKAGED_REGISTRY: Registry | None = None
@@ -75,7 +78,9 @@ class VictimV1(_Strict):
 class AccountV1(_Strict):
     institution_code: InstitutionCode
     account_number: AccountNumber = Field(description="Personal data: shown masked only.")
-    name: PersonName | None = Field(default=None, description="Account holder as the victim knows it.")
+    name: PersonName | None = Field(
+        default=None, description="Account holder as the victim knows it."
+    )
 
 
 class ReceivingAccountV1(AccountV1):
@@ -110,7 +115,10 @@ class TransferV1(_Strict):
 
 
 class FraudReportV1(_Strict):
-    """A police fraud report: who lost what to which accounts. `report_id` is the idempotency key."""
+    """A police fraud report: who lost what to which accounts.
+
+    `report_id` is the intake system's idempotency key.
+    """
 
     schema_version: Literal[1] = 1
     report_id: Identifier = Field(description="The intake system's id; reposting it is harmless.")
@@ -121,7 +129,7 @@ class FraudReportV1(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> FraudReportV1:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if self.reported_at > now + CLOCK_SKEW:
             raise ValueError("reported_at is in the future")
         victim_ids = [v.victim_id for v in self.victims]
@@ -135,8 +143,10 @@ class FraudReportV1(_Strict):
                 raise ValueError(f"{where}.victim_id names no victim of this report")
             if transfer.transferred_at > self.reported_at + CLOCK_SKEW:
                 raise ValueError(f"{where}.transferred_at is after reported_at")
-            key = (transfer.receiving_account.institution_code,
-                   transfer.receiving_account.account_number)
+            key = (
+                transfer.receiving_account.institution_code,
+                transfer.receiving_account.account_number,
+            )
             if currencies.setdefault(key, transfer.currency) != transfer.currency:
                 raise ValueError(f"{where}: one receiving account in two currencies")
         return self

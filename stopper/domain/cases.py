@@ -131,8 +131,9 @@ def open_case(
         case.holds.append(hold)
         births.append(birth)
         events.append(
-            HoldRequested(hold.id, case_id, hold.institution_code, 1, hold.amount_asked,
-                          hold.currency)
+            HoldRequested(
+                hold.id, case_id, hold.institution_code, 1, hold.amount_asked, hold.currency
+            )
         )
     events.insert(0, CaseOpened(case_id, report_id, agency_code, len(case.holds), opened_at))
     return case, births, events

@@ -21,8 +21,14 @@ AGENCIES = [
 CHANNELS = ["mobile_banking", "online_banking", "third_party_payment", "bank_transfer", "counter"]
 SURNAMES = ["Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Zhao", "Huang", "Zhou", "Wu"]
 GIVEN = ["Wei", "Fang", "Na", "Min", "Jing", "Lei", "Qiang", "Yan", "Jun", "Hui", "Xin", "Tao"]
-SCAMS = ["fake investment platform", "impersonated police officer", "online shopping refund",
-         "part-time job task", "fake loan fee", "romance scam"]
+SCAMS = [
+    "fake investment platform",
+    "impersonated police officer",
+    "online shopping refund",
+    "part-time job task",
+    "fake loan fee",
+    "romance scam",
+]
 
 
 class ReportFactory:
@@ -32,8 +38,11 @@ class ReportFactory:
         banks = registry.of_kind(InstitutionKind.BANK)
         payment = registry.of_kind(InstitutionKind.PAYMENT_INSTITUTION)
         self._mules = [
-            (self._rng.choice(banks if self._rng.random() < 0.7 else payment).code,
-             self._account_number(), self._name())
+            (
+                self._rng.choice(banks if self._rng.random() < 0.7 else payment).code,
+                self._account_number(),
+                self._name(),
+            )
             for _ in range(mule_pool)
         ]
         self._banks = [b.code for b in banks]
@@ -54,21 +63,25 @@ class ReportFactory:
             start = reported_at - timedelta(minutes=rng.randint(10, 600))
             for k in range(rng.choices([1, 2, 3, 4, 6], weights=[40, 30, 15, 10, 5])[0]):
                 code, number, holder = rng.choice(self._mules)
-                transfers.append({
-                    "victim_id": victim["victim_id"],
-                    "victim_account": {"institution_code": own[0], "account_number": own[1]},
-                    "receiving_account": {
-                        "institution_code": code, "account_number": number, "name": holder,
-                    },
-                    "amount": str(self._amount()),
-                    "currency": "CNY",
-                    "transferred_at": (start + timedelta(minutes=7 * k)).isoformat(),
-                    "channel": rng.choice(CHANNELS),
-                    "reference": rng.choice(SCAMS),
-                })
+                transfers.append(
+                    {
+                        "victim_id": victim["victim_id"],
+                        "victim_account": {"institution_code": own[0], "account_number": own[1]},
+                        "receiving_account": {
+                            "institution_code": code,
+                            "account_number": number,
+                            "name": holder,
+                        },
+                        "amount": str(self._amount()),
+                        "currency": "CNY",
+                        "transferred_at": (start + timedelta(minutes=7 * k)).isoformat(),
+                        "channel": rng.choice(CHANNELS),
+                        "reference": rng.choice(SCAMS),
+                    }
+                )
         return {
             "report_id": f"{agency[0]}-{reported_at:%Y%m%d}-{rng.randrange(16**8):08x}"
-                         f"-{self._serial:05d}",
+            f"-{self._serial:05d}",
             "agency": {"code": agency[0], "name": agency[1]},
             "reported_at": reported_at.isoformat(),
             "victims": victims,

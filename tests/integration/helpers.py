@@ -21,13 +21,17 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 
         await asyncio.sleep(0.1)
 
 
-async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[
-    tuple[bytes | None, bytes, dict[str, str]]
-]:
+async def read_topic(
+    bootstrap: str, topic: str, count: int, timeout: float = 30.0
+) -> list[tuple[bytes | None, bytes, dict[str, str]]]:
     """Read `count` records from the start of `topic` (key, value, headers)."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None, fetch_max_wait_ms=50,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_wait_ms=50,
     )
     await consumer.start()
     found: list[tuple[bytes | None, bytes, dict[str, str]]] = []
@@ -36,9 +40,7 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30
         while len(found) < count and asyncio.get_running_loop().time() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
-                found += [
-                    (r.key, r.value, {k: v.decode() for k, v in r.headers}) for r in records
-                ]
+                found += [(r.key, r.value, {k: v.decode() for k, v in r.headers}) for r in records]
     finally:
         await consumer.stop()
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -33,7 +34,7 @@ async def client(real_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def case_json(client: httpx.AsyncClient, case_id: str) -> dict[str, object] | None:
+async def case_json(client: httpx.AsyncClient, case_id: str) -> dict[str, Any] | None:
     answer = await client.get(f"/v1/cases/{case_id}")
     return answer.json() if answer.status_code == 200 else None
 
@@ -46,8 +47,9 @@ async def count_rows(runtime: Runtime, model: type, **where: object) -> int:
         return int(await connection.scalar(query) or 0)
 
 
-async def test_report_over_http_becomes_case_and_holds(client: httpx.AsyncClient,
-                                                       real_runtime: Runtime) -> None:
+async def test_report_over_http_becomes_case_and_holds(
+    client: httpx.AsyncClient, real_runtime: Runtime
+) -> None:
     doc = report_doc()
     answer = await client.post("/v1/reports", json=doc)
     assert answer.status_code == 202, answer.text
@@ -58,15 +60,21 @@ async def test_report_over_http_becomes_case_and_holds(client: httpx.AsyncClient
     case = await eventually(lambda: case_json(client, body["case_id"]))
     assert case["holds_by_state"] == {"requested": 2}
     assert {(h["institution_code"], h["account"], h["amount_asked"]) for h in case["holds"]} == {
-        ("BK01", "****3333", "20000.50"), ("PI04", "****5678", "820.00"),
+        ("BK01", "****3333", "20000.50"),
+        ("PI04", "****5678", "820.00"),
     }
     assert "6222111122223333" not in json.dumps(case)
-    assert await count_rows(real_runtime, OutboxRow, topic=real_runtime.settings.kafka
-                            .stop_requests_topic) >= 2
+    assert (
+        await count_rows(
+            real_runtime, OutboxRow, topic=real_runtime.settings.kafka.stop_requests_topic
+        )
+        >= 2
+    )
 
 
-async def test_duplicate_report_is_one_case(client: httpx.AsyncClient,
-                                            real_runtime: Runtime) -> None:
+async def test_duplicate_report_is_one_case(
+    client: httpx.AsyncClient, real_runtime: Runtime
+) -> None:
     doc = report_doc()
     answers = [await client.post("/v1/reports", json=doc) for _ in range(2)]
     case_id = answers[0].json()["case_id"]
@@ -88,8 +96,9 @@ async def test_bad_record_goes_to_dlq_and_the_next_is_processed(
     topics = real_runtime.settings.kafka
     good = report_doc()
     await real_runtime.bus.publish(topics.reports_topic, "bad-1", b'{"report_id": 42')
-    await real_runtime.bus.publish(topics.reports_topic, good["report_id"],
-                                   json.dumps(good).encode())
+    await real_runtime.bus.publish(
+        topics.reports_topic, good["report_id"], json.dumps(good).encode()
+    )
     await eventually(lambda: case_json(client, str(case_id_for(good["report_id"]))))
     [(key, value, headers)] = await read_topic(kafka_bootstrap, topics.reports_dlq_topic, 1)
     assert (key, value) == (b"bad-1", b'{"report_id": 42')

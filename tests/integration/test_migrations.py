@@ -20,8 +20,16 @@ from stopper.config import DatabaseSettings
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"cases", "victims", "accounts", "holds", "transfers", "hold_transitions", "outbox",
-          "processed_messages"}
+TABLES = {
+    "cases",
+    "victims",
+    "accounts",
+    "holds",
+    "transfers",
+    "hold_transitions",
+    "outbox",
+    "processed_messages",
+}
 
 
 async def fresh_postgres_database(postgres_url: str) -> str:

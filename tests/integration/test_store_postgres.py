@@ -39,17 +39,22 @@ def opened_case() -> OpenedCase:
 
 async def test_two_racing_writers_record_one_case(store: SqlStore) -> None:
     case = opened_case()
-    outcomes = await asyncio.gather(*[
-        store.record_opened_cases([case], stop_request_topic="stop-requests") for _ in range(4)
-    ])
+    outcomes = await asyncio.gather(
+        *[store.record_opened_cases([case], stop_request_topic="stop-requests") for _ in range(4)]
+    )
     assert sorted(len(o.created) for o in outcomes) == [0, 0, 0, 1]
-    assert all(o.already_known == {case.case.id: case.fingerprint}
-               for o in outcomes if not o.created)
+    assert all(
+        o.already_known == {case.case.id: case.fingerprint} for o in outcomes if not o.created
+    )
     async with store._engine.connect() as connection:
-        holds = (await connection.execute(
-            select(HoldRow.id).where(HoldRow.case_id == case.case.id))).all()
-        outbox = (await connection.execute(
-            select(OutboxRow.key).where(OutboxRow.key.in_([str(h.id) for h in holds])))).all()
+        holds = (
+            await connection.execute(select(HoldRow.id).where(HoldRow.case_id == case.case.id))
+        ).all()
+        outbox = (
+            await connection.execute(
+                select(OutboxRow.key).where(OutboxRow.key.in_([str(h.id) for h in holds]))
+            )
+        ).all()
     assert len(holds) == 2 and len(outbox) == 2
 
 
@@ -59,17 +64,21 @@ async def test_case_view_masks_accounts_and_shows_states(store: SqlStore) -> Non
     view = await store.get_case(case.case.id)
     assert view is not None
     assert (view.victim_count, view.transfer_count) == (2, 3)
-    assert [(h.institution_code, h.account_masked, h.state, h.amount_asked)
-            for h in view.holds] in (
+    assert [
+        (h.institution_code, h.account_masked, h.state, h.amount_asked) for h in view.holds
+    ] in (
         [("BK01", "****3333", "requested", 2_000_050), ("PI04", "****5678", "requested", 82_000)],
         [("PI04", "****5678", "requested", 82_000), ("BK01", "****3333", "requested", 2_000_050)],
     )
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE hold_transitions SET cause = 'rewritten' WHERE hold_id = :hold",
-    "DELETE FROM hold_transitions WHERE hold_id = :hold",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE hold_transitions SET cause = 'rewritten' WHERE hold_id = :hold",
+        "DELETE FROM hold_transitions WHERE hold_id = :hold",
+    ],
+)
 async def test_audit_trail_is_append_only(store: SqlStore, statement: str) -> None:
     case = opened_case()
     await store.record_opened_cases([case], stop_request_topic="stop-requests")
@@ -78,6 +87,9 @@ async def test_audit_trail_is_append_only(store: SqlStore, statement: str) -> No
         async with store._engine.begin() as connection:
             await connection.execute(text(statement), {"hold": hold_id})
     async with store._engine.connect() as connection:
-        rows = (await connection.execute(
-            select(HoldTransitionRow.cause).where(HoldTransitionRow.hold_id == hold_id))).all()
+        rows = (
+            await connection.execute(
+                select(HoldTransitionRow.cause).where(HoldTransitionRow.hold_id == hold_id)
+            )
+        ).all()
     assert [r.cause for r in rows] == ["report received"]

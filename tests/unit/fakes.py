@@ -32,8 +32,9 @@ class Published:
 class FakePublisher:
     sent: list[Published] = field(default_factory=list)
 
-    async def publish(self, topic: str, key: str | None, value: bytes,
-                      headers: Mapping[str, str] | None = None) -> None:
+    async def publish(
+        self, topic: str, key: str | None, value: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.sent.append(Published(topic, key, value, dict(headers or {})))
 
 
@@ -49,8 +50,9 @@ class FakeIntakeStore:
         case = self.cases.get(case_id)
         return case.fingerprint if case else None
 
-    async def record_opened_cases(self, cases: Sequence[OpenedCase], *,
-                                  stop_request_topic: str) -> RecordOutcome:
+    async def record_opened_cases(
+        self, cases: Sequence[OpenedCase], *, stop_request_topic: str
+    ) -> RecordOutcome:
         if self.fail_next:
             self.fail_next -= 1
             raise StoreUnavailable("fake database down")
@@ -87,6 +89,7 @@ class FakeSubscription:
         self.closed = True
 
 
-def message(value: bytes, offset: int = 0, key: str | None = None,
-            headers: dict[str, str] | None = None) -> Message:
+def message(
+    value: bytes, offset: int = 0, key: str | None = None, headers: dict[str, str] | None = None
+) -> Message:
     return Message("stopper.reports", 0, offset, key, value, datetime.now(UTC), headers or {})

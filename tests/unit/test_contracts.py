@@ -46,12 +46,18 @@ def with_transfer(**change: Any) -> dict[str, Any]:
         (with_transfer(currency="XYZ"), "transfers.0.currency"),
         (with_transfer(channel="pigeon"), "transfers.0.channel"),
         (with_transfer(victim_id="nobody"), "body"),
-        (with_transfer(receiving_account={"institution_code": "ZZ99",
-                                          "account_number": "12345678"}),
-         "transfers.0.receiving_account.institution_code"),
-        (with_transfer(receiving_account={"institution_code": "BK01",
-                                          "account_number": "12 34"}),
-         "transfers.0.receiving_account.account_number"),
+        (
+            with_transfer(
+                receiving_account={"institution_code": "ZZ99", "account_number": "12345678"}
+            ),
+            "transfers.0.receiving_account.institution_code",
+        ),
+        (
+            with_transfer(
+                receiving_account={"institution_code": "BK01", "account_number": "12 34"}
+            ),
+            "transfers.0.receiving_account.account_number",
+        ),
         (report_doc(report_id=""), "report_id"),
         (report_doc(report_id="x" * 200), "report_id"),
         (report_doc(victims=[]), "victims"),

@@ -49,18 +49,28 @@ EXPECTED = {
 }
 
 
-def hold_in(state: HoldState, *, asked: int = 10_000, stopped: int = 8_000,
-            frozen: int = 8_000) -> Hold:
+def hold_in(
+    state: HoldState, *, asked: int = 10_000, stopped: int = 8_000, frozen: int = 8_000
+) -> Hold:
     return Hold(
-        id=uuid4(), case_id=uuid4(), institution_code="BK01", account_number="6222000011112222",
-        currency="CNY", amount_asked=asked, state=state, amount_stopped=stopped,
+        id=uuid4(),
+        case_id=uuid4(),
+        institution_code="BK01",
+        account_number="6222000011112222",
+        currency="CNY",
+        amount_asked=asked,
+        state=state,
+        amount_stopped=stopped,
         amount_frozen=frozen,
     )
 
 
 def amount_for(event: HoldEvent) -> int | None:
-    return {HoldEvent.STOP_CONFIRMED: 7_000, HoldEvent.FREEZE_CONFIRMED: 6_000,
-            HoldEvent.RETURN_CONFIRMED: 5_000}.get(event)
+    return {
+        HoldEvent.STOP_CONFIRMED: 7_000,
+        HoldEvent.FREEZE_CONFIRMED: 6_000,
+        HoldEvent.RETURN_CONFIRMED: 5_000,
+    }.get(event)
 
 
 def test_table_is_the_documented_lifecycle() -> None:
@@ -69,7 +79,10 @@ def test_table_is_the_documented_lifecycle() -> None:
 
 def test_terminal_states() -> None:
     assert TERMINAL_STATES == {
-        HoldState.NOT_FOUND, HoldState.REJECTED, HoldState.RETURNED, HoldState.RELEASED,
+        HoldState.NOT_FOUND,
+        HoldState.REJECTED,
+        HoldState.RETURNED,
+        HoldState.RELEASED,
     }
 
 
@@ -80,7 +93,9 @@ def test_allowed_transition_moves_and_is_recorded(state: HoldState, event: HoldE
     assert hold.state is EXPECTED[(state, event)]
     assert hold.version == 2
     assert (transition.from_state, transition.to_state, transition.event) == (
-        state, hold.state, event,
+        state,
+        hold.state,
+        event,
     )
     assert (transition.cause, transition.actor, transition.at) == ("test", "tester", AT)
     assert hold.history == [transition]
@@ -89,13 +104,27 @@ def test_allowed_transition_moves_and_is_recorded(state: HoldState, event: HoldE
 @pytest.mark.parametrize(("state", "event"), ILLEGAL, ids=lambda v: str(v))
 def test_illegal_transition_raises_and_changes_nothing(state: HoldState, event: HoldEvent) -> None:
     hold = hold_in(state)
-    before = (hold.state, hold.version, hold.amount_stopped, hold.amount_frozen,
-              hold.amount_returned, hold.reapplications, list(hold.history))
+    before = (
+        hold.state,
+        hold.version,
+        hold.amount_stopped,
+        hold.amount_frozen,
+        hold.amount_returned,
+        hold.reapplications,
+        list(hold.history),
+    )
     with pytest.raises(IllegalTransition) as raised:
         hold.apply(event, cause="test", actor="tester", at=AT, amount=amount_for(event))
     assert (raised.value.state, raised.value.event) == (state.value, event.value)
-    assert before == (hold.state, hold.version, hold.amount_stopped, hold.amount_frozen,
-                      hold.amount_returned, hold.reapplications, hold.history)
+    assert before == (
+        hold.state,
+        hold.version,
+        hold.amount_stopped,
+        hold.amount_frozen,
+        hold.amount_returned,
+        hold.reapplications,
+        hold.history,
+    )
     with pytest.raises(IllegalTransition):
         next_state(state, event)
 
@@ -140,14 +169,19 @@ def test_a_hold_must_ask_for_something() -> None:
 def test_full_happy_path() -> None:
     hold = hold_in(HoldState.REQUESTED, stopped=0, frozen=0)
     for event, amount in [
-        (HoldEvent.REQUEST_SENT, None), (HoldEvent.STOP_CONFIRMED, 9_000),
-        (HoldEvent.FREEZE_CONFIRMED, 9_000), (HoldEvent.RETURN_STARTED, None),
+        (HoldEvent.REQUEST_SENT, None),
+        (HoldEvent.STOP_CONFIRMED, 9_000),
+        (HoldEvent.FREEZE_CONFIRMED, 9_000),
+        (HoldEvent.RETURN_STARTED, None),
         (HoldEvent.RETURN_CONFIRMED, 9_000),
     ]:
         hold.apply(event, cause="step", actor="test", at=AT, amount=amount)
     assert hold.state is HoldState.RETURNED
     assert [t.to_state for t in hold.history] == [
-        HoldState.SENT, HoldState.STOPPED, HoldState.FROZEN, HoldState.RETURNING,
+        HoldState.SENT,
+        HoldState.STOPPED,
+        HoldState.FROZEN,
+        HoldState.RETURNING,
         HoldState.RETURNED,
     ]
     assert hold.amount_returned == 9_000

@@ -36,7 +36,8 @@ async def test_a_report_opens_a_case_with_holds_and_owed_stop_requests() -> None
     case = store.cases[case_id_for(doc["report_id"])]
     assert result.created == 1 and publisher.sent == []
     assert [(h.institution_code, h.amount_asked) for h in case.case.holds] == [
-        ("BK01", 2_000_050), ("PI04", 82_000),
+        ("BK01", 2_000_050),
+        ("PI04", 82_000),
     ]
     assert [hold_id for _, hold_id in store.outbox] == [h.id for h in case.case.holds]
     assert {v.victim_ref for v in case.victims} == {"V1", "V2"}
@@ -66,8 +67,12 @@ async def test_redelivery_and_reposts_change_nothing() -> None:
 async def test_bad_records_are_dead_lettered_with_reason_and_the_rest_goes_on() -> None:
     store, publisher = FakeIntakeStore(), FakePublisher()
     good = report_doc()
-    reused = dict(report_doc(), report_id=good["report_id"], victims=[{"victim_id": "V1"}],
-                  transfers=good["transfers"][:1])
+    reused = dict(
+        report_doc(),
+        report_id=good["report_id"],
+        victims=[{"victim_id": "V1"}],
+        transfers=good["transfers"][:1],
+    )
     wrong_key = report_doc()
     batch = [
         message(b"{not json", 0),
@@ -83,7 +88,9 @@ async def test_bad_records_are_dead_lettered_with_reason_and_the_rest_goes_on() 
     assert "reused" in reasons[raw(reused)]
     assert reasons[raw(wrong_key)] == "record key differs from report_id"
     assert json.loads(publisher.sent[0].headers["stopper-dlq-origin"]) == {
-        "topic": "stopper.reports", "partition": 0, "offset": 0,
+        "topic": "stopper.reports",
+        "partition": 0,
+        "offset": 0,
     }
 
 
@@ -94,8 +101,13 @@ async def test_consumer_commits_only_after_the_batch_is_done_and_retries_failure
     subscription = FakeSubscription(
         [[message(raw(docs[0]), 0)], [message(raw(docs[1]), 1)]], stopping
     )
-    await consume(subscription, handler(store, publisher).handle_batch, name="test",
-                  stopping=stopping, retry_delay_s=0.001)
+    await consume(
+        subscription,
+        handler(store, publisher).handle_batch,
+        name="test",
+        stopping=stopping,
+        retry_delay_s=0.001,
+    )
     # The database failed twice on the first batch: it was retried, not skipped or committed early.
     assert subscription.committed == [[0], [1]]
     assert {case_id_for(d["report_id"]) for d in docs} == set(store.cases)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stopper.adapters.db.models import (
     AccountRow,
+    Base,
     CaseRow,
     HoldRow,
     HoldTransitionRow,
@@ -90,7 +91,11 @@ class SqlStore:
             return RecordOutcome(created=[], already_known=already_known)
 
         accounts: dict[UUID, dict[str, Any]] = {}
-        victims, holds, transfers, births, outbox = [], [], [], [], []
+        victims: list[dict[str, Any]] = []
+        holds: list[dict[str, Any]] = []
+        transfers: list[dict[str, Any]] = []
+        births: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
         for opened in new:
             case = opened.case
             victims += [
@@ -99,45 +104,76 @@ class SqlStore:
             ]
             for seq, t in enumerate(case.transfers):
                 account = t.receiving_account
-                accounts.setdefault(account.id, {
-                    "id": account.id, "institution_code": account.institution_code,
-                    "account_number": account.account_number, "holder_name": account.name,
-                    "first_seen_at": case.opened_at,
-                })
-                transfers.append({
-                    "case_id": case.id, "seq": seq, "victim_ref": t.victim_ref,
-                    "victim_institution_code": t.victim_account.institution_code,
-                    "victim_account_number": t.victim_account.account_number,
-                    "receiving_account_id": account.id,
-                    "hold_id": hold_id_for(case.id, account), "amount": t.amount,
-                    "currency": t.currency, "transferred_at": t.transferred_at,
-                    "channel": t.channel, "reference": t.reference,
-                })
+                accounts.setdefault(
+                    account.id,
+                    {
+                        "id": account.id,
+                        "institution_code": account.institution_code,
+                        "account_number": account.account_number,
+                        "holder_name": account.name,
+                        "first_seen_at": case.opened_at,
+                    },
+                )
+                transfers.append(
+                    {
+                        "case_id": case.id,
+                        "seq": seq,
+                        "victim_ref": t.victim_ref,
+                        "victim_institution_code": t.victim_account.institution_code,
+                        "victim_account_number": t.victim_account.account_number,
+                        "receiving_account_id": account.id,
+                        "hold_id": hold_id_for(case.id, account),
+                        "amount": t.amount,
+                        "currency": t.currency,
+                        "transferred_at": t.transferred_at,
+                        "channel": t.channel,
+                        "reference": t.reference,
+                    }
+                )
             for h in case.holds:
-                holds.append({
-                    "id": h.id, "case_id": case.id,
-                    "account_id": account_id(h.institution_code, h.account_number),
-                    "institution_code": h.institution_code, "state": h.state.value,
-                    "state_reason": None, "version": h.version, "currency": h.currency,
-                    "amount_asked": h.amount_asked, "amount_stopped": h.amount_stopped,
-                    "amount_frozen": h.amount_frozen, "amount_returned": h.amount_returned,
-                    "layer": h.layer, "parent_hold_id": h.parent_id,
-                    "reapplications": h.reapplications, "requested_at": case.opened_at,
-                    "stop_expires_at": None, "freeze_expires_at": None,
-                    "updated_at": case.opened_at,
-                })
+                holds.append(
+                    {
+                        "id": h.id,
+                        "case_id": case.id,
+                        "account_id": account_id(h.institution_code, h.account_number),
+                        "institution_code": h.institution_code,
+                        "state": h.state.value,
+                        "state_reason": None,
+                        "version": h.version,
+                        "currency": h.currency,
+                        "amount_asked": h.amount_asked,
+                        "amount_stopped": h.amount_stopped,
+                        "amount_frozen": h.amount_frozen,
+                        "amount_returned": h.amount_returned,
+                        "layer": h.layer,
+                        "parent_hold_id": h.parent_id,
+                        "reapplications": h.reapplications,
+                        "requested_at": case.opened_at,
+                        "stop_expires_at": None,
+                        "freeze_expires_at": None,
+                        "updated_at": case.opened_at,
+                    }
+                )
             births += [
                 {
-                    "hold_id": b.hold_id, "from_state": None, "to_state": b.to_state.value,
-                    "event": None, "cause": b.cause, "actor": b.actor, "at": b.at,
+                    "hold_id": b.hold_id,
+                    "from_state": None,
+                    "to_state": b.to_state.value,
+                    "event": None,
+                    "cause": b.cause,
+                    "actor": b.actor,
+                    "at": b.at,
                 }
                 for b in opened.births
             ]
             outbox += [
                 {
-                    "topic": topic, "key": str(r.hold_id),
+                    "topic": topic,
+                    "key": str(r.hold_id),
                     "payload": StopRequestV1.from_command(r).model_dump(mode="json"),
-                    "headers": {}, "created_at": case.opened_at, "published_at": None,
+                    "headers": {},
+                    "created_at": case.opened_at,
+                    "published_at": None,
                 }
                 for r in opened.stop_requests
             ]
@@ -145,12 +181,16 @@ class SqlStore:
         await connection.execute(
             self._insert(AccountRow).values(list(accounts.values())).on_conflict_do_nothing()
         )
-        for table, rows in (
-            (VictimRow, victims), (HoldRow, holds), (TransferRow, transfers),
-            (HoldTransitionRow, births), (OutboxRow, outbox),
-        ):
-            if rows:
-                await connection.execute(table.__table__.insert(), rows)  # type: ignore[attr-defined]
+        inserts: list[tuple[type[Base], list[dict[str, Any]]]] = [
+            (VictimRow, victims),
+            (HoldRow, holds),
+            (TransferRow, transfers),
+            (HoldTransitionRow, births),
+            (OutboxRow, outbox),
+        ]
+        for model, values in inserts:
+            if values:
+                await connection.execute(insert(model), values)
         return RecordOutcome(created=[c.case.id for c in new], already_known=already_known)
 
     async def get_case(self, case_id: UUID) -> CaseView | None:
@@ -165,7 +205,8 @@ class SqlStore:
                     select(func.count()).select_from(VictimRow).where(VictimRow.case_id == case_id)
                 )
                 transfer_count = await connection.scalar(
-                    select(func.count()).select_from(TransferRow)
+                    select(func.count())
+                    .select_from(TransferRow)
                     .where(TransferRow.case_id == case_id)
                 )
                 holds = await connection.execute(
@@ -176,11 +217,17 @@ class SqlStore:
                 )
                 hold_views = tuple(
                     HoldView(
-                        hold_id=h.id, institution_code=h.institution_code,
-                        account_masked=mask_account_number(h.account_number), state=h.state,
-                        layer=h.layer, currency=h.currency, amount_asked=h.amount_asked,
-                        amount_stopped=h.amount_stopped, amount_frozen=h.amount_frozen,
-                        amount_returned=h.amount_returned, parent_hold_id=h.parent_hold_id,
+                        hold_id=h.id,
+                        institution_code=h.institution_code,
+                        account_masked=mask_account_number(h.account_number),
+                        state=h.state,
+                        layer=h.layer,
+                        currency=h.currency,
+                        amount_asked=h.amount_asked,
+                        amount_stopped=h.amount_stopped,
+                        amount_frozen=h.amount_frozen,
+                        amount_returned=h.amount_returned,
+                        parent_hold_id=h.parent_hold_id,
                         updated_at=h.updated_at,
                     )
                     for h in holds
@@ -188,9 +235,14 @@ class SqlStore:
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
         return CaseView(
-            case_id=case.id, report_id=case.report_id, agency_code=case.agency_code,
-            reported_at=case.reported_at, accepted_at=case.accepted_at, opened_at=case.opened_at,
-            victim_count=int(victim_count or 0), transfer_count=int(transfer_count or 0),
+            case_id=case.id,
+            report_id=case.report_id,
+            agency_code=case.agency_code,
+            reported_at=case.reported_at,
+            accepted_at=case.accepted_at,
+            opened_at=case.opened_at,
+            victim_count=int(victim_count or 0),
+            transfer_count=int(transfer_count or 0),
             holds=hold_views,
         )
 
@@ -202,11 +254,13 @@ class SqlStore:
                     select(HoldRow.state, func.count()).group_by(HoldRow.state)
                 )
                 asked = await connection.execute(
-                    select(HoldRow.currency, func.sum(HoldRow.amount_asked))
-                    .group_by(HoldRow.currency)
+                    select(HoldRow.currency, func.sum(HoldRow.amount_asked)).group_by(
+                        HoldRow.currency
+                    )
                 )
                 pending = await connection.scalar(
-                    select(func.count()).select_from(OutboxRow)
+                    select(func.count())
+                    .select_from(OutboxRow)
                     .where(OutboxRow.published_at.is_(None))
                 )
                 times = await connection.execute(select(CaseRow.accepted_at, CaseRow.opened_at))
@@ -227,8 +281,12 @@ class SqlStore:
 def _case_row(opened: OpenedCase) -> dict[str, Any]:
     case = opened.case
     return {
-        "id": case.id, "report_id": case.report_id, "agency_code": case.agency_code,
-        "report_fingerprint": opened.fingerprint, "source": opened.source,
-        "reported_at": case.reported_at, "accepted_at": opened.accepted_at,
+        "id": case.id,
+        "report_id": case.report_id,
+        "agency_code": case.agency_code,
+        "report_fingerprint": opened.fingerprint,
+        "source": opened.source,
+        "reported_at": case.reported_at,
+        "accepted_at": opened.accepted_at,
         "opened_at": case.opened_at,
     }

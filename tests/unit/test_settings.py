@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from stopper.config import ApiSettings, DatabaseSettings, KafkaSettings, Settings
+
+ENV_EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "stopper.env.example"
+
+
+def documented_variables() -> set[str]:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    return {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}
+
+
+def test_env_example_lists_exactly_the_settings() -> None:
+    expected = {f"STOPPER_{name.upper()}" for name in Settings.model_fields} - {
+        "STOPPER_DATABASE", "STOPPER_KAFKA", "STOPPER_API",
+    }
+    for section, prefix in ((DatabaseSettings, "DATABASE"), (KafkaSettings, "KAFKA"),
+                            (ApiSettings, "API")):
+        expected |= {f"STOPPER_{prefix}_{name.upper()}" for name in section.model_fields}
+    assert documented_variables() == expected
+
+
+def test_no_servers_means_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STOPPER_DATABASE_URL", raising=False)
+    monkeypatch.delenv("STOPPER_KAFKA_BOOTSTRAP", raising=False)
+    settings = Settings()
+    assert settings.database.is_embedded and settings.kafka.bootstrap is None
+    assert settings.database.effective_url.startswith("sqlite+aiosqlite:///")
+
+
+def test_flat_variable_names_reach_their_sections(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOPPER_DATABASE_URL", "postgresql+asyncpg://u@h/db")
+    monkeypatch.setenv("STOPPER_KAFKA_BOOTSTRAP", "h:9092")
+    monkeypatch.setenv("STOPPER_API_PORT", "9000")
+    settings = Settings()
+    assert settings.database.url == "postgresql+asyncpg://u@h/db"
+    assert (settings.kafka.bootstrap, settings.api.port) == ("h:9092", 9000)
+
+
+def test_production_refuses_the_embedded_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOPPER_ENVIRONMENT", "production")
+    monkeypatch.delenv("STOPPER_DATABASE_URL", raising=False)
+    with pytest.raises(ValidationError, match="production needs"):
+        Settings()
