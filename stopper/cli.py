@@ -36,6 +36,33 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _institutions(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from stopper.registry import load_registry
+    from stopper.simulation.institutions import Simulation, create_simulation_app, profile
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    sim = settings.simulation
+    registry = load_registry(settings.registry_path)
+    simulation = Simulation(
+        registry,
+        profile(args.profile or sim.profile, registry),
+        secret_for=lambda ref: settings.institutions.secret_for(ref, settings.environment),
+        stopper_url=args.stopper_url or sim.stopper_url,
+        seed=sim.seed,
+    )
+    uvicorn.run(
+        create_simulation_app(simulation),
+        host=args.host or sim.host,
+        port=args.port if args.port is not None else sim.port,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
 def _migrate(args: argparse.Namespace) -> int:
     from stopper.adapters.db import migrate
     from stopper.adapters.db.engine import create_engine
@@ -76,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="default: STOPPER_API_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: STOPPER_API_PORT or 8080")
     serve.set_defaults(run=_serve)
+
+    institutions = commands.add_parser(
+        "institutions", help="run the simulated banks and payment institutions over HTTP"
+    )
+    institutions.add_argument("--host", default=None, help="default: 127.0.0.1")
+    institutions.add_argument("--port", type=int, default=None, help="default: 8090")
+    institutions.add_argument(
+        "--profile",
+        choices=["realistic", "chaos", "instant"],
+        default=None,
+        help="behaviour profile (default: STOPPER_SIMULATION_PROFILE or realistic)",
+    )
+    institutions.add_argument(
+        "--stopper-url", default=None, help="where callbacks go (default: http://127.0.0.1:8080)"
+    )
+    institutions.set_defaults(run=_institutions)
 
     mig = commands.add_parser("migrate", help="upgrade the database schema to the newest")
     mig.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION instead")

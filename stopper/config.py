@@ -51,6 +51,8 @@ class KafkaSettings(BaseSettings):
     reports_dlq_topic: str = "stopper.reports.dlq"
     stop_requests_topic: str = "stopper.stop-requests"
     intake_group: str = "stopper-intake"
+    dispatch_group: str = "stopper-dispatch"
+    stop_requests_dlq_topic: str = "stopper.stop-requests.dlq"
     topic_partitions: int = Field(default=6, ge=1, le=1000)
     # A long fetch wait costs ~max-wait per hop on some brokers (see shared/MEASURED.md).
     fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
@@ -68,6 +70,66 @@ class ApiSettings(BaseSettings):
     public_url: str = Field(default="", description="Prefix for status URLs; empty = relative.")
 
 
+class InstitutionsSettings(BaseSettings):
+    """How Stopper reaches institutions and checks what they send back."""
+
+    model_config = SettingsConfigDict(env_prefix="STOPPER_INSTITUTIONS_", extra="ignore")
+
+    base_url: str = Field(
+        default="http://127.0.0.1:8090",
+        description="Joined to registry endpoints that are a path only (the simulation).",
+    )
+    callback_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON object: callback_secret_ref -> HMAC secret, e.g. {"bk01": "..."}.',
+    )
+    callback_window_s: int = Field(
+        default=300, ge=1, description="Signed callbacks older or newer than this are refused."
+    )
+
+    def secret_for(self, ref: str, environment: Environment) -> str:
+        secret = self.callback_secrets.get(ref)
+        if secret is not None:
+            return secret
+        if environment is Environment.PRODUCTION:
+            raise ValueError(f"no callback secret configured for {ref!r}")
+        # Development and the simulation share this well-known secret; production refuses it.
+        return f"dev-only-callback-secret-{ref}"
+
+
+class DispatchSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STOPPER_DISPATCH_", extra="ignore")
+
+    sweep_interval_ms: int = Field(
+        default=200,
+        ge=10,
+        description="How often due retries and unanswered requests are looked for.",
+    )
+    relay_interval_ms: int = Field(default=50, ge=5, description="Outbox poll interval when idle.")
+    relay_batch: int = Field(default=500, ge=1)
+    first_dispatch_grace_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A requested hold no consumer picked up within this is "
+        "dispatched by the sweeper.",
+    )
+    stop_lapse_hours: float = Field(default=48.0, gt=0)
+
+
+class SimulationSettings(BaseSettings):
+    """`stopper institutions`: the simulated banks and payment institutions."""
+
+    model_config = SettingsConfigDict(env_prefix="STOPPER_SIMULATION_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    profile: str = Field(default="realistic", pattern=r"^(realistic|chaos|instant)$")
+    stopper_url: str = Field(
+        default="http://127.0.0.1:8080", description="Where callbacks are sent."
+    )
+    seed: int = 7
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STOPPER_", extra="ignore")
 
@@ -79,6 +141,9 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    institutions: InstitutionsSettings = Field(default_factory=InstitutionsSettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    simulation: SimulationSettings = Field(default_factory=SimulationSettings)
 
     @model_validator(mode="after")
     def _production_needs_servers(self) -> Settings:

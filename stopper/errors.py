@@ -10,7 +10,12 @@
     ├── ConfigurationError            settings or registry unusable: refuse to start
     └── InfrastructureError           a server we depend on misbehaved
         ├── BusUnavailable            the message bus could not take or give messages (retryable)
-        └── StoreUnavailable          the database could not be reached (retryable)
+        ├── StoreUnavailable          the database could not be reached (retryable)
+        └── InstitutionError          an institution did not give a usable answer
+            ├── InstitutionTimeout    no answer within the attempt's timeout (retryable)
+            ├── InstitutionUnavailable  refused connection, 5xx, breaker open (retryable)
+            ├── MalformedAnswer       an answer we cannot read (retryable: ask again, same key)
+            └── RequestRefused        a 4xx: our request itself is wrong (not retryable)
 
 `InfrastructureError.retryable` tells callers whether trying again may help.
 """
@@ -32,7 +37,12 @@ __all__ = [
     "IllegalTransition",
     "InconsistentReport",
     "InfrastructureError",
+    "InstitutionError",
+    "InstitutionTimeout",
+    "InstitutionUnavailable",
     "InvalidAmount",
+    "MalformedAnswer",
+    "RequestRefused",
     "StopperError",
     "StoreUnavailable",
 ]
@@ -52,3 +62,25 @@ class BusUnavailable(InfrastructureError):
 
 class StoreUnavailable(InfrastructureError):
     """The database could not be reached."""
+
+
+class InstitutionError(InfrastructureError):
+    """An institution did not give a usable answer to one attempt."""
+
+
+class InstitutionTimeout(InstitutionError):
+    """No answer within the attempt's timeout; the institution may still have acted."""
+
+
+class InstitutionUnavailable(InstitutionError):
+    """Connection refused, a 5xx, or the breaker is open."""
+
+
+class MalformedAnswer(InstitutionError):
+    """The answer could not be read; asking again with the same key is safe."""
+
+
+class RequestRefused(InstitutionError):
+    """The institution says the request itself is wrong (4xx): trying again will not help."""
+
+    retryable = False

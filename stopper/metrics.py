@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -38,3 +38,55 @@ CONSUMER_ERRORS = Counter(
     "Batches a consumer failed to handle and will retry, by consumer.",
     ["consumer"],
 )
+
+# Fan-out. `institution` is an institution code from the registry, never an account.
+_RACE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+REPORT_TO_STOP_REQUEST = Histogram(
+    "stopper_report_to_stop_request_seconds",
+    "Report accepted -> first stop request handed to the institution's adapter.",
+    ["institution_kind", "institution"],
+    buckets=_RACE_BUCKETS,
+)
+REPORT_TO_STOP_CONFIRMED = Histogram(
+    "stopper_report_to_stop_confirmed_seconds",
+    "Report accepted -> the institution confirmed the stop.",
+    ["institution_kind", "institution"],
+    buckets=_RACE_BUCKETS,
+)
+STOP_ATTEMPTS = Counter(
+    "stopper_stop_attempts_total",
+    "Stop request attempts by institution and outcome (stopped, not_found, rejected, accepted, "
+    "timeout, unavailable, malformed, refused, breaker_open).",
+    ["institution", "outcome"],
+)
+STOP_RETRIES = Counter(
+    "stopper_stop_retries_total", "Attempts after the first, by institution.", ["institution"]
+)
+STOP_TIMEOUTS = Counter(
+    "stopper_stop_timeouts_total", "Attempts that timed out, by institution.", ["institution"]
+)
+HOLDS_FAILED = Counter(
+    "stopper_holds_failed_total",
+    "Holds given up on (deadline passed or request refused): a person must act.",
+    ["institution"],
+)
+BREAKER_STATE = Gauge(
+    "stopper_breaker_state",
+    "Circuit breaker per institution: 0 closed, 1 half-open, 2 open.",
+    ["institution"],
+)
+BREAKER_TRIPS = Counter(
+    "stopper_breaker_trips_total", "Times a breaker opened, by institution.", ["institution"]
+)
+CALLBACKS = Counter(
+    "stopper_callbacks_total",
+    "Institution callbacks by outcome (applied, repeated, conflict) or refusal reason "
+    "(bad_signature, stale, replayed, not_sent_here, unknown_institution, invalid).",
+    ["institution", "outcome"],
+)
+AMOUNT_STOPPED = Counter(
+    "stopper_amount_stopped_total",
+    "Money held by confirmed stops, in currency units.",
+    ["currency"],
+)
+HOLDS = Gauge("stopper_holds", "Holds by state (refreshed every few seconds).", ["state"])

@@ -1,7 +1,9 @@
-"""The institution registry: which banks and payment institutions Stopper knows.
+"""The institution registry: which banks and payment institutions Stopper knows, and how it
+talks to each (adapter, endpoint, timeout, retry policy, breaker, concurrency, callback secret).
 
 The packaged file `stopper/data/institutions.toml` describes the simulated world; operators point
-Stopper at another file through settings (`STOPPER_REGISTRY_PATH`).
+Stopper at another file through settings (`STOPPER_REGISTRY_PATH`). The file's comments explain
+every field.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from stopper.errors import ConfigurationError
 
@@ -22,10 +25,38 @@ class InstitutionKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int
+    initial_backoff_ms: int
+    max_backoff_ms: int
+    deadline_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    failure_threshold: int
+    cooldown_s: float
+
+
+DEFAULT_RETRY = RetryPolicy(
+    max_attempts=8, initial_backoff_ms=200, max_backoff_ms=5000, deadline_s=120.0
+)
+DEFAULT_BREAKER = BreakerPolicy(failure_threshold=5, cooldown_s=5.0)
+
+
+@dataclass(frozen=True, slots=True)
 class Institution:
     code: str
     name: str
     kind: InstitutionKind
+    adapter: str = "http_json"
+    endpoint: str = ""
+    timeout_ms: int = 2000
+    concurrency: int = 8
+    callback_wait_s: float = 30.0
+    retry: RetryPolicy = DEFAULT_RETRY
+    breaker: BreakerPolicy = DEFAULT_BREAKER
+    callback_secret_ref: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +76,9 @@ class Registry(Mapping[str, Institution]):
         return [i for i in self.institutions.values() if i.kind is kind]
 
 
+ADAPTERS = frozenset({"http_json"})
+
+
 def load_registry(path: Path | None = None) -> Registry:
     """Read and check a registry file; `None` means the packaged simulated world."""
     try:
@@ -55,19 +89,39 @@ def load_registry(path: Path | None = None) -> Registry:
         document = tomllib.loads(raw)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigurationError(f"cannot read the institution registry: {e}") from e
+    defaults: dict[str, Any] = document.get("defaults", {})
     institutions: dict[str, Institution] = {}
     for entry in document.get("institution", []):
-        try:
-            institution = Institution(
-                code=str(entry["code"]),
-                name=str(entry["name"]),
-                kind=InstitutionKind(entry["kind"]),
-            )
-        except (KeyError, ValueError) as e:
-            raise ConfigurationError(f"bad registry entry {entry!r}: {e}") from e
+        institution = _institution(entry, defaults)
         if institution.code in institutions:
             raise ConfigurationError(f"institution code {institution.code} listed twice")
         institutions[institution.code] = institution
     if not institutions:
         raise ConfigurationError("the institution registry lists no institutions")
     return Registry(institutions)
+
+
+def _institution(entry: Mapping[str, Any], defaults: Mapping[str, Any]) -> Institution:
+    try:
+        kind = InstitutionKind(entry["kind"])
+        merged = {**defaults.get(kind.value, {}), **entry}
+        institution = Institution(
+            code=str(merged["code"]),
+            name=str(merged["name"]),
+            kind=kind,
+            adapter=str(merged.get("adapter", "http_json")),
+            endpoint=str(merged.get("endpoint", "")),
+            timeout_ms=int(merged.get("timeout_ms", 2000)),
+            concurrency=int(merged.get("concurrency", 8)),
+            callback_wait_s=float(merged.get("callback_wait_s", 30)),
+            retry=RetryPolicy(**merged["retry"]) if "retry" in merged else DEFAULT_RETRY,
+            breaker=BreakerPolicy(**merged["breaker"]) if "breaker" in merged else DEFAULT_BREAKER,
+            callback_secret_ref=str(merged.get("callback_secret_ref", merged["code"])),
+        )
+    except (KeyError, ValueError, TypeError) as e:
+        raise ConfigurationError(f"bad registry entry {dict(entry)!r}: {e}") from e
+    if institution.adapter not in ADAPTERS:
+        raise ConfigurationError(f"{institution.code}: unknown adapter {institution.adapter!r}")
+    if institution.timeout_ms <= 0 or institution.concurrency <= 0:
+        raise ConfigurationError(f"{institution.code}: timeout and concurrency must be positive")
+    return institution

@@ -5,20 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stopper import metrics
 from stopper.adapters.clock import SystemClock
 from stopper.adapters.db import migrate
 from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.store import SqlStore
+from stopper.adapters.institutions.http_json import HttpJsonAdapter
 from stopper.adapters.kafka_bus import KafkaBus
 from stopper.adapters.memory_bus import InProcessBus
+from stopper.app.background import run_periodically
+from stopper.app.callbacks import CallbackHandler
 from stopper.app.consuming import consume
+from stopper.app.dispatch import Dispatcher, StopRequestConsumer, publish_outbox
 from stopper.app.intake import IntakeHandler, IntakeTopics
 from stopper.app.ports import Bus, Clock
 from stopper.config import Settings
+from stopper.domain.holds import HoldState
+from stopper.errors import ConfigurationError
 from stopper.registry import Registry, load_registry
 
 log = logging.getLogger(__name__)
@@ -33,6 +42,10 @@ class Runtime:
     store: SqlStore
     bus: Bus
     intake: IntakeHandler
+    dispatcher: Dispatcher
+    adapter: HttpJsonAdapter
+    outbox_written: asyncio.Event
+    callbacks: CallbackHandler
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -41,20 +54,72 @@ class Runtime:
         if self.settings.database.migrate_on_start:
             await migrate.upgrade(self.engine)
         await self.bus.start()
-        if consumers:
-            kafka = self.settings.kafka
-            subscription = self.bus.subscribe(kafka.reports_topic, kafka.intake_group)
-            self._tasks.append(
-                asyncio.create_task(
-                    consume(
-                        subscription,
-                        self.intake.handle_batch,
-                        name="intake",
-                        stopping=self._stopping,
-                    ),
-                    name="consumer:intake",
-                )
-            )
+        if not consumers:
+            return
+        kafka = self.settings.kafka
+        dispatch = self.settings.dispatch
+        stop_requests = StopRequestConsumer(
+            self.dispatcher, self.bus, kafka.stop_requests_dlq_topic
+        )
+        self._spawn(
+            "consumer:intake",
+            consume(
+                self.bus.subscribe(kafka.reports_topic, kafka.intake_group),
+                self.intake.handle_batch,
+                name="intake",
+                stopping=self._stopping,
+            ),
+        )
+        self._spawn(
+            "consumer:dispatch",
+            consume(
+                self.bus.subscribe(kafka.stop_requests_topic, kafka.dispatch_group),
+                stop_requests.handle_batch,
+                name="dispatch",
+                stopping=self._stopping,
+            ),
+        )
+        self._spawn(
+            "outbox-relay",
+            run_periodically(
+                "outbox relay",
+                self._relay_outbox,
+                interval_s=dispatch.relay_interval_ms / 1000,
+                stopping=self._stopping,
+                wake=self.outbox_written,
+            ),
+        )
+        self._spawn(
+            "retry-sweeper",
+            run_periodically(
+                "retry sweeper",
+                self.dispatcher.sweep_once,
+                interval_s=dispatch.sweep_interval_ms / 1000,
+                stopping=self._stopping,
+            ),
+        )
+        self._spawn(
+            "gauges",
+            run_periodically(
+                "gauges", self._refresh_gauges, interval_s=5.0, stopping=self._stopping
+            ),
+        )
+
+    def _spawn(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(work, name=name))
+
+    async def _relay_outbox(self) -> int:
+        return await self.store.relay_outbox(
+            lambda messages: publish_outbox(self.bus, messages),
+            self.settings.dispatch.relay_batch,
+        )
+
+    async def _refresh_gauges(self) -> int:
+        overview = await self.store.overview()
+        for state in HoldState:
+            metrics.HOLDS.labels(state.value).set(overview.holds_by_state.get(state.value, 0))
+        self.dispatcher.publish_breaker_states()
+        return 0
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -63,6 +128,7 @@ class Runtime:
                 await asyncio.wait_for(task, timeout=10)
         self._tasks.clear()
         await self.bus.stop()
+        await self.adapter.close()
         await self.engine.dispose()
 
     def consumers_alive(self) -> bool:
@@ -80,13 +146,57 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         bus = InProcessBus(clock, max_batch=kafka.max_batch)
     else:
         bus = KafkaBus(
-            kafka, topics=(kafka.reports_topic, kafka.reports_dlq_topic, kafka.stop_requests_topic)
+            kafka,
+            topics=(
+                kafka.reports_topic,
+                kafka.reports_dlq_topic,
+                kafka.stop_requests_topic,
+                kafka.stop_requests_dlq_topic,
+            ),
         )
+    outbox_written = asyncio.Event()
     intake = IntakeHandler(
         store,
         bus,
         clock,
         registry,
         IntakeTopics(dead_letter=kafka.reports_dlq_topic, stop_requests=kafka.stop_requests_topic),
+        on_committed=outbox_written.set,
     )
-    return Runtime(settings, registry, clock, engine, store, bus, intake)
+    adapter = HttpJsonAdapter(settings.institutions.base_url)
+    dispatcher = Dispatcher(store, adapter, registry, clock, settings.dispatch)
+    callbacks = CallbackHandler(
+        store,
+        dispatcher,
+        registry,
+        clock,
+        callback_secrets(settings, registry),
+        settings.institutions.callback_window_s,
+    )
+    return Runtime(
+        settings,
+        registry,
+        clock,
+        engine,
+        store,
+        bus,
+        intake,
+        dispatcher,
+        adapter,
+        outbox_written,
+        callbacks,
+    )
+
+
+def callback_secrets(settings: Settings, registry: Registry) -> dict[str, str]:
+    """Every institution's callback secret, resolved at start-up: a missing one stops start-up
+    outside development."""
+    try:
+        return {
+            i.callback_secret_ref: settings.institutions.secret_for(
+                i.callback_secret_ref, settings.environment
+            )
+            for i in registry.values()
+        }
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e

@@ -14,9 +14,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stopper import metrics
+from stopper.app.callbacks import CallbackRefused
 from stopper.app.intake import ACCEPTED_AT_HEADER, SOURCE_HEADER, ReportRejected, parse_report
 from stopper.contracts.cases import CaseV1
+from stopper.contracts.institutions import CallbackAcceptedV1, CallbackV1
 from stopper.contracts.reports import ErrorV1, FraudReportV1, ReportAcceptedV1
+from stopper.contracts.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from stopper.domain.cases import case_id_for
 from stopper.errors import BusUnavailable, StoreUnavailable
 from stopper.runtime import Runtime
@@ -31,6 +34,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         503: "Stopper cannot take reports right now; retry later (nothing was recorded).",
     }.items()
 }
+
+
+_CALLBACK_LIMIT = 64 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -142,6 +148,47 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         if view is None:
             return _error(404, "no such case; a report accepted moments ago may still be queued")
         return JSONResponse(CaseV1.from_view(view).model_dump(mode="json"))
+
+    @app.post(
+        "/v1/institutions/{code}/callbacks",
+        summary="An institution's signed answer to a stop request it accepted earlier.",
+        response_model=CallbackAcceptedV1,
+        responses={
+            401: {"model": ErrorV1, "description": "Missing, stale or wrong signature."},
+            403: {"model": ErrorV1, "description": "No such request was sent to you."},
+            404: {"model": ErrorV1, "description": "Unknown institution."},
+            409: {
+                "model": ErrorV1,
+                "description": "Nonce replayed, or the hold's state does not allow this answer.",
+            },
+            413: {"model": ErrorV1, "description": "Body too large."},
+            422: {"model": ErrorV1, "description": "Signed, but not a valid callback."},
+        },
+        openapi_extra={
+            "parameters": [
+                {"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
+                for h in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": CallbackV1.model_json_schema()}},
+            },
+        },
+    )
+    async def institution_callback(code: str, request: Request) -> Response:
+        try:
+            body = await _read_capped(request, _CALLBACK_LIMIT)
+        except BodyTooLarge:
+            return _error(413, f"the body is larger than {_CALLBACK_LIMIT} bytes")
+        try:
+            result = await runtime.callbacks.handle(code, request.headers, body)
+        except CallbackRefused as refused:
+            return _error(refused.status, refused.detail)
+        return JSONResponse(
+            CallbackAcceptedV1(hold_id=result.hold_id, outcome=result.outcome.value).model_dump(
+                mode="json"
+            )
+        )
 
     @app.get("/healthz", summary="Liveness: the process answers.")
     async def healthz() -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -141,12 +141,14 @@ class IntakeHandler:
         clock: Clock,
         registry: Registry,
         topics: IntakeTopics,
+        on_committed: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
         self._clock = clock
         self._registry = registry
         self._topics = topics
+        self._on_committed = on_committed
 
     async def handle_batch(self, batch: Sequence[Message]) -> IntakeResult:
         result = IntakeResult()
@@ -172,6 +174,8 @@ class IntakeHandler:
                 stop_request_topic=self._topics.stop_requests,
             )
             result.created = len(outcome.created)
+            if outcome.created and self._on_committed is not None:
+                self._on_committed()  # new outbox rows: wake the relay
             for message, case in opened.values():
                 known = outcome.already_known.get(case.case.id)
                 if known is None:

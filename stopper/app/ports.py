@@ -5,16 +5,18 @@ Adapters implement them; the use cases never import adapters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 from stopper.app.views import CaseView
+from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.cases import Case
-from stopper.domain.holds import Transition
-from stopper.domain.messages import RequestStop
+from stopper.domain.holds import Hold, Transition
+from stopper.domain.messages import InstitutionAnswer, RequestStop
+from stopper.registry import Institution
 
 
 class Clock(Protocol):
@@ -112,3 +114,79 @@ class CaseQueries(Protocol):
     async def get_case(self, case_id: UUID) -> CaseView | None: ...
 
     async def ping(self) -> bool: ...
+
+
+@dataclass(slots=True)
+class HoldRecord:
+    """A hold as stored, with its dispatch bookkeeping; `hold` is the domain object to change."""
+
+    hold: Hold
+    attempts: int
+    report_accepted_at: datetime | None
+    requested_at: datetime
+    next_attempt_at: datetime | None
+    dispatch_deadline_at: datetime | None
+    sent_at: datetime | None
+    confirmed_at: datetime | None
+    stop_expires_at: datetime | None
+    state_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldUpdate:
+    """What a decision changes: the transitions it made on `HoldRecord.hold`, and other columns
+    (attempts, next_attempt_at, dispatch_deadline_at, sent_at, confirmed_at, stop_expires_at,
+    state_reason)."""
+
+    at: datetime
+    transitions: Sequence[Transition] = ()
+    fields: Mapping[str, object] = field(default_factory=dict)
+
+
+HoldDecision = Callable[[HoldRecord], HoldUpdate | None]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: int
+    topic: str
+    key: str | None
+    payload: Mapping[str, object]
+    headers: Mapping[str, str]
+
+
+class DispatchStore(Protocol):
+    async def update_hold(
+        self, hold_id: UUID, decide: HoldDecision
+    ) -> tuple[HoldRecord, HoldUpdate] | None:
+        """Load the hold, let `decide` change it, and write the change only if nobody else
+        changed the hold meanwhile (retrying `decide` on a fresh copy if they did). None: no such
+        hold, or `decide` chose to change nothing."""
+        ...
+
+    async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
+        """Holds whose next attempt is due: `sent` past `next_attempt_at`, and `requested`
+        ones no consumer picked up since `requested_before`."""
+        ...
+
+    async def relay_outbox(
+        self, publish: Callable[[Sequence[OutboxMessage]], Awaitable[None]], limit: int
+    ) -> int:
+        """Hand unpublished outbox rows to `publish` and mark them published, in one
+        transaction; rows another relay holds are skipped. Returns how many."""
+        ...
+
+    async def get_hold(self, hold_id: UUID) -> HoldRecord | None: ...
+
+    async def remember_nonce(self, institution_code: str, nonce: str, at: datetime) -> bool:
+        """False if this institution used `nonce` before."""
+        ...
+
+
+class InstitutionAdapter(Protocol):
+    async def request_stop(
+        self, institution: Institution, request: StopRequestV1
+    ) -> InstitutionAnswer:
+        """One attempt within the institution's timeout; `InstitutionError` when it gives no
+        usable answer (its `retryable` says whether asking again may help)."""
+        ...

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from stopper.domain.messages import RequestStop
+from stopper.domain.messages import AnswerKind, InstitutionAnswer, RequestStop
 
 
 class StopRequestV1(BaseModel):
@@ -39,3 +40,52 @@ class StopRequestV1(BaseModel):
             idempotency_key=command.idempotency_key,
             requested_at=command.requested_at,
         )
+
+
+class StopAnswerV1(BaseModel):
+    """An institution's answer to a stop request: at once (HTTP 200) or `accepted` (HTTP 202)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: Literal["stopped", "not_found", "rejected", "accepted"]
+    amount_held: int | None = Field(default=None, ge=0, description="Minor units actually held.")
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _stopped_says_how_much(self) -> StopAnswerV1:
+        if self.status == "stopped" and self.amount_held is None:
+            raise ValueError("a stopped answer must say amount_held")
+        return self
+
+    def to_domain(self) -> InstitutionAnswer:
+        return InstitutionAnswer(AnswerKind(self.status), self.amount_held, self.reason)
+
+
+class CallbackV1(BaseModel):
+    """A signed callback: the later answer to a stop request the institution accepted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    schema_version: Literal[1] = 1
+    hold_id: UUID
+    idempotency_key: Annotated[str, StringConstraints(max_length=128)]
+    status: Literal["stopped", "not_found", "rejected"]
+    amount_held: int | None = Field(default=None, ge=0)
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    answered_at: datetime
+
+    @model_validator(mode="after")
+    def _stopped_says_how_much(self) -> CallbackV1:
+        if self.status == "stopped" and self.amount_held is None:
+            raise ValueError("a stopped answer must say amount_held")
+        return self
+
+    def to_domain(self) -> InstitutionAnswer:
+        return InstitutionAnswer(AnswerKind(self.status), self.amount_held, self.reason)
+
+
+class CallbackAcceptedV1(BaseModel):
+    hold_id: UUID
+    outcome: Literal["applied", "repeated"] = Field(
+        description="applied: the hold moved; repeated: it already said this."
+    )

@@ -5,6 +5,7 @@ All are small frozen types; handlers are routed by type, never by string inspect
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -45,3 +46,19 @@ class HoldRequested:
 
 
 DomainEvent = CaseOpened | HoldRequested
+
+
+class AnswerKind(enum.StrEnum):
+    """What an institution can answer to a stop request."""
+
+    STOPPED = "stopped"
+    NOT_FOUND = "not_found"
+    REJECTED = "rejected"
+    ACCEPTED = "accepted"  # taken; the outcome follows by callback
+
+
+@dataclass(frozen=True, slots=True)
+class InstitutionAnswer:
+    kind: AnswerKind
+    amount_held: int | None = None
+    reason: str | None = None

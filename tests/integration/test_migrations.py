@@ -28,6 +28,7 @@ TABLES = {
     "transfers",
     "hold_transitions",
     "outbox",
+    "callback_nonces",
     "processed_messages",
 }
 

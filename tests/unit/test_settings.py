@@ -17,10 +17,15 @@ def documented_variables() -> set[str]:
 
 def test_env_example_lists_exactly_the_settings() -> None:
     expected = {f"STOPPER_{name.upper()}" for name in Settings.model_fields} - {
-        "STOPPER_DATABASE", "STOPPER_KAFKA", "STOPPER_API",
+        "STOPPER_DATABASE",
+        "STOPPER_KAFKA",
+        "STOPPER_API",
     }
-    for section, prefix in ((DatabaseSettings, "DATABASE"), (KafkaSettings, "KAFKA"),
-                            (ApiSettings, "API")):
+    for section, prefix in (
+        (DatabaseSettings, "DATABASE"),
+        (KafkaSettings, "KAFKA"),
+        (ApiSettings, "API"),
+    ):
         expected |= {f"STOPPER_{prefix}_{name.upper()}" for name in section.model_fields}
     assert documented_variables() == expected
 

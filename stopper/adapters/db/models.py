@@ -101,6 +101,7 @@ class HoldRow(Base):
     __table_args__ = (
         UniqueConstraint("case_id", "account_id"),
         Index("ix_holds_state_updated", "state", "updated_at"),
+        Index("ix_holds_due", "state", "next_attempt_at"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
@@ -122,6 +123,13 @@ class HoldRow(Base):
     stop_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
     freeze_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    # Dispatch bookkeeping: which attempt, when the next is due, when to give up.
+    report_accepted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    dispatch_deadline_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class TransferRow(Base):
@@ -181,3 +189,13 @@ class ProcessedMessageRow(Base):
     consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class CallbackNonceRow(Base):
+    """Nonces of signed institution callbacks already seen: a replay is refused."""
+
+    __tablename__ = "callback_nonces"
+
+    institution_code: Mapped[str] = mapped_column(String(12), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(Timestamp, index=True)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stopper.adapters.db.models import (
     AccountRow,
     Base,
+    CallbackNonceRow,
     CaseRow,
     HoldRow,
     HoldTransitionRow,
@@ -22,11 +24,19 @@ from stopper.adapters.db.models import (
     TransferRow,
     VictimRow,
 )
-from stopper.app.ports import OpenedCase, RecordOutcome
+from stopper.app.ports import (
+    HoldDecision,
+    HoldRecord,
+    HoldUpdate,
+    OpenedCase,
+    OutboxMessage,
+    RecordOutcome,
+)
 from stopper.app.views import CaseView, HoldView, Overview
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.accounts import account_id, mask_account_number
 from stopper.domain.cases import hold_id_for
+from stopper.domain.holds import Hold, HoldState
 from stopper.errors import StoreUnavailable
 
 # Errors that mean "the database is not there right now", as opposed to a bug in a statement.
@@ -276,6 +286,179 @@ class SqlStore:
                 )
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+
+    async def update_hold(
+        self, hold_id: UUID, decide: HoldDecision
+    ) -> tuple[HoldRecord, HoldUpdate] | None:
+        try:
+            for _ in range(_MAX_CONFLICT_RETRIES):
+                async with self._engine.begin() as connection:
+                    row = (
+                        await connection.execute(
+                            select(HoldRow, AccountRow.account_number)
+                            .join(AccountRow, AccountRow.id == HoldRow.account_id)
+                            .where(HoldRow.id == hold_id)
+                        )
+                    ).one_or_none()
+                    if row is None:
+                        return None
+                    record = _hold_record(row)
+                    change = decide(record)
+                    if change is None:
+                        return None
+                    hold = record.hold
+                    written = await connection.execute(
+                        update(HoldRow)
+                        .where(HoldRow.id == hold_id, HoldRow.version == row.version)
+                        .values(
+                            state=hold.state.value,
+                            version=row.version + 1,
+                            amount_stopped=hold.amount_stopped,
+                            amount_frozen=hold.amount_frozen,
+                            amount_returned=hold.amount_returned,
+                            reapplications=hold.reapplications,
+                            updated_at=change.at,
+                            **change.fields,
+                        )
+                    )
+                    if written.rowcount != 1:
+                        continue  # someone else changed it first: decide again on a fresh copy
+                    if change.transitions:
+                        await connection.execute(
+                            insert(HoldTransitionRow),
+                            [
+                                {
+                                    "hold_id": t.hold_id,
+                                    "from_state": t.from_state.value if t.from_state else None,
+                                    "to_state": t.to_state.value,
+                                    "event": t.event.value if t.event else None,
+                                    "cause": t.cause,
+                                    "actor": t.actor,
+                                    "at": t.at,
+                                }
+                                for t in change.transitions
+                            ],
+                        )
+                    return record, change
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+        raise StoreUnavailable(f"hold kept changing under {_MAX_CONFLICT_RETRIES} attempts")
+
+    async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
+        try:
+            async with self._engine.connect() as connection:
+                row = (
+                    await connection.execute(
+                        select(HoldRow, AccountRow.account_number)
+                        .join(AccountRow, AccountRow.id == HoldRow.account_id)
+                        .where(HoldRow.id == hold_id)
+                    )
+                ).one_or_none()
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+        return None if row is None else _hold_record(row)
+
+    async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
+        try:
+            async with self._engine.connect() as connection:
+                rows = await connection.execute(
+                    select(HoldRow.id)
+                    .where(
+                        or_(
+                            and_(HoldRow.state == "sent", HoldRow.next_attempt_at <= now),
+                            and_(
+                                HoldRow.state == "requested",
+                                HoldRow.requested_at <= requested_before,
+                                or_(
+                                    HoldRow.next_attempt_at.is_(None),
+                                    HoldRow.next_attempt_at <= now,
+                                ),
+                            ),
+                        )
+                    )
+                    .order_by(HoldRow.next_attempt_at)
+                    .limit(limit)
+                )
+                return list(rows.scalars())
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+
+    async def relay_outbox(
+        self, publish: Callable[[Sequence[OutboxMessage]], Awaitable[None]], limit: int
+    ) -> int:
+        try:
+            async with self._engine.begin() as connection:
+                rows = (
+                    await connection.execute(
+                        select(OutboxRow)
+                        .where(OutboxRow.published_at.is_(None))
+                        .order_by(OutboxRow.id)
+                        .limit(limit)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+                if not rows:
+                    return 0
+                await publish(
+                    [OutboxMessage(r.id, r.topic, r.key, r.payload, r.headers) for r in rows]
+                )
+                await connection.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_([r.id for r in rows]))
+                    .values(published_at=func.now())
+                )
+                return len(rows)
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+
+    async def remember_nonce(self, institution_code: str, nonce: str, at: datetime) -> bool:
+        try:
+            async with self._engine.begin() as connection:
+                await connection.execute(
+                    insert(CallbackNonceRow).values(
+                        institution_code=institution_code, nonce=nonce, received_at=at
+                    )
+                )
+        except IntegrityError:
+            return False
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+        return True
+
+
+_MAX_CONFLICT_RETRIES = 5
+
+
+def _hold_record(row: Any) -> HoldRecord:
+    h = row  # a Core row: the hold's columns and the account number, flat
+    hold = Hold(
+        id=h.id,
+        case_id=h.case_id,
+        institution_code=h.institution_code,
+        account_number=row.account_number,
+        currency=h.currency,
+        amount_asked=h.amount_asked,
+        layer=h.layer,
+        parent_id=h.parent_hold_id,
+        state=HoldState(h.state),
+        version=h.version,
+        amount_stopped=h.amount_stopped,
+        amount_frozen=h.amount_frozen,
+        amount_returned=h.amount_returned,
+        reapplications=h.reapplications,
+    )
+    return HoldRecord(
+        hold=hold,
+        attempts=h.attempts,
+        report_accepted_at=h.report_accepted_at,
+        requested_at=h.requested_at,
+        next_attempt_at=h.next_attempt_at,
+        dispatch_deadline_at=h.dispatch_deadline_at,
+        sent_at=h.sent_at,
+        confirmed_at=h.confirmed_at,
+        stop_expires_at=h.stop_expires_at,
+        state_reason=h.state_reason,
+    )
 
 
 def _case_row(opened: OpenedCase) -> dict[str, Any]:

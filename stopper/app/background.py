@@ -1,0 +1,56 @@
+"""Background loops (outbox relay, retry sweeper, gauges): run, and never die of one failure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+async def run_periodically(
+    name: str,
+    step: Callable[[], Awaitable[int]],
+    *,
+    interval_s: float,
+    stopping: asyncio.Event,
+    wake: asyncio.Event | None = None,
+    max_error_delay_s: float = 10.0,
+) -> None:
+    """Call `step` again and again until `stopping`.
+
+    After a step that did work (returned > 0) the next follows at once; after an idle step the
+    loop waits `interval_s` or until `wake` is set. A failing step is logged and retried with
+    growing delays.
+    """
+    error_delay = interval_s
+    while not stopping.is_set():
+        try:
+            did = await step()
+            error_delay = interval_s
+        except Exception:
+            log.exception("%s failed; retrying in %.1fs", name, error_delay)
+            await _wait(stopping, None, error_delay)
+            error_delay = min(error_delay * 2, max_error_delay_s)
+            continue
+        if did:
+            await asyncio.sleep(0)
+        else:
+            await _wait(stopping, wake, interval_s)
+
+
+async def _wait(stopping: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(stopping.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+    if wake is not None:
+        wake.clear()

@@ -1,0 +1,121 @@
+"""Institution callbacks: the later answer to a stop request, signed by the institution.
+
+Business rules:
+- the signature (HMAC-SHA256 over timestamp, nonce and body, with the institution's own
+  secret) must match, and the timestamp must lie within the window (default 5 minutes): 401;
+- a nonce is accepted once per institution: a replay is refused, 409;
+- an institution may answer only about a request Stopper sent to it, with the key it sent: 403;
+- a valid answer moves the hold; the same answer again changes nothing (200); an answer the
+  hold's state does not allow is refused, 409.
+Every refusal is counted by institution and reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from stopper import metrics
+from stopper.app.dispatch import AnswerOutcome, Dispatcher
+from stopper.app.ports import Clock, DispatchStore
+from stopper.contracts.institutions import CallbackV1
+from stopper.contracts.signing import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    signature_matches,
+)
+from stopper.domain.cases import idempotency_key_for
+from stopper.registry import Registry
+
+
+class CallbackRefused(Exception):
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackResult:
+    hold_id: UUID
+    outcome: AnswerOutcome
+
+
+class CallbackHandler:
+    def __init__(
+        self,
+        store: DispatchStore,
+        dispatcher: Dispatcher,
+        registry: Registry,
+        clock: Clock,
+        secret_for: Mapping[str, str],
+        window_s: int,
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._registry = registry
+        self._clock = clock
+        self._secrets = secret_for
+        self._window_s = window_s
+
+    async def handle(self, code: str, headers: Mapping[str, str], body: bytes) -> CallbackResult:
+        try:
+            result = await self._handle(code, headers, body)
+        except CallbackRefused as refused:
+            metrics.CALLBACKS.labels(self._label(code), refused.reason).inc()
+            raise
+        metrics.CALLBACKS.labels(code, result.outcome.value).inc()
+        return result
+
+    def _label(self, code: str) -> str:
+        # Metric labels only ever carry registry codes, not whatever a caller put in the URL.
+        return code if code in self._registry else "unknown"
+
+    async def _handle(self, code: str, headers: Mapping[str, str], body: bytes) -> CallbackResult:
+        institution = self._registry.get(code)
+        if institution is None:
+            raise CallbackRefused(404, "unknown_institution", "no such institution")
+        timestamp_text = headers.get(TIMESTAMP_HEADER.lower(), "")
+        nonce = headers.get(NONCE_HEADER.lower(), "")
+        signature = headers.get(SIGNATURE_HEADER.lower(), "")
+        if not (timestamp_text.isdigit() and 8 <= len(nonce) <= 64 and signature):
+            raise CallbackRefused(401, "bad_signature", "missing or malformed signature headers")
+        timestamp = int(timestamp_text)
+        now = self._clock.now()
+        if abs(now.timestamp() - timestamp) > self._window_s:
+            raise CallbackRefused(401, "stale", "timestamp outside the accepted window")
+        secret = self._secrets[institution.callback_secret_ref]
+        if not signature_matches(secret, timestamp, nonce, body, signature):
+            raise CallbackRefused(401, "bad_signature", "signature does not match")
+        if not await self._store.remember_nonce(code, nonce, now):
+            raise CallbackRefused(409, "replayed", "nonce already used")
+        try:
+            callback = CallbackV1.model_validate_json(body)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise CallbackRefused(422, "invalid", f"{where}: {first['msg']}") from e
+        record = await self._store.get_hold(callback.hold_id)
+        sent_keys = (
+            {idempotency_key_for(record.hold.id, g) for g in range(record.hold.reapplications + 1)}
+            if record is not None
+            else set()
+        )
+        if (
+            record is None
+            or record.hold.institution_code != code
+            or record.attempts == 0
+            or callback.idempotency_key not in sent_keys
+        ):
+            raise CallbackRefused(403, "not_sent_here", "no such request was sent to you")
+        outcome = await self._dispatcher.record_answer(
+            callback.hold_id, callback.to_domain(), actor=f"institution:{code}", via="callback"
+        )
+        if outcome is AnswerOutcome.CONFLICT:
+            raise CallbackRefused(409, "conflict", "the hold's state does not allow this answer")
+        return CallbackResult(callback.hold_id, outcome)

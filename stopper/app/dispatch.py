@@ -1,0 +1,410 @@
+"""Fan-out: every `requested` hold becomes a stop request at its institution.
+
+Business rules:
+- a hold is claimed before each attempt (optimistic version check), so two consumers, a
+  consumer and the sweeper, or two instances never attempt the same hold at once;
+- every attempt carries the idempotency key derived from the hold: a retry, a redelivery or a
+  restart never makes the institution stop the same funds twice;
+- each attempt is bounded by the institution's timeout; retryable failures (timeout, 5xx,
+  unreadable answer, breaker open) are retried with exponential backoff and full jitter; a
+  business answer (not found, rejected) is final and never retried;
+- an institution that accepted the request and owes a callback is asked again (same key) if
+  the callback has not come within its `callback_wait_s`;
+- when the retry budget or the overall deadline is spent, the hold becomes `failed` with the
+  reason, for a person to act on;
+- at most `concurrency` requests are in flight to one institution per process, and a circuit
+  breaker per institution stops hammering one that is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from stopper import metrics
+from stopper.app.breaker import CircuitBreaker
+from stopper.app.ports import (
+    Clock,
+    DispatchStore,
+    HoldRecord,
+    HoldUpdate,
+    InstitutionAdapter,
+    Message,
+    OutboxMessage,
+    Publisher,
+)
+from stopper.config import DispatchSettings
+from stopper.contracts.institutions import StopRequestV1
+from stopper.domain.cases import idempotency_key_for
+from stopper.domain.errors import DomainError
+from stopper.domain.holds import HoldEvent, HoldState
+from stopper.domain.messages import AnswerKind, InstitutionAnswer
+from stopper.errors import InstitutionError, InstitutionTimeout, InstitutionUnavailable
+from stopper.registry import Institution, Registry
+
+log = logging.getLogger(__name__)
+
+DISPATCHER = "stopper:dispatcher"
+# After a claim, the attempt owns the hold this long past its timeout; if the process dies
+# mid-attempt, the sweeper takes the hold over once the lease is up.
+LEASE_MARGIN = timedelta(seconds=2)
+
+_ANSWER_EVENTS = {
+    AnswerKind.STOPPED: HoldEvent.STOP_CONFIRMED,
+    AnswerKind.NOT_FOUND: HoldEvent.NOT_FOUND,
+    AnswerKind.REJECTED: HoldEvent.REJECTED,
+}
+_ANSWER_STATES = {
+    AnswerKind.STOPPED: HoldState.STOPPED,
+    AnswerKind.NOT_FOUND: HoldState.NOT_FOUND,
+    AnswerKind.REJECTED: HoldState.REJECTED,
+}
+
+
+class AnswerOutcome(enum.StrEnum):
+    APPLIED = "applied"
+    REPEATED = "repeated"  # the hold already says exactly this: nothing to do
+    CONFLICT = "conflict"  # the hold's state does not allow this answer
+    UNKNOWN_HOLD = "unknown_hold"
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    request: StopRequestV1
+    attempt: int
+    first_send: bool
+    report_accepted_at: datetime | None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: DispatchStore,
+        adapter: InstitutionAdapter,
+        registry: Registry,
+        clock: Clock,
+        settings: DispatchSettings,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._adapter = adapter
+        self._registry = registry
+        self._clock = clock
+        self._settings = settings
+        self._rng = rng or random.Random()
+        self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
+        self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
+
+    def breaker(self, code: str) -> CircuitBreaker:
+        return self._breakers[code]
+
+    async def attempt(self, hold_id: UUID, *, first: bool) -> None:
+        """One attempt for one hold, if it is (still) owed. `first`: the hold's stop request
+        just arrived from the outbox; otherwise the sweeper found it due."""
+        now = self._clock.now()
+        claimed = await self._store.update_hold(hold_id, lambda r: self._claim(r, now, first))
+        if claimed is None:
+            return
+        record, _ = claimed
+        if record.hold.state is HoldState.FAILED:
+            self._count_failed(record)
+            return
+        claim = self._claim_of(record)
+        institution = self._registry[claim.request.institution_code]
+        if claim.first_send and claim.report_accepted_at is not None:
+            metrics.REPORT_TO_STOP_REQUEST.labels(institution.kind.value, institution.code).observe(
+                max(0.0, (now - claim.report_accepted_at).total_seconds())
+            )
+        if claim.attempt > 1:
+            metrics.STOP_RETRIES.labels(institution.code).inc()
+        try:
+            answer = await self._call(institution, claim.request)
+        except InstitutionError as e:
+            await self._after_failure(hold_id, claim, institution, e)
+            return
+        if answer.kind is AnswerKind.ACCEPTED:
+            await self._store.update_hold(
+                hold_id, lambda r: self._await_callback(r, claim, institution)
+            )
+            return
+        await self.record_answer(hold_id, answer, actor=f"institution:{institution.code}")
+
+    async def record_answer(
+        self, hold_id: UUID, answer: InstitutionAnswer, *, actor: str, via: str = "answer"
+    ) -> AnswerOutcome:
+        """Apply an institution's final answer (at once, or by callback); repeats are harmless."""
+        now = self._clock.now()
+        outcome = AnswerOutcome.UNKNOWN_HOLD
+
+        def decide(record: HoldRecord) -> HoldUpdate | None:
+            nonlocal outcome
+            hold = record.hold
+            if hold.state is _ANSWER_STATES[answer.kind] and (
+                answer.kind is not AnswerKind.STOPPED or hold.amount_stopped == answer.amount_held
+            ):
+                outcome = AnswerOutcome.REPEATED
+                return None
+            amount = None
+            if answer.kind is AnswerKind.STOPPED:
+                # An institution can only hold what was asked; a larger figure is capped.
+                amount = min(answer.amount_held or 0, hold.amount_asked)
+            cause = f"institution {via}: {answer.kind.value}"
+            if answer.reason:
+                cause += f" ({answer.reason})"
+            try:
+                transition = hold.apply(
+                    _ANSWER_EVENTS[answer.kind], cause=cause, actor=actor, at=now, amount=amount
+                )
+            except DomainError:
+                outcome = AnswerOutcome.CONFLICT
+                return None
+            outcome = AnswerOutcome.APPLIED
+            fields: dict[str, object] = {"next_attempt_at": None, "state_reason": answer.reason}
+            if answer.kind is AnswerKind.STOPPED:
+                fields["confirmed_at"] = now
+                fields["stop_expires_at"] = now + timedelta(hours=self._settings.stop_lapse_hours)
+            return HoldUpdate(at=now, transitions=[transition], fields=fields)
+
+        result = await self._store.update_hold(hold_id, decide)
+        if result is not None:
+            self._observe_answer(result[0], answer, now)
+        return outcome
+
+    async def sweep_once(self) -> int:
+        """Attempt every hold that is due; returns how many were looked at."""
+        now = self._clock.now()
+        grace = timedelta(seconds=self._settings.first_dispatch_grace_s)
+        due = await self._store.due_holds(now, now - grace, limit=500)
+        await asyncio.gather(*(self.attempt(hold_id, first=False) for hold_id in due))
+        return len(due)
+
+    def publish_breaker_states(self) -> None:
+        for code, breaker in self._breakers.items():
+            metrics.BREAKER_STATE.labels(code).set(breaker.state.value)
+
+    # --- decisions (pure functions of the stored hold) -------------------------------------
+
+    def _claim(self, record: HoldRecord, now: datetime, first: bool) -> HoldUpdate | None:
+        hold = record.hold
+        institution = self._registry.get(hold.institution_code)
+        if institution is None:
+            return None
+        due = record.next_attempt_at is None or record.next_attempt_at <= now
+        if hold.state is HoldState.REQUESTED:
+            if not first and not due:
+                return None
+        elif hold.state is not HoldState.SENT or first or not due:
+            return None
+        start = record.report_accepted_at or record.requested_at
+        deadline = record.dispatch_deadline_at or start + timedelta(
+            seconds=institution.retry.deadline_s
+        )
+        if now >= deadline or record.attempts >= institution.retry.max_attempts:
+            reason = (
+                f"gave up after {record.attempts} attempts"
+                f" ({record.state_reason or 'no answer'}); a person must act"
+            )
+            gave_up = hold.apply(HoldEvent.GAVE_UP, cause=reason, actor=DISPATCHER, at=now)
+            return HoldUpdate(
+                at=now,
+                transitions=[gave_up],
+                fields={"next_attempt_at": None, "state_reason": reason},
+            )
+        transitions = []
+        if hold.state is HoldState.REQUESTED:
+            transitions.append(
+                hold.apply(
+                    HoldEvent.REQUEST_SENT,
+                    cause=f"stop request sent to {institution.code}",
+                    actor=DISPATCHER,
+                    at=now,
+                )
+            )
+        lease = timedelta(milliseconds=institution.timeout_ms) + LEASE_MARGIN
+        return HoldUpdate(
+            at=now,
+            transitions=transitions,
+            fields={
+                "attempts": record.attempts + 1,
+                "next_attempt_at": now + lease,
+                "dispatch_deadline_at": deadline,
+                "sent_at": record.sent_at or now,
+            },
+        )
+
+    def _claim_of(self, record: HoldRecord) -> _Claim:
+        """The attempt a successful claim stands for (`record` is the copy before the claim)."""
+        hold = record.hold
+        request = StopRequestV1(
+            hold_id=hold.id,
+            case_id=hold.case_id,
+            institution_code=hold.institution_code,
+            account_number=hold.account_number,
+            currency=hold.currency,
+            amount=hold.amount_asked,
+            layer=hold.layer,
+            idempotency_key=idempotency_key_for(hold.id, hold.reapplications),
+            requested_at=record.requested_at,
+        )
+        return _Claim(
+            request, record.attempts + 1, record.sent_at is None, record.report_accepted_at
+        )
+
+    def _await_callback(
+        self, record: HoldRecord, claim: _Claim, institution: Institution
+    ) -> HoldUpdate | None:
+        if record.hold.state is not HoldState.SENT or record.attempts != claim.attempt:
+            return None  # the callback already came, or another attempt took over
+        now = self._clock.now()
+        return HoldUpdate(
+            at=now,
+            fields={
+                "next_attempt_at": now + timedelta(seconds=institution.callback_wait_s),
+                "state_reason": "accepted by the institution; awaiting its callback",
+            },
+        )
+
+    def _retry_or_give_up(
+        self, record: HoldRecord, claim: _Claim, institution: Institution, error: InstitutionError
+    ) -> HoldUpdate | None:
+        hold = record.hold
+        if hold.state is not HoldState.SENT or record.attempts != claim.attempt:
+            return None
+        now = self._clock.now()
+        reason = f"attempt {claim.attempt}: {error}"
+        delay: timedelta | None = None
+        if error.retryable:
+            delay = self._backoff(institution, claim.attempt)
+            if isinstance(error, InstitutionUnavailable):
+                breaker_wait = self._breakers[institution.code].retry_after_s()
+                delay = max(delay, timedelta(seconds=breaker_wait))
+        deadline = record.dispatch_deadline_at
+        out_of_budget = claim.attempt >= institution.retry.max_attempts
+        if delay is None or out_of_budget or (deadline is not None and now + delay >= deadline):
+            why = "not retryable" if delay is None else "retries exhausted before the deadline"
+            cause = f"{reason}; {why}; a person must act"
+            transition = hold.apply(HoldEvent.GAVE_UP, cause=cause, actor=DISPATCHER, at=now)
+            return HoldUpdate(
+                at=now,
+                transitions=[transition],
+                fields={"next_attempt_at": None, "state_reason": cause},
+            )
+        return HoldUpdate(at=now, fields={"next_attempt_at": now + delay, "state_reason": reason})
+
+    def _backoff(self, institution: Institution, attempt: int) -> timedelta:
+        policy = institution.retry
+        ceiling = min(policy.max_backoff_ms, policy.initial_backoff_ms * 2 ** (attempt - 1))
+        # Full jitter spreads the retries of many holds at one institution.
+        return timedelta(milliseconds=self._rng.uniform(policy.initial_backoff_ms / 2, ceiling))
+
+    # --- calling the institution ------------------------------------------------------------
+
+    async def _call(self, institution: Institution, request: StopRequestV1) -> InstitutionAnswer:
+        breaker = self._breakers[institution.code]
+        async with self._slots[institution.code]:
+            if not breaker.allow():
+                metrics.STOP_ATTEMPTS.labels(institution.code, "breaker_open").inc()
+                raise InstitutionUnavailable("circuit breaker open")
+            trips = breaker.trips
+            try:
+                answer = await self._adapter.request_stop(institution, request)
+            except InstitutionError as e:
+                if e.retryable:
+                    breaker.record_failure()
+                else:
+                    breaker.record_success()  # it answered; the request was the problem
+                metrics.STOP_ATTEMPTS.labels(institution.code, _failure_label(e)).inc()
+                if isinstance(e, InstitutionTimeout):
+                    metrics.STOP_TIMEOUTS.labels(institution.code).inc()
+                raise
+            else:
+                breaker.record_success()
+                metrics.STOP_ATTEMPTS.labels(institution.code, answer.kind.value).inc()
+                return answer
+            finally:
+                if breaker.trips > trips:
+                    metrics.BREAKER_TRIPS.labels(institution.code).inc()
+                    log.warning("breaker opened", extra={"institution": institution.code})
+                metrics.BREAKER_STATE.labels(institution.code).set(breaker.state.value)
+
+    async def _after_failure(
+        self, hold_id: UUID, claim: _Claim, institution: Institution, error: InstitutionError
+    ) -> None:
+        result = await self._store.update_hold(
+            hold_id, lambda r: self._retry_or_give_up(r, claim, institution, error)
+        )
+        if result is not None and result[0].hold.state is HoldState.FAILED:
+            self._count_failed(result[0])
+
+    def _count_failed(self, record: HoldRecord) -> None:
+        metrics.HOLDS_FAILED.labels(record.hold.institution_code).inc()
+        log.warning(
+            "hold failed: a person must act",
+            extra={"hold_id": str(record.hold.id), "institution": record.hold.institution_code},
+        )
+
+    def _observe_answer(self, record: HoldRecord, answer: InstitutionAnswer, now: datetime) -> None:
+        hold = record.hold
+        if answer.kind is not AnswerKind.STOPPED:
+            return
+        institution = self._registry[hold.institution_code]
+        metrics.AMOUNT_STOPPED.labels(hold.currency).inc(hold.amount_stopped / 100)
+        if record.report_accepted_at is not None:
+            metrics.REPORT_TO_STOP_CONFIRMED.labels(
+                institution.kind.value, institution.code
+            ).observe(max(0.0, (now - record.report_accepted_at).total_seconds()))
+
+
+def _failure_label(error: InstitutionError) -> str:
+    names = {
+        "InstitutionTimeout": "timeout",
+        "InstitutionUnavailable": "unavailable",
+        "MalformedAnswer": "malformed",
+        "RequestRefused": "refused",
+    }
+    return names.get(type(error).__name__, "error")
+
+
+class StopRequestConsumer:
+    """Reads stop requests (relayed from the outbox) and attempts each, concurrently."""
+
+    def __init__(self, dispatcher: Dispatcher, publisher: Publisher, dead_letter_topic: str):
+        self._dispatcher = dispatcher
+        self._publisher = publisher
+        self._dead_letter_topic = dead_letter_topic
+
+    async def handle_batch(self, batch: Sequence[Message]) -> None:
+        hold_ids: list[UUID] = []
+        for message in batch:
+            try:
+                hold_ids.append(StopRequestV1.model_validate_json(message.value).hold_id)
+            except ValidationError as e:
+                reason = f"not a stop request: {e.errors()[0]['msg']}"
+                await self._publisher.publish(
+                    self._dead_letter_topic,
+                    message.key,
+                    message.value,
+                    {**message.headers, "stopper-dlq-reason": reason},
+                )
+                metrics.DEAD_LETTERS.labels(topic=message.topic).inc()
+        # One hold may appear twice in a batch (redelivery); the claim lets only one proceed.
+        await asyncio.gather(*(self._dispatcher.attempt(h, first=True) for h in hold_ids))
+
+
+async def publish_outbox(publisher: Publisher, messages: Sequence[OutboxMessage]) -> None:
+    """Hand outbox rows to the bus; returns once the bus has all of them."""
+    await asyncio.gather(
+        *(
+            publisher.publish(m.topic, m.key, json.dumps(m.payload).encode(), dict(m.headers))
+            for m in messages
+        )
+    )

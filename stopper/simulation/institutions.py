@@ -1,0 +1,335 @@
+"""Simulated banks and payment institutions, served over HTTP (`stopper institutions`).
+
+Each institution has a behaviour profile: answer latency, rates of timeouts, 5xx and malformed
+answers, an outage window, accounts that do not exist, balances (a stop holds only what is still
+there), and whether it answers at once or later through a signed callback. It honours
+idempotency keys and counts every request received and every stop executed, so a test can
+prove that no funds were stopped twice. It knows nothing but what the requests tell it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import httpx
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from stopper.contracts.institutions import CallbackV1, StopRequestV1
+from stopper.contracts.signing import signed_headers
+from stopper.registry import Institution, InstitutionKind, Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    answers_by_callback: bool = False
+    latency_median_ms: float = 80.0
+    latency_sigma: float = 0.6
+    callback_delay_ms: float = 300.0
+    timeout_rate: float = 0.0
+    error_rate: float = 0.0
+    malformed_rate: float = 0.0
+    double_callback_rate: float = 0.0
+    missing_account_rate: float = 0.06
+    reject_rate: float = 0.02
+    hang_s: float = 10.0
+    outage: tuple[float, float] | None = None  # seconds after start: down from, until
+
+
+def profile(name: str, registry: Registry) -> dict[str, Behaviour]:
+    """Behaviours for every institution of `registry` under a named profile.
+
+    realistic: most answer within a few hundred ms, a few percent of faults, payment
+    institutions and every third bank answer by callback, one payment institution is down
+    from 10 s to 25 s after start.
+    chaos: 30 % timeouts, 10 % 5xx, some garbage and double callbacks, and the first bank down
+    from 3 s to 20 s after start.
+    instant: answers at once, no faults (benchmarks).
+    """
+    behaviours: dict[str, Behaviour] = {}
+    banks = [i.code for i in registry.of_kind(InstitutionKind.BANK)]
+    payment = [i.code for i in registry.of_kind(InstitutionKind.PAYMENT_INSTITUTION)]
+    for index, institution in enumerate(registry.values()):
+        callback = institution.kind is InstitutionKind.PAYMENT_INSTITUTION or index % 3 == 2
+        if name == "instant":
+            behaviours[institution.code] = Behaviour(
+                latency_median_ms=0.0,
+                latency_sigma=0.0,
+                callback_delay_ms=0.0,
+                missing_account_rate=0.0,
+                reject_rate=0.0,
+            )
+            continue
+        base = Behaviour(
+            answers_by_callback=callback,
+            latency_median_ms=60.0 if institution.kind is InstitutionKind.BANK else 120.0,
+            timeout_rate=0.01,
+            error_rate=0.02,
+            malformed_rate=0.005,
+            double_callback_rate=0.03,
+        )
+        if name == "chaos":
+            base = replace(
+                base,
+                timeout_rate=0.30,
+                error_rate=0.10,
+                malformed_rate=0.02,
+                double_callback_rate=0.10,
+                hang_s=5.0,
+            )
+        behaviours[institution.code] = base
+    if name == "realistic" and payment:
+        behaviours[payment[-10]] = replace(behaviours[payment[-10]], outage=(10.0, 25.0))
+    if name == "chaos" and banks:
+        behaviours[banks[0]] = replace(behaviours[banks[0]], outage=(3.0, 20.0))
+    return behaviours
+
+
+@dataclass
+class Counts:
+    requests: int = 0
+    stops_executed: int = 0
+    double_stops: int = 0
+    callbacks_sent: int = 0
+    callbacks_failed: int = 0
+    answers: Counter[str] = field(default_factory=Counter)
+
+
+class SimulatedInstitution:
+    def __init__(self, institution: Institution, behaviour: Behaviour, seed: int) -> None:
+        self.institution = institution
+        self.behaviour = behaviour
+        self.counts = Counts()
+        self._rng = random.Random(f"{seed}:{institution.code}")
+        self._seed = seed
+        self._results: dict[str, dict[str, Any]] = {}  # by idempotency key
+        self._balances: dict[str, int] = {}  # by account number
+        self._executed_by_hold: Counter[UUID] = Counter()
+
+    def down(self, elapsed_s: float) -> bool:
+        outage = self.behaviour.outage
+        return outage is not None and outage[0] <= elapsed_s < outage[1]
+
+    def roll(self, rate: float) -> bool:
+        return self._rng.random() < rate
+
+    def latency_s(self) -> float:
+        b = self.behaviour
+        if b.latency_median_ms <= 0:
+            return 0.0
+        return self._rng.lognormvariate(0, b.latency_sigma) * b.latency_median_ms / 1000
+
+    def execute(self, request: StopRequestV1) -> dict[str, Any]:
+        """The stop itself, once per idempotency key; repeats get the first result."""
+        known = self._results.get(request.idempotency_key)
+        if known is not None:
+            return known
+        account = request.account_number
+        fate = self._fate(account)
+        if fate < self.behaviour.missing_account_rate:
+            result: dict[str, Any] = {"status": "not_found"}
+        elif fate < self.behaviour.missing_account_rate + self.behaviour.reject_rate:
+            result = {"status": "rejected", "reason": "account under another authority's order"}
+        else:
+            balance = self._balances.setdefault(account, self._opening_balance(account, request))
+            held = min(balance, request.amount)
+            self._balances[account] = balance - held
+            result = {"status": "stopped", "amount_held": held}
+            self.counts.stops_executed += 1
+            self._executed_by_hold[request.hold_id] += 1
+            if self._executed_by_hold[request.hold_id] > 1:
+                self.counts.double_stops += 1
+        self._results[request.idempotency_key] = result
+        self.counts.answers[result["status"]] += 1
+        return result
+
+    def _fate(self, account: str) -> float:
+        digest = hashlib.sha256(f"{self._seed}:{self.institution.code}:{account}".encode())
+        return int.from_bytes(digest.digest()[:8], "big") / 2**64
+
+    def _opening_balance(self, account: str, request: StopRequestV1) -> int:
+        # Mules move money on fast: often all of it is still there, often only part, sometimes
+        # nothing.
+        share = self._fate(account + "#balance")
+        if share < 0.55:
+            return request.amount * 2
+        if share < 0.90:
+            return int(request.amount * (share - 0.45))  # 10 % .. 45 % still there
+        return 0
+
+
+class Simulation:
+    """All simulated institutions, plus the callbacks they owe Stopper."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        behaviours: dict[str, Behaviour],
+        *,
+        secret_for: Callable[[str], str],
+        stopper_url: str,
+        seed: int = 7,
+    ) -> None:
+        self.institutions = {
+            code: SimulatedInstitution(registry[code], behaviours[code], seed) for code in registry
+        }
+        self._secret_for = secret_for
+        self._stopper_url = stopper_url.rstrip("/")
+        self._started = time.monotonic()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._started
+
+    async def start(self) -> None:
+        self._started = time.monotonic()
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._client is not None:
+            await self._client.aclose()
+
+    def stats(self) -> dict[str, Any]:
+        per: dict[str, dict[str, Any]] = {}
+        totals: Counter[str] = Counter()
+        for code, sim in self.institutions.items():
+            counts = {
+                "requests": sim.counts.requests,
+                "stops_executed": sim.counts.stops_executed,
+                "double_stops": sim.counts.double_stops,
+                "callbacks_sent": sim.counts.callbacks_sent,
+                "callbacks_failed": sim.counts.callbacks_failed,
+            }
+            totals.update(counts)
+            per[code] = {**counts, "answers": dict(sim.counts.answers)}
+        return {"totals": dict(totals), "institutions": per}
+
+    def owe_callback(
+        self, sim: SimulatedInstitution, request: StopRequestV1, result: dict[str, Any]
+    ) -> None:
+        task = asyncio.create_task(self._send_callback(sim, request, result))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_callback(
+        self, sim: SimulatedInstitution, request: StopRequestV1, result: dict[str, Any]
+    ) -> None:
+        await asyncio.sleep(sim.behaviour.callback_delay_ms / 1000 * (0.5 + sim._rng.random()))
+        body = (
+            CallbackV1(
+                hold_id=request.hold_id,
+                idempotency_key=request.idempotency_key,
+                status=result["status"],
+                amount_held=result.get("amount_held"),
+                reason=result.get("reason"),
+                answered_at=datetime.now(UTC),
+            )
+            .model_dump_json()
+            .encode()
+        )
+        copies = 2 if sim.roll(sim.behaviour.double_callback_rate) else 1
+        for _ in range(copies):
+            await self._deliver(sim, body)
+
+    async def _deliver(self, sim: SimulatedInstitution, body: bytes) -> None:
+        assert self._client is not None
+        code = sim.institution.code
+        url = f"{self._stopper_url}/v1/institutions/{code}/callbacks"
+        for attempt in range(6):
+            headers = signed_headers(
+                self._secret_for(sim.institution.callback_secret_ref),
+                int(time.time()),
+                secrets.token_hex(16),
+                body,
+            )
+            try:
+                answer = await self._client.post(url, content=body, headers=headers)
+                if answer.status_code < 500:
+                    sim.counts.callbacks_sent += 1
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2 * 2**attempt)
+        sim.counts.callbacks_failed += 1
+        log.warning("callback undeliverable", extra={"institution": code})
+
+
+def create_simulation_app(simulation: Simulation) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await simulation.start()
+        try:
+            yield
+        finally:
+            await simulation.stop()
+
+    app = FastAPI(title="Stopper: simulated institutions", lifespan=lifespan)
+
+    @app.post("/institutions/{code}/stops")
+    async def stop(
+        code: str,
+        request: Request,
+        idempotency_key: str | None = Header(default=None),
+    ) -> Response:
+        sim = simulation.institutions.get(code)
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        sim.counts.requests += 1
+        if sim.down(simulation.elapsed_s()):
+            return JSONResponse({"detail": "service unavailable"}, status_code=503)
+        try:
+            stop_request = StopRequestV1.model_validate_json(await request.body())
+        except ValidationError:
+            return JSONResponse({"detail": "invalid stop request"}, status_code=422)
+        if idempotency_key != stop_request.idempotency_key or stop_request.institution_code != code:
+            return JSONResponse(
+                {"detail": "idempotency key or institution mismatch"}, status_code=400
+            )
+        b = sim.behaviour
+        if sim.roll(b.error_rate):
+            await asyncio.sleep(sim.latency_s())
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+        result = sim.execute(stop_request)
+        if sim.roll(b.timeout_rate):
+            # The stop happened, but the answer never arrives in time.
+            await asyncio.sleep(b.hang_s)
+        else:
+            await asyncio.sleep(sim.latency_s())
+        if sim.roll(b.malformed_rate):
+            return Response(b"<html>gateway says hello", status_code=200, media_type="text/html")
+        if b.answers_by_callback:
+            simulation.owe_callback(sim, stop_request, result)
+            return JSONResponse({"status": "accepted"}, status_code=202)
+        return JSONResponse(result, status_code=200)
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        return simulation.stats()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
