@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid4
 
-from stopper.app.ports import Message, OpenedCase, RecordOutcome
-from stopper.errors import StoreUnavailable
+from stopper.app.ports import (
+    HoldDecision,
+    HoldRecord,
+    HoldUpdate,
+    Message,
+    OpenedCase,
+    RecordOutcome,
+)
+from stopper.contracts.institutions import StopRequestV1
+from stopper.domain.holds import Hold, HoldState, Transition
+from stopper.domain.messages import InstitutionAnswer
+from stopper.errors import InstitutionError, StoreUnavailable
+from stopper.registry import Institution
 
 
 class FixedClock:
@@ -93,3 +106,90 @@ def message(
     value: bytes, offset: int = 0, key: str | None = None, headers: dict[str, str] | None = None
 ) -> Message:
     return Message("stopper.reports", 0, offset, key, value, datetime.now(UTC), headers or {})
+
+
+class FakeDispatchStore:
+    """Holds in a dict. `update_hold` runs without awaiting, so it is atomic like the real one."""
+
+    def __init__(self) -> None:
+        self.holds: dict[UUID, HoldRecord] = {}
+        self.transitions: list[Transition] = []
+        self.nonces: set[tuple[str, str]] = set()
+
+    def add(self, record: HoldRecord) -> None:
+        self.holds[record.hold.id] = record
+
+    async def update_hold(
+        self, hold_id: UUID, decide: HoldDecision
+    ) -> tuple[HoldRecord, HoldUpdate] | None:
+        stored = self.holds.get(hold_id)
+        if stored is None:
+            return None
+        record = copy.deepcopy(stored)
+        change = decide(record)
+        if change is None:
+            return None
+        written = copy.deepcopy(record)
+        for name, value in change.fields.items():
+            setattr(written, name, value)
+        self.holds[hold_id] = written
+        self.transitions += change.transitions
+        return record, change
+
+    async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
+        record = self.holds.get(hold_id)
+        return copy.deepcopy(record) if record else None
+
+    async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
+        due = [
+            r.hold.id
+            for r in self.holds.values()
+            if (r.hold.state is HoldState.SENT and r.next_attempt_at and r.next_attempt_at <= now)
+            or (
+                r.hold.state is HoldState.REQUESTED
+                and r.requested_at <= requested_before
+                and (r.next_attempt_at is None or r.next_attempt_at <= now)
+            )
+        ]
+        return due[:limit]
+
+    async def relay_outbox(self, publish: Any, limit: int) -> int:
+        return 0
+
+    async def remember_nonce(self, institution_code: str, nonce: str, at: datetime) -> bool:
+        if (institution_code, nonce) in self.nonces:
+            return False
+        self.nonces.add((institution_code, nonce))
+        return True
+
+
+Scripted = InstitutionAnswer | InstitutionError
+
+
+class ScriptedAdapter:
+    """Answers from a script per institution (the last entry repeats); records every request."""
+
+    def __init__(self, script: dict[str, list[Scripted]]) -> None:
+        self.script = script
+        self.requests: list[StopRequestV1] = []
+
+    async def request_stop(
+        self, institution: Institution, request: StopRequestV1
+    ) -> InstitutionAnswer:
+        self.requests.append(request)
+        steps = self.script[institution.code]
+        step = steps.pop(0) if len(steps) > 1 else steps[0]
+        await asyncio.sleep(0)
+        if isinstance(step, InstitutionError):
+            raise step
+        return step
+
+
+def requested_hold(institution_code: str = "BK01", amount: int = 100_000,
+                   at: datetime | None = None) -> HoldRecord:
+    at = at or datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    hold = Hold(id=uuid4(), case_id=uuid4(), institution_code=institution_code,
+                account_number="6222111122223333", currency="CNY", amount_asked=amount)
+    return HoldRecord(hold=hold, attempts=0, report_accepted_at=at, requested_at=at,
+                      next_attempt_at=None, dispatch_deadline_at=None, sent_at=None,
+                      confirmed_at=None, stop_expires_at=None, state_reason=None)

@@ -1,0 +1,125 @@
+"""Signed institution callbacks, with hand-written fakes."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from stopper.app.callbacks import CallbackHandler, CallbackRefused
+from stopper.app.dispatch import AnswerOutcome, Dispatcher
+from stopper.app.ports import HoldRecord
+from stopper.config import DispatchSettings
+from stopper.contracts.signing import signed_headers
+from stopper.domain.holds import HoldState
+from stopper.domain.messages import AnswerKind, InstitutionAnswer
+from stopper.registry import load_registry
+from tests.unit.fakes import FakeDispatchStore, FixedClock, ScriptedAdapter, requested_hold
+
+REGISTRY = load_registry()
+SECRETS = {i.callback_secret_ref: f"secret-{i.code}" for i in REGISTRY.values()}
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+async def sent_hold() -> tuple[CallbackHandler, FakeDispatchStore, HoldRecord]:
+    store = FakeDispatchStore()
+    clock = FixedClock(NOW)
+    adapter = ScriptedAdapter({"BK01": [InstitutionAnswer(AnswerKind.ACCEPTED)]})
+    dispatcher = Dispatcher(store, adapter, REGISTRY, clock, DispatchSettings(), random.Random(1))
+    record = requested_hold("BK01", at=NOW)
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    handler = CallbackHandler(store, dispatcher, REGISTRY, clock, SECRETS, window_s=300)
+    return handler, store, record
+
+
+def callback(record: HoldRecord, **changes: Any) -> bytes:
+    body = {
+        "hold_id": str(record.hold.id),
+        "idempotency_key": f"stopper-{record.hold.id}-0",
+        "status": "stopped",
+        "amount_held": 42_000,
+        "answered_at": NOW.isoformat(),
+    }
+    body.update(changes)
+    return json.dumps(body).encode()
+
+
+def signed(body: bytes, *, code: str = "BK01", nonce: str = "nonce-0001",
+           timestamp: int | None = None, secret: str | None = None) -> dict[str, str]:
+    ref = REGISTRY[code].callback_secret_ref
+    ts = int(NOW.timestamp()) if timestamp is None else timestamp
+    headers = signed_headers(secret or SECRETS[ref], ts, nonce, body)
+    return {k.lower(): v for k, v in headers.items()}
+
+
+async def test_a_valid_callback_moves_the_hold_and_a_repeat_changes_nothing() -> None:
+    handler, store, record = await sent_hold()
+    body = callback(record)
+    first = await handler.handle("BK01", signed(body), body)
+    again = await handler.handle("BK01", signed(body, nonce="nonce-0002"), body)
+    assert (first.outcome, again.outcome) == (AnswerOutcome.APPLIED, AnswerOutcome.REPEATED)
+    stored = store.holds[record.hold.id]
+    assert (stored.hold.state, stored.hold.amount_stopped) == (HoldState.STOPPED, 42_000)
+    assert store.transitions[-1].actor == "institution:BK01"
+
+
+async def refused(handler: CallbackHandler, code: str, headers: dict[str, str],
+                  body: bytes) -> CallbackRefused:
+    with pytest.raises(CallbackRefused) as raised:
+        await handler.handle(code, headers, body)
+    return raised.value
+
+
+async def test_forged_stale_and_replayed_callbacks_are_refused_and_change_nothing() -> None:
+    handler, store, record = await sent_hold()
+    body = callback(record)
+    cases = [
+        (signed(body, secret="guessed"), 401, "bad_signature"),
+        ({}, 401, "bad_signature"),
+        (signed(body, timestamp=int(NOW.timestamp()) - 301), 401, "stale"),
+        (signed(body, timestamp=int(NOW.timestamp()) + 301), 401, "stale"),
+        (signed(callback(record, amount_held=1)), 401, "bad_signature"),  # body swapped
+    ]
+    for headers, status, reason in cases:
+        error = await refused(handler, "BK01", headers, body)
+        assert (error.status, error.reason) == (status, reason)
+    assert store.holds[record.hold.id].hold.state is HoldState.SENT
+
+    await handler.handle("BK01", signed(body, nonce="nonce-used"), body)
+    replay = await refused(handler, "BK01", signed(body, nonce="nonce-used"), body)
+    assert (replay.status, replay.reason) == (409, "replayed")
+
+
+async def test_an_institution_may_answer_only_what_was_sent_to_it() -> None:
+    handler, store, record = await sent_hold()
+    body = callback(record)
+    other = await refused(handler, "BK02", signed(body, code="BK02"), body)
+    assert (other.status, other.reason) == (403, "not_sent_here")
+    wrong_key = callback(record, idempotency_key="stopper-made-up")
+    error = await refused(handler, "BK01", signed(wrong_key, nonce="nonce-0003"), wrong_key)
+    assert error.status == 403
+    unknown = callback(record, hold_id="00000000-0000-0000-0000-000000000001")
+    error = await refused(handler, "BK01", signed(unknown, nonce="nonce-0004"), unknown)
+    assert error.status == 403
+    never_sent = requested_hold("BK01", at=NOW)
+    store.add(never_sent)
+    body = callback(never_sent)
+    error = await refused(handler, "BK01", signed(body, nonce="nonce-0005"), body)
+    assert error.status == 403
+    assert store.holds[record.hold.id].hold.state is HoldState.SENT
+
+
+async def test_unknown_institution_invalid_body_and_conflicting_answer() -> None:
+    handler, _, record = await sent_hold()
+    body = callback(record)
+    assert (await refused(handler, "ZZ99", {}, body)).status == 404
+    junk = b'{"hold_id": "nope"}'
+    assert (await refused(handler, "BK01", signed(junk), junk)).status == 422
+    await handler.handle("BK01", signed(body, nonce="nonce-0006"), body)
+    not_found = callback(record, status="not_found", amount_held=None)
+    error = await refused(handler, "BK01", signed(not_found, nonce="nonce-0007"), not_found)
+    assert (error.status, error.reason) == (409, "conflict")

@@ -1,0 +1,218 @@
+"""The dispatcher with hand-written fakes: retries, business answers, deadlines, breakers,
+callbacks awaited, and idempotency keys."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from stopper.app.dispatch import AnswerOutcome, Dispatcher
+from stopper.config import DispatchSettings
+from stopper.domain.holds import HoldState
+from stopper.domain.messages import AnswerKind, InstitutionAnswer
+from stopper.errors import (
+    InstitutionTimeout,
+    InstitutionUnavailable,
+    MalformedAnswer,
+    RequestRefused,
+)
+from stopper.registry import BreakerPolicy, Registry, RetryPolicy, load_registry
+from tests.unit.fakes import FakeDispatchStore, FixedClock, ScriptedAdapter, Scripted, requested_hold
+
+STOPPED = InstitutionAnswer(AnswerKind.STOPPED, amount_held=60_000)
+ACCEPTED = InstitutionAnswer(AnswerKind.ACCEPTED)
+NOT_FOUND = InstitutionAnswer(AnswerKind.NOT_FOUND)
+
+
+def registry(**changes: object) -> Registry:
+    base = load_registry()
+    bk01 = replace(base["BK01"], **changes)  # type: ignore[arg-type]
+    return Registry({**base.institutions, "BK01": bk01})
+
+
+def setup(
+    script: list[Scripted], reg: Registry | None = None
+) -> tuple[Dispatcher, FakeDispatchStore, ScriptedAdapter, FixedClock]:
+    store = FakeDispatchStore()
+    adapter = ScriptedAdapter({"BK01": script})
+    clock = FixedClock(requested_hold().requested_at)
+    dispatcher = Dispatcher(store, adapter, reg or registry(), clock, DispatchSettings(),
+                            random.Random(1))
+    return dispatcher, store, adapter, clock
+
+
+async def run_until_settled(dispatcher: Dispatcher, clock: FixedClock, seconds: int) -> None:
+    """Let the sweeper run once per simulated second."""
+    for _ in range(seconds):
+        clock.at += timedelta(seconds=1)
+        await dispatcher.sweep_once()
+
+
+async def test_a_stop_confirmed_at_once_records_the_amount_held() -> None:
+    dispatcher, store, adapter, clock = setup([STOPPED])
+    record = requested_hold()
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    stored = store.holds[record.hold.id]
+    assert stored.hold.state is HoldState.STOPPED
+    assert stored.hold.amount_stopped == 60_000
+    assert stored.stop_expires_at == clock.at + timedelta(hours=48)
+    assert [r.idempotency_key for r in adapter.requests] == [f"stopper-{record.hold.id}-0"]
+    assert [(t.from_state, t.to_state) for t in store.transitions] == [
+        (HoldState.REQUESTED, HoldState.SENT), (HoldState.SENT, HoldState.STOPPED),
+    ]
+
+
+async def test_retryable_failures_are_retried_with_the_same_key() -> None:
+    dispatcher, store, adapter, clock = setup(
+        [InstitutionTimeout("slow"), InstitutionUnavailable("503"), MalformedAnswer("junk"),
+         STOPPED]
+    )
+    record = requested_hold()
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    assert store.holds[record.hold.id].hold.state is HoldState.SENT
+    assert "attempt 1: slow" in (store.holds[record.hold.id].state_reason or "")
+    await run_until_settled(dispatcher, clock, 30)
+    assert store.holds[record.hold.id].hold.state is HoldState.STOPPED
+    assert len(adapter.requests) == 4
+    assert {r.idempotency_key for r in adapter.requests} == {f"stopper-{record.hold.id}-0"}
+
+
+async def test_backoff_grows_exponentially_with_jitter_inside_its_bounds() -> None:
+    dispatcher, store, _, clock = setup([InstitutionUnavailable("503")])
+    record = requested_hold()
+    store.add(record)
+    delays = []
+    for attempt in range(1, 7):
+        before = clock.at
+        if attempt == 1:
+            await dispatcher.attempt(record.hold.id, first=True)
+        else:
+            clock.at = store.holds[record.hold.id].next_attempt_at or clock.at
+            before = clock.at
+            await dispatcher.sweep_once()
+        stored = store.holds[record.hold.id]
+        assert stored.next_attempt_at is not None
+        delays.append((stored.next_attempt_at - before).total_seconds())
+    policy = load_registry()["BK01"].retry
+    for attempt, delay in enumerate(delays, start=1):
+        ceiling = min(policy.max_backoff_ms, policy.initial_backoff_ms * 2 ** (attempt - 1))
+        breaker_wait = load_registry()["BK01"].breaker.cooldown_s
+        assert policy.initial_backoff_ms / 2000 <= delay <= max(ceiling / 1000, breaker_wait)
+
+
+@pytest.mark.parametrize("kind", [AnswerKind.NOT_FOUND, AnswerKind.REJECTED])
+async def test_business_answers_are_final_and_never_retried(kind: AnswerKind) -> None:
+    dispatcher, store, adapter, clock = setup([InstitutionAnswer(kind, reason="closed")])
+    record = requested_hold()
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    await run_until_settled(dispatcher, clock, 200)
+    assert store.holds[record.hold.id].hold.state.value == kind.value
+    assert len(adapter.requests) == 1
+
+
+async def test_the_hold_fails_with_the_reason_when_the_deadline_passes() -> None:
+    reg = registry(retry=RetryPolicy(max_attempts=100, initial_backoff_ms=500,
+                                     max_backoff_ms=2000, deadline_s=20))
+    dispatcher, store, adapter, clock = setup([InstitutionTimeout("no answer in 2000 ms")], reg)
+    record = requested_hold()
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    await run_until_settled(dispatcher, clock, 40)
+    stored = store.holds[record.hold.id]
+    assert stored.hold.state is HoldState.FAILED
+    # The last attempt may have met the breaker rather than the institution; either way the
+    # reason says what happened.
+    assert (stored.state_reason or "").startswith("attempt ")
+    assert "a person must act" in store.transitions[-1].cause
+    assert store.transitions[-1].at - record.requested_at <= timedelta(seconds=21)
+    assert 3 <= len(adapter.requests)
+
+
+async def test_a_refused_request_fails_at_once() -> None:
+    dispatcher, store, adapter, clock = setup([RequestRefused("HTTP 400")])
+    record = requested_hold()
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    await run_until_settled(dispatcher, clock, 10)
+    assert store.holds[record.hold.id].hold.state is HoldState.FAILED
+    assert len(adapter.requests) == 1
+
+
+async def test_accepted_waits_for_the_callback_then_asks_again_with_the_same_key() -> None:
+    reg = registry(callback_wait_s=30.0)
+    dispatcher, store, adapter, clock = setup([ACCEPTED], reg)
+    record = requested_hold()
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    await run_until_settled(dispatcher, clock, 29)
+    assert len(adapter.requests) == 1
+    await run_until_settled(dispatcher, clock, 2)
+    assert len(adapter.requests) == 2
+    assert adapter.requests[0].idempotency_key == adapter.requests[1].idempotency_key
+    outcome = await dispatcher.record_answer(record.hold.id, STOPPED, actor="institution:BK01")
+    again = await dispatcher.record_answer(record.hold.id, STOPPED, actor="institution:BK01")
+    assert (outcome, again) == (AnswerOutcome.APPLIED, AnswerOutcome.REPEATED)
+    assert store.holds[record.hold.id].hold.state is HoldState.STOPPED
+    await run_until_settled(dispatcher, clock, 60)
+    assert len(adapter.requests) == 2
+
+
+async def test_the_breaker_stops_calls_to_an_institution_that_is_down() -> None:
+    reg = registry(breaker=BreakerPolicy(failure_threshold=3, cooldown_s=30))
+    dispatcher, store, adapter, clock = setup([InstitutionUnavailable("503")], reg)
+    records = [requested_hold() for _ in range(10)]
+    for record in records:
+        store.add(record)
+        await dispatcher.attempt(record.hold.id, first=True)
+    assert len(adapter.requests) == 3
+    assert dispatcher.breaker("BK01").trips == 1
+    assert all(store.holds[r.hold.id].hold.state is HoldState.SENT for r in records)
+
+
+async def test_racing_attempts_for_one_hold_call_the_institution_once() -> None:
+    dispatcher, store, adapter, clock = setup([STOPPED])
+    record = requested_hold()
+    store.add(record)
+    clock.at += timedelta(seconds=15)  # past the first-dispatch grace: due for the sweeper too
+    await asyncio.gather(
+        dispatcher.attempt(record.hold.id, first=True),
+        dispatcher.attempt(record.hold.id, first=True),
+        dispatcher.sweep_once(),
+    )
+    assert len(adapter.requests) == 1
+
+
+async def test_a_late_answer_still_counts_for_a_failed_hold() -> None:
+    dispatcher, store, _, clock = setup([RequestRefused("HTTP 400")])
+    record = requested_hold()
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    assert store.holds[record.hold.id].hold.state is HoldState.FAILED
+    outcome = await dispatcher.record_answer(record.hold.id, STOPPED, actor="institution:BK01")
+    assert outcome is AnswerOutcome.APPLIED
+    assert store.holds[record.hold.id].hold.state is HoldState.STOPPED
+
+
+async def test_an_answer_the_state_does_not_allow_is_a_conflict() -> None:
+    dispatcher, store, _, _ = setup([NOT_FOUND])
+    record = requested_hold()
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    outcome = await dispatcher.record_answer(record.hold.id, STOPPED, actor="institution:BK01")
+    assert outcome is AnswerOutcome.CONFLICT
+    assert store.holds[record.hold.id].hold.state is HoldState.NOT_FOUND
+
+
+async def test_more_held_than_asked_is_capped() -> None:
+    dispatcher, store, _, _ = setup([InstitutionAnswer(AnswerKind.STOPPED, amount_held=10**9)])
+    record = requested_hold(amount=5_000)
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    assert store.holds[record.hold.id].hold.amount_stopped == 5_000
