@@ -211,6 +211,13 @@ class Simulation:
         if self._client is not None:
             await self._client.aclose()
 
+    def executed_stops(self) -> Counter[UUID]:
+        """How many times each hold's funds were stopped, over all institutions."""
+        total: Counter[UUID] = Counter()
+        for sim in self.institutions.values():
+            total.update(sim._executed_by_hold)
+        return total
+
     def stats(self) -> dict[str, Any]:
         per: dict[str, dict[str, Any]] = {}
         totals: Counter[str] = Counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,12 +49,14 @@ async def test_report_to_case_on_the_embedded_default(
     assert answer.status_code == 202
     case_id = answer.json()["case_id"]
 
-    async def case() -> dict[str, object] | None:
+    async def case() -> dict[str, Any] | None:
         r = await client.get(f"/v1/cases/{case_id}")
         return r.json() if r.status_code == 200 else None
 
     found = await eventually(case)
-    assert found["holds_by_state"] == {"requested": 2}
+    # No institutions run here, so the holds wait in `requested` or retry in `sent`.
+    assert sum(found["holds_by_state"].values()) == 2
+    assert set(found["holds_by_state"]) <= {"requested", "sent"}
     assert (found["victims"], found["transfers"]) == (2, 3)
 
 

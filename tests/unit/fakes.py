@@ -185,11 +185,27 @@ class ScriptedAdapter:
         return step
 
 
-def requested_hold(institution_code: str = "BK01", amount: int = 100_000,
-                   at: datetime | None = None) -> HoldRecord:
+def requested_hold(
+    institution_code: str = "BK01", amount: int = 100_000, at: datetime | None = None
+) -> HoldRecord:
     at = at or datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-    hold = Hold(id=uuid4(), case_id=uuid4(), institution_code=institution_code,
-                account_number="6222111122223333", currency="CNY", amount_asked=amount)
-    return HoldRecord(hold=hold, attempts=0, report_accepted_at=at, requested_at=at,
-                      next_attempt_at=None, dispatch_deadline_at=None, sent_at=None,
-                      confirmed_at=None, stop_expires_at=None, state_reason=None)
+    hold = Hold(
+        id=uuid4(),
+        case_id=uuid4(),
+        institution_code=institution_code,
+        account_number="6222111122223333",
+        currency="CNY",
+        amount_asked=amount,
+    )
+    return HoldRecord(
+        hold=hold,
+        attempts=0,
+        report_accepted_at=at,
+        requested_at=at,
+        next_attempt_at=None,
+        dispatch_deadline_at=None,
+        sent_at=None,
+        confirmed_at=None,
+        stop_expires_at=None,
+        state_reason=None,
+    )

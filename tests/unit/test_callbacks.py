@@ -48,8 +48,14 @@ def callback(record: HoldRecord, **changes: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-def signed(body: bytes, *, code: str = "BK01", nonce: str = "nonce-0001",
-           timestamp: int | None = None, secret: str | None = None) -> dict[str, str]:
+def signed(
+    body: bytes,
+    *,
+    code: str = "BK01",
+    nonce: str = "nonce-0001",
+    timestamp: int | None = None,
+    secret: str | None = None,
+) -> dict[str, str]:
     ref = REGISTRY[code].callback_secret_ref
     ts = int(NOW.timestamp()) if timestamp is None else timestamp
     headers = signed_headers(secret or SECRETS[ref], ts, nonce, body)
@@ -67,8 +73,9 @@ async def test_a_valid_callback_moves_the_hold_and_a_repeat_changes_nothing() ->
     assert store.transitions[-1].actor == "institution:BK01"
 
 
-async def refused(handler: CallbackHandler, code: str, headers: dict[str, str],
-                  body: bytes) -> CallbackRefused:
+async def refused(
+    handler: CallbackHandler, code: str, headers: dict[str, str], body: bytes
+) -> CallbackRefused:
     with pytest.raises(CallbackRefused) as raised:
         await handler.handle(code, headers, body)
     return raised.value

@@ -21,7 +21,13 @@ from stopper.errors import (
     RequestRefused,
 )
 from stopper.registry import BreakerPolicy, Registry, RetryPolicy, load_registry
-from tests.unit.fakes import FakeDispatchStore, FixedClock, ScriptedAdapter, Scripted, requested_hold
+from tests.unit.fakes import (
+    FakeDispatchStore,
+    FixedClock,
+    Scripted,
+    ScriptedAdapter,
+    requested_hold,
+)
 
 STOPPED = InstitutionAnswer(AnswerKind.STOPPED, amount_held=60_000)
 ACCEPTED = InstitutionAnswer(AnswerKind.ACCEPTED)
@@ -40,8 +46,9 @@ def setup(
     store = FakeDispatchStore()
     adapter = ScriptedAdapter({"BK01": script})
     clock = FixedClock(requested_hold().requested_at)
-    dispatcher = Dispatcher(store, adapter, reg or registry(), clock, DispatchSettings(),
-                            random.Random(1))
+    dispatcher = Dispatcher(
+        store, adapter, reg or registry(), clock, DispatchSettings(), random.Random(1)
+    )
     return dispatcher, store, adapter, clock
 
 
@@ -63,14 +70,19 @@ async def test_a_stop_confirmed_at_once_records_the_amount_held() -> None:
     assert stored.stop_expires_at == clock.at + timedelta(hours=48)
     assert [r.idempotency_key for r in adapter.requests] == [f"stopper-{record.hold.id}-0"]
     assert [(t.from_state, t.to_state) for t in store.transitions] == [
-        (HoldState.REQUESTED, HoldState.SENT), (HoldState.SENT, HoldState.STOPPED),
+        (HoldState.REQUESTED, HoldState.SENT),
+        (HoldState.SENT, HoldState.STOPPED),
     ]
 
 
 async def test_retryable_failures_are_retried_with_the_same_key() -> None:
     dispatcher, store, adapter, clock = setup(
-        [InstitutionTimeout("slow"), InstitutionUnavailable("503"), MalformedAnswer("junk"),
-         STOPPED]
+        [
+            InstitutionTimeout("slow"),
+            InstitutionUnavailable("503"),
+            MalformedAnswer("junk"),
+            STOPPED,
+        ]
     )
     record = requested_hold()
     store.add(record)
@@ -118,8 +130,11 @@ async def test_business_answers_are_final_and_never_retried(kind: AnswerKind) ->
 
 
 async def test_the_hold_fails_with_the_reason_when_the_deadline_passes() -> None:
-    reg = registry(retry=RetryPolicy(max_attempts=100, initial_backoff_ms=500,
-                                     max_backoff_ms=2000, deadline_s=20))
+    reg = registry(
+        retry=RetryPolicy(
+            max_attempts=100, initial_backoff_ms=500, max_backoff_ms=2000, deadline_s=20
+        )
+    )
     dispatcher, store, adapter, clock = setup([InstitutionTimeout("no answer in 2000 ms")], reg)
     record = requested_hold()
     store.add(record)
@@ -166,7 +181,7 @@ async def test_accepted_waits_for_the_callback_then_asks_again_with_the_same_key
 
 async def test_the_breaker_stops_calls_to_an_institution_that_is_down() -> None:
     reg = registry(breaker=BreakerPolicy(failure_threshold=3, cooldown_s=30))
-    dispatcher, store, adapter, clock = setup([InstitutionUnavailable("503")], reg)
+    dispatcher, store, adapter, _ = setup([InstitutionUnavailable("503")], reg)
     records = [requested_hold() for _ in range(10)]
     for record in records:
         store.add(record)
@@ -190,7 +205,7 @@ async def test_racing_attempts_for_one_hold_call_the_institution_once() -> None:
 
 
 async def test_a_late_answer_still_counts_for_a_failed_hold() -> None:
-    dispatcher, store, _, clock = setup([RequestRefused("HTTP 400")])
+    dispatcher, store, _, _ = setup([RequestRefused("HTTP 400")])
     record = requested_hold()
     store.add(record)
     await dispatcher.attempt(record.hold.id, first=True)

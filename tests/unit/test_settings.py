@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-
 from pydantic_settings import BaseSettings
 
 from stopper.config import Settings

@@ -162,6 +162,8 @@ class SqlStore:
                         "stop_expires_at": None,
                         "freeze_expires_at": None,
                         "updated_at": case.opened_at,
+                        "report_accepted_at": opened.accepted_at,
+                        "attempts": 0,
                     }
                 )
             births += [

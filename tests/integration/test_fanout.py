@@ -1,0 +1,215 @@
+"""Fan-out on the real stack: PostgreSQL, the Kafka-protocol broker, and the simulated
+institutions over HTTP on loopback, with Stopper's API taking their callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from stopper.adapters.db.models import HoldRow, HoldTransitionRow
+from stopper.api.app import create_app
+from stopper.config import (
+    ApiSettings,
+    DatabaseSettings,
+    DispatchSettings,
+    InstitutionsSettings,
+    Settings,
+)
+from stopper.registry import load_registry
+from stopper.runtime import Runtime, build_runtime
+from stopper.serving import free_port, serving
+from stopper.simulation.institutions import Simulation, create_simulation_app, profile
+from stopper.simulation.reports import ReportFactory
+from tests.integration.conftest import unique_kafka
+from tests.integration.helpers import eventually
+
+pytestmark = pytest.mark.integration
+
+FINAL_FIRST_LEVEL = {"stopped", "not_found", "rejected", "failed"}
+DEADLINE_S = 40
+
+
+def fast_registry(tmp_path: Path) -> Path:
+    """The packaged world with timeouts and waits scaled down so a test runs in seconds."""
+    text = resources.files("stopper.data").joinpath("institutions.toml").read_text()
+    text = re.sub(r"timeout_ms = \d+", "timeout_ms = 400", text)
+    text = re.sub(r"callback_wait_s = \d+", "callback_wait_s = 3", text)
+    text = re.sub(r"deadline_s = \d+", f"deadline_s = {DEADLINE_S}", text)
+    text = re.sub(r"cooldown_s = \d+", "cooldown_s = 2", text)
+    path = tmp_path / "institutions.toml"
+    path.write_text(text)
+    return path
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    simulation: Simulation
+    stopper_url: str
+    runtime: Runtime
+
+
+@dataclass
+class World:
+    settings: Settings
+    simulation: Simulation
+    sim_url: str
+    stopper_port: int
+
+
+@pytest.fixture
+async def world(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_postgres: str, kafka_bootstrap: str
+) -> AsyncIterator[World]:
+    registry_path = fast_registry(tmp_path)
+    registry = load_registry(registry_path)
+    stopper_port = free_port()
+    settings = Settings(
+        registry_path=registry_path,
+        database=DatabaseSettings(url=migrated_postgres, migrate_on_start=False),
+        kafka=unique_kafka(kafka_bootstrap),
+        api=ApiSettings(port=stopper_port),
+        dispatch=DispatchSettings(sweep_interval_ms=100, first_dispatch_grace_s=2),
+    )
+    simulation = Simulation(
+        registry,
+        profile(getattr(request, "param", "realistic"), registry),
+        secret_for=lambda ref: settings.institutions.secret_for(ref, settings.environment),
+        stopper_url=f"http://127.0.0.1:{stopper_port}",
+    )
+    async with serving(create_simulation_app(simulation)) as sim_url:
+        settings = settings.model_copy(
+            update={"institutions": InstitutionsSettings(base_url=sim_url)}
+        )
+        yield World(settings, simulation, sim_url, stopper_port)
+
+
+@pytest.fixture
+async def stopper(world: World) -> AsyncIterator[str]:
+    runtime = build_runtime(world.settings)
+    async with serving(create_app(runtime), port=world.stopper_port) as url:
+        yield url
+
+
+async def post_reports(url: str, count: int, seed: int) -> list[str]:
+    factory = ReportFactory(load_registry(), seed=seed)
+    case_ids = []
+    async with httpx.AsyncClient(base_url=url) as client:
+        for _ in range(count):
+            answer = await client.post("/v1/reports", json=factory.report(datetime.now(UTC)))
+            assert answer.status_code == 202, answer.text
+            case_ids.append(answer.json()["case_id"])
+    return case_ids
+
+
+async def hold_states(settings: Settings, case_ids: list[str]) -> dict[UUID, str] | None:
+    """States of every hold of the cases, or None while a case is still missing."""
+    runtime = build_runtime(settings)
+    try:
+        async with runtime.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(HoldRow.id, HoldRow.state, HoldRow.case_id).where(
+                        HoldRow.case_id.in_([UUID(c) for c in case_ids])
+                    )
+                )
+            ).all()
+    finally:
+        await runtime.engine.dispose()
+    if {str(r.case_id) for r in rows} != set(case_ids):
+        return None
+    return {r.id: r.state for r in rows}
+
+
+async def all_settled(settings: Settings, case_ids: list[str]) -> dict[UUID, str] | None:
+    states = await hold_states(settings, case_ids)
+    if states is None or not set(states.values()) <= FINAL_FIRST_LEVEL:
+        return None
+    return states
+
+
+async def assert_no_double_stops(world: World, states: dict[UUID, str]) -> None:
+    executed = world.simulation.executed_stops()
+    assert all(count == 1 for count in executed.values()), "a hold was stopped twice"
+    assert world.simulation.stats()["totals"]["double_stops"] == 0
+    stopped = {hold for hold, state in states.items() if state == "stopped"}
+    assert stopped <= set(executed), "Stopper says stopped but the institution never stopped"
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(f"{world.sim_url}/stats")).json()
+    assert stats["totals"]["double_stops"] == 0
+
+
+async def test_every_first_level_hold_ends_stopped_not_found_rejected_or_failed(
+    world: World, stopper: str
+) -> None:
+    case_ids = await post_reports(stopper, 25, seed=11)
+    states = await eventually(
+        lambda: all_settled(world.settings, case_ids), timeout=DEADLINE_S + 30
+    )
+    assert Counter(states.values())["stopped"] > len(states) / 2
+    await assert_no_double_stops(world, states)
+    async with httpx.AsyncClient(base_url=stopper) as client:
+        metrics = (await client.get("/metrics")).text
+        case = (await client.get(f"/v1/cases/{case_ids[0]}")).json()
+    assert "stopper_report_to_stop_confirmed_seconds_bucket" in metrics
+    assert re.search(
+        r'stopper_stop_attempts_total\{institution="[A-Z0-9]+",outcome="stopped"\}', metrics
+    )
+    # A stop holds what is still there: all, part, or (account emptied) nothing of what was asked.
+    stopped = [h for h in case["holds"] if h["state"] == "stopped"]
+    assert all(0 <= float(h["amount_stopped"]) <= float(h["amount_asked"]) for h in stopped)
+    assert re.search(r'stopper_amount_stopped_total\{currency="CNY"\} [1-9]', metrics)
+
+
+@pytest.mark.parametrize("world", ["chaos"], indirect=True)
+async def test_chaos_ends_the_same_way_with_no_double_stops(world: World, stopper: str) -> None:
+    case_ids = await post_reports(stopper, 25, seed=12)
+    states = await eventually(
+        lambda: all_settled(world.settings, case_ids), timeout=DEADLINE_S + 40
+    )
+    await assert_no_double_stops(world, states)
+    totals = world.simulation.stats()["totals"]
+    assert totals["requests"] > len(states)  # timeouts and 5xx were retried
+    runtime = build_runtime(world.settings)
+    try:
+        async with runtime.engine.connect() as connection:
+            gaps = await connection.scalar(
+                select(func.count())
+                .select_from(HoldRow)
+                .where(
+                    HoldRow.id.in_(list(states)),
+                    ~HoldRow.id.in_(
+                        select(HoldTransitionRow.hold_id).where(
+                            HoldTransitionRow.to_state == HoldRow.state
+                        )
+                    ),
+                )
+            )
+    finally:
+        await runtime.engine.dispose()
+    assert gaps == 0, "every hold's current state is recorded in the audit trail"
+
+
+async def test_a_restart_mid_run_loses_nothing_and_doubles_nothing(world: World) -> None:
+    first = build_runtime(world.settings)
+    async with serving(create_app(first), port=world.stopper_port) as url:
+        case_ids = await post_reports(url, 20, seed=13)
+        await asyncio.sleep(1.0)  # some holds answered, some in flight, some not yet sent
+    second = build_runtime(world.settings)
+    async with serving(create_app(second), port=world.stopper_port):
+        states = await eventually(
+            lambda: all_settled(world.settings, case_ids), timeout=DEADLINE_S + 30
+        )
+    await assert_no_double_stops(world, states)
+    assert len({c for c in case_ids}) == 20
