@@ -88,7 +88,7 @@ def _demo(args: argparse.Namespace) -> int:
     from stopper import demo
 
     configure_logging("WARNING")
-    return demo.main(args.reports, args.db, args.json)
+    return demo.main(args.reports, args.db, args.json, args.profile, args.max_wait)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", type=Path, default=None, help="keep the SQLite file here (default: a temporary one)"
     )
     demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    demo.add_argument(
+        "--profile",
+        choices=["realistic", "chaos", "instant"],
+        default="realistic",
+        help="behaviour of the simulated institutions (default realistic)",
+    )
+    demo.add_argument(
+        "--max-wait",
+        type=float,
+        default=180.0,
+        help="seconds to wait for every hold to settle (default 180)",
+    )
     demo.set_defaults(run=_demo)
     return parser
 

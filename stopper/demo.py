@@ -1,8 +1,10 @@
-"""`stopper demo`: a live run of intake on the embedded default (in-process bus, SQLite file).
+"""`stopper demo`: the whole race on the embedded default (SQLite file, in-process bus).
 
-It posts realistic fraud reports to the real HTTP API in-process, the way a police intake system
-would, with a few bad ones and reposts mixed in, waits for the intake consumer to open every
-case, and prints what happened.
+The simulated banks and payment institutions run as an HTTP server on loopback, and Stopper's
+API as another, so stop requests and signed callbacks cross real HTTP. Realistic fraud reports
+(with reposts and a few broken ones mixed in) are posted to intake the way a police system
+would; a live line shows the holds move; at the end a summary says what was stopped, how fast,
+and that nothing was stopped twice.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,21 +24,33 @@ from typing import Any
 import httpx
 
 from stopper.api.app import create_app
-from stopper.config import DatabaseSettings, KafkaSettings, Settings
+from stopper.config import (
+    DatabaseSettings,
+    InstitutionsSettings,
+    KafkaSettings,
+    Settings,
+)
 from stopper.domain.cases import case_id_for
+from stopper.domain.holds import HoldState
+from stopper.registry import load_registry
 from stopper.runtime import build_runtime
+from stopper.serving import free_port, serving
+from stopper.simulation.institutions import Simulation, create_simulation_app, profile
 from stopper.simulation.reports import ReportFactory
+
+# A first-level hold is settled once its institution has answered or Stopper gave up on it.
+SETTLED = {HoldState.STOPPED, HoldState.NOT_FOUND, HoldState.REJECTED, HoldState.FAILED}
 
 
 @dataclass
-class DemoResult:
+class DemoRun:
     posted: int = 0
     answers: Counter[int] = field(default_factory=Counter)
-    rejections: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _bad_reports(good: dict[str, Any]) -> list[tuple[str, bytes]]:
+def _bad_reports(good: dict[str, Any]) -> list[bytes]:
     """What a hurried or broken intake system sends now and then."""
     negative = json.loads(json.dumps(good))
     negative["report_id"] += "-neg"
@@ -44,25 +59,37 @@ def _bad_reports(good: dict[str, Any]) -> list[tuple[str, bytes]]:
     unknown["report_id"] += "-unk"
     unknown["transfers"][0]["receiving_account"]["institution_code"] = "ZZ99"
     return [
-        ("malformed JSON", b'{"report_id": "truncated'),
-        ("negative amount", json.dumps(negative).encode()),
-        ("unknown institution", json.dumps(unknown).encode()),
+        b'{"report_id": "truncated',
+        json.dumps(negative).encode(),
+        json.dumps(unknown).encode(),
     ]
 
 
-async def run_demo(reports: int, db_path: Path, *, progress: bool) -> DemoResult:
-    settings = Settings(
+async def run_demo(
+    reports: int, db_path: Path, *, profile_name: str, progress: bool, max_wait_s: float
+) -> DemoRun:
+    registry = load_registry()
+    stopper_port = free_port()
+    base = Settings(
         database=DatabaseSettings(url=None, embedded_path=db_path),
         kafka=KafkaSettings(bootstrap=None),
     )
-    runtime = build_runtime(settings)
-    app = create_app(runtime, start_runtime=False)
-    factory = ReportFactory(runtime.registry, seed=2026)
-    result = DemoResult()
-    await runtime.start()
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://stopper") as client:
+    simulation = Simulation(
+        registry,
+        profile(profile_name, registry),
+        secret_for=lambda ref: base.institutions.secret_for(ref, base.environment),
+        stopper_url=f"http://127.0.0.1:{stopper_port}",
+    )
+    run = DemoRun()
+    async with serving(create_simulation_app(simulation)) as sim_url:
+        settings = base.model_copy(update={"institutions": InstitutionsSettings(base_url=sim_url)})
+        runtime = build_runtime(settings)
+        async with (
+            serving(create_app(runtime), port=stopper_port) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as client,
+        ):
+            started = time.monotonic()
+            factory = ReportFactory(registry, seed=2026)
             now = datetime.now(UTC)
             documents = [
                 factory.report(now - timedelta(seconds=reports - i)) for i in range(reports)
@@ -70,111 +97,176 @@ async def run_demo(reports: int, db_path: Path, *, progress: bool) -> DemoResult
             bodies = [json.dumps(d).encode() for d in documents]
             # Intake systems retry: every tenth report is posted twice.
             bodies += [bodies[i] for i in range(0, reports, 10)]
-            bodies += [body for _, body in _bad_reports(documents[0])]
+            bodies += _bad_reports(documents[0])
             for body in bodies:
                 answer = await client.post(
                     "/v1/reports", content=body, headers={"content-type": "application/json"}
                 )
-                result.posted += 1
-                result.answers[answer.status_code] += 1
+                run.posted += 1
+                run.answers[answer.status_code] += 1
                 if answer.status_code >= 400:
-                    result.rejections[answer.json()["detail"]] += 1
-                if progress and result.posted % 25 == 0:
-                    _progress(f"posted {result.posted}/{len(bodies)}")
-            deadline = asyncio.get_running_loop().time() + 60
-            while True:
+                    run.refusals[answer.json()["detail"]] += 1
+                if progress and run.posted % 20 == 0:
+                    await _show_progress(runtime.store, run.posted, len(bodies), started)
+            while time.monotonic() - started < max_wait_s:
                 overview = await runtime.store.overview()
                 if progress:
-                    _progress(f"posted {result.posted}, cases opened {overview.cases}/{reports}")
-                if overview.cases >= reports or asyncio.get_running_loop().time() > deadline:
+                    await _show_progress(runtime.store, run.posted, len(bodies), started)
+                if overview.cases >= reports and _settled(overview.holds_by_state):
                     break
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5)
             if progress:
-                _progress("")
-            sample = documents[0]["report_id"]
-            case = await client.get(f"/v1/cases/{case_id_for(sample)}")
-        result.summary = _summary(overview, reports, case.json())
-    finally:
-        await runtime.stop()
-    return result
+                sys.stderr.write("\n")
+            elapsed = time.monotonic() - started
+            overview = await runtime.store.overview()
+            latencies = await runtime.store.race_latencies()
+            trips = sum(runtime.dispatcher.breaker(code).trips for code in registry)
+            sample = (await client.get(f"/v1/cases/{_sample_case(documents)}")).json()
+        stats = simulation.stats()["totals"]
+        simulation.close_requests()
+        run.summary = _summary(reports, overview, latencies, trips, stats, elapsed, sample)
+    return run
 
 
-def _percentile(values: list[float], p: float) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
+def _sample_case(documents: list[dict[str, Any]]) -> str:
+    busiest = max(documents, key=lambda d: len(d["transfers"]))
+    return str(case_id_for(busiest["report_id"]))
 
 
-def _summary(overview: Any, reports: int, sample_case: dict[str, Any]) -> dict[str, Any]:
-    latencies = sorted(overview.intake_latencies_ms)
-    return {
-        "reports_expected": reports,
-        "cases_opened": overview.cases,
-        "holds_by_state": overview.holds_by_state,
-        "amount_reported": {
-            c: f"{v / 100:.2f}" for c, v in overview.amount_asked_by_currency.items()
-        },
-        "stop_requests_in_outbox": overview.outbox_pending,
-        "intake_latency_ms": {
-            "p50": round(_percentile(latencies, 50), 1),
-            "p95": round(_percentile(latencies, 95), 1),
-            "p99": round(_percentile(latencies, 99), 1),
-        },
-        "sample_case": sample_case,
-    }
+def _settled(by_state: dict[str, int]) -> bool:
+    return all(HoldState(state) in SETTLED for state, count in by_state.items() if count)
 
 
-def _progress(text: str) -> None:
-    sys.stderr.write("\r\033[K" + text)
+async def _show_progress(store: Any, posted: int, total: int, started: float) -> None:
+    overview = await store.overview()
+    states = " ".join(f"{k}:{v}" for k, v in sorted(overview.holds_by_state.items()))
+    stopped = sum(overview.amount_stopped_by_currency.values()) / 100
+    sys.stderr.write(
+        f"\r\033[K{time.monotonic() - started:5.1f}s  posted {posted}/{total}  "
+        f"cases {overview.cases}  holds {states}  stopped {stopped:,.2f}"
+    )
     sys.stderr.flush()
 
 
-def print_table(result: DemoResult) -> None:
-    s = result.summary
-    print(f"\nStopper demo — {result.posted} reports posted to intake")
+def _percentiles(values: tuple[float, ...]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0}
+    if len(values) == 1:
+        return {"p50": values[0], "p95": values[0], "p99": values[0]}
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": round(cuts[49], 1), "p95": round(cuts[94], 1), "p99": round(cuts[98], 1)}
+
+
+def _money(by_currency: dict[str, int]) -> dict[str, str]:
+    return {currency: f"{minor / 100:.2f}" for currency, minor in sorted(by_currency.items())}
+
+
+def _summary(
+    reports: int,
+    overview: Any,
+    latencies: Any,
+    trips: int,
+    sim: dict[str, int],
+    elapsed: float,
+    sample: dict[str, Any],
+) -> dict[str, Any]:
+    holds = sum(overview.holds_by_state.values())
+    sent = sum(v for k, v in overview.holds_by_state.items() if k != "requested")
+    return {
+        "reports": reports,
+        "cases_opened": overview.cases,
+        "holds": holds,
+        "holds_by_state": dict(sorted(overview.holds_by_state.items())),
+        "amount_reported": _money(overview.amount_asked_by_currency),
+        "amount_stopped": _money(overview.amount_stopped_by_currency),
+        "latency_ms": _percentiles(latencies.stop_confirmed_ms),
+        "report_to_request_ms": _percentiles(latencies.stop_requested_ms),
+        "report_to_case_ms": _percentiles(latencies.case_opened_ms),
+        "attempts": overview.attempts,
+        "retries": max(0, overview.attempts - sent),
+        "breaker_trips": trips,
+        "institution_requests": sim["requests"],
+        "stops_executed": sim["stops_executed"],
+        "callbacks": sim["callbacks_sent"],
+        "double_stops": sim["double_stops"],
+        "elapsed_s": round(elapsed, 1),
+        "sample_case": sample,
+    }
+
+
+def print_table(run: DemoRun) -> None:
+    s = run.summary
+    print(f"\nStopper demo: {run.posted} reports posted, {s['elapsed_s']} s")
+    print("  HTTP answers        " + ", ".join(f"{k}: {v}" for k, v in sorted(run.answers.items())))
+    for reason, count in run.refusals.items():
+        print(f"  refused ({count})         {reason}")
+    print(f"  cases opened        {s['cases_opened']} of {s['reports']}")
+    print(f"  holds               {s['holds']}")
+    for state, count in s["holds_by_state"].items():
+        print(f"    {state:<17} {count:>6}")
+    for currency, reported in s["amount_reported"].items():
+        stopped = s["amount_stopped"].get(currency, "0.00")
+        share = float(stopped) / float(reported) * 100 if float(reported) else 0.0
+        print(f"  amount reported     {reported:>14} {currency}")
+        print(f"  amount stopped      {stopped:>14} {currency}  ({share:.1f} %)")
+    for label, key in (
+        ("report -> case open", "report_to_case_ms"),
+        ("report -> request sent", "report_to_request_ms"),
+        ("report -> stop confirmed", "latency_ms"),
+    ):
+        p = s[key]
+        print(f"  {label:<24} p50 {p['p50']:>8} ms  p95 {p['p95']:>8} ms  p99 {p['p99']:>8} ms")
     print(
-        "  HTTP answers:      " + ", ".join(f"{k}: {v}" for k, v in sorted(result.answers.items()))
+        f"  attempts            {s['attempts']} ({s['retries']} retries), "
+        f"breaker trips {s['breaker_trips']}"
     )
-    for reason, count in result.rejections.items():
-        print(f"  refused ({count}):      {reason}")
-    print(f"  cases opened:      {s['cases_opened']} of {s['reports_expected']}")
-    print("  holds by state:    " + ", ".join(f"{k}: {v}" for k, v in s["holds_by_state"].items()))
-    print("  amount reported:   " + ", ".join(f"{v} {k}" for k, v in s["amount_reported"].items()))
-    print(f"  stop requests owed (outbox): {s['stop_requests_in_outbox']}")
-    lat = s["intake_latency_ms"]
     print(
-        f"  report accepted -> case open: p50 {lat['p50']} ms, p95 {lat['p95']} ms, "
-        f"p99 {lat['p99']} ms"
+        f"  institutions        {s['institution_requests']} requests, "
+        f"{s['stops_executed']} stops executed, {s['callbacks']} callbacks"
     )
+    print(f"  double stops        {s['double_stops']}")
     case = s["sample_case"]
-    print(f"\n  sample case {case['case_id']} ({case['report_id']}):")
+    print(f"\n  busiest case {case['case_id']} ({case['report_id']}):")
     for hold in case["holds"]:
         print(
-            f"    {hold['institution_code']:<5} {hold['account']:<10} {hold['state']:<10} "
-            f"{hold['amount_asked']:>12} {hold['currency']}"
+            f"    {hold['institution_code']:<5} {hold['account']:<9} {hold['state']:<10} "
+            f"asked {hold['amount_asked']:>10}  stopped {hold['amount_stopped']:>10} "
+            f"{hold['currency']}"
         )
 
 
-def main(reports: int, db: Path | None, as_json: bool) -> int:
+def main(
+    reports: int,
+    db: Path | None,
+    as_json: bool,
+    profile_name: str = "realistic",
+    max_wait_s: float = 180.0,
+) -> int:
     with tempfile.TemporaryDirectory(prefix="stopper-demo-") as tmp:
         db_path = db or Path(tmp) / "stopper-demo.db"
-        result = asyncio.run(
-            run_demo(reports, db_path, progress=not as_json and sys.stderr.isatty())
+        run = asyncio.run(
+            run_demo(
+                reports,
+                db_path,
+                profile_name=profile_name,
+                progress=not as_json and sys.stderr.isatty(),
+                max_wait_s=max_wait_s,
+            )
         )
     if as_json:
         print(
             json.dumps(
                 {
-                    "posted": result.posted,
-                    "http_answers": {str(k): v for k, v in result.answers.items()},
-                    "refused": dict(result.rejections),
-                    **result.summary,
+                    "posted": run.posted,
+                    "http_answers": {str(k): v for k, v in run.answers.items()},
+                    "refused": dict(run.refusals),
+                    **run.summary,
                 },
                 indent=2,
             )
         )
     else:
-        print_table(result)
-    return 0 if result.summary["cases_opened"] == reports else 1
+        print_table(run)
+    s = run.summary
+    complete = s["cases_opened"] == reports and _settled(s["holds_by_state"])
+    return 0 if complete and s["double_stops"] == 0 else 1

@@ -127,6 +127,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=10)
         self._tasks.clear()
+        await self.dispatcher.close()
         await self.bus.stop()
         await self.adapter.close()
         await self.engine.dispose()

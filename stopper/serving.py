@@ -34,4 +34,10 @@ async def serving(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Async
         yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
-        await task
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=2)
+        except TimeoutError:
+            # Requests still open (a simulated institution sitting on one it never means to
+            # answer): stop waiting for them.
+            server.force_exit = True
+            await task

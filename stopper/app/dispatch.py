@@ -78,7 +78,7 @@ class AnswerOutcome(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class _Claim:
+class Claim:
     request: StopRequestV1
     attempt: int
     first_send: bool
@@ -103,21 +103,30 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
         self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     def breaker(self, code: str) -> CircuitBreaker:
         return self._breakers[code]
 
     async def attempt(self, hold_id: UUID, *, first: bool) -> None:
-        """One attempt for one hold, if it is (still) owed. `first`: the hold's stop request
-        just arrived from the outbox; otherwise the sweeper found it due."""
+        """Claim the hold and make one attempt, waiting for its outcome."""
+        claim = await self.claim(hold_id, first=first)
+        if claim is not None:
+            await self.carry_out(claim)
+
+    async def claim(self, hold_id: UUID, *, first: bool) -> Claim | None:
+        """Take the hold for one attempt if it is (still) owed one, or give it up if its
+        deadline passed. `first`: its stop request just came from the outbox; otherwise the
+        sweeper found it due. Once the claim is committed the attempt is owed by this process,
+        and by the sweeper after the lease if this process dies."""
         now = self._clock.now()
         claimed = await self._store.update_hold(hold_id, lambda r: self._claim(r, now, first))
         if claimed is None:
-            return
+            return None
         record, _ = claimed
         if record.hold.state is HoldState.FAILED:
             self._count_failed(record)
-            return
+            return None
         claim = self._claim_of(record)
         institution = self._registry[claim.request.institution_code]
         if claim.first_send and claim.report_accepted_at is not None:
@@ -126,6 +135,38 @@ class Dispatcher:
             )
         if claim.attempt > 1:
             metrics.STOP_RETRIES.labels(institution.code).inc()
+        return claim
+
+    def start(self, claim: Claim) -> None:
+        """Carry out a claimed attempt in the background, so one slow institution holds up
+        nobody else."""
+        task = asyncio.create_task(self._carry_out_logged(claim))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def wait_idle(self) -> None:
+        """Wait until every attempt started in the background has finished."""
+        while self._in_flight:
+            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Abandon attempts in flight; their leases lapse and the sweeper takes them over."""
+        for task in list(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+
+    async def _carry_out_logged(self, claim: Claim) -> None:
+        try:
+            await self.carry_out(claim)
+        except Exception:
+            log.exception(
+                "attempt could not be recorded; the sweeper retries it after its lease",
+                extra={"hold_id": str(claim.request.hold_id)},
+            )
+
+    async def carry_out(self, claim: Claim) -> None:
+        hold_id = claim.request.hold_id
+        institution = self._registry[claim.request.institution_code]
         try:
             answer = await self._call(institution, claim.request)
         except InstitutionError as e:
@@ -184,7 +225,10 @@ class Dispatcher:
         now = self._clock.now()
         grace = timedelta(seconds=self._settings.first_dispatch_grace_s)
         due = await self._store.due_holds(now, now - grace, limit=500)
-        await asyncio.gather(*(self.attempt(hold_id, first=False) for hold_id in due))
+        claims = await asyncio.gather(*(self.claim(hold_id, first=False) for hold_id in due))
+        for claim in claims:
+            if claim is not None:
+                self.start(claim)
         return len(due)
 
     def publish_breaker_states(self) -> None:
@@ -241,7 +285,7 @@ class Dispatcher:
             },
         )
 
-    def _claim_of(self, record: HoldRecord) -> _Claim:
+    def _claim_of(self, record: HoldRecord) -> Claim:
         """The attempt a successful claim stands for (`record` is the copy before the claim)."""
         hold = record.hold
         request = StopRequestV1(
@@ -255,12 +299,12 @@ class Dispatcher:
             idempotency_key=idempotency_key_for(hold.id, hold.reapplications),
             requested_at=record.requested_at,
         )
-        return _Claim(
+        return Claim(
             request, record.attempts + 1, record.sent_at is None, record.report_accepted_at
         )
 
     def _await_callback(
-        self, record: HoldRecord, claim: _Claim, institution: Institution
+        self, record: HoldRecord, claim: Claim, institution: Institution
     ) -> HoldUpdate | None:
         if record.hold.state is not HoldState.SENT or record.attempts != claim.attempt:
             return None  # the callback already came, or another attempt took over
@@ -274,7 +318,7 @@ class Dispatcher:
         )
 
     def _retry_or_give_up(
-        self, record: HoldRecord, claim: _Claim, institution: Institution, error: InstitutionError
+        self, record: HoldRecord, claim: Claim, institution: Institution, error: InstitutionError
     ) -> HoldUpdate | None:
         hold = record.hold
         if hold.state is not HoldState.SENT or record.attempts != claim.attempt:
@@ -337,7 +381,7 @@ class Dispatcher:
                 metrics.BREAKER_STATE.labels(institution.code).set(breaker.state.value)
 
     async def _after_failure(
-        self, hold_id: UUID, claim: _Claim, institution: Institution, error: InstitutionError
+        self, hold_id: UUID, claim: Claim, institution: Institution, error: InstitutionError
     ) -> None:
         result = await self._store.update_hold(
             hold_id, lambda r: self._retry_or_give_up(r, claim, institution, error)
@@ -397,7 +441,12 @@ class StopRequestConsumer:
                 )
                 metrics.DEAD_LETTERS.labels(topic=message.topic).inc()
         # One hold may appear twice in a batch (redelivery); the claim lets only one proceed.
-        await asyncio.gather(*(self._dispatcher.attempt(h, first=True) for h in hold_ids))
+        # The batch is done once every claim is committed: from then on the attempt is owed by
+        # this process, or by the sweeper once its lease lapses.
+        claims = await asyncio.gather(*(self._dispatcher.claim(h, first=True) for h in hold_ids))
+        for claim in claims:
+            if claim is not None:
+                self._dispatcher.start(claim)
 
 
 async def publish_outbox(publisher: Publisher, messages: Sequence[OutboxMessage]) -> None:

@@ -43,5 +43,15 @@ class Overview:
     cases: int
     holds_by_state: dict[str, int]
     amount_asked_by_currency: dict[str, int]
+    amount_stopped_by_currency: dict[str, int]
     outbox_pending: int
-    intake_latencies_ms: tuple[float, ...]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class RaceLatencies:
+    """Per case or hold, in milliseconds from the report's acceptance."""
+
+    case_opened_ms: tuple[float, ...]
+    stop_requested_ms: tuple[float, ...]
+    stop_confirmed_ms: tuple[float, ...]

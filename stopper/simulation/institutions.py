@@ -57,7 +57,7 @@ def profile(name: str, registry: Registry) -> dict[str, Behaviour]:
 
     realistic: most answer within a few hundred ms, a few percent of faults, payment
     institutions and every third bank answer by callback, one payment institution is down
-    from 10 s to 25 s after start.
+    from 2 s to 12 s after start.
     chaos: 30 % timeouts, 10 % 5xx, some garbage and double callbacks, and the first bank down
     from 3 s to 20 s after start.
     instant: answers at once, no faults (benchmarks).
@@ -95,7 +95,7 @@ def profile(name: str, registry: Registry) -> dict[str, Behaviour]:
             )
         behaviours[institution.code] = base
     if name == "realistic" and payment:
-        behaviours[payment[-10]] = replace(behaviours[payment[-10]], outage=(10.0, 25.0))
+        behaviours[payment[-10]] = replace(behaviours[payment[-10]], outage=(2.0, 12.0))
     if name == "chaos" and banks:
         behaviours[banks[0]] = replace(behaviours[banks[0]], outage=(3.0, 20.0))
     return behaviours
@@ -194,6 +194,7 @@ class Simulation:
         self._started = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        self._closing = asyncio.Event()
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self._started
@@ -201,6 +202,14 @@ class Simulation:
     async def start(self) -> None:
         self._started = time.monotonic()
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+
+    def close_requests(self) -> None:
+        """Let go of requests held open on purpose (simulated timeouts), before shutting down."""
+        self._closing.set()
+
+    async def hang(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -321,7 +330,7 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
         result = sim.execute(stop_request)
         if sim.roll(b.timeout_rate):
             # The stop happened, but the answer never arrives in time.
-            await asyncio.sleep(b.hang_s)
+            await simulation.hang(b.hang_s)
         else:
             await asyncio.sleep(sim.latency_s())
         if sim.roll(b.malformed_rate):

@@ -32,7 +32,7 @@ SCAMS = [
 
 
 class ReportFactory:
-    def __init__(self, registry: Registry, seed: int = 7, mule_pool: int = 120) -> None:
+    def __init__(self, registry: Registry, seed: int = 7, mule_pool: int = 400) -> None:
         self._rng = random.Random(seed)
         self._registry = registry
         banks = registry.of_kind(InstitutionKind.BANK)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from stopper.api.app import create_app
 from stopper.config import ApiSettings, DatabaseSettings, Settings
+from stopper.contracts.signing import signed_headers
 from stopper.runtime import Runtime, build_runtime
 from tests.factories import report_doc
 from tests.integration.helpers import eventually
@@ -148,3 +150,20 @@ async def test_readiness_fails_when_the_consumer_is_gone(
         task.cancel()
     ready = await client.get("/readyz")
     assert ready.status_code == 503 and ready.json()["checks"]["consumers"] is False
+
+
+async def test_a_forged_callback_is_refused_and_counted(
+    embedded: tuple[Runtime, httpx.AsyncClient],
+) -> None:
+    _, client = embedded
+    body = json.dumps({"hold_id": "00000000-0000-0000-0000-000000000001"}).encode()
+    headers = signed_headers("not-the-secret", int(time.time()), "nonce-forged-1", body)
+    answer = await client.post("/v1/institutions/BK01/callbacks", content=body, headers=headers)
+    assert answer.status_code == 401 and answer.json()["detail"] == "signature does not match"
+    unsigned = await client.post("/v1/institutions/BK01/callbacks", content=body)
+    assert unsigned.status_code == 401
+    unknown = await client.post("/v1/institutions/NOPE/callbacks", content=body)
+    assert unknown.status_code == 404
+    metrics = (await client.get("/metrics")).text
+    assert 'stopper_callbacks_total{institution="BK01",outcome="bad_signature"}' in metrics
+    assert 'institution="NOPE"' not in metrics

@@ -93,6 +93,7 @@ async def world(
             update={"institutions": InstitutionsSettings(base_url=sim_url)}
         )
         yield World(settings, simulation, sim_url, stopper_port)
+        simulation.close_requests()
 
 
 @pytest.fixture

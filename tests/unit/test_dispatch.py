@@ -57,6 +57,7 @@ async def run_until_settled(dispatcher: Dispatcher, clock: FixedClock, seconds: 
     for _ in range(seconds):
         clock.at += timedelta(seconds=1)
         await dispatcher.sweep_once()
+        await dispatcher.wait_idle()
 
 
 async def test_a_stop_confirmed_at_once_records_the_amount_held() -> None:
@@ -108,6 +109,7 @@ async def test_backoff_grows_exponentially_with_jitter_inside_its_bounds() -> No
             clock.at = store.holds[record.hold.id].next_attempt_at or clock.at
             before = clock.at
             await dispatcher.sweep_once()
+            await dispatcher.wait_idle()
         stored = store.holds[record.hold.id]
         assert stored.next_attempt_at is not None
         delays.append((stored.next_attempt_at - before).total_seconds())
@@ -201,6 +203,7 @@ async def test_racing_attempts_for_one_hold_call_the_institution_once() -> None:
         dispatcher.attempt(record.hold.id, first=True),
         dispatcher.sweep_once(),
     )
+    await dispatcher.wait_idle()
     assert len(adapter.requests) == 1
 
 

@@ -13,7 +13,12 @@ from stopper.config import DatabaseSettings
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     url = settings.effective_url
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One connection: SQLite has one writer at a time, and writers that collide wait in
+        # SQLite's busy handler, which sleeps in steps of up to 100 ms. Queueing in the pool
+        # instead costs microseconds.
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(

@@ -32,7 +32,7 @@ from stopper.app.ports import (
     OutboxMessage,
     RecordOutcome,
 )
-from stopper.app.views import CaseView, HoldView, Overview
+from stopper.app.views import CaseView, HoldView, Overview, RaceLatencies
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.accounts import account_id, mask_account_number
 from stopper.domain.cases import hold_id_for
@@ -265,29 +265,58 @@ class SqlStore:
                 by_state = await connection.execute(
                     select(HoldRow.state, func.count()).group_by(HoldRow.state)
                 )
-                asked = await connection.execute(
-                    select(HoldRow.currency, func.sum(HoldRow.amount_asked)).group_by(
-                        HoldRow.currency
+                amounts = (
+                    await connection.execute(
+                        select(
+                            HoldRow.currency,
+                            func.sum(HoldRow.amount_asked),
+                            func.sum(HoldRow.amount_stopped),
+                            func.sum(HoldRow.attempts),
+                        ).group_by(HoldRow.currency)
                     )
-                )
+                ).all()
                 pending = await connection.scalar(
                     select(func.count())
                     .select_from(OutboxRow)
                     .where(OutboxRow.published_at.is_(None))
                 )
-                times = await connection.execute(select(CaseRow.accepted_at, CaseRow.opened_at))
-                latencies = tuple(
-                    (row.opened_at - row.accepted_at).total_seconds() * 1000 for row in times
-                )
                 return Overview(
                     cases=int(cases or 0),
                     holds_by_state={row[0]: int(row[1]) for row in by_state},
-                    amount_asked_by_currency={row[0]: int(row[1] or 0) for row in asked},
+                    amount_asked_by_currency={row[0]: int(row[1] or 0) for row in amounts},
+                    amount_stopped_by_currency={row[0]: int(row[2] or 0) for row in amounts},
                     outbox_pending=int(pending or 0),
-                    intake_latencies_ms=latencies,
+                    attempts=sum(int(row[3] or 0) for row in amounts),
                 )
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+
+    async def race_latencies(self) -> RaceLatencies:
+        """Every case's and hold's latencies from the report's acceptance (demo, benchmarks)."""
+
+        def ms(later: datetime | None, earlier: datetime | None) -> float | None:
+            if later is None or earlier is None:
+                return None
+            return (later - earlier).total_seconds() * 1000
+
+        try:
+            async with self._engine.connect() as connection:
+                cases = await connection.execute(select(CaseRow.accepted_at, CaseRow.opened_at))
+                holds = (
+                    await connection.execute(
+                        select(HoldRow.report_accepted_at, HoldRow.sent_at, HoldRow.confirmed_at)
+                    )
+                ).all()
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+        opened = [ms(r.opened_at, r.accepted_at) for r in cases]
+        requested = [ms(r.sent_at, r.report_accepted_at) for r in holds]
+        confirmed = [ms(r.confirmed_at, r.report_accepted_at) for r in holds]
+        return RaceLatencies(
+            case_opened_ms=tuple(v for v in opened if v is not None),
+            stop_requested_ms=tuple(v for v in requested if v is not None),
+            stop_confirmed_ms=tuple(v for v in confirmed if v is not None),
+        )
 
     async def update_hold(
         self, hold_id: UUID, decide: HoldDecision

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stopper.errors import ConfigurationError
+from stopper.registry import InstitutionKind, load_registry
+
+
+def test_packaged_registry_describes_how_to_reach_every_institution() -> None:
+    registry = load_registry()
+    assert len(registry.of_kind(InstitutionKind.BANK)) == 16
+    assert len(registry.of_kind(InstitutionKind.PAYMENT_INSTITUTION)) == 28
+    for institution in registry.values():
+        assert institution.adapter == "http_json"
+        assert institution.endpoint == f"/institutions/{institution.code}"
+        assert institution.timeout_ms > 0 and institution.concurrency > 0
+        assert institution.retry.deadline_s > 0 and institution.callback_secret_ref
+    assert len({i.callback_secret_ref for i in registry.values()}) == 44
+
+
+def test_operators_can_point_at_their_own_file(tmp_path: Path) -> None:
+    path = tmp_path / "registry.toml"
+    path.write_text(
+        """
+[defaults.bank]
+timeout_ms = 750
+retry = { max_attempts = 3, initial_backoff_ms = 100, max_backoff_ms = 400, deadline_s = 30 }
+
+[[institution]]
+code = "XB1"
+name = "Example Bank"
+kind = "bank"
+endpoint = "https://stops.example-bank.test/v1"
+callback_secret_ref = "xb1"
+concurrency = 2
+"""
+    )
+    [institution] = load_registry(path).values()
+    assert (institution.timeout_ms, institution.concurrency) == (750, 2)
+    assert institution.retry.max_attempts == 3
+    assert institution.endpoint.startswith("https://")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        '[[institution]]\ncode = "A1"\nname = "x"\nkind = "shop"\n',
+        '[[institution]]\ncode = "A1"\nname = "x"\nkind = "bank"\nadapter = "fax"\n',
+        '[[institution]]\ncode = "A1"\nname = "x"\nkind = "bank"\n' * 2,
+        "not toml [",
+    ],
+)
+def test_a_bad_registry_refuses_to_load(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "registry.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError):
+        load_registry(path)
