@@ -28,7 +28,7 @@ from stopper.contracts.signing import (
     TIMESTAMP_HEADER,
     signature_matches,
 )
-from stopper.domain.cases import idempotency_key_for
+from stopper.domain.holds import idempotency_key_for
 from stopper.registry import Registry
 
 

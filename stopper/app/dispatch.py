@@ -44,7 +44,6 @@ from stopper.app.ports import (
 )
 from stopper.config import DispatchSettings
 from stopper.contracts.institutions import StopRequestV1
-from stopper.domain.cases import idempotency_key_for
 from stopper.domain.errors import DomainError
 from stopper.domain.holds import HoldEvent, HoldState
 from stopper.domain.messages import AnswerKind, InstitutionAnswer
@@ -288,17 +287,7 @@ class Dispatcher:
     def _claim_of(self, record: HoldRecord) -> Claim:
         """The attempt a successful claim stands for (`record` is the copy before the claim)."""
         hold = record.hold
-        request = StopRequestV1(
-            hold_id=hold.id,
-            case_id=hold.case_id,
-            institution_code=hold.institution_code,
-            account_number=hold.account_number,
-            currency=hold.currency,
-            amount=hold.amount_asked,
-            layer=hold.layer,
-            idempotency_key=idempotency_key_for(hold.id, hold.reapplications),
-            requested_at=record.requested_at,
-        )
+        request = StopRequestV1.from_command(hold.stop_request(record.requested_at))
         return Claim(
             request, record.attempts + 1, record.sent_at is None, record.report_accepted_at
         )

@@ -26,14 +26,6 @@ def hold_id_for(case_id: UUID, account: AccountRef) -> UUID:
     return uuid5(case_id, f"hold:{account.institution_code}:{account.account_number}")
 
 
-def idempotency_key_for(hold_id: UUID, attempt_generation: int = 0) -> str:
-    """The key an institution uses to recognise a repeated stop request for the same hold.
-
-    `attempt_generation` changes only when a person or a rule deliberately re-applies a stop.
-    """
-    return f"stopper-{hold_id}-{attempt_generation}"
-
-
 @dataclass(frozen=True, slots=True)
 class TransferFact:
     """One victim's transfer into a receiving account, in minor units."""
@@ -61,19 +53,7 @@ class Case:
     def stop_requests(self) -> list[RequestStop]:
         """The stop requests owed for the holds still in `requested`."""
         return [
-            RequestStop(
-                hold_id=h.id,
-                case_id=self.id,
-                institution_code=h.institution_code,
-                account_number=h.account_number,
-                currency=h.currency,
-                amount=h.amount_asked,
-                layer=h.layer,
-                idempotency_key=idempotency_key_for(h.id, h.reapplications),
-                requested_at=self.opened_at,
-            )
-            for h in self.holds
-            if h.state is HoldState.REQUESTED
+            h.stop_request(self.opened_at) for h in self.holds if h.state is HoldState.REQUESTED
         ]
 
 

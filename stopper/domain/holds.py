@@ -40,6 +40,7 @@ from typing import Final
 from uuid import UUID
 
 from stopper.domain.errors import IllegalTransition, InvalidAmount
+from stopper.domain.messages import RequestStop
 
 
 class HoldState(enum.StrEnum):
@@ -104,6 +105,14 @@ TERMINAL_STATES: Final[frozenset[HoldState]] = frozenset(
 )
 
 
+def idempotency_key_for(hold_id: UUID, generation: int = 0) -> str:
+    """The key an institution uses to recognise a repeated stop request for the same hold.
+
+    `generation` changes only when a person or a rule deliberately re-applies a stop.
+    """
+    return f"stopper-{hold_id}-{generation}"
+
+
 def next_state(state: HoldState, event: HoldEvent) -> HoldState:
     """The state `event` leads to from `state`, or `IllegalTransition`."""
     try:
@@ -150,6 +159,21 @@ class Hold:
             raise InvalidAmount("a hold must ask for a positive amount")
         if self.layer < 1:
             raise InvalidAmount("layers start at 1 (the first-level account)")
+
+    def stop_request(self, requested_at: datetime) -> RequestStop:
+        """The stop request owed for this hold, with the idempotency key of its generation:
+        the same key for every retry, a new one only when the stop is deliberately re-applied."""
+        return RequestStop(
+            hold_id=self.id,
+            case_id=self.case_id,
+            institution_code=self.institution_code,
+            account_number=self.account_number,
+            currency=self.currency,
+            amount=self.amount_asked,
+            layer=self.layer,
+            idempotency_key=idempotency_key_for(self.id, self.reapplications),
+            requested_at=requested_at,
+        )
 
     def apply(
         self,

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import Select, and_, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -324,13 +324,7 @@ class SqlStore:
         try:
             for _ in range(_MAX_CONFLICT_RETRIES):
                 async with self._engine.begin() as connection:
-                    row = (
-                        await connection.execute(
-                            select(HoldRow, AccountRow.account_number)
-                            .join(AccountRow, AccountRow.id == HoldRow.account_id)
-                            .where(HoldRow.id == hold_id)
-                        )
-                    ).one_or_none()
+                    row = (await connection.execute(_hold_with_account(hold_id))).one_or_none()
                     if row is None:
                         return None
                     record = _hold_record(row)
@@ -378,13 +372,7 @@ class SqlStore:
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
         try:
             async with self._engine.connect() as connection:
-                row = (
-                    await connection.execute(
-                        select(HoldRow, AccountRow.account_number)
-                        .join(AccountRow, AccountRow.id == HoldRow.account_id)
-                        .where(HoldRow.id == hold_id)
-                    )
-                ).one_or_none()
+                row = (await connection.execute(_hold_with_account(hold_id))).one_or_none()
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
         return None if row is None else _hold_record(row)
@@ -458,6 +446,14 @@ class SqlStore:
 
 
 _MAX_CONFLICT_RETRIES = 5
+
+
+def _hold_with_account(hold_id: UUID) -> Select[Any]:
+    return (
+        select(HoldRow, AccountRow.account_number)
+        .join(AccountRow, AccountRow.id == HoldRow.account_id)
+        .where(HoldRow.id == hold_id)
+    )
 
 
 def _hold_record(row: Any) -> HoldRecord:
