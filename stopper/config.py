@@ -114,6 +114,9 @@ class DispatchSettings(BaseSettings):
         "dispatched by the sweeper.",
     )
     stop_lapse_hours: float = Field(default=48.0, gt=0)
+    trail_max_depth: int = Field(
+        default=5, ge=1, le=20, description="Layers of the money trail followed, first included."
+    )
 
 
 class SimulationSettings(BaseSettings):

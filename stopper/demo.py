@@ -47,6 +47,7 @@ class DemoRun:
     posted: int = 0
     answers: Counter[int] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
+    accepted: set[str] = field(default_factory=set)  # case ids intake answered for
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -104,6 +105,8 @@ async def run_demo(
                 )
                 run.posted += 1
                 run.answers[answer.status_code] += 1
+                if answer.status_code in (200, 202):
+                    run.accepted.add(answer.json()["case_id"])
                 if answer.status_code >= 400:
                     run.refusals[answer.json()["detail"]] += 1
                 if progress and run.posted % 20 == 0:
@@ -112,7 +115,7 @@ async def run_demo(
                 overview = await runtime.store.overview()
                 if progress:
                     await _show_progress(runtime.store, run.posted, len(bodies), started)
-                if overview.cases >= reports and _settled(overview.holds_by_state):
+                if overview.cases >= len(run.accepted) and _settled(overview.holds_by_state):
                     break
                 await asyncio.sleep(0.5)
             if progress:
@@ -124,7 +127,9 @@ async def run_demo(
             sample = (await client.get(f"/v1/cases/{_sample_case(documents)}")).json()
         stats = simulation.stats()["totals"]
         simulation.close_requests()
-        run.summary = _summary(reports, overview, latencies, trips, stats, elapsed, sample)
+        run.summary = _summary(
+            len(run.accepted), overview, latencies, trips, stats, elapsed, sample
+        )
     return run
 
 
@@ -173,10 +178,14 @@ def _summary(
     holds = sum(overview.holds_by_state.values())
     sent = sum(v for k, v in overview.holds_by_state.items() if k != "requested")
     return {
-        "reports": reports,
+        "reports_accepted": reports,
         "cases_opened": overview.cases,
         "holds": holds,
         "holds_by_state": dict(sorted(overview.holds_by_state.items())),
+        "holds_by_layer": {
+            str(layer): {"holds": count, "amount_stopped": f"{stopped / 100:.2f}"}
+            for layer, (count, stopped) in overview.holds_by_layer.items()
+        },
         "amount_reported": _money(overview.amount_asked_by_currency),
         "amount_stopped": _money(overview.amount_stopped_by_currency),
         "latency_ms": _percentiles(latencies.stop_confirmed_ms),
@@ -200,10 +209,13 @@ def print_table(run: DemoRun) -> None:
     print("  HTTP answers        " + ", ".join(f"{k}: {v}" for k, v in sorted(run.answers.items())))
     for reason, count in run.refusals.items():
         print(f"  refused ({count})         {reason}")
-    print(f"  cases opened        {s['cases_opened']} of {s['reports']}")
+    print(f"  cases opened        {s['cases_opened']} of {s['reports_accepted']} accepted")
     print(f"  holds               {s['holds']}")
     for state, count in s["holds_by_state"].items():
         print(f"    {state:<17} {count:>6}")
+    print("  money trail         layer  holds  amount stopped")
+    for layer, row in s["holds_by_layer"].items():
+        print(f"                      {layer:>5}  {row['holds']:>5}  {row['amount_stopped']:>14}")
     for currency, reported in s["amount_reported"].items():
         stopped = s["amount_stopped"].get(currency, "0.00")
         share = float(stopped) / float(reported) * 100 if float(reported) else 0.0
@@ -268,5 +280,5 @@ def main(
     else:
         print_table(run)
     s = run.summary
-    complete = s["cases_opened"] == reports and _settled(s["holds_by_state"])
+    complete = s["cases_opened"] == s["reports_accepted"] and _settled(s["holds_by_state"])
     return 0 if complete and s["double_stops"] == 0 else 1

@@ -43,13 +43,13 @@ CONSUMER_ERRORS = Counter(
 _RACE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 REPORT_TO_STOP_REQUEST = Histogram(
     "stopper_report_to_stop_request_seconds",
-    "Report accepted -> first stop request handed to the institution's adapter.",
+    "Report accepted -> first stop request handed to the adapter, first-level holds.",
     ["institution_kind", "institution"],
     buckets=_RACE_BUCKETS,
 )
 REPORT_TO_STOP_CONFIRMED = Histogram(
     "stopper_report_to_stop_confirmed_seconds",
-    "Report accepted -> the institution confirmed the stop.",
+    "Report accepted -> the institution confirmed the stop, first-level holds.",
     ["institution_kind", "institution"],
     buckets=_RACE_BUCKETS,
 )
@@ -88,5 +88,14 @@ AMOUNT_STOPPED = Counter(
     "stopper_amount_stopped_total",
     "Money held by confirmed stops, in currency units.",
     ["currency"],
+)
+TRAIL_HOLDS = Counter(
+    "stopper_trail_holds_total", "Holds opened by following the money trail, by layer.", ["layer"]
+)
+TRAIL_EDGES = Counter(
+    "stopper_trail_edges_total",
+    "Onward transfers reported by institutions, by what the trail did (followed, merged, cycle, "
+    "depth_limit, unrecoverable, unknown_institution, nothing_left).",
+    ["outcome"],
 )
 HOLDS = Gauge("stopper_holds", "Holds by state (refreshed every few seconds).", ["state"])

@@ -140,7 +140,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
     registry = load_registry(settings.registry_path)
     engine = create_engine(settings.database)
-    store = SqlStore(engine)
+    store = SqlStore(engine, settings.kafka.stop_requests_topic)
     kafka = settings.kafka
     bus: Bus
     if kafka.bootstrap is None:
@@ -161,11 +161,13 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         bus,
         clock,
         registry,
-        IntakeTopics(dead_letter=kafka.reports_dlq_topic, stop_requests=kafka.stop_requests_topic),
+        IntakeTopics(dead_letter=kafka.reports_dlq_topic),
         on_committed=outbox_written.set,
     )
     adapter = HttpJsonAdapter(settings.institutions.base_url)
-    dispatcher = Dispatcher(store, adapter, registry, clock, settings.dispatch)
+    dispatcher = Dispatcher(
+        store, adapter, registry, clock, settings.dispatch, on_outbox=outbox_written.set
+    )
     callbacks = CallbackHandler(
         store,
         dispatcher,

@@ -23,7 +23,7 @@ import enum
 import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -45,8 +45,9 @@ from stopper.app.ports import (
 from stopper.config import DispatchSettings
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.errors import DomainError
-from stopper.domain.holds import HoldEvent, HoldState
+from stopper.domain.holds import Hold, HoldEvent, HoldState
 from stopper.domain.messages import AnswerKind, InstitutionAnswer
+from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
 from stopper.errors import InstitutionError, InstitutionTimeout, InstitutionUnavailable
 from stopper.registry import Institution, Registry
 
@@ -93,6 +94,7 @@ class Dispatcher:
         clock: Clock,
         settings: DispatchSettings,
         rng: random.Random | None = None,
+        on_outbox: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._adapter = adapter
@@ -100,6 +102,7 @@ class Dispatcher:
         self._clock = clock
         self._settings = settings
         self._rng = rng or random.Random()
+        self._on_outbox = on_outbox
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
         self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -128,7 +131,7 @@ class Dispatcher:
             return None
         claim = self._claim_of(record)
         institution = self._registry[claim.request.institution_code]
-        if claim.first_send and claim.report_accepted_at is not None:
+        if claim.first_send and claim.report_accepted_at is not None and claim.request.layer == 1:
             metrics.REPORT_TO_STOP_REQUEST.labels(institution.kind.value, institution.code).observe(
                 max(0.0, (now - claim.report_accepted_at).total_seconds())
             )
@@ -209,15 +212,49 @@ class Dispatcher:
                 return None
             outcome = AnswerOutcome.APPLIED
             fields: dict[str, object] = {"next_attempt_at": None, "state_reason": answer.reason}
+            follow = None
             if answer.kind is AnswerKind.STOPPED:
                 fields["confirmed_at"] = now
                 fields["stop_expires_at"] = now + timedelta(hours=self._settings.stop_lapse_hours)
-            return HoldUpdate(at=now, transitions=[transition], fields=fields)
+                if answer.onward:
+                    follow = self._trail_follower(hold, answer, now, plans)
+            return HoldUpdate(at=now, transitions=[transition], fields=fields, follow=follow)
 
+        plans: list[TrailPlan] = []
         result = await self._store.update_hold(hold_id, decide)
         if result is not None:
             self._observe_answer(result[0], answer, now)
+        for plan in plans[-1:]:  # the plan of the attempt that committed
+            self._observe_trail(plan)
         return outcome
+
+    def _trail_follower(
+        self, hold: Hold, answer: InstitutionAnswer, now: datetime, plans: list[TrailPlan]
+    ) -> Callable[[Sequence[TrailNode]], TrailPlan]:
+        def follow(case_nodes: Sequence[TrailNode]) -> TrailPlan:
+            parent = next(n for n in case_nodes if n.hold_id == hold.id)
+            plan = plan_trail(
+                parent=parent,
+                moved_on=hold.amount_asked - hold.amount_stopped,
+                onward=answer.onward,
+                case_id=hold.case_id,
+                case_nodes=case_nodes,
+                known_institutions=self._registry,
+                max_depth=self._settings.trail_max_depth,
+                at=now,
+            )
+            plans.append(plan)
+            return plan
+
+        return follow
+
+    def _observe_trail(self, plan: TrailPlan) -> None:
+        for edge in plan.edges:
+            metrics.TRAIL_EDGES.labels(edge.outcome.value).inc()
+        for new in plan.new_holds:
+            metrics.TRAIL_HOLDS.labels(str(new.layer)).inc()
+        if plan.new_holds and self._on_outbox is not None:
+            self._on_outbox()  # the new holds' stop requests wait in the outbox
 
     async def sweep_once(self) -> int:
         """Attempt every hold that is due; returns how many were looked at."""
@@ -391,7 +428,7 @@ class Dispatcher:
             return
         institution = self._registry[hold.institution_code]
         metrics.AMOUNT_STOPPED.labels(hold.currency).inc(hold.amount_stopped / 100)
-        if record.report_accepted_at is not None:
+        if record.report_accepted_at is not None and hold.layer == 1:
             metrics.REPORT_TO_STOP_CONFIRMED.labels(
                 institution.kind.value, institution.code
             ).observe(max(0.0, (now - record.report_accepted_at).total_seconds()))

@@ -119,7 +119,6 @@ class IntakeResult:
 @dataclass(frozen=True, slots=True)
 class IntakeTopics:
     dead_letter: str
-    stop_requests: str
 
 
 class IntakeHandler:
@@ -169,10 +168,7 @@ class IntakeHandler:
                 result.duplicates += 1
 
         if opened:
-            outcome = await self._store.record_opened_cases(
-                [case for _, case in opened.values()],
-                stop_request_topic=self._topics.stop_requests,
-            )
+            outcome = await self._store.record_opened_cases([case for _, case in opened.values()])
             result.created = len(outcome.created)
             if outcome.created and self._on_committed is not None:
                 self._on_committed()  # new outbox rows: wake the relay

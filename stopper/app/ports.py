@@ -16,6 +16,7 @@ from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.cases import Case
 from stopper.domain.holds import Hold, Transition
 from stopper.domain.messages import InstitutionAnswer, RequestStop
+from stopper.domain.trail import TrailNode, TrailPlan
 from stopper.registry import Institution
 
 
@@ -102,9 +103,7 @@ class IntakeStore(Protocol):
         """The fingerprint of the report behind `case_id`, or None if there is no such case."""
         ...
 
-    async def record_opened_cases(
-        self, cases: Sequence[OpenedCase], *, stop_request_topic: str
-    ) -> RecordOutcome:
+    async def record_opened_cases(self, cases: Sequence[OpenedCase]) -> RecordOutcome:
         """In one transaction: cases, victims, transfers, accounts, holds, their birth transitions
         and one outbox row per stop request. Cases that already exist are left untouched."""
         ...
@@ -141,6 +140,8 @@ class HoldUpdate:
     at: datetime
     transitions: Sequence[Transition] = ()
     fields: Mapping[str, object] = field(default_factory=dict)
+    # Follow the money trail in the same transaction: given the case's holds, what to add.
+    follow: Callable[[Sequence[TrailNode]], TrailPlan] | None = None
 
 
 HoldDecision = Callable[[HoldRecord], HoldUpdate | None]

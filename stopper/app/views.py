@@ -46,11 +46,12 @@ class Overview:
     amount_stopped_by_currency: dict[str, int]
     outbox_pending: int
     attempts: int
+    holds_by_layer: dict[int, tuple[int, int]]  # layer -> (holds, amount stopped)
 
 
 @dataclass(frozen=True, slots=True)
 class RaceLatencies:
-    """Per case or hold, in milliseconds from the report's acceptance."""
+    """Per case or first-level hold, in milliseconds from the report's acceptance."""
 
     case_opened_ms: tuple[float, ...]
     stop_requested_ms: tuple[float, ...]

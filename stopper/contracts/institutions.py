@@ -8,7 +8,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from stopper.domain.messages import AnswerKind, InstitutionAnswer, RequestStop
+from stopper.domain.messages import (
+    AnswerKind,
+    InstitutionAnswer,
+    OnwardKind,
+    OnwardTransfer,
+    RequestStop,
+)
 
 
 class StopRequestV1(BaseModel):
@@ -42,6 +48,33 @@ class StopRequestV1(BaseModel):
         )
 
 
+class OnwardTransferV1(BaseModel):
+    """Where money went before the stop: another account, or out as cash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    kind: Literal["transfer", "cash_withdrawal"] = "transfer"
+    institution_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,12}$")] | None = None
+    account_number: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{4,34}$")] | None = None
+    amount: int = Field(gt=0, description="Minor units.")
+    transferred_at: datetime
+
+    @model_validator(mode="after")
+    def _transfer_names_an_account(self) -> OnwardTransferV1:
+        if self.kind == "transfer" and not (self.institution_code and self.account_number):
+            raise ValueError("an onward transfer names the receiving institution and account")
+        return self
+
+    def to_domain(self) -> OnwardTransfer:
+        return OnwardTransfer(
+            OnwardKind(self.kind),
+            self.amount,
+            self.transferred_at,
+            self.institution_code,
+            self.account_number,
+        )
+
+
 class StopAnswerV1(BaseModel):
     """An institution's answer to a stop request: at once (HTTP 200) or `accepted` (HTTP 202)."""
 
@@ -50,6 +83,11 @@ class StopAnswerV1(BaseModel):
     status: Literal["stopped", "not_found", "rejected", "accepted"]
     amount_held: int | None = Field(default=None, ge=0, description="Minor units actually held.")
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    onward: list[OnwardTransferV1] = Field(
+        default_factory=list,
+        max_length=50,
+        description="With `stopped`: money that left the account before the stop.",
+    )
 
     @model_validator(mode="after")
     def _stopped_says_how_much(self) -> StopAnswerV1:
@@ -58,7 +96,12 @@ class StopAnswerV1(BaseModel):
         return self
 
     def to_domain(self) -> InstitutionAnswer:
-        return InstitutionAnswer(AnswerKind(self.status), self.amount_held, self.reason)
+        return InstitutionAnswer(
+            AnswerKind(self.status),
+            self.amount_held,
+            self.reason,
+            tuple(t.to_domain() for t in self.onward),
+        )
 
 
 class CallbackV1(BaseModel):
@@ -72,6 +115,11 @@ class CallbackV1(BaseModel):
     status: Literal["stopped", "not_found", "rejected"]
     amount_held: int | None = Field(default=None, ge=0)
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    onward: list[OnwardTransferV1] = Field(
+        default_factory=list,
+        max_length=50,
+        description="With `stopped`: money that left the account before the stop.",
+    )
     answered_at: datetime
 
     @model_validator(mode="after")
@@ -81,7 +129,12 @@ class CallbackV1(BaseModel):
         return self
 
     def to_domain(self) -> InstitutionAnswer:
-        return InstitutionAnswer(AnswerKind(self.status), self.amount_held, self.reason)
+        return InstitutionAnswer(
+            AnswerKind(self.status),
+            self.amount_held,
+            self.reason,
+            tuple(t.to_domain() for t in self.onward),
+        )
 
 
 class CallbackAcceptedV1(BaseModel):

@@ -57,8 +57,25 @@ class AnswerKind(enum.StrEnum):
     ACCEPTED = "accepted"  # taken; the outcome follows by callback
 
 
+class OnwardKind(enum.StrEnum):
+    TRANSFER = "transfer"
+    CASH_WITHDRAWAL = "cash_withdrawal"
+
+
+@dataclass(frozen=True, slots=True)
+class OnwardTransfer:
+    """Money that left the stopped account before the stop: where to, how much, when."""
+
+    kind: OnwardKind
+    amount: int
+    transferred_at: datetime
+    institution_code: str | None = None
+    account_number: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class InstitutionAnswer:
     kind: AnswerKind
     amount_held: int | None = None
     reason: str | None = None
+    onward: tuple[OnwardTransfer, ...] = ()

@@ -1,10 +1,11 @@
 """Simulated banks and payment institutions, served over HTTP (`stopper institutions`).
 
 Each institution has a behaviour profile: answer latency, rates of timeouts, 5xx and malformed
-answers, an outage window, accounts that do not exist, balances (a stop holds only what is still
-there), and whether it answers at once or later through a signed callback. It honours
-idempotency keys and counts every request received and every stop executed, so a test can
-prove that no funds were stopped twice. It knows nothing but what the requests tell it.
+answers, an outage window, accounts that do not exist, and whether it answers at once or later
+through a signed callback. Its accounts are mule accounts (`mules.py`): a stop holds only what
+is still there and reports where the rest went. It honours idempotency keys and counts every
+request received and every stop executed, so a test can prove that no funds were stopped twice.
+It knows nothing but what the requests tell it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pydantic import ValidationError
 from stopper.contracts.institutions import CallbackV1, StopRequestV1
 from stopper.contracts.signing import signed_headers
 from stopper.registry import Institution, InstitutionKind, Registry
+from stopper.simulation.mules import MuleWorld
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class Behaviour:
     double_callback_rate: float = 0.0
     missing_account_rate: float = 0.06
     reject_rate: float = 0.02
+    move_on_rate: float = 0.6  # first-level accounts whose money (partly) moved on
+    cash_out_rate: float = 0.15  # of those, the ones that took it out as cash
     hang_s: float = 10.0
     outage: tuple[float, float] | None = None  # seconds after start: down from, until
 
@@ -74,6 +78,7 @@ def profile(name: str, registry: Registry) -> dict[str, Behaviour]:
                 callback_delay_ms=0.0,
                 missing_account_rate=0.0,
                 reject_rate=0.0,
+                move_on_rate=0.0,
             )
             continue
         base = Behaviour(
@@ -112,14 +117,16 @@ class Counts:
 
 
 class SimulatedInstitution:
-    def __init__(self, institution: Institution, behaviour: Behaviour, seed: int) -> None:
+    def __init__(
+        self, institution: Institution, behaviour: Behaviour, seed: int, mules: MuleWorld
+    ) -> None:
         self.institution = institution
+        self._mules = mules
         self.behaviour = behaviour
         self.counts = Counts()
         self._rng = random.Random(f"{seed}:{institution.code}")
         self._seed = seed
         self._results: dict[str, dict[str, Any]] = {}  # by idempotency key
-        self._balances: dict[str, int] = {}  # by account number
         self._executed_by_hold: Counter[UUID] = Counter()
 
     def down(self, elapsed_s: float) -> bool:
@@ -147,10 +154,10 @@ class SimulatedInstitution:
         elif fate < self.behaviour.missing_account_rate + self.behaviour.reject_rate:
             result = {"status": "rejected", "reason": "account under another authority's order"}
         else:
-            balance = self._balances.setdefault(account, self._opening_balance(account, request))
-            held = min(balance, request.amount)
-            self._balances[account] = balance - held
-            result = {"status": "stopped", "amount_held": held}
+            held, onward = self._mules.stop(
+                self.institution.code, account, request.amount, request.layer, datetime.now(UTC)
+            )
+            result = {"status": "stopped", "amount_held": held, "onward": onward}
             self.counts.stops_executed += 1
             self._executed_by_hold[request.hold_id] += 1
             if self._executed_by_hold[request.hold_id] > 1:
@@ -162,16 +169,6 @@ class SimulatedInstitution:
     def _fate(self, account: str) -> float:
         digest = hashlib.sha256(f"{self._seed}:{self.institution.code}:{account}".encode())
         return int.from_bytes(digest.digest()[:8], "big") / 2**64
-
-    def _opening_balance(self, account: str, request: StopRequestV1) -> int:
-        # Mules move money on fast: often all of it is still there, often only part, sometimes
-        # nothing.
-        share = self._fate(account + "#balance")
-        if share < 0.55:
-            return request.amount * 2
-        if share < 0.90:
-            return int(request.amount * (share - 0.45))  # 10 % .. 45 % still there
-        return 0
 
 
 class Simulation:
@@ -186,8 +183,16 @@ class Simulation:
         stopper_url: str,
         seed: int = 7,
     ) -> None:
+        any_behaviour = next(iter(behaviours.values()))
+        self.mules = MuleWorld(
+            list(registry),
+            seed=seed,
+            move_on_rate=any_behaviour.move_on_rate,
+            cash_out_rate=any_behaviour.cash_out_rate,
+        )
         self.institutions = {
-            code: SimulatedInstitution(registry[code], behaviours[code], seed) for code in registry
+            code: SimulatedInstitution(registry[code], behaviours[code], seed, self.mules)
+            for code in registry
         }
         self._secret_for = secret_for
         self._stopper_url = stopper_url.rstrip("/")
@@ -261,6 +266,7 @@ class Simulation:
                 amount_held=result.get("amount_held"),
                 reason=result.get("reason"),
                 answered_at=datetime.now(UTC),
+                onward=result.get("onward", []),
             )
             .model_dump_json()
             .encode()

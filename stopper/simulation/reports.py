@@ -60,7 +60,7 @@ class ReportFactory:
         transfers = []
         for victim in victims:
             own = (rng.choice(self._banks), self._account_number())
-            start = reported_at - timedelta(minutes=rng.randint(10, 600))
+            start = reported_at - timedelta(minutes=rng.randint(45, 600))
             for k in range(rng.choices([1, 2, 3, 4, 6], weights=[40, 30, 15, 10, 5])[0]):
                 code, number, holder = rng.choice(self._mules)
                 transfers.append(

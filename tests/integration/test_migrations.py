@@ -29,6 +29,7 @@ TABLES = {
     "hold_transitions",
     "outbox",
     "callback_nonces",
+    "trail_edges",
     "processed_messages",
 }
 

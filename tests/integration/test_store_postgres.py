@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def store(migrated_postgres: str) -> AsyncIterator[SqlStore]:
     engine = create_engine(DatabaseSettings(url=migrated_postgres))
-    yield SqlStore(engine)
+    yield SqlStore(engine, "stop-requests")
     await engine.dispose()
 
 
@@ -39,9 +39,7 @@ def opened_case() -> OpenedCase:
 
 async def test_two_racing_writers_record_one_case(store: SqlStore) -> None:
     case = opened_case()
-    outcomes = await asyncio.gather(
-        *[store.record_opened_cases([case], stop_request_topic="stop-requests") for _ in range(4)]
-    )
+    outcomes = await asyncio.gather(*[store.record_opened_cases([case]) for _ in range(4)])
     assert sorted(len(o.created) for o in outcomes) == [0, 0, 0, 1]
     assert all(
         o.already_known == {case.case.id: case.fingerprint} for o in outcomes if not o.created
@@ -60,7 +58,7 @@ async def test_two_racing_writers_record_one_case(store: SqlStore) -> None:
 
 async def test_case_view_masks_accounts_and_shows_states(store: SqlStore) -> None:
     case = opened_case()
-    await store.record_opened_cases([case], stop_request_topic="stop-requests")
+    await store.record_opened_cases([case])
     view = await store.get_case(case.case.id)
     assert view is not None
     assert (view.victim_count, view.transfer_count) == (2, 3)
@@ -81,7 +79,7 @@ async def test_case_view_masks_accounts_and_shows_states(store: SqlStore) -> Non
 )
 async def test_audit_trail_is_append_only(store: SqlStore, statement: str) -> None:
     case = opened_case()
-    await store.record_opened_cases([case], stop_request_topic="stop-requests")
+    await store.record_opened_cases([case])
     hold_id = case.case.holds[0].id
     with pytest.raises(DBAPIError, match="append-only"):
         async with store._engine.begin() as connection:

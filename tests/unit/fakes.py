@@ -63,9 +63,7 @@ class FakeIntakeStore:
         case = self.cases.get(case_id)
         return case.fingerprint if case else None
 
-    async def record_opened_cases(
-        self, cases: Sequence[OpenedCase], *, stop_request_topic: str
-    ) -> RecordOutcome:
+    async def record_opened_cases(self, cases: Sequence[OpenedCase]) -> RecordOutcome:
         if self.fail_next:
             self.fail_next -= 1
             raise StoreUnavailable("fake database down")
@@ -76,7 +74,7 @@ class FakeIntakeStore:
                 continue
             self.cases[opened.case.id] = opened
             created.append(opened.case.id)
-            self.outbox += [(stop_request_topic, r.hold_id) for r in opened.stop_requests]
+            self.outbox += [("stop-requests", r.hold_id) for r in opened.stop_requests]
         return RecordOutcome(created=created, already_known=known)
 
 

@@ -18,7 +18,7 @@ from stopper.registry import load_registry
 from tests.factories import report_doc
 from tests.unit.fakes import FakeIntakeStore, FakePublisher, FakeSubscription, FixedClock, message
 
-TOPICS = IntakeTopics(dead_letter="dlq", stop_requests="stop-requests")
+TOPICS = IntakeTopics(dead_letter="dlq")
 
 
 def handler(store: FakeIntakeStore, publisher: FakePublisher) -> IntakeHandler:

@@ -199,3 +199,22 @@ class CallbackNonceRow(Base):
     institution_code: Mapped[str] = mapped_column(String(12), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class TrailEdgeRow(Base):
+    """One onward transfer an institution reported, and what the money trail did with it."""
+
+    __tablename__ = "trail_edges"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    from_hold_id: Mapped[UUID] = mapped_column(ForeignKey("holds.id"))
+    to_hold_id: Mapped[UUID | None] = mapped_column(ForeignKey("holds.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    institution_code: Mapped[str | None] = mapped_column(String(12))
+    account_number: Mapped[str | None] = mapped_column(String(34))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    amount_traced: Mapped[int] = mapped_column(BigInteger)
+    transferred_at: Mapped[datetime] = mapped_column(Timestamp)
+    outcome: Mapped[str] = mapped_column(String(24))
+    recorded_at: Mapped[datetime] = mapped_column(Timestamp)

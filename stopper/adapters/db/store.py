@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Select, and_, func, insert, or_, select, text, update
+from sqlalchemy import case as sql_case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -21,6 +22,7 @@ from stopper.adapters.db.models import (
     HoldRow,
     HoldTransitionRow,
     OutboxRow,
+    TrailEdgeRow,
     TransferRow,
     VictimRow,
 )
@@ -36,7 +38,9 @@ from stopper.app.views import CaseView, HoldView, Overview, RaceLatencies
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.accounts import account_id, mask_account_number
 from stopper.domain.cases import hold_id_for
-from stopper.domain.holds import Hold, HoldState
+from stopper.domain.holds import Hold, HoldState, Transition
+from stopper.domain.messages import RequestStop
+from stopper.domain.trail import TrailNode
 from stopper.errors import StoreUnavailable
 
 # Errors that mean "the database is not there right now", as opposed to a bug in a statement.
@@ -44,8 +48,9 @@ _UNAVAILABLE = (OperationalError, SAInterfaceError, OSError, ConnectionError)
 
 
 class SqlStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, stop_request_topic: str) -> None:
         self._engine = engine
+        self._stop_request_topic = stop_request_topic
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
 
@@ -67,17 +72,15 @@ class SqlStore:
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
-    async def record_opened_cases(
-        self, cases: Sequence[OpenedCase], *, stop_request_topic: str
-    ) -> RecordOutcome:
+    async def record_opened_cases(self, cases: Sequence[OpenedCase]) -> RecordOutcome:
         try:
             async with self._engine.begin() as connection:
-                return await self._record(connection, cases, stop_request_topic)
+                return await self._record(connection, cases)
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
     async def _record(
-        self, connection: AsyncConnection, cases: Sequence[OpenedCase], topic: str
+        self, connection: AsyncConnection, cases: Sequence[OpenedCase]
     ) -> RecordOutcome:
         # Claim the case ids first: a case another transaction (or an earlier delivery) already
         # recorded is skipped whole, so a redelivered report never doubles anything.
@@ -140,53 +143,13 @@ class SqlStore:
                         "reference": t.reference,
                     }
                 )
-            for h in case.holds:
-                holds.append(
-                    {
-                        "id": h.id,
-                        "case_id": case.id,
-                        "account_id": account_id(h.institution_code, h.account_number),
-                        "institution_code": h.institution_code,
-                        "state": h.state.value,
-                        "state_reason": None,
-                        "version": h.version,
-                        "currency": h.currency,
-                        "amount_asked": h.amount_asked,
-                        "amount_stopped": h.amount_stopped,
-                        "amount_frozen": h.amount_frozen,
-                        "amount_returned": h.amount_returned,
-                        "layer": h.layer,
-                        "parent_hold_id": h.parent_id,
-                        "reapplications": h.reapplications,
-                        "requested_at": case.opened_at,
-                        "stop_expires_at": None,
-                        "freeze_expires_at": None,
-                        "updated_at": case.opened_at,
-                        "report_accepted_at": opened.accepted_at,
-                        "attempts": 0,
-                    }
-                )
-            births += [
-                {
-                    "hold_id": b.hold_id,
-                    "from_state": None,
-                    "to_state": b.to_state.value,
-                    "event": None,
-                    "cause": b.cause,
-                    "actor": b.actor,
-                    "at": b.at,
-                }
-                for b in opened.births
+            holds += [
+                _hold_row(h, requested_at=case.opened_at, report_accepted_at=opened.accepted_at)
+                for h in case.holds
             ]
+            births += _transition_rows(opened.births)
             outbox += [
-                {
-                    "topic": topic,
-                    "key": str(r.hold_id),
-                    "payload": StopRequestV1.from_command(r).model_dump(mode="json"),
-                    "headers": {},
-                    "created_at": case.opened_at,
-                    "published_at": None,
-                }
+                _stop_request_row(self._stop_request_topic, r, case.opened_at)
                 for r in opened.stop_requests
             ]
 
@@ -269,7 +232,8 @@ class SqlStore:
                     await connection.execute(
                         select(
                             HoldRow.currency,
-                            func.sum(HoldRow.amount_asked),
+                            # What victims lost: the first-level asks (deeper holds re-trace it).
+                            func.sum(sql_case((HoldRow.layer == 1, HoldRow.amount_asked), else_=0)),
                             func.sum(HoldRow.amount_stopped),
                             func.sum(HoldRow.attempts),
                         ).group_by(HoldRow.currency)
@@ -280,6 +244,11 @@ class SqlStore:
                     .select_from(OutboxRow)
                     .where(OutboxRow.published_at.is_(None))
                 )
+                layers = await connection.execute(
+                    select(HoldRow.layer, func.count(), func.sum(HoldRow.amount_stopped))
+                    .group_by(HoldRow.layer)
+                    .order_by(HoldRow.layer)
+                )
                 return Overview(
                     cases=int(cases or 0),
                     holds_by_state={row[0]: int(row[1]) for row in by_state},
@@ -287,6 +256,7 @@ class SqlStore:
                     amount_stopped_by_currency={row[0]: int(row[2] or 0) for row in amounts},
                     outbox_pending=int(pending or 0),
                     attempts=sum(int(row[3] or 0) for row in amounts),
+                    holds_by_layer={int(row[0]): (int(row[1]), int(row[2] or 0)) for row in layers},
                 )
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
@@ -304,7 +274,9 @@ class SqlStore:
                 cases = await connection.execute(select(CaseRow.accepted_at, CaseRow.opened_at))
                 holds = (
                     await connection.execute(
-                        select(HoldRow.report_accepted_at, HoldRow.sent_at, HoldRow.confirmed_at)
+                        select(
+                            HoldRow.report_accepted_at, HoldRow.sent_at, HoldRow.confirmed_at
+                        ).where(HoldRow.layer == 1)
                     )
                 ).all()
         except _UNAVAILABLE as e:
@@ -350,24 +322,95 @@ class SqlStore:
                         continue  # someone else changed it first: decide again on a fresh copy
                     if change.transitions:
                         await connection.execute(
-                            insert(HoldTransitionRow),
-                            [
-                                {
-                                    "hold_id": t.hold_id,
-                                    "from_state": t.from_state.value if t.from_state else None,
-                                    "to_state": t.to_state.value,
-                                    "event": t.event.value if t.event else None,
-                                    "cause": t.cause,
-                                    "actor": t.actor,
-                                    "at": t.at,
-                                }
-                                for t in change.transitions
-                            ],
+                            insert(HoldTransitionRow), _transition_rows(change.transitions)
                         )
+                    if change.follow is not None:
+                        await self._follow_trail(connection, record, change)
                     return record, change
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
         raise StoreUnavailable(f"hold kept changing under {_MAX_CONFLICT_RETRIES} attempts")
+
+    async def _follow_trail(
+        self, connection: AsyncConnection, record: HoldRecord, change: HoldUpdate
+    ) -> None:
+        assert change.follow is not None
+        case_id = record.hold.case_id
+        # One trail change per case at a time: sibling answers may reach the same account.
+        await connection.execute(select(CaseRow.id).where(CaseRow.id == case_id).with_for_update())
+        rows = await connection.execute(
+            select(
+                HoldRow.id,
+                HoldRow.institution_code,
+                AccountRow.account_number,
+                HoldRow.layer,
+                HoldRow.parent_hold_id,
+                HoldRow.amount_asked,
+                HoldRow.currency,
+            )
+            .join(AccountRow, AccountRow.id == HoldRow.account_id)
+            .where(HoldRow.case_id == case_id)
+        )
+        plan = change.follow([TrailNode(*row) for row in rows])
+        at = change.at
+        if plan.new_holds:
+            await connection.execute(
+                self._insert(AccountRow)
+                .values(
+                    [
+                        {
+                            "id": account_id(h.institution_code, h.account_number),
+                            "institution_code": h.institution_code,
+                            "account_number": h.account_number,
+                            "holder_name": None,
+                            "first_seen_at": at,
+                        }
+                        for h in plan.new_holds
+                    ]
+                )
+                .on_conflict_do_nothing()
+            )
+            await connection.execute(
+                insert(HoldRow),
+                [
+                    _hold_row(h, requested_at=at, report_accepted_at=record.report_accepted_at)
+                    for h in plan.new_holds
+                ],
+            )
+            await connection.execute(insert(HoldTransitionRow), _transition_rows(plan.births))
+            await connection.execute(
+                insert(OutboxRow),
+                [
+                    _stop_request_row(self._stop_request_topic, h.stop_request(at), at)
+                    for h in plan.new_holds
+                ],
+            )
+        for raised_id, amount in plan.raised.items():
+            await connection.execute(
+                update(HoldRow)
+                .where(HoldRow.id == raised_id)
+                .values(amount_asked=amount, version=HoldRow.version + 1, updated_at=at)
+            )
+        if plan.edges:
+            await connection.execute(
+                insert(TrailEdgeRow),
+                [
+                    {
+                        "case_id": case_id,
+                        "from_hold_id": e.from_hold_id,
+                        "to_hold_id": e.to_hold_id,
+                        "kind": e.transfer.kind.value,
+                        "institution_code": e.transfer.institution_code,
+                        "account_number": e.transfer.account_number,
+                        "amount": e.transfer.amount,
+                        "amount_traced": e.amount_traced,
+                        "transferred_at": e.transfer.transferred_at,
+                        "outcome": e.outcome.value,
+                        "recorded_at": at,
+                    }
+                    for e in plan.edges
+                ],
+            )
 
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
         try:
@@ -454,6 +497,60 @@ def _hold_with_account(hold_id: UUID) -> Select[Any]:
         .join(AccountRow, AccountRow.id == HoldRow.account_id)
         .where(HoldRow.id == hold_id)
     )
+
+
+def _transition_rows(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
+    return [
+        {
+            "hold_id": t.hold_id,
+            "from_state": t.from_state.value if t.from_state else None,
+            "to_state": t.to_state.value,
+            "event": t.event.value if t.event else None,
+            "cause": t.cause,
+            "actor": t.actor,
+            "at": t.at,
+        }
+        for t in transitions
+    ]
+
+
+def _hold_row(
+    hold: Hold, *, requested_at: datetime, report_accepted_at: datetime | None
+) -> dict[str, Any]:
+    return {
+        "id": hold.id,
+        "case_id": hold.case_id,
+        "account_id": account_id(hold.institution_code, hold.account_number),
+        "institution_code": hold.institution_code,
+        "state": hold.state.value,
+        "state_reason": None,
+        "version": hold.version,
+        "currency": hold.currency,
+        "amount_asked": hold.amount_asked,
+        "amount_stopped": hold.amount_stopped,
+        "amount_frozen": hold.amount_frozen,
+        "amount_returned": hold.amount_returned,
+        "layer": hold.layer,
+        "parent_hold_id": hold.parent_id,
+        "reapplications": hold.reapplications,
+        "requested_at": requested_at,
+        "stop_expires_at": None,
+        "freeze_expires_at": None,
+        "updated_at": requested_at,
+        "report_accepted_at": report_accepted_at,
+        "attempts": 0,
+    }
+
+
+def _stop_request_row(topic: str, request: RequestStop, at: datetime) -> dict[str, Any]:
+    return {
+        "topic": topic,
+        "key": str(request.hold_id),
+        "payload": StopRequestV1.from_command(request).model_dump(mode="json"),
+        "headers": {},
+        "created_at": at,
+        "published_at": None,
+    }
 
 
 def _hold_record(row: Any) -> HoldRecord:
