@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stopper import metrics
 from stopper.app.callbacks import CallbackRefused
 from stopper.app.intake import ACCEPTED_AT_HEADER, SOURCE_HEADER, ReportRejected, parse_report
-from stopper.contracts.cases import CaseV1
+from stopper.contracts.cases import CaseV1, TrailV1
 from stopper.contracts.institutions import CallbackAcceptedV1, CallbackV1
 from stopper.contracts.reports import ErrorV1, FraudReportV1, ReportAcceptedV1
 from stopper.contracts.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -148,6 +148,18 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         if view is None:
             return _error(404, "no such case; a report accepted moments ago may still be queued")
         return JSONResponse(CaseV1.from_view(view).model_dump(mode="json"))
+
+    @app.get(
+        "/v1/cases/{case_id}/trail",
+        response_model=TrailV1,
+        responses={404: {"model": ErrorV1, "description": "No such case (yet)."}},
+        summary="The money trail of a case: holds per layer and the onward transfers between.",
+    )
+    async def get_trail(case_id: UUID) -> Response:
+        view = await runtime.store.get_trail(case_id)
+        if view is None:
+            return _error(404, "no such case; a report accepted moments ago may still be queued")
+        return JSONResponse(TrailV1.from_view(view).model_dump(mode="json"))
 
     @app.post(
         "/v1/institutions/{code}/callbacks",

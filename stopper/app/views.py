@@ -56,3 +56,23 @@ class RaceLatencies:
     case_opened_ms: tuple[float, ...]
     stop_requested_ms: tuple[float, ...]
     stop_confirmed_ms: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TrailEdgeView:
+    from_hold_id: UUID
+    to_hold_id: UUID | None
+    kind: str
+    institution_code: str | None
+    account_masked: str | None
+    amount: int
+    amount_traced: int
+    transferred_at: datetime
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrailView:
+    case_id: UUID
+    holds: tuple[HoldView, ...]
+    edges: tuple[TrailEdgeView, ...]

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from stopper.app.views import CaseView
+from stopper.app.views import CaseView, HoldView, TrailView
 
 
 def _major(minor: int) -> Decimal:
@@ -28,6 +28,23 @@ class HoldV1(BaseModel):
     amount_frozen: Decimal
     amount_returned: Decimal
     updated_at: datetime
+
+
+def _hold(h: HoldView) -> HoldV1:
+    return HoldV1(
+        hold_id=h.hold_id,
+        institution_code=h.institution_code,
+        account=h.account_masked,
+        state=h.state,
+        layer=h.layer,
+        parent_hold_id=h.parent_hold_id,
+        currency=h.currency,
+        amount_asked=_major(h.amount_asked),
+        amount_stopped=_major(h.amount_stopped),
+        amount_frozen=_major(h.amount_frozen),
+        amount_returned=_major(h.amount_returned),
+        updated_at=h.updated_at,
+    )
 
 
 class CaseV1(BaseModel):
@@ -57,21 +74,74 @@ class CaseV1(BaseModel):
             victims=view.victim_count,
             transfers=view.transfer_count,
             holds_by_state=by_state,
-            holds=[
-                HoldV1(
-                    hold_id=h.hold_id,
-                    institution_code=h.institution_code,
-                    account=h.account_masked,
-                    state=h.state,
-                    layer=h.layer,
-                    parent_hold_id=h.parent_hold_id,
-                    currency=h.currency,
-                    amount_asked=_major(h.amount_asked),
-                    amount_stopped=_major(h.amount_stopped),
-                    amount_frozen=_major(h.amount_frozen),
-                    amount_returned=_major(h.amount_returned),
-                    updated_at=h.updated_at,
+            holds=[_hold(h) for h in view.holds],
+        )
+
+
+class TrailEdgeV1(BaseModel):
+    from_hold_id: UUID
+    to_hold_id: UUID | None = Field(description="The hold that follows it; none if not followed.")
+    kind: str = Field(description="transfer or cash_withdrawal")
+    institution_code: str | None
+    account: str | None = Field(description="Masked account number.")
+    amount: Decimal = Field(description="What the institution reported moving.")
+    amount_traced: Decimal = Field(description="What the trail followed (capped).")
+    transferred_at: datetime
+    outcome: str = Field(
+        description="followed, merged, cycle, depth_limit, unrecoverable, unknown_institution "
+        "or nothing_left"
+    )
+
+
+class TrailLayerV1(BaseModel):
+    layer: int
+    holds: int
+    amount_asked: Decimal
+    amount_stopped: Decimal
+
+
+class TrailV1(BaseModel):
+    """The case's holds as a graph: layer 1 are the accounts the victims paid; each edge is an
+    onward transfer an institution reported."""
+
+    case_id: UUID
+    layers: list[TrailLayerV1]
+    holds: list[HoldV1]
+    edges: list[TrailEdgeV1]
+    unrecoverable: Decimal = Field(description="Traced money that left as cash.")
+
+    @classmethod
+    def from_view(cls, view: TrailView) -> TrailV1:
+        layers: dict[int, list[HoldView]] = {}
+        for hold in view.holds:
+            layers.setdefault(hold.layer, []).append(hold)
+        return cls(
+            case_id=view.case_id,
+            layers=[
+                TrailLayerV1(
+                    layer=layer,
+                    holds=len(holds),
+                    amount_asked=_major(sum(h.amount_asked for h in holds)),
+                    amount_stopped=_major(sum(h.amount_stopped for h in holds)),
                 )
-                for h in view.holds
+                for layer, holds in sorted(layers.items())
             ],
+            holds=[_hold(h) for h in view.holds],
+            edges=[
+                TrailEdgeV1(
+                    from_hold_id=e.from_hold_id,
+                    to_hold_id=e.to_hold_id,
+                    kind=e.kind,
+                    institution_code=e.institution_code,
+                    account=e.account_masked,
+                    amount=_major(e.amount),
+                    amount_traced=_major(e.amount_traced),
+                    transferred_at=e.transferred_at,
+                    outcome=e.outcome,
+                )
+                for e in view.edges
+            ],
+            unrecoverable=_major(
+                sum(e.amount_traced for e in view.edges if e.outcome == "unrecoverable")
+            ),
         )

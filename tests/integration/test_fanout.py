@@ -4,6 +4,7 @@ institutions over HTTP on loopback, with Stopper's API taking their callbacks.""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -30,7 +32,9 @@ from stopper.registry import load_registry
 from stopper.runtime import Runtime, build_runtime
 from stopper.serving import free_port, serving
 from stopper.simulation.institutions import Simulation, create_simulation_app, profile
+from stopper.simulation.mules import Destination, MulePlan
 from stopper.simulation.reports import ReportFactory
+from tests.factories import report_doc
 from tests.integration.conftest import unique_kafka
 from tests.integration.helpers import eventually
 
@@ -214,3 +218,58 @@ async def test_a_restart_mid_run_loses_nothing_and_doubles_nothing(world: World)
         )
     await assert_no_double_stops(world, states)
     assert len({c for c in case_ids}) == 20
+
+
+@pytest.mark.parametrize("world", ["instant"], indirect=True)
+async def test_a_three_layer_mule_chain_is_followed_to_stopped_funds(
+    world: World, stopper: str
+) -> None:
+    mules = world.simulation.mules
+    first, second, third = (
+        ("BK01", "6222000011110001"),
+        ("PI02", "880000000002"),
+        ("BK05", "6222000055550003"),
+    )
+    mules.plant(*first, MulePlan(keep_share=0.0, destinations=(Destination(1.0, *second),)))
+    mules.plant(*second, MulePlan(keep_share=0.1, destinations=(Destination(1.0, *third),)))
+    mules.plant(*third, MulePlan(keep_share=1.0))
+    doc = report_doc()
+    doc["victims"] = [{"victim_id": "V1"}]
+    doc["transfers"] = [
+        dict(
+            doc["transfers"][0],
+            amount="50000.00",
+            receiving_account={"institution_code": first[0], "account_number": first[1]},
+        )
+    ]
+    async with httpx.AsyncClient(base_url=stopper) as client:
+        answer = await client.post("/v1/reports", json=doc)
+        assert answer.status_code == 202
+        case_id = answer.json()["case_id"]
+
+        async def three_layers_settled() -> dict[str, Any] | None:
+            trail: dict[str, Any] = (await client.get(f"/v1/cases/{case_id}/trail")).json()
+            holds = trail.get("holds", [])
+            if len(holds) == 3 and all(h["state"] == "stopped" for h in holds):
+                return trail
+            return None
+
+        trail = await eventually(three_layers_settled, timeout=30)
+    assert [
+        (row["layer"], row["holds"], row["amount_asked"], row["amount_stopped"])
+        for row in trail["layers"]
+    ] == [
+        (1, 1, "50000.00", "0.00"),
+        (2, 1, "50000.00", "5000.00"),
+        (3, 1, "45000.00", "45000.00"),
+    ]
+    by_layer = {h["layer"]: h for h in trail["holds"]}
+    assert by_layer[3]["institution_code"] == "BK05" and by_layer[3]["account"] == "****0003"
+    assert by_layer[3]["parent_hold_id"] == by_layer[2]["hold_id"]
+    assert by_layer[2]["parent_hold_id"] == by_layer[1]["hold_id"]
+    assert [(e["outcome"], e["amount_traced"]) for e in trail["edges"]] == [
+        ("followed", "50000.00"),
+        ("followed", "45000.00"),
+    ]
+    assert "6222000055550003" not in json.dumps(trail)
+    await assert_no_double_stops(world, {UUID(h["hold_id"]): h["state"] for h in trail["holds"]})

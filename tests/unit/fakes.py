@@ -21,6 +21,7 @@ from stopper.app.ports import (
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.holds import Hold, HoldState, Transition
 from stopper.domain.messages import InstitutionAnswer
+from stopper.domain.trail import TrailEdge, TrailNode
 from stopper.errors import InstitutionError, StoreUnavailable
 from stopper.registry import Institution
 
@@ -113,6 +114,7 @@ class FakeDispatchStore:
         self.holds: dict[UUID, HoldRecord] = {}
         self.transitions: list[Transition] = []
         self.nonces: set[tuple[str, str]] = set()
+        self.edges: list[TrailEdge] = []
 
     def add(self, record: HoldRecord) -> None:
         self.holds[record.hold.id] = record
@@ -132,7 +134,45 @@ class FakeDispatchStore:
             setattr(written, name, value)
         self.holds[hold_id] = written
         self.transitions += change.transitions
+        if change.follow is not None:
+            self._follow(written, change)
         return record, change
+
+    def _follow(self, parent: HoldRecord, change: HoldUpdate) -> None:
+        assert change.follow is not None
+        nodes = [
+            TrailNode(
+                r.hold.id,
+                r.hold.institution_code,
+                r.hold.account_number,
+                r.hold.layer,
+                r.hold.parent_id,
+                r.hold.amount_asked,
+                r.hold.currency,
+            )
+            for r in self.holds.values()
+            if r.hold.case_id == parent.hold.case_id
+        ]
+        plan = change.follow(nodes)
+        for hold in plan.new_holds:
+            self.add(
+                HoldRecord(
+                    hold=hold,
+                    attempts=0,
+                    report_accepted_at=parent.report_accepted_at,
+                    requested_at=change.at,
+                    next_attempt_at=None,
+                    dispatch_deadline_at=None,
+                    sent_at=None,
+                    confirmed_at=None,
+                    stop_expires_at=None,
+                    state_reason=None,
+                )
+            )
+        for hold_id, amount in plan.raised.items():
+            self.holds[hold_id].hold.amount_asked = amount
+        self.transitions += plan.births
+        self.edges += plan.edges
 
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
         record = self.holds.get(hold_id)

@@ -13,7 +13,7 @@ import pytest
 from stopper.app.dispatch import AnswerOutcome, Dispatcher
 from stopper.config import DispatchSettings
 from stopper.domain.holds import HoldState
-from stopper.domain.messages import AnswerKind, InstitutionAnswer
+from stopper.domain.messages import AnswerKind, InstitutionAnswer, OnwardKind, OnwardTransfer
 from stopper.errors import (
     InstitutionTimeout,
     InstitutionUnavailable,
@@ -30,6 +30,7 @@ from tests.unit.fakes import (
 )
 
 STOPPED = InstitutionAnswer(AnswerKind.STOPPED, amount_held=60_000)
+NOW = requested_hold().requested_at
 ACCEPTED = InstitutionAnswer(AnswerKind.ACCEPTED)
 NOT_FOUND = InstitutionAnswer(AnswerKind.NOT_FOUND)
 
@@ -234,3 +235,37 @@ async def test_more_held_than_asked_is_capped() -> None:
     store.add(record)
     await dispatcher.attempt(record.hold.id, first=True)
     assert store.holds[record.hold.id].hold.amount_stopped == 5_000
+
+
+async def test_money_that_moved_on_is_followed_one_layer_deeper_at_once() -> None:
+    onward = (
+        OnwardTransfer(OnwardKind.TRANSFER, 30_000, NOW, "PI02", "880011112222"),
+        OnwardTransfer(OnwardKind.CASH_WITHDRAWAL, 5_000, NOW),
+    )
+    wakes: list[bool] = []
+    store = FakeDispatchStore()
+    adapter = ScriptedAdapter(
+        {
+            "BK01": [InstitutionAnswer(AnswerKind.STOPPED, amount_held=60_000, onward=onward)],
+            "PI02": [InstitutionAnswer(AnswerKind.STOPPED, amount_held=30_000)],
+        }
+    )
+    clock = FixedClock(NOW)
+    dispatcher = Dispatcher(
+        store,
+        adapter,
+        registry(),
+        clock,
+        DispatchSettings(),
+        random.Random(1),
+        on_outbox=lambda: wakes.append(True),
+    )
+    record = requested_hold(amount=100_000, at=NOW)
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    [child] = [r for r in store.holds.values() if r.hold.layer == 2]
+    assert (child.hold.institution_code, child.hold.amount_asked) == ("PI02", 30_000)
+    assert child.hold.parent_id == record.hold.id and wakes == [True]
+    assert [e.outcome.value for e in store.edges] == ["followed", "unrecoverable"]
+    await dispatcher.attempt(child.hold.id, first=True)
+    assert store.holds[child.hold.id].hold.amount_stopped == 30_000

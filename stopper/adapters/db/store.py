@@ -34,7 +34,14 @@ from stopper.app.ports import (
     OutboxMessage,
     RecordOutcome,
 )
-from stopper.app.views import CaseView, HoldView, Overview, RaceLatencies
+from stopper.app.views import (
+    CaseView,
+    HoldView,
+    Overview,
+    RaceLatencies,
+    TrailEdgeView,
+    TrailView,
+)
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.accounts import account_id, mask_account_number
 from stopper.domain.cases import hold_id_for
@@ -220,6 +227,37 @@ class SqlStore:
             transfer_count=int(transfer_count or 0),
             holds=hold_views,
         )
+
+    async def get_trail(self, case_id: UUID) -> TrailView | None:
+        case = await self.get_case(case_id)
+        if case is None:
+            return None
+        try:
+            async with self._engine.connect() as connection:
+                rows = await connection.execute(
+                    select(TrailEdgeRow)
+                    .where(TrailEdgeRow.case_id == case_id)
+                    .order_by(TrailEdgeRow.id)
+                )
+                edges = tuple(
+                    TrailEdgeView(
+                        from_hold_id=e.from_hold_id,
+                        to_hold_id=e.to_hold_id,
+                        kind=e.kind,
+                        institution_code=e.institution_code,
+                        account_masked=(
+                            mask_account_number(e.account_number) if e.account_number else None
+                        ),
+                        amount=e.amount,
+                        amount_traced=e.amount_traced,
+                        transferred_at=e.transferred_at,
+                        outcome=e.outcome,
+                    )
+                    for e in rows
+                )
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+        return TrailView(case_id=case_id, holds=case.holds, edges=edges)
 
     async def overview(self) -> Overview:
         try:
