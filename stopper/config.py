@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +53,10 @@ class KafkaSettings(BaseSettings):
     intake_group: str = "stopper-intake"
     dispatch_group: str = "stopper-dispatch"
     stop_requests_dlq_topic: str = "stopper.stop-requests.dlq"
+    hold_events_topic: str = Field(
+        default="stopper.hold-events",
+        description="Warnings and lapses (and later other hold events) for other systems.",
+    )
     topic_partitions: int = Field(default=6, ge=1, le=1000)
     # A long fetch wait costs ~max-wait per hop on some brokers (see shared/MEASURED.md).
     fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
@@ -119,6 +123,25 @@ class DispatchSettings(BaseSettings):
     )
 
 
+class DeadlineSettings(BaseSettings):
+    """The 48-hour lapse of emergency stops: when to warn, how often to look."""
+
+    model_config = SettingsConfigDict(env_prefix="STOPPER_DEADLINES_", extra="ignore")
+
+    warn_before_hours: list[float] = Field(
+        default_factory=lambda: [12.0, 2.0],
+        description="JSON list: lead times of the lapse warnings, in hours.",
+    )
+    sweep_interval_ms: int = Field(default=1000, ge=10)
+
+    @field_validator("warn_before_hours")
+    @classmethod
+    def _positive(cls, leads: list[float]) -> list[float]:
+        if not leads or any(h <= 0 for h in leads):
+            raise ValueError("give at least one positive lead time")
+        return sorted(leads, reverse=True)
+
+
 class SimulationSettings(BaseSettings):
     """`stopper institutions`: the simulated banks and payment institutions."""
 
@@ -146,6 +169,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     institutions: InstitutionsSettings = Field(default_factory=InstitutionsSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
 
     @model_validator(mode="after")

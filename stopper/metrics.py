@@ -98,4 +98,17 @@ TRAIL_EDGES = Counter(
     "depth_limit, unrecoverable, unknown_institution, nothing_left).",
     ["outcome"],
 )
+HOLDS_EXPIRING_SOON = Gauge(
+    "stopper_holds_expiring_soon",
+    "Emergency stops that lapse within the lead time unless frozen first.",
+    ["within"],
+)
+EXPIRY_WARNINGS = Counter(
+    "stopper_expiry_warnings_total", "Lapse warnings sent, by lead time.", ["warning"]
+)
+LAPSES = Counter("stopper_lapses_total", "Emergency stops that lapsed without a freeze.")
+SILENT_LAPSES = Counter(
+    "stopper_silent_lapses_total",
+    "Lapses whose warnings had not gone out ahead of them (must stay 0).",
+)
 HOLDS = Gauge("stopper_holds", "Holds by state (refreshed every few seconds).", ["state"])

@@ -22,6 +22,7 @@ from stopper.adapters.memory_bus import InProcessBus
 from stopper.app.background import run_periodically
 from stopper.app.callbacks import CallbackHandler
 from stopper.app.consuming import consume
+from stopper.app.deadlines import DeadlineKeeper
 from stopper.app.dispatch import Dispatcher, StopRequestConsumer, publish_outbox
 from stopper.app.intake import IntakeHandler, IntakeTopics
 from stopper.app.ports import Bus, Clock
@@ -46,6 +47,7 @@ class Runtime:
     adapter: HttpJsonAdapter
     outbox_written: asyncio.Event
     callbacks: CallbackHandler
+    deadlines: DeadlineKeeper
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -95,6 +97,15 @@ class Runtime:
                 "retry sweeper",
                 self.dispatcher.sweep_once,
                 interval_s=dispatch.sweep_interval_ms / 1000,
+                stopping=self._stopping,
+            ),
+        )
+        self._spawn(
+            "deadline-sweeper",
+            run_periodically(
+                "deadline sweeper",
+                self.deadlines.sweep_once,
+                interval_s=self.settings.deadlines.sweep_interval_ms / 1000,
                 stopping=self._stopping,
             ),
         )
@@ -153,6 +164,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
                 kafka.reports_dlq_topic,
                 kafka.stop_requests_topic,
                 kafka.stop_requests_dlq_topic,
+                kafka.hold_events_topic,
             ),
         )
     outbox_written = asyncio.Event()
@@ -188,6 +200,15 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         adapter,
         outbox_written,
         callbacks,
+        DeadlineKeeper(
+            store,
+            registry,
+            clock,
+            settings.deadlines,
+            events_topic=kafka.hold_events_topic,
+            stop_requests_topic=kafka.stop_requests_topic,
+            on_outbox=outbox_written.set,
+        ),
     )
 
 

@@ -15,8 +15,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stopper import metrics
 from stopper.app.callbacks import CallbackRefused
+from stopper.app.deadlines import ReapplyOutcome
 from stopper.app.intake import ACCEPTED_AT_HEADER, SOURCE_HEADER, ReportRejected, parse_report
-from stopper.contracts.cases import CaseV1, TrailV1
+from stopper.contracts.cases import CaseV1, ReapplyAcceptedV1, ReapplyV1, TrailV1
 from stopper.contracts.institutions import CallbackAcceptedV1, CallbackV1
 from stopper.contracts.reports import ErrorV1, FraudReportV1, ReportAcceptedV1
 from stopper.contracts.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -160,6 +161,32 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         if view is None:
             return _error(404, "no such case; a report accepted moments ago may still be queued")
         return JSONResponse(TrailV1.from_view(view).model_dump(mode="json"))
+
+    @app.post(
+        "/v1/holds/{hold_id}/reapply",
+        response_model=ReapplyAcceptedV1,
+        responses={
+            404: {"model": ErrorV1, "description": "No such hold."},
+            409: {
+                "model": ErrorV1,
+                "description": "Not expired or stopped, or already "
+                "re-applied the most times allowed.",
+            },
+        },
+        summary="Re-apply an expired or expiring emergency stop (at most twice per hold).",
+    )
+    async def reapply_hold(hold_id: UUID, body: ReapplyV1) -> Response:
+        outcome = await runtime.deadlines.reapply(
+            hold_id, actor=f"operator:{body.requested_by}", reason=body.reason
+        )
+        if outcome is ReapplyOutcome.UNKNOWN_HOLD:
+            return _error(404, "no such hold")
+        if outcome is ReapplyOutcome.NOT_ALLOWED:
+            return _error(409, "only an expired or stopped hold may be re-applied, at most twice")
+        return JSONResponse(
+            ReapplyAcceptedV1(hold_id=hold_id, state="requested").model_dump(mode="json"),
+            status_code=202,
+        )
 
     @app.post(
         "/v1/institutions/{code}/callbacks",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
@@ -129,6 +129,14 @@ class HoldRecord:
     confirmed_at: datetime | None
     stop_expires_at: datetime | None
     state_reason: str | None
+    warnings_sent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    topic: str
+    key: str
+    payload: Mapping[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +150,8 @@ class HoldUpdate:
     fields: Mapping[str, object] = field(default_factory=dict)
     # Follow the money trail in the same transaction: given the case's holds, what to add.
     follow: Callable[[Sequence[TrailNode]], TrailPlan] | None = None
+    # Messages for other systems, leaving through the outbox with this change.
+    events: Sequence[OutboxEvent] = ()
 
 
 HoldDecision = Callable[[HoldRecord], HoldUpdate | None]
@@ -178,6 +188,15 @@ class DispatchStore(Protocol):
         ...
 
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None: ...
+
+    async def holds_near_deadline(
+        self, now: datetime, leads: Sequence[timedelta], limit: int
+    ) -> list[UUID]:
+        """Stopped holds owed a lapse warning (by `warnings_sent` and `leads`, longest first)
+        or past their deadline."""
+        ...
+
+    async def count_expiring(self, now: datetime, within: timedelta) -> int: ...
 
     async def remember_nonce(self, institution_code: str, nonce: str, at: datetime) -> bool:
         """False if this institution used `nonce` before."""

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from stopper.app.views import CaseView, HoldView, TrailView
 
@@ -145,3 +145,20 @@ class TrailV1(BaseModel):
                 sum(e.amount_traced for e in view.edges if e.outcome == "unrecoverable")
             ),
         )
+
+
+class ReapplyV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requested_by: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:@-]+$",
+        description="The operator asking (recorded in the audit trail).",
+    )
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ReapplyAcceptedV1(BaseModel):
+    hold_id: UUID
+    state: str

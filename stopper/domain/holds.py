@@ -13,6 +13,7 @@ In short (the table is the authority)::
     sent      --not_found / rejected--> not_found / rejected
     requested, sent --gave_up--> failed --reapplied--> requested
     stopped, frozen --lapsed--> expired --reapplied--> requested
+    stopped --reapplied--> requested (an expiring stop renewed before it lapses)
     frozen --return_started--> returning --return_confirmed--> returned
     requested, sent, stopped, frozen, failed --released--> released
 
@@ -92,6 +93,7 @@ TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingPro
         (S.STOPPED, E.FREEZE_CONFIRMED): S.FROZEN,
         (S.STOPPED, E.LAPSED): S.EXPIRED,
         (S.STOPPED, E.RELEASED): S.RELEASED,
+        (S.STOPPED, E.REAPPLIED): S.REQUESTED,
         (S.EXPIRED, E.REAPPLIED): S.REQUESTED,
         (S.FROZEN, E.LAPSED): S.EXPIRED,
         (S.FROZEN, E.RETURN_STARTED): S.RETURNING,

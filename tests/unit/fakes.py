@@ -6,7 +6,7 @@ import asyncio
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -16,6 +16,7 @@ from stopper.app.ports import (
     HoldUpdate,
     Message,
     OpenedCase,
+    OutboxEvent,
     RecordOutcome,
 )
 from stopper.contracts.institutions import StopRequestV1
@@ -115,6 +116,7 @@ class FakeDispatchStore:
         self.transitions: list[Transition] = []
         self.nonces: set[tuple[str, str]] = set()
         self.edges: list[TrailEdge] = []
+        self.events: list[OutboxEvent] = []
 
     def add(self, record: HoldRecord) -> None:
         self.holds[record.hold.id] = record
@@ -134,6 +136,7 @@ class FakeDispatchStore:
             setattr(written, name, value)
         self.holds[hold_id] = written
         self.transitions += change.transitions
+        self.events += change.events
         if change.follow is not None:
             self._follow(written, change)
         return record, change
@@ -190,6 +193,33 @@ class FakeDispatchStore:
             )
         ]
         return due[:limit]
+
+    async def holds_near_deadline(
+        self, now: datetime, leads: Sequence[timedelta], limit: int
+    ) -> list[UUID]:
+        ordered = sorted(leads, reverse=True)
+        return [
+            r.hold.id
+            for r in self.holds.values()
+            if r.hold.state is HoldState.STOPPED
+            and r.stop_expires_at is not None
+            and (
+                r.stop_expires_at <= now
+                or (
+                    r.warnings_sent < len(ordered)
+                    and r.stop_expires_at <= now + ordered[r.warnings_sent]
+                )
+            )
+        ][:limit]
+
+    async def count_expiring(self, now: datetime, within: timedelta) -> int:
+        return sum(
+            1
+            for r in self.holds.values()
+            if r.hold.state is HoldState.STOPPED
+            and r.stop_expires_at is not None
+            and r.stop_expires_at <= now + within
+        )
 
     async def relay_outbox(self, publish: Any, limit: int) -> int:
         return 0

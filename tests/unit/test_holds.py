@@ -41,6 +41,7 @@ EXPECTED = {
     (HoldState.STOPPED, HoldEvent.FREEZE_CONFIRMED): HoldState.FROZEN,
     (HoldState.STOPPED, HoldEvent.LAPSED): HoldState.EXPIRED,
     (HoldState.STOPPED, HoldEvent.RELEASED): HoldState.RELEASED,
+    (HoldState.STOPPED, HoldEvent.REAPPLIED): HoldState.REQUESTED,
     (HoldState.EXPIRED, HoldEvent.REAPPLIED): HoldState.REQUESTED,
     (HoldState.FROZEN, HoldEvent.LAPSED): HoldState.EXPIRED,
     (HoldState.FROZEN, HoldEvent.RETURN_STARTED): HoldState.RETURNING,

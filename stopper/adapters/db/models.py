@@ -130,6 +130,8 @@ class HoldRow(Base):
     dispatch_deadline_at: Mapped[datetime | None] = mapped_column(Timestamp)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
     confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # How many of the lapse warnings for the current stop have gone out.
+    warnings_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class TransferRow(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -364,6 +364,21 @@ class SqlStore:
                         )
                     if change.follow is not None:
                         await self._follow_trail(connection, record, change)
+                    if change.events:
+                        await connection.execute(
+                            insert(OutboxRow),
+                            [
+                                {
+                                    "topic": e.topic,
+                                    "key": e.key,
+                                    "payload": dict(e.payload),
+                                    "headers": {},
+                                    "created_at": change.at,
+                                    "published_at": None,
+                                }
+                                for e in change.events
+                            ],
+                        )
                     return record, change
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
@@ -457,6 +472,40 @@ class SqlStore:
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
         return None if row is None else _hold_record(row)
+
+    async def holds_near_deadline(
+        self, now: datetime, leads: Sequence[timedelta], limit: int
+    ) -> list[UUID]:
+        owed_warning = [
+            and_(HoldRow.warnings_sent == i, HoldRow.stop_expires_at <= now + lead)
+            for i, lead in enumerate(sorted(leads, reverse=True))
+        ]
+        try:
+            async with self._engine.connect() as connection:
+                rows = await connection.execute(
+                    select(HoldRow.id)
+                    .where(
+                        HoldRow.state == "stopped",
+                        or_(HoldRow.stop_expires_at <= now, *owed_warning),
+                    )
+                    .order_by(HoldRow.stop_expires_at)
+                    .limit(limit)
+                )
+                return list(rows.scalars())
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+
+    async def count_expiring(self, now: datetime, within: timedelta) -> int:
+        try:
+            async with self._engine.connect() as connection:
+                count = await connection.scalar(
+                    select(func.count())
+                    .select_from(HoldRow)
+                    .where(HoldRow.state == "stopped", HoldRow.stop_expires_at <= now + within)
+                )
+                return int(count or 0)
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
     async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
         try:
@@ -620,6 +669,7 @@ def _hold_record(row: Any) -> HoldRecord:
         confirmed_at=h.confirmed_at,
         stop_expires_at=h.stop_expires_at,
         state_reason=h.state_reason,
+        warnings_sent=h.warnings_sent,
     )
 
 

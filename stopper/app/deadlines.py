@@ -1,0 +1,211 @@
+"""Deadlines of emergency stops: warnings ahead of the 48-hour lapse, the lapse itself, and
+re-application. The rules are in `stopper.domain.deadlines`.
+
+Warnings and lapses leave as events on the hold-events topic (through the outbox, with the
+change that records them), are counted in metrics and written to the log.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from stopper import metrics
+from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate, OutboxEvent
+from stopper.config import DeadlineSettings
+from stopper.contracts.institutions import StopRequestV1
+from stopper.domain.deadlines import MAX_REAPPLICATIONS, deadline_due, may_reapply
+from stopper.domain.holds import HoldEvent, HoldState
+from stopper.registry import Registry
+
+log = logging.getLogger(__name__)
+
+DEADLINES_ACTOR = "stopper:deadlines"
+
+
+@dataclass(frozen=True, slots=True)
+class _Swept:
+    warnings: tuple[timedelta, ...]
+    lapsed: bool
+    silent: bool
+    institution_code: str
+
+
+class ReapplyOutcome(enum.StrEnum):
+    REAPPLIED = "reapplied"
+    NOT_ALLOWED = "not_allowed"  # wrong state, or the limit is reached
+    UNKNOWN_HOLD = "unknown_hold"
+
+
+class DeadlineKeeper:
+    def __init__(
+        self,
+        store: DispatchStore,
+        registry: Registry,
+        clock: Clock,
+        settings: DeadlineSettings,
+        *,
+        events_topic: str,
+        stop_requests_topic: str,
+        on_outbox: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._leads = [timedelta(hours=h) for h in settings.warn_before_hours]
+        self._events_topic = events_topic
+        self._stop_requests_topic = stop_requests_topic
+        self._on_outbox = on_outbox
+
+    async def sweep_once(self) -> int:
+        """Warn about and lapse every stop that is due; returns how many holds it touched."""
+        now = self._clock.now()
+        due = await self._store.holds_near_deadline(now, self._leads, limit=500)
+        for hold_id in due:
+            await self._sweep_hold(hold_id, now)
+        for lead in self._leads:
+            metrics.HOLDS_EXPIRING_SOON.labels(_hours(lead)).set(
+                await self._store.count_expiring(now, lead)
+            )
+        if due and self._on_outbox is not None:
+            self._on_outbox()
+        return len(due)
+
+    async def reapply(self, hold_id: UUID, *, actor: str, reason: str) -> ReapplyOutcome:
+        """Ask again for an expired or expiring stop, with a new idempotency key (a new
+        generation); at most `MAX_REAPPLICATIONS` times per hold."""
+        now = self._clock.now()
+        outcome = ReapplyOutcome.UNKNOWN_HOLD
+
+        def decide(record: HoldRecord) -> HoldUpdate | None:
+            nonlocal outcome
+            hold = record.hold
+            if hold.state not in (HoldState.EXPIRED, HoldState.STOPPED) or not may_reapply(
+                hold.reapplications
+            ):
+                outcome = ReapplyOutcome.NOT_ALLOWED
+                return None
+            transition = hold.apply(
+                HoldEvent.REAPPLIED,
+                cause=f"re-applied ({hold.reapplications + 1} of {MAX_REAPPLICATIONS}): {reason}",
+                actor=actor,
+                at=now,
+            )
+            outcome = ReapplyOutcome.REAPPLIED
+            institution = self._registry[hold.institution_code]
+            request = StopRequestV1.from_command(hold.stop_request(now))
+            return HoldUpdate(
+                at=now,
+                transitions=[transition],
+                fields={
+                    "attempts": 0,
+                    "next_attempt_at": None,
+                    "dispatch_deadline_at": now + timedelta(seconds=institution.retry.deadline_s),
+                    "stop_expires_at": None,
+                    "warnings_sent": 0,
+                    "state_reason": reason,
+                },
+                events=[
+                    OutboxEvent(
+                        self._stop_requests_topic, str(hold.id), request.model_dump(mode="json")
+                    )
+                ],
+            )
+
+        await self._store.update_hold(hold_id, decide)
+        if outcome is ReapplyOutcome.REAPPLIED and self._on_outbox is not None:
+            self._on_outbox()
+        return outcome
+
+    async def _sweep_hold(self, hold_id: UUID, now: datetime) -> None:
+        swept: list[_Swept] = []
+        result = await self._store.update_hold(hold_id, lambda r: self._sweep(r, now, swept))
+        if result is not None and swept:
+            self._observe(result[0], swept[-1])
+
+    def _sweep(self, record: HoldRecord, now: datetime, swept: list[_Swept]) -> HoldUpdate | None:
+        hold = record.hold
+        expires_at = record.stop_expires_at
+        if hold.state is not HoldState.STOPPED or expires_at is None:
+            return None
+        due = deadline_due(
+            expires_at=expires_at, warnings_sent=record.warnings_sent, leads=self._leads, now=now
+        )
+        if not due.warnings and not due.lapse:
+            return None
+        events = [
+            self._event(record, "stop_expiring", expires_at, now, lead=lead)
+            for lead in due.warnings
+        ]
+        transitions = []
+        if due.lapse:
+            cause = f"emergency stop lapsed at {expires_at.isoformat()} without a formal freeze"
+            if due.silent:
+                cause += "; its warnings had not gone out ahead"
+            transitions.append(
+                hold.apply(HoldEvent.LAPSED, cause=cause, actor=DEADLINES_ACTOR, at=now)
+            )
+            events.append(self._event(record, "stop_lapsed", expires_at, now))
+        swept.append(_Swept(due.warnings, due.lapse, due.silent, hold.institution_code))
+        return HoldUpdate(
+            at=now,
+            transitions=transitions,
+            fields={"warnings_sent": record.warnings_sent + len(due.warnings)},
+            events=events,
+        )
+
+    def _event(
+        self,
+        record: HoldRecord,
+        kind: str,
+        expires_at: datetime,
+        now: datetime,
+        lead: timedelta | None = None,
+    ) -> OutboxEvent:
+        hold = record.hold
+        payload: dict[str, object] = {
+            "event": kind,
+            "hold_id": str(hold.id),
+            "case_id": str(hold.case_id),
+            "institution_code": hold.institution_code,
+            "layer": hold.layer,
+            "expires_at": expires_at.isoformat(),
+            "at": now.isoformat(),
+            "hours_left": round(max(0.0, (expires_at - now).total_seconds() / 3600), 2),
+        }
+        if lead is not None:
+            payload["warning"] = _hours(lead)
+        return OutboxEvent(self._events_topic, str(hold.id), payload)
+
+    def _observe(self, record: HoldRecord, swept: _Swept) -> None:
+        for lead in swept.warnings:
+            metrics.EXPIRY_WARNINGS.labels(_hours(lead)).inc()
+            log.warning(
+                "emergency stop expiring: order the freeze",
+                extra={
+                    "hold_id": str(record.hold.id),
+                    "institution": swept.institution_code,
+                    "warning": _hours(lead),
+                },
+            )
+        if swept.lapsed:
+            metrics.LAPSES.inc()
+            if swept.silent:
+                metrics.SILENT_LAPSES.inc()
+            log.error(
+                "emergency stop lapsed",
+                extra={
+                    "hold_id": str(record.hold.id),
+                    "institution": swept.institution_code,
+                    "silent": swept.silent,
+                },
+            )
+
+
+def _hours(lead: timedelta) -> str:
+    hours = lead.total_seconds() / 3600
+    return f"{hours:g}h"
