@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -88,7 +89,11 @@ def _demo(args: argparse.Namespace) -> int:
     from stopper import demo
 
     configure_logging("WARNING")
-    return demo.main(args.reports, args.db, args.json, args.profile, args.max_wait)
+    # Breaker, failure and lapse events would flood the live display; the summary counts them.
+    logging.getLogger("stopper.app").setLevel(logging.CRITICAL)
+    return demo.main(
+        args.reports, args.db, args.json, args.profile, args.max_wait, args.clock_speed
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["realistic", "chaos", "instant"],
         default="realistic",
         help="behaviour of the simulated institutions (default realistic)",
+    )
+    demo.add_argument(
+        "--clock-speed",
+        type=float,
+        default=1.0,
+        help="run the 48-hour deadlines this many times faster and let 72 hours pass "
+        "(e.g. 7200: 72 h in 36 s); default 1: no deadline phase",
     )
     demo.add_argument(
         "--max-wait",

@@ -23,9 +23,11 @@ from typing import Any
 
 import httpx
 
+from stopper.adapters.clock import ScaledClock
 from stopper.api.app import create_app
 from stopper.config import (
     DatabaseSettings,
+    DeadlineSettings,
     InstitutionsSettings,
     KafkaSettings,
     Settings,
@@ -48,6 +50,7 @@ class DemoRun:
     answers: Counter[int] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
     accepted: set[str] = field(default_factory=set)  # case ids intake answered for
+    reapplied: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,13 +70,23 @@ def _bad_reports(good: dict[str, Any]) -> list[bytes]:
 
 
 async def run_demo(
-    reports: int, db_path: Path, *, profile_name: str, progress: bool, max_wait_s: float
+    reports: int,
+    db_path: Path,
+    *,
+    profile_name: str,
+    progress: bool,
+    max_wait_s: float,
+    clock_speed: float = 1.0,
 ) -> DemoRun:
     registry = load_registry()
     stopper_port = free_port()
     base = Settings(
         database=DatabaseSettings(url=None, embedded_path=db_path),
         kafka=KafkaSettings(bootstrap=None),
+        # Look at the deadlines every ten business minutes, however fast business time runs.
+        deadlines=DeadlineSettings(
+            sweep_interval_ms=max(10, min(1000, int(600_000 / clock_speed)))
+        ),
     )
     simulation = Simulation(
         registry,
@@ -84,7 +97,8 @@ async def run_demo(
     run = DemoRun()
     async with serving(create_simulation_app(simulation)) as sim_url:
         settings = base.model_copy(update={"institutions": InstitutionsSettings(base_url=sim_url)})
-        runtime = build_runtime(settings)
+        deadline_clock = ScaledClock(clock_speed) if clock_speed > 1 else None
+        runtime = build_runtime(settings, deadline_clock=deadline_clock)
         async with (
             serving(create_app(runtime), port=stopper_port) as url,
             httpx.AsyncClient(base_url=url, timeout=30) as client,
@@ -120,17 +134,60 @@ async def run_demo(
                 await asyncio.sleep(0.5)
             if progress:
                 sys.stderr.write("\n")
+            if deadline_clock is not None:
+                await _run_deadlines(client, runtime, run, deadline_clock, progress)
             elapsed = time.monotonic() - started
             overview = await runtime.store.overview()
             latencies = await runtime.store.race_latencies()
             trips = sum(runtime.dispatcher.breaker(code).trips for code in registry)
             sample = (await client.get(f"/v1/cases/{_sample_case(documents)}")).json()
+            warnings, lapses, silent = await runtime.store.deadline_counts(
+                settings.kafka.hold_events_topic
+            )
         stats = simulation.stats()["totals"]
         simulation.close_requests()
         run.summary = _summary(
             len(run.accepted), overview, latencies, trips, stats, elapsed, sample
         )
+        run.summary |= {
+            "clock_speed": clock_speed,
+            "warnings_sent": warnings,
+            "lapses": lapses,
+            "silent_lapses": silent,
+            "reapplied": run.reapplied,
+        }
     return run
+
+
+DEADLINE_HOURS = 72
+
+
+async def _run_deadlines(
+    client: httpx.AsyncClient, runtime: Any, run: DemoRun, clock: ScaledClock, progress: bool
+) -> None:
+    """Let 72 business hours pass. No freeze is ordered; an operator re-applies the lapsed
+    first-level stops of one case in ten, through the API."""
+    start = clock.now()
+    watched = sorted(run.accepted)[::10]
+    while clock.now() - start < timedelta(hours=DEADLINE_HOURS):
+        for case_id in watched:
+            case = (await client.get(f"/v1/cases/{case_id}")).json()
+            for hold in case["holds"]:
+                if hold["state"] == "expired" and hold["layer"] == 1:
+                    answer = await client.post(
+                        f"/v1/holds/{hold['hold_id']}/reapply",
+                        json={"requested_by": "demo-operator", "reason": "victim still at risk"},
+                    )
+                    run.reapplied += answer.status_code == 202
+        if progress:
+            hours = (clock.now() - start).total_seconds() / 3600
+            overview = await runtime.store.overview()
+            states = " ".join(f"{k}:{v}" for k, v in sorted(overview.holds_by_state.items()))
+            sys.stderr.write(f"\r\033[K  +{hours:5.1f} h  holds {states}")
+            sys.stderr.flush()
+        await asyncio.sleep(0.5)
+    if progress:
+        sys.stderr.write("\n")
 
 
 def _sample_case(documents: list[dict[str, Any]]) -> str:
@@ -237,6 +294,12 @@ def print_table(run: DemoRun) -> None:
         f"{s['stops_executed']} stops executed, {s['callbacks']} callbacks"
     )
     print(f"  double stops        {s['double_stops']}")
+    if s["clock_speed"] > 1:
+        print(
+            f"  deadlines ({DEADLINE_HOURS} h at {s['clock_speed']:g}x): {s['warnings_sent']} "
+            f"warnings, {s['lapses']} lapses ({s['silent_lapses']} silent), "
+            f"{s['reapplied']} re-applied"
+        )
     case = s["sample_case"]
     print(f"\n  busiest case {case['case_id']} ({case['report_id']}):")
     for hold in case["holds"]:
@@ -253,6 +316,7 @@ def main(
     as_json: bool,
     profile_name: str = "realistic",
     max_wait_s: float = 180.0,
+    clock_speed: float = 1.0,
 ) -> int:
     with tempfile.TemporaryDirectory(prefix="stopper-demo-") as tmp:
         db_path = db or Path(tmp) / "stopper-demo.db"
@@ -263,6 +327,7 @@ def main(
                 profile_name=profile_name,
                 progress=not as_json and sys.stderr.isatty(),
                 max_wait_s=max_wait_s,
+                clock_speed=clock_speed,
             )
         )
     if as_json:

@@ -147,7 +147,11 @@ class Runtime:
         return all(not t.done() for t in self._tasks)
 
 
-def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+def build_runtime(
+    settings: Settings, *, clock: Clock | None = None, deadline_clock: Clock | None = None
+) -> Runtime:
+    """`clock` runs everything; `deadline_clock` (default: the same) only the 48-hour
+    deadlines, so an accelerated run keeps real timeouts and signature windows."""
     clock = clock or SystemClock()
     registry = load_registry(settings.registry_path)
     engine = create_engine(settings.database)
@@ -178,7 +182,13 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     )
     adapter = HttpJsonAdapter(settings.institutions.base_url)
     dispatcher = Dispatcher(
-        store, adapter, registry, clock, settings.dispatch, on_outbox=outbox_written.set
+        store,
+        adapter,
+        registry,
+        clock,
+        settings.dispatch,
+        on_outbox=outbox_written.set,
+        deadline_clock=deadline_clock,
     )
     callbacks = CallbackHandler(
         store,
@@ -203,7 +213,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         DeadlineKeeper(
             store,
             registry,
-            clock,
+            deadline_clock or clock,
             settings.deadlines,
             events_topic=kafka.hold_events_topic,
             stop_requests_topic=kafka.stop_requests_topic,

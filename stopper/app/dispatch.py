@@ -95,6 +95,7 @@ class Dispatcher:
         settings: DispatchSettings,
         rng: random.Random | None = None,
         on_outbox: Callable[[], None] | None = None,
+        deadline_clock: Clock | None = None,
     ) -> None:
         self._store = store
         self._adapter = adapter
@@ -103,6 +104,7 @@ class Dispatcher:
         self._settings = settings
         self._rng = rng or random.Random()
         self._on_outbox = on_outbox
+        self._deadline_clock = deadline_clock or clock
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
         self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -215,7 +217,10 @@ class Dispatcher:
             follow = None
             if answer.kind is AnswerKind.STOPPED:
                 fields["confirmed_at"] = now
-                fields["stop_expires_at"] = now + timedelta(hours=self._settings.stop_lapse_hours)
+                # The lapse is business time: an accelerated run moves it, timeouts stay real.
+                fields["stop_expires_at"] = self._deadline_clock.now() + timedelta(
+                    hours=self._settings.stop_lapse_hours
+                )
                 if answer.onward:
                     follow = self._trail_follower(hold, answer, now, plans)
             return HoldUpdate(at=now, transitions=[transition], fields=fields, follow=follow)

@@ -31,6 +31,12 @@ class StopRequestV1(BaseModel):
     amount: int = Field(gt=0, description="Minor units (cents).")
     layer: int = Field(ge=1)
     idempotency_key: str
+    generation: int = Field(
+        default=0,
+        ge=0,
+        description="0 for the first stop of this hold; 1, 2 when it is deliberately re-applied "
+        "after its stop lapsed or to renew it. A new generation is a new stop, never a retry.",
+    )
     requested_at: datetime
 
     @classmethod
@@ -44,6 +50,7 @@ class StopRequestV1(BaseModel):
             amount=command.amount,
             layer=command.layer,
             idempotency_key=command.idempotency_key,
+            generation=command.generation,
             requested_at=command.requested_at,
         )
 

@@ -174,6 +174,7 @@ class Hold:
             amount=self.amount_asked,
             layer=self.layer,
             idempotency_key=idempotency_key_for(self.id, self.reapplications),
+            generation=self.reapplications,
             requested_at=requested_at,
         )
 

@@ -23,6 +23,7 @@ class RequestStop:
     amount: int
     layer: int
     idempotency_key: str
+    generation: int  # 0 for the first stop; +1 for each deliberate re-application
     requested_at: datetime
 
 

@@ -127,7 +127,8 @@ class SimulatedInstitution:
         self._rng = random.Random(f"{seed}:{institution.code}")
         self._seed = seed
         self._results: dict[str, dict[str, Any]] = {}  # by idempotency key
-        self._executed_by_hold: Counter[UUID] = Counter()
+        # Stops executed per hold and generation: two for one generation is a double stop.
+        self._executed_by_hold: Counter[tuple[UUID, int]] = Counter()
 
     def down(self, elapsed_s: float) -> bool:
         outage = self.behaviour.outage
@@ -159,8 +160,9 @@ class SimulatedInstitution:
             )
             result = {"status": "stopped", "amount_held": held, "onward": onward}
             self.counts.stops_executed += 1
-            self._executed_by_hold[request.hold_id] += 1
-            if self._executed_by_hold[request.hold_id] > 1:
+            executed = (request.hold_id, request.generation)
+            self._executed_by_hold[executed] += 1
+            if self._executed_by_hold[executed] > 1:
                 self.counts.double_stops += 1
         self._results[request.idempotency_key] = result
         self.counts.answers[result["status"]] += 1
@@ -225,9 +227,9 @@ class Simulation:
         if self._client is not None:
             await self._client.aclose()
 
-    def executed_stops(self) -> Counter[UUID]:
-        """How many times each hold's funds were stopped, over all institutions."""
-        total: Counter[UUID] = Counter()
+    def executed_stops(self) -> Counter[tuple[UUID, int]]:
+        """How many times each hold's funds were stopped, per generation of the stop."""
+        total: Counter[tuple[UUID, int]] = Counter()
         for sim in self.institutions.values():
             total.update(sim._executed_by_hold)
         return total

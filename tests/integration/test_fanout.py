@@ -149,7 +149,8 @@ async def assert_no_double_stops(world: World, states: dict[UUID, str]) -> None:
     assert all(count == 1 for count in executed.values()), "a hold was stopped twice"
     assert world.simulation.stats()["totals"]["double_stops"] == 0
     stopped = {hold for hold, state in states.items() if state == "stopped"}
-    assert stopped <= set(executed), "Stopper says stopped but the institution never stopped"
+    executed_holds = {hold for hold, _generation in executed}
+    assert stopped <= executed_holds, "Stopper says stopped but the institution never stopped"
     async with httpx.AsyncClient() as client:
         stats = (await client.get(f"{world.sim_url}/stats")).json()
     assert stats["totals"]["double_stops"] == 0

@@ -299,6 +299,28 @@ class SqlStore:
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
+    async def deadline_counts(self, events_topic: str) -> tuple[int, int, int]:
+        """Lapse warnings sent, lapses, and silent lapses so far (demo, operators)."""
+        try:
+            async with self._engine.connect() as connection:
+                payloads = (
+                    await connection.execute(
+                        select(OutboxRow.payload).where(OutboxRow.topic == events_topic)
+                    )
+                ).scalars()
+                kinds = [p.get("event") for p in payloads]
+                silent = await connection.scalar(
+                    select(func.count())
+                    .select_from(HoldTransitionRow)
+                    .where(
+                        HoldTransitionRow.to_state == "expired",
+                        HoldTransitionRow.cause.contains("had not gone out"),
+                    )
+                )
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+        return kinds.count("stop_expiring"), kinds.count("stop_lapsed"), int(silent or 0)
+
     async def race_latencies(self) -> RaceLatencies:
         """Every case's and hold's latencies from the report's acceptance (demo, benchmarks)."""
 
@@ -314,7 +336,7 @@ class SqlStore:
                     await connection.execute(
                         select(
                             HoldRow.report_accepted_at, HoldRow.sent_at, HoldRow.confirmed_at
-                        ).where(HoldRow.layer == 1)
+                        ).where(HoldRow.layer == 1, HoldRow.reapplications == 0)
                     )
                 ).all()
         except _UNAVAILABLE as e:
