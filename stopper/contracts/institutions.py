@@ -82,12 +82,10 @@ class OnwardTransferV1(BaseModel):
         )
 
 
-class StopAnswerV1(BaseModel):
-    """An institution's answer to a stop request: at once (HTTP 200) or `accepted` (HTTP 202)."""
+class _OutcomeV1(BaseModel):
+    """What every answer about a stop says: the outcome, what is held, where the rest went."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    status: Literal["stopped", "not_found", "rejected", "accepted"]
+    status: str
     amount_held: int | None = Field(default=None, ge=0, description="Minor units actually held.")
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
     onward: list[OnwardTransferV1] = Field(
@@ -97,7 +95,7 @@ class StopAnswerV1(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _stopped_says_how_much(self) -> StopAnswerV1:
+    def _stopped_says_how_much(self) -> _OutcomeV1:
         if self.status == "stopped" and self.amount_held is None:
             raise ValueError("a stopped answer must say amount_held")
         return self
@@ -111,7 +109,15 @@ class StopAnswerV1(BaseModel):
         )
 
 
-class CallbackV1(BaseModel):
+class StopAnswerV1(_OutcomeV1):
+    """An institution's answer to a stop request: at once (HTTP 200) or `accepted` (HTTP 202)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: Literal["stopped", "not_found", "rejected", "accepted"]
+
+
+class CallbackV1(_OutcomeV1):
     """A signed callback: the later answer to a stop request the institution accepted."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
@@ -120,28 +126,7 @@ class CallbackV1(BaseModel):
     hold_id: UUID
     idempotency_key: Annotated[str, StringConstraints(max_length=128)]
     status: Literal["stopped", "not_found", "rejected"]
-    amount_held: int | None = Field(default=None, ge=0)
-    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
-    onward: list[OnwardTransferV1] = Field(
-        default_factory=list,
-        max_length=50,
-        description="With `stopped`: money that left the account before the stop.",
-    )
     answered_at: datetime
-
-    @model_validator(mode="after")
-    def _stopped_says_how_much(self) -> CallbackV1:
-        if self.status == "stopped" and self.amount_held is None:
-            raise ValueError("a stopped answer must say amount_held")
-        return self
-
-    def to_domain(self) -> InstitutionAnswer:
-        return InstitutionAnswer(
-            AnswerKind(self.status),
-            self.amount_held,
-            self.reason,
-            tuple(t.to_domain() for t in self.onward),
-        )
 
 
 class CallbackAcceptedV1(BaseModel):

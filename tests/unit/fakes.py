@@ -158,20 +158,7 @@ class FakeDispatchStore:
         ]
         plan = change.follow(nodes)
         for hold in plan.new_holds:
-            self.add(
-                HoldRecord(
-                    hold=hold,
-                    attempts=0,
-                    report_accepted_at=parent.report_accepted_at,
-                    requested_at=change.at,
-                    next_attempt_at=None,
-                    dispatch_deadline_at=None,
-                    sent_at=None,
-                    confirmed_at=None,
-                    stop_expires_at=None,
-                    state_reason=None,
-                )
-            )
+            self.add(new_record(hold, change.at, parent.report_accepted_at))
         for hold_id, amount in plan.raised.items():
             self.holds[hold_id].hold.amount_asked = amount
         self.transitions += plan.births
@@ -265,11 +252,15 @@ def requested_hold(
         currency="CNY",
         amount_asked=amount,
     )
+    return new_record(hold, at, at)
+
+
+def new_record(hold: Hold, requested_at: datetime, accepted_at: datetime | None) -> HoldRecord:
     return HoldRecord(
         hold=hold,
         attempts=0,
-        report_accepted_at=at,
-        requested_at=at,
+        report_accepted_at=accepted_at,
+        requested_at=requested_at,
         next_attempt_at=None,
         dispatch_deadline_at=None,
         sent_at=None,
