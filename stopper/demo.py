@@ -160,6 +160,7 @@ async def run_demo(
 
 
 DEADLINE_HOURS = 72
+SAMPLE_ROWS = 12
 
 
 async def _run_deadlines(
@@ -301,13 +302,19 @@ def print_table(run: DemoRun) -> None:
             f"{s['reapplied']} re-applied"
         )
     case = s["sample_case"]
-    print(f"\n  busiest case {case['case_id']} ({case['report_id']}):")
-    for hold in case["holds"]:
+    holds = sorted(case["holds"], key=lambda h: h["layer"])
+    print(
+        f"\n  busiest case {case['case_id']} ({case['report_id']}), "
+        f"its trail at GET /v1/cases/{{case_id}}/trail:"
+    )
+    for hold in holds[:SAMPLE_ROWS]:
         print(
-            f"    {hold['institution_code']:<5} {hold['account']:<9} {hold['state']:<10} "
-            f"asked {hold['amount_asked']:>10}  stopped {hold['amount_stopped']:>10} "
-            f"{hold['currency']}"
+            f"    L{hold['layer']} {hold['institution_code']:<5} {hold['account']:<9} "
+            f"{hold['state']:<10} asked {hold['amount_asked']:>10}  "
+            f"stopped {hold['amount_stopped']:>10} {hold['currency']}"
         )
+    if len(holds) > SAMPLE_ROWS:
+        print(f"    ... and {len(holds) - SAMPLE_ROWS} more holds")
 
 
 def main(
