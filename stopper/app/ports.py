@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
-from stopper.app.views import CaseView
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.cases import Case
 from stopper.domain.holds import Hold, Transition
@@ -107,12 +106,6 @@ class IntakeStore(Protocol):
         """In one transaction: cases, victims, transfers, accounts, holds, their birth transitions
         and one outbox row per stop request. Cases that already exist are left untouched."""
         ...
-
-
-class CaseQueries(Protocol):
-    async def get_case(self, case_id: UUID) -> CaseView | None: ...
-
-    async def ping(self) -> bool: ...
 
 
 @dataclass(slots=True)
