@@ -133,8 +133,13 @@ class DeadlineSettings(BaseSettings):
         description="JSON list: lead times of the lapse warnings, in hours.",
     )
     sweep_interval_ms: int = Field(default=1000, ge=10)
+    freeze_validity_days: float = Field(default=182.0, gt=0, description="About six months.")
+    freeze_warn_before_hours: list[float] = Field(
+        default_factory=lambda: [336.0, 72.0],
+        description="JSON list: lead times of freeze-expiry warnings (default 14 and 3 days).",
+    )
 
-    @field_validator("warn_before_hours")
+    @field_validator("warn_before_hours", "freeze_warn_before_hours")
     @classmethod
     def _positive(cls, leads: list[float]) -> list[float]:
         if not leads or any(h <= 0 for h in leads):

@@ -111,4 +111,9 @@ SILENT_LAPSES = Counter(
     "stopper_silent_lapses_total",
     "Lapses whose warnings had not gone out ahead of them (must stay 0).",
 )
+FREEZE_ATTEMPTS = Counter(
+    "stopper_freeze_attempts_total",
+    "Formal freeze requests by institution and outcome (frozen, rejected, error).",
+    ["institution", "outcome"],
+)
 HOLDS = Gauge("stopper_holds", "Holds by state (refreshed every few seconds).", ["state"])

@@ -24,6 +24,7 @@ from stopper.app.callbacks import CallbackHandler
 from stopper.app.consuming import consume
 from stopper.app.deadlines import DeadlineKeeper
 from stopper.app.dispatch import Dispatcher, StopRequestConsumer, publish_outbox
+from stopper.app.freezes import FreezeDesk
 from stopper.app.intake import IntakeHandler, IntakeTopics
 from stopper.app.ports import Bus, Clock
 from stopper.config import Settings
@@ -48,6 +49,7 @@ class Runtime:
     outbox_written: asyncio.Event
     callbacks: CallbackHandler
     deadlines: DeadlineKeeper
+    freezes: FreezeDesk
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -110,6 +112,15 @@ class Runtime:
             ),
         )
         self._spawn(
+            "freeze-sweeper",
+            run_periodically(
+                "freeze sweeper",
+                self.freezes.sweep_once,
+                interval_s=self.settings.dispatch.sweep_interval_ms / 1000,
+                stopping=self._stopping,
+            ),
+        )
+        self._spawn(
             "gauges",
             run_periodically(
                 "gauges", self._refresh_gauges, interval_s=5.0, stopping=self._stopping
@@ -139,6 +150,7 @@ class Runtime:
                 await asyncio.wait_for(task, timeout=10)
         self._tasks.clear()
         await self.dispatcher.close()
+        await self.freezes.close()
         await self.bus.stop()
         await self.adapter.close()
         await self.engine.dispose()
@@ -219,6 +231,7 @@ def build_runtime(
             stop_requests_topic=kafka.stop_requests_topic,
             on_outbox=outbox_written.set,
         ),
+        FreezeDesk(store, adapter, registry, clock, settings.deadlines),
     )
 
 

@@ -16,8 +16,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stopper import metrics
 from stopper.app.callbacks import CallbackRefused
 from stopper.app.deadlines import ReapplyOutcome
+from stopper.app.freezes import FreezeOrderOutcome
 from stopper.app.intake import ACCEPTED_AT_HEADER, SOURCE_HEADER, ReportRejected, parse_report
-from stopper.contracts.cases import CaseV1, ReapplyAcceptedV1, ReapplyV1, TrailV1
+from stopper.contracts.cases import (
+    CaseV1,
+    FreezeOrderedV1,
+    FreezeOrderV1,
+    ReapplyAcceptedV1,
+    ReapplyV1,
+    TrailV1,
+)
 from stopper.contracts.institutions import CallbackAcceptedV1, CallbackV1
 from stopper.contracts.reports import ErrorV1, FraudReportV1, ReportAcceptedV1
 from stopper.contracts.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -185,6 +193,34 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
             return _error(409, "only an expired or stopped hold may be re-applied, at most twice")
         return JSONResponse(
             ReapplyAcceptedV1(hold_id=hold_id, state="requested").model_dump(mode="json"),
+            status_code=202,
+        )
+
+    @app.post(
+        "/v1/holds/{hold_id}/freeze",
+        response_model=FreezeOrderedV1,
+        status_code=202,
+        responses={
+            404: {"model": ErrorV1, "description": "No such hold."},
+            409: {"model": ErrorV1, "description": "The hold is not stopped or frozen."},
+        },
+        summary="Order the formal freeze of a stopped hold (or renew a freeze) under a legal "
+        "document; the institution's confirmation moves the hold to `frozen`.",
+    )
+    async def freeze_hold(hold_id: UUID, body: FreezeOrderV1) -> Response:
+        outcome = await runtime.freezes.order(
+            hold_id,
+            document_ref=body.legal_document_ref,
+            actor=f"operator:{body.requested_by}",
+        )
+        if outcome is FreezeOrderOutcome.UNKNOWN_HOLD:
+            return _error(404, "no such hold")
+        if outcome is FreezeOrderOutcome.NOT_ALLOWED:
+            return _error(409, "only a stopped or frozen hold can be frozen")
+        return JSONResponse(
+            FreezeOrderedV1(hold_id=hold_id, legal_document_ref=body.legal_document_ref).model_dump(
+                mode="json"
+            ),
             status_code=202,
         )
 

@@ -57,6 +57,7 @@ class DeadlineKeeper:
         self._registry = registry
         self._clock = clock
         self._leads = [timedelta(hours=h) for h in settings.warn_before_hours]
+        self._freeze_leads = [timedelta(hours=h) for h in settings.freeze_warn_before_hours]
         self._events_topic = events_topic
         self._stop_requests_topic = stop_requests_topic
         self._on_outbox = on_outbox
@@ -64,7 +65,7 @@ class DeadlineKeeper:
     async def sweep_once(self) -> int:
         """Warn about and lapse every stop that is due; returns how many holds it touched."""
         now = self._clock.now()
-        due = await self._store.holds_near_deadline(now, self._leads, limit=500)
+        due = await self._store.holds_near_deadline(now, self._leads, self._freeze_leads, limit=500)
         for hold_id in due:
             await self._sweep_hold(hold_id, now)
         for lead in self._leads:
@@ -129,27 +130,34 @@ class DeadlineKeeper:
 
     def _sweep(self, record: HoldRecord, now: datetime, swept: list[_Swept]) -> HoldUpdate | None:
         hold = record.hold
-        expires_at = record.stop_expires_at
-        if hold.state is not HoldState.STOPPED or expires_at is None:
+        if hold.state is HoldState.STOPPED:
+            kind, expires_at, leads = "stop", record.stop_expires_at, self._leads
+            what = "emergency stop lapsed at {} without a formal freeze"
+        elif hold.state is HoldState.FROZEN:
+            kind, expires_at, leads = "freeze", record.freeze_expires_at, self._freeze_leads
+            what = "formal freeze expired at {} without renewal or return"
+        else:
+            return None
+        if expires_at is None:
             return None
         due = deadline_due(
-            expires_at=expires_at, warnings_sent=record.warnings_sent, leads=self._leads, now=now
+            expires_at=expires_at, warnings_sent=record.warnings_sent, leads=leads, now=now
         )
         if not due.warnings and not due.lapse:
             return None
         events = [
-            self._event(record, "stop_expiring", expires_at, now, lead=lead)
+            self._event(record, f"{kind}_expiring", expires_at, now, lead=lead)
             for lead in due.warnings
         ]
         transitions = []
         if due.lapse:
-            cause = f"emergency stop lapsed at {expires_at.isoformat()} without a formal freeze"
+            cause = what.format(expires_at.isoformat())
             if due.silent:
                 cause += "; its warnings had not gone out ahead"
             transitions.append(
                 hold.apply(HoldEvent.LAPSED, cause=cause, actor=DEADLINES_ACTOR, at=now)
             )
-            events.append(self._event(record, "stop_lapsed", expires_at, now))
+            events.append(self._event(record, f"{kind}_lapsed", expires_at, now))
         swept.append(_Swept(due.warnings, due.lapse, due.silent, hold.institution_code))
         return HoldUpdate(
             at=now,

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
-from stopper.contracts.institutions import StopRequestV1
+from stopper.contracts.institutions import FreezeAnswerV1, FreezeRequestV1, StopRequestV1
 from stopper.domain.cases import Case
 from stopper.domain.holds import Hold, Transition
 from stopper.domain.messages import InstitutionAnswer, RequestStop
@@ -123,6 +123,10 @@ class HoldRecord:
     stop_expires_at: datetime | None
     state_reason: str | None
     warnings_sent: int = 0
+    freeze_expires_at: datetime | None = None
+    freeze_document_ref: str | None = None
+    freeze_attempts: int = 0
+    freeze_next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,13 +187,21 @@ class DispatchStore(Protocol):
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None: ...
 
     async def holds_near_deadline(
-        self, now: datetime, leads: Sequence[timedelta], limit: int
+        self,
+        now: datetime,
+        stop_leads: Sequence[timedelta],
+        freeze_leads: Sequence[timedelta],
+        limit: int,
     ) -> list[UUID]:
-        """Stopped holds owed a lapse warning (by `warnings_sent` and `leads`, longest first)
-        or past their deadline."""
+        """Stopped or frozen holds owed a lapse warning (by `warnings_sent` and the leads,
+        longest first) or past their deadline."""
         ...
 
     async def count_expiring(self, now: datetime, within: timedelta) -> int: ...
+
+    async def freezes_due(self, now: datetime, limit: int) -> list[UUID]:
+        """Holds with a freeze order whose next attempt is due."""
+        ...
 
     async def remember_nonce(self, institution_code: str, nonce: str, at: datetime) -> bool:
         """False if this institution used `nonce` before."""
@@ -202,4 +214,10 @@ class InstitutionAdapter(Protocol):
     ) -> InstitutionAnswer:
         """One attempt within the institution's timeout; `InstitutionError` when it gives no
         usable answer (its `retryable` says whether asking again may help)."""
+        ...
+
+    async def request_freeze(
+        self, institution: Institution, request: FreezeRequestV1
+    ) -> FreezeAnswerV1:
+        """One freeze attempt, errors as for `request_stop`."""
         ...

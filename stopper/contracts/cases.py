@@ -162,3 +162,25 @@ class ReapplyV1(BaseModel):
 class ReapplyAcceptedV1(BaseModel):
     hold_id: UUID
     state: str
+
+
+class FreezeOrderV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    legal_document_ref: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ./:_()-]*$",
+        description="Reference of the legal document the freeze rests on.",
+    )
+    requested_by: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:@-]+$",
+        description="The operator ordering it (recorded).",
+    )
+
+
+class FreezeOrderedV1(BaseModel):
+    hold_id: UUID
+    legal_document_ref: str

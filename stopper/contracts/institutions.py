@@ -134,3 +134,35 @@ class CallbackAcceptedV1(BaseModel):
     outcome: Literal["applied", "repeated"] = Field(
         description="applied: the hold moved; repeated: it already said this."
     )
+
+
+class FreezeRequestV1(BaseModel):
+    """Turn an emergency stop into a formal freeze, on the strength of a legal document."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = 1
+    hold_id: UUID
+    case_id: UUID
+    institution_code: str
+    account_number: str
+    currency: str
+    amount: int = Field(ge=0, description="Minor units: what the stop holds.")
+    legal_document_ref: str
+    idempotency_key: str
+    renewal: bool = Field(default=False, description="Extends a freeze already in force.")
+    requested_at: datetime
+
+
+class FreezeAnswerV1(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: Literal["frozen", "rejected"]
+    amount_frozen: int | None = Field(default=None, ge=0)
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _frozen_says_how_much(self) -> FreezeAnswerV1:
+        if self.status == "frozen" and self.amount_frozen is None:
+            raise ValueError("a frozen answer must say amount_frozen")
+        return self

@@ -14,6 +14,7 @@ In short (the table is the authority)::
     requested, sent --gave_up--> failed --reapplied--> requested
     stopped, frozen --lapsed--> expired --reapplied--> requested
     stopped --reapplied--> requested (an expiring stop renewed before it lapses)
+    frozen --freeze_renewed--> frozen (a new legal document extends the freeze)
     frozen --return_started--> returning --return_confirmed--> returned
     requested, sent, stopped, frozen, failed --released--> released
 
@@ -66,6 +67,7 @@ class HoldEvent(enum.StrEnum):
     GAVE_UP = "gave_up"
     REAPPLIED = "reapplied"
     FREEZE_CONFIRMED = "freeze_confirmed"
+    FREEZE_RENEWED = "freeze_renewed"
     LAPSED = "lapsed"
     RETURN_STARTED = "return_started"
     RETURN_CONFIRMED = "return_confirmed"
@@ -96,6 +98,7 @@ TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingPro
         (S.STOPPED, E.REAPPLIED): S.REQUESTED,
         (S.EXPIRED, E.REAPPLIED): S.REQUESTED,
         (S.FROZEN, E.LAPSED): S.EXPIRED,
+        (S.FROZEN, E.FREEZE_RENEWED): S.FROZEN,
         (S.FROZEN, E.RETURN_STARTED): S.RETURNING,
         (S.FROZEN, E.RELEASED): S.RELEASED,
         (S.RETURNING, E.RETURN_CONFIRMED): S.RETURNED,
@@ -195,7 +198,7 @@ class Hold:
         target = next_state(self.state, event)
         if event is HoldEvent.STOP_CONFIRMED:
             self.amount_stopped = _checked(amount, ceiling=self.amount_asked, what="stopped")
-        elif event is HoldEvent.FREEZE_CONFIRMED:
+        elif event in (HoldEvent.FREEZE_CONFIRMED, HoldEvent.FREEZE_RENEWED):
             self.amount_frozen = _checked(amount, ceiling=self.amount_stopped, what="frozen")
         elif event is HoldEvent.RETURN_CONFIRMED:
             self.amount_returned = _checked(amount, ceiling=self.amount_frozen, what="returned")

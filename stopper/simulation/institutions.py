@@ -30,7 +30,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from stopper.contracts.institutions import CallbackV1, StopRequestV1
+from stopper.contracts.institutions import CallbackV1, FreezeRequestV1, StopRequestV1
 from stopper.contracts.signing import signed_headers
 from stopper.registry import Institution, InstitutionKind, Registry
 from stopper.simulation.mules import MuleWorld
@@ -113,6 +113,7 @@ class Counts:
     double_stops: int = 0
     callbacks_sent: int = 0
     callbacks_failed: int = 0
+    freezes: int = 0
     answers: Counter[str] = field(default_factory=Counter)
 
 
@@ -129,6 +130,8 @@ class SimulatedInstitution:
         self._results: dict[str, dict[str, Any]] = {}  # by idempotency key
         # Stops executed per hold and generation: two for one generation is a double stop.
         self._executed_by_hold: Counter[tuple[UUID, int]] = Counter()
+        self._held_by_hold: dict[UUID, int] = {}
+        self._freezes: dict[str, dict[str, Any]] = {}  # by idempotency key
 
     def down(self, elapsed_s: float) -> bool:
         outage = self.behaviour.outage
@@ -159,6 +162,7 @@ class SimulatedInstitution:
                 self.institution.code, account, request.amount, request.layer, datetime.now(UTC)
             )
             result = {"status": "stopped", "amount_held": held, "onward": onward}
+            self._held_by_hold[request.hold_id] = held
             self.counts.stops_executed += 1
             executed = (request.hold_id, request.generation)
             self._executed_by_hold[executed] += 1
@@ -166,6 +170,20 @@ class SimulatedInstitution:
                 self.counts.double_stops += 1
         self._results[request.idempotency_key] = result
         self.counts.answers[result["status"]] += 1
+        return result
+
+    def freeze(self, request: FreezeRequestV1) -> dict[str, Any]:
+        """A formal freeze of what the stop holds, once per idempotency key."""
+        known = self._freezes.get(request.idempotency_key)
+        if known is not None:
+            return known
+        held = self._held_by_hold.get(request.hold_id)
+        if held is None:
+            result: dict[str, Any] = {"status": "rejected", "reason": "no stop in force here"}
+        else:
+            result = {"status": "frozen", "amount_frozen": min(held, request.amount)}
+            self.counts.freezes += 1
+        self._freezes[request.idempotency_key] = result
         return result
 
     def _fate(self, account: str) -> float:
@@ -244,6 +262,7 @@ class Simulation:
                 "double_stops": sim.counts.double_stops,
                 "callbacks_sent": sim.counts.callbacks_sent,
                 "callbacks_failed": sim.counts.callbacks_failed,
+                "freezes": sim.counts.freezes,
             }
             totals.update(counts)
             per[code] = {**counts, "answers": dict(sim.counts.answers)}
@@ -347,6 +366,24 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
             simulation.owe_callback(sim, stop_request, result)
             return JSONResponse({"status": "accepted"}, status_code=202)
         return JSONResponse(result, status_code=200)
+
+    @app.post("/institutions/{code}/freezes")
+    async def freeze(
+        code: str, request: Request, idempotency_key: str | None = Header(default=None)
+    ) -> Response:
+        sim = simulation.institutions.get(code)
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        if sim.down(simulation.elapsed_s()):
+            return JSONResponse({"detail": "service unavailable"}, status_code=503)
+        try:
+            freeze_request = FreezeRequestV1.model_validate_json(await request.body())
+        except ValidationError:
+            return JSONResponse({"detail": "invalid freeze request"}, status_code=422)
+        if idempotency_key != freeze_request.idempotency_key:
+            return JSONResponse({"detail": "idempotency key mismatch"}, status_code=400)
+        await asyncio.sleep(sim.latency_s())
+        return JSONResponse(sim.freeze(freeze_request))
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Thousands of stops through 72 simulated hours on the real PostgreSQL: no freeze is ever
-ordered, some stops are re-applied by an operator. Every lapse is recorded, every lapse comes
-after its warnings, and no stop is re-applied more than twice."""
+"""Thousands of stops through 72 simulated hours on the real PostgreSQL: most are never
+frozen, some are frozen when warned, some are re-applied by an operator. Every lapse is
+recorded, every lapse comes after its warnings, and no stop is re-applied more than twice."""
 
 from __future__ import annotations
 
@@ -19,16 +19,32 @@ from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.models import HoldRow, HoldTransitionRow, OutboxRow
 from stopper.adapters.db.store import SqlStore
 from stopper.app.deadlines import DeadlineKeeper, ReapplyOutcome
+from stopper.app.freezes import FreezeDesk
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.config import DatabaseSettings, DeadlineSettings
+from stopper.contracts.institutions import FreezeAnswerV1, FreezeRequestV1, StopRequestV1
 from stopper.domain.holds import HoldEvent
-from stopper.registry import load_registry
+from stopper.registry import Institution, load_registry
 from tests.factories import report_doc
 
 pytestmark = pytest.mark.integration
 
 HOLDS_PER_REPORT = 500
+
+
+class FreezesAtOnce:
+    """A bank that confirms every freeze of what its stop holds."""
+
+    async def request_stop(self, institution: Institution, request: StopRequestV1) -> Any:
+        raise AssertionError("no stop requests in this test")
+
+    async def request_freeze(
+        self, institution: Institution, request: FreezeRequestV1
+    ) -> FreezeAnswerV1:
+        return FreezeAnswerV1(status="frozen", amount_frozen=request.amount)
+
+
 REPORTS = 4
 STEP = timedelta(minutes=10)
 
@@ -117,6 +133,9 @@ async def test_72_hours_of_deadlines(store: SqlStore) -> None:
     # An operator re-applies these as soon as they are warned about, or once they lapsed, and
     # the bank confirms each new stop at once; every other stop is left to lapse.
     renewed = hold_ids[::7]
+    # Another operator orders the formal freeze of these when warned; the bank confirms at once.
+    frozen = [h for h in hold_ids[3::11] if h not in set(renewed)]
+    freezes = FreezeDesk(store, FreezesAtOnce(), registry, clock, DeadlineSettings())
     refused: set[uuid.UUID] = set()
     while clock.now() < start + timedelta(hours=72):
         clock.advance(STEP)
@@ -136,6 +155,24 @@ async def test_72_hours_of_deadlines(store: SqlStore) -> None:
                 .scalars()
                 .all()
             )
+        async with store._engine.connect() as connection:
+            warned = (
+                (
+                    await connection.execute(
+                        select(HoldRow.id).where(
+                            HoldRow.id.in_(frozen),
+                            HoldRow.state == "stopped",
+                            HoldRow.warnings_sent > 0,
+                            HoldRow.freeze_document_ref.is_(None),
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for hold_id in warned:
+            await freezes.order(hold_id, document_ref="FRZ-TEST", actor="operator:test")
+        await freezes.wait_idle()
         for hold_id in due:
             outcome = await keeper.reapply(hold_id, actor="operator:test", reason="renew")
             if outcome is ReapplyOutcome.NOT_ALLOWED:
@@ -176,9 +213,10 @@ async def test_72_hours_of_deadlines(store: SqlStore) -> None:
             )
         ).all()
 
-    # Every stop left alone lapsed (no freeze was ever ordered), recorded in the audit trail.
+    # Frozen in time: no lapse. Every stop left alone lapsed, recorded in the audit trail.
+    assert all(holds[h].state == "frozen" for h in frozen)
     lapsed_holds = {row.hold_id for row in lapses}
-    assert lapsed_holds == set(hold_ids) - set(renewed)
+    assert lapsed_holds == set(hold_ids) - set(renewed) - set(frozen)
     assert all(holds[h].state == "expired" for h in lapsed_holds)
     # No re-stop beyond two.
     assert max(row.reapplications for row in holds.values()) == 2

@@ -274,3 +274,24 @@ async def test_a_three_layer_mule_chain_is_followed_to_stopped_funds(
     ]
     assert "6222000055550003" not in json.dumps(trail)
     await assert_no_double_stops(world, {UUID(h["hold_id"]): h["state"] for h in trail["holds"]})
+
+    # The money found at layer 3 is frozen under a legal document.
+    async with httpx.AsyncClient(base_url=stopper) as client:
+        ordered = await client.post(
+            f"/v1/holds/{by_layer[3]['hold_id']}/freeze",
+            json={"legal_document_ref": "PSB-FRZ-2026-0417", "requested_by": "officer-7"},
+        )
+        assert ordered.status_code == 202, ordered.text
+
+        async def frozen() -> dict[str, Any] | None:
+            case: dict[str, Any] = (await client.get(f"/v1/cases/{case_id}")).json()
+            hold = next(h for h in case["holds"] if h["layer"] == 3)
+            return hold if hold["state"] == "frozen" else None
+
+        hold = await eventually(frozen, timeout=15)
+        renewed = await client.post(
+            f"/v1/holds/{by_layer[1]['hold_id']}/reapply",
+            json={"requested_by": "officer-7", "reason": "renew before it lapses"},
+        )
+    assert hold["amount_frozen"] == "45000.00"
+    assert renewed.status_code == 202  # a stopped hold may be renewed

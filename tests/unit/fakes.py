@@ -19,7 +19,7 @@ from stopper.app.ports import (
     OutboxEvent,
     RecordOutcome,
 )
-from stopper.contracts.institutions import StopRequestV1
+from stopper.contracts.institutions import FreezeAnswerV1, FreezeRequestV1, StopRequestV1
 from stopper.domain.holds import Hold, HoldState, Transition
 from stopper.domain.messages import InstitutionAnswer
 from stopper.domain.trail import TrailEdge, TrailNode
@@ -182,21 +182,38 @@ class FakeDispatchStore:
         return due[:limit]
 
     async def holds_near_deadline(
-        self, now: datetime, leads: Sequence[timedelta], limit: int
+        self,
+        now: datetime,
+        stop_leads: Sequence[timedelta],
+        freeze_leads: Sequence[timedelta],
+        limit: int,
     ) -> list[UUID]:
-        ordered = sorted(leads, reverse=True)
+        def due(expires: datetime | None, sent: int, leads: Sequence[timedelta]) -> bool:
+            ordered = sorted(leads, reverse=True)
+            return expires is not None and (
+                expires <= now or (sent < len(ordered) and expires <= now + ordered[sent])
+            )
+
         return [
             r.hold.id
             for r in self.holds.values()
-            if r.hold.state is HoldState.STOPPED
-            and r.stop_expires_at is not None
-            and (
-                r.stop_expires_at <= now
-                or (
-                    r.warnings_sent < len(ordered)
-                    and r.stop_expires_at <= now + ordered[r.warnings_sent]
-                )
+            if (
+                r.hold.state is HoldState.STOPPED
+                and due(r.stop_expires_at, r.warnings_sent, stop_leads)
             )
+            or (
+                r.hold.state is HoldState.FROZEN
+                and due(r.freeze_expires_at, r.warnings_sent, freeze_leads)
+            )
+        ][:limit]
+
+    async def freezes_due(self, now: datetime, limit: int) -> list[UUID]:
+        return [
+            r.hold.id
+            for r in self.holds.values()
+            if r.hold.state in (HoldState.STOPPED, HoldState.FROZEN)
+            and r.freeze_next_attempt_at is not None
+            and r.freeze_next_attempt_at <= now
         ][:limit]
 
     async def count_expiring(self, now: datetime, within: timedelta) -> int:
@@ -227,6 +244,8 @@ class ScriptedAdapter:
     def __init__(self, script: dict[str, list[Scripted]]) -> None:
         self.script = script
         self.requests: list[StopRequestV1] = []
+        self.freezes: list[FreezeRequestV1] = []
+        self.freeze_script: dict[str, list[FreezeAnswerV1 | InstitutionError]] = {}
 
     async def request_stop(
         self, institution: Institution, request: StopRequestV1
@@ -234,6 +253,21 @@ class ScriptedAdapter:
         self.requests.append(request)
         steps = self.script[institution.code]
         step = steps.pop(0) if len(steps) > 1 else steps[0]
+        await asyncio.sleep(0)
+        if isinstance(step, InstitutionError):
+            raise step
+        return step
+
+    async def request_freeze(
+        self, institution: Institution, request: FreezeRequestV1
+    ) -> FreezeAnswerV1:
+        self.freezes.append(request)
+        steps = self.freeze_script.get(institution.code, [])
+        step = (
+            (steps.pop(0) if len(steps) > 1 else steps[0])
+            if steps
+            else FreezeAnswerV1(status="frozen", amount_frozen=request.amount)
+        )
         await asyncio.sleep(0)
         if isinstance(step, InstitutionError):
             raise step

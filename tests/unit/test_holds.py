@@ -44,6 +44,7 @@ EXPECTED = {
     (HoldState.STOPPED, HoldEvent.REAPPLIED): HoldState.REQUESTED,
     (HoldState.EXPIRED, HoldEvent.REAPPLIED): HoldState.REQUESTED,
     (HoldState.FROZEN, HoldEvent.LAPSED): HoldState.EXPIRED,
+    (HoldState.FROZEN, HoldEvent.FREEZE_RENEWED): HoldState.FROZEN,
     (HoldState.FROZEN, HoldEvent.RETURN_STARTED): HoldState.RETURNING,
     (HoldState.FROZEN, HoldEvent.RELEASED): HoldState.RELEASED,
     (HoldState.RETURNING, HoldEvent.RETURN_CONFIRMED): HoldState.RETURNED,
@@ -70,6 +71,7 @@ def amount_for(event: HoldEvent) -> int | None:
     return {
         HoldEvent.STOP_CONFIRMED: 7_000,
         HoldEvent.FREEZE_CONFIRMED: 6_000,
+        HoldEvent.FREEZE_RENEWED: 6_000,
         HoldEvent.RETURN_CONFIRMED: 5_000,
     }.get(event)
 

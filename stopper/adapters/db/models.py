@@ -130,8 +130,12 @@ class HoldRow(Base):
     dispatch_deadline_at: Mapped[datetime | None] = mapped_column(Timestamp)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
     confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    # How many of the lapse warnings for the current stop have gone out.
+    # How many of the lapse warnings for the current stop (or freeze) have gone out.
     warnings_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A formal freeze ordered on the strength of a legal document, until the institution confirms.
+    freeze_document_ref: Mapped[str | None] = mapped_column(String(128))
+    freeze_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    freeze_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
 
 
 class TransferRow(Base):

@@ -496,21 +496,45 @@ class SqlStore:
         return None if row is None else _hold_record(row)
 
     async def holds_near_deadline(
-        self, now: datetime, leads: Sequence[timedelta], limit: int
+        self,
+        now: datetime,
+        stop_leads: Sequence[timedelta],
+        freeze_leads: Sequence[timedelta],
+        limit: int,
     ) -> list[UUID]:
-        owed_warning = [
-            and_(HoldRow.warnings_sent == i, HoldRow.stop_expires_at <= now + lead)
-            for i, lead in enumerate(sorted(leads, reverse=True))
-        ]
+        def due(state: str, expires: Any, leads: Sequence[timedelta]) -> Any:
+            owed_warning = [
+                and_(HoldRow.warnings_sent == i, expires <= now + lead)
+                for i, lead in enumerate(sorted(leads, reverse=True))
+            ]
+            return and_(HoldRow.state == state, or_(expires <= now, *owed_warning))
+
         try:
             async with self._engine.connect() as connection:
                 rows = await connection.execute(
                     select(HoldRow.id)
                     .where(
-                        HoldRow.state == "stopped",
-                        or_(HoldRow.stop_expires_at <= now, *owed_warning),
+                        or_(
+                            due("stopped", HoldRow.stop_expires_at, stop_leads),
+                            due("frozen", HoldRow.freeze_expires_at, freeze_leads),
+                        )
                     )
-                    .order_by(HoldRow.stop_expires_at)
+                    .limit(limit)
+                )
+                return list(rows.scalars())
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+
+    async def freezes_due(self, now: datetime, limit: int) -> list[UUID]:
+        try:
+            async with self._engine.connect() as connection:
+                rows = await connection.execute(
+                    select(HoldRow.id)
+                    .where(
+                        HoldRow.state.in_(("stopped", "frozen")),
+                        HoldRow.freeze_next_attempt_at <= now,
+                    )
+                    .order_by(HoldRow.freeze_next_attempt_at)
                     .limit(limit)
                 )
                 return list(rows.scalars())
@@ -692,6 +716,10 @@ def _hold_record(row: Any) -> HoldRecord:
         stop_expires_at=h.stop_expires_at,
         state_reason=h.state_reason,
         warnings_sent=h.warnings_sent,
+        freeze_expires_at=h.freeze_expires_at,
+        freeze_document_ref=h.freeze_document_ref,
+        freeze_attempts=h.freeze_attempts,
+        freeze_next_attempt_at=h.freeze_next_attempt_at,
     )
 
 

@@ -2,6 +2,7 @@
 
 POST {endpoint}/stops with the StopRequestV1 body and an `Idempotency-Key` header. The
 institution answers 200 with the outcome, or 202 when the outcome follows by callback.
+POST {endpoint}/freezes with FreezeRequestV1 turns a stop into a formal freeze (answered at once).
 """
 
 from __future__ import annotations
@@ -9,7 +10,12 @@ from __future__ import annotations
 import httpx
 from pydantic import ValidationError
 
-from stopper.contracts.institutions import StopAnswerV1, StopRequestV1
+from stopper.contracts.institutions import (
+    FreezeAnswerV1,
+    FreezeRequestV1,
+    StopAnswerV1,
+    StopRequestV1,
+)
 from stopper.domain.messages import InstitutionAnswer
 from stopper.errors import (
     InstitutionTimeout,
@@ -30,28 +36,51 @@ class HttpJsonAdapter:
     async def close(self) -> None:
         await self._client.aclose()
 
-    def url_for(self, institution: Institution) -> str:
+    def url_for(self, institution: Institution, operation: str = "stops") -> str:
         endpoint = institution.endpoint
         base = (
             endpoint
             if endpoint.startswith(("http://", "https://"))
             else (self._base_url + endpoint)
         )
-        return base.rstrip("/") + "/stops"
+        return f"{base.rstrip('/')}/{operation}"
 
     async def request_stop(
         self, institution: Institution, request: StopRequestV1
     ) -> InstitutionAnswer:
+        response = await self._post(
+            institution, "stops", request.model_dump_json(), request.idempotency_key
+        )
+        try:
+            answer = StopAnswerV1.model_validate_json(response.content)
+        except ValidationError as e:
+            raise MalformedAnswer(f"unreadable answer (HTTP {response.status_code})") from e
+        if (response.status_code == 202) != (answer.status == "accepted"):
+            raise MalformedAnswer(f"status {answer.status!r} with HTTP {response.status_code}")
+        return answer.to_domain()
+
+    async def request_freeze(
+        self, institution: Institution, request: FreezeRequestV1
+    ) -> FreezeAnswerV1:
+        """POST {endpoint}/freezes: institutions answer a freeze at once."""
+        response = await self._post(
+            institution, "freezes", request.model_dump_json(), request.idempotency_key
+        )
+        try:
+            return FreezeAnswerV1.model_validate_json(response.content)
+        except ValidationError as e:
+            raise MalformedAnswer(f"unreadable answer (HTTP {response.status_code})") from e
+
+    async def _post(
+        self, institution: Institution, operation: str, body: str, idempotency_key: str
+    ) -> httpx.Response:
         # One attempt, bounded by the institution's own timeout; retries are the caller's.
         timeout = httpx.Timeout(institution.timeout_ms / 1000)
         try:
             response = await self._client.post(
-                self.url_for(institution),
-                content=request.model_dump_json(),
-                headers={
-                    "content-type": "application/json",
-                    "Idempotency-Key": request.idempotency_key,
-                },
+                self.url_for(institution, operation),
+                content=body,
+                headers={"content-type": "application/json", "Idempotency-Key": idempotency_key},
                 timeout=timeout,
             )
         except httpx.TimeoutException as e:
@@ -62,10 +91,4 @@ class HttpJsonAdapter:
             raise InstitutionUnavailable(f"answered HTTP {response.status_code}")
         if response.status_code >= 400:
             raise RequestRefused(f"refused the request: HTTP {response.status_code}")
-        try:
-            answer = StopAnswerV1.model_validate_json(response.content)
-        except ValidationError as e:
-            raise MalformedAnswer(f"unreadable answer (HTTP {response.status_code})") from e
-        if (response.status_code == 202) != (answer.status == "accepted"):
-            raise MalformedAnswer(f"status {answer.status!r} with HTTP {response.status_code}")
-        return answer.to_domain()
+        return response
