@@ -51,6 +51,7 @@ class DemoRun:
     refusals: Counter[str] = field(default_factory=Counter)
     accepted: set[str] = field(default_factory=set)  # case ids intake answered for
     reapplied: int = 0
+    freezes_ordered: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -155,6 +156,7 @@ async def run_demo(
             "lapses": lapses,
             "silent_lapses": silent,
             "reapplied": run.reapplied,
+            "freezes_ordered": run.freezes_ordered,
         }
     return run
 
@@ -166,10 +168,21 @@ SAMPLE_ROWS = 12
 async def _run_deadlines(
     client: httpx.AsyncClient, runtime: Any, run: DemoRun, clock: ScaledClock, progress: bool
 ) -> None:
-    """Let 72 business hours pass. No freeze is ordered; an operator re-applies the lapsed
-    first-level stops of one case in ten, through the API."""
+    """Let 72 business hours pass. Through the API, an officer orders the formal freeze of the
+    stops of one case in ten, and an operator re-applies the lapsed first-level stops of another
+    one in ten; every other stop lapses."""
     start = clock.now()
-    watched = sorted(run.accepted)[::10]
+    cases = sorted(run.accepted)
+    for case_id in cases[5::10]:
+        case = (await client.get(f"/v1/cases/{case_id}")).json()
+        for hold in case["holds"]:
+            if hold["state"] == "stopped":
+                answer = await client.post(
+                    f"/v1/holds/{hold['hold_id']}/freeze",
+                    json={"legal_document_ref": f"FRZ-{case_id[:8]}", "requested_by": "officer-7"},
+                )
+                run.freezes_ordered += answer.status_code == 202
+    watched = cases[::10]
     while clock.now() - start < timedelta(hours=DEADLINE_HOURS):
         for case_id in watched:
             case = (await client.get(f"/v1/cases/{case_id}")).json()
@@ -299,7 +312,7 @@ def print_table(run: DemoRun) -> None:
         print(
             f"  deadlines ({DEADLINE_HOURS} h at {s['clock_speed']:g}x): {s['warnings_sent']} "
             f"warnings, {s['lapses']} lapses ({s['silent_lapses']} silent), "
-            f"{s['reapplied']} re-applied"
+            f"{s['reapplied']} re-applied, {s['freezes_ordered']} freezes ordered"
         )
     case = s["sample_case"]
     holds = sorted(case["holds"], key=lambda h: h["layer"])
