@@ -110,7 +110,8 @@ async def stopper(world: World) -> AsyncIterator[str]:
 async def post_reports(url: str, count: int, seed: int) -> list[str]:
     factory = ReportFactory(load_registry(), seed=seed)
     case_ids = []
-    async with httpx.AsyncClient(base_url=url) as client:
+    # The subject here is fan-out, not intake speed: a generous timeout keeps a busy CI honest.
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         for _ in range(count):
             answer = await client.post("/v1/reports", json=factory.report(datetime.now(UTC)))
             assert answer.status_code == 202, answer.text
