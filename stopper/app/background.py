@@ -54,3 +54,34 @@ async def _wait(stopping: asyncio.Event, wake: asyncio.Event | None, timeout: fl
                 await waiter
     if wake is not None:
         wake.clear()
+
+
+class BackgroundWork:
+    """Tasks started to run on their own (attempts at institutions), kept track of so they can
+    be waited for or abandoned; a failure is logged, never raised into the starter."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, work: Awaitable[None], **log_fields: str) -> None:
+        task = asyncio.create_task(self._logged(work, log_fields))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_idle(self) -> None:
+        """Wait until everything started so far (and what it starts) has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Abandon what is in flight: leases lapse and the sweepers take the work over."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _logged(self, work: Awaitable[None], log_fields: dict[str, str]) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("%s failed; its sweeper retries it later", self._name, extra=log_fields)

@@ -31,6 +31,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from stopper import metrics
+from stopper.app.background import BackgroundWork
 from stopper.app.breaker import CircuitBreaker
 from stopper.app.ports import (
     Clock,
@@ -107,7 +108,7 @@ class Dispatcher:
         self._deadline_clock = deadline_clock or clock
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
         self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight = BackgroundWork("stop attempt")
         # Background work takes at most this many database connections at once, so intake
         # and callbacks always find one free in the pool.
         self._db_slots = asyncio.Semaphore(settings.db_concurrency)
@@ -153,29 +154,13 @@ class Dispatcher:
     def start(self, claim: Claim) -> None:
         """Carry out a claimed attempt in the background, so one slow institution holds up
         nobody else."""
-        task = asyncio.create_task(self._carry_out_logged(claim))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        self._in_flight.start(self.carry_out(claim), hold_id=str(claim.request.hold_id))
 
     async def wait_idle(self) -> None:
-        """Wait until every attempt started in the background has finished."""
-        while self._in_flight:
-            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+        await self._in_flight.wait_idle()
 
     async def close(self) -> None:
-        """Abandon attempts in flight; their leases lapse and the sweeper takes them over."""
-        for task in list(self._in_flight):
-            task.cancel()
-        await asyncio.gather(*list(self._in_flight), return_exceptions=True)
-
-    async def _carry_out_logged(self, claim: Claim) -> None:
-        try:
-            await self.carry_out(claim)
-        except Exception:
-            log.exception(
-                "attempt could not be recorded; the sweeper retries it after its lease",
-                extra={"hold_id": str(claim.request.hold_id)},
-            )
+        await self._in_flight.close()
 
     async def carry_out(self, claim: Claim) -> None:
         hold_id = claim.request.hold_id

@@ -12,14 +12,13 @@ Business rules:
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import logging
 import random
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from stopper import metrics
+from stopper.app.background import BackgroundWork
 from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate, InstitutionAdapter
 from stopper.config import DeadlineSettings
 from stopper.contracts.institutions import FreezeRequestV1
@@ -27,8 +26,6 @@ from stopper.domain.errors import DomainError
 from stopper.domain.holds import HoldEvent, HoldState
 from stopper.errors import InstitutionError
 from stopper.registry import Registry
-
-log = logging.getLogger(__name__)
 
 FREEZE_ACTOR = "stopper:freezes"
 _LEASE_MARGIN = timedelta(seconds=2)
@@ -56,7 +53,7 @@ class FreezeDesk:
         self._clock = clock
         self._validity = timedelta(days=settings.freeze_validity_days)
         self._rng = rng or random.Random()
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight = BackgroundWork("freeze attempt")
 
     async def order(self, hold_id: UUID, *, document_ref: str, actor: str) -> FreezeOrderOutcome:
         """Record the order and send it at once; the sweeper retries if needed."""
@@ -81,31 +78,22 @@ class FreezeDesk:
 
         await self._store.update_hold(hold_id, decide)
         if outcome is FreezeOrderOutcome.ORDERED:
-            task = asyncio.create_task(self._attempt_logged(hold_id))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            self._in_flight.start(self.attempt(hold_id), hold_id=str(hold_id))
         return outcome
 
     async def sweep_once(self) -> int:
         now = self._clock.now()
         due = await self._store.freezes_due(now, limit=200)
-        await asyncio.gather(*(self._attempt_logged(hold_id) for hold_id in due))
+        for hold_id in due:
+            self._in_flight.start(self.attempt(hold_id), hold_id=str(hold_id))
+        await self._in_flight.wait_idle()
         return len(due)
 
     async def wait_idle(self) -> None:
-        while self._in_flight:
-            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+        await self._in_flight.wait_idle()
 
     async def close(self) -> None:
-        for task in list(self._in_flight):
-            task.cancel()
-        await asyncio.gather(*list(self._in_flight), return_exceptions=True)
-
-    async def _attempt_logged(self, hold_id: UUID) -> None:
-        try:
-            await self.attempt(hold_id)
-        except Exception:
-            log.exception("freeze attempt failed; retried later", extra={"hold_id": str(hold_id)})
+        await self._in_flight.close()
 
     async def attempt(self, hold_id: UUID) -> None:
         now = self._clock.now()

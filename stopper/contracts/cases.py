@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from stopper.app.views import CaseView, HoldView, TrailView
+
+Operator = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:@-]+$",
+        description="The operator acting (recorded in the audit trail).",
+    ),
+]
 
 
 def _major(minor: int) -> Decimal:
@@ -150,12 +161,7 @@ class TrailV1(BaseModel):
 class ReapplyV1(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    requested_by: str = Field(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9._:@-]+$",
-        description="The operator asking (recorded in the audit trail).",
-    )
+    requested_by: Operator
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -173,12 +179,7 @@ class FreezeOrderV1(BaseModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9 ./:_()-]*$",
         description="Reference of the legal document the freeze rests on.",
     )
-    requested_by: str = Field(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9._:@-]+$",
-        description="The operator ordering it (recorded).",
-    )
+    requested_by: Operator
 
 
 class FreezeOrderedV1(BaseModel):
