@@ -45,10 +45,6 @@ class InProcessBus:
     def subscribe(self, topic: str, group: str) -> InProcessSubscription:
         return InProcessSubscription(self, topic, group)
 
-    def records(self, topic: str) -> list[Message]:
-        """Everything published to `topic` so far (for the demo and tests)."""
-        return list(self._topics[topic])
-
     async def _read(self, topic: str, position: int) -> Sequence[Message]:
         async with self._appended:
             if len(self._topics[topic]) <= position:

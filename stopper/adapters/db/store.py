@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -70,21 +71,17 @@ class SqlStore:
         return True
 
     async def case_fingerprint(self, case_id: UUID) -> str | None:
-        try:
+        with _store_errors():
             async with self._engine.connect() as connection:
                 fingerprint: str | None = await connection.scalar(
                     select(CaseRow.report_fingerprint).where(CaseRow.id == case_id)
                 )
                 return fingerprint
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
     async def record_opened_cases(self, cases: Sequence[OpenedCase]) -> RecordOutcome:
-        try:
+        with _store_errors():
             async with self._engine.begin() as connection:
                 return await self._record(connection, cases)
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
     async def _record(
         self, connection: AsyncConnection, cases: Sequence[OpenedCase]
@@ -176,7 +173,7 @@ class SqlStore:
         return RecordOutcome(created=[c.case.id for c in new], already_known=already_known)
 
     async def get_case(self, case_id: UUID) -> CaseView | None:
-        try:
+        with _store_errors():
             async with self._engine.connect() as connection:
                 case = (
                     await connection.execute(select(CaseRow).where(CaseRow.id == case_id))
@@ -214,8 +211,6 @@ class SqlStore:
                     )
                     for h in holds
                 )
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
         return CaseView(
             case_id=case.id,
             report_id=case.report_id,
@@ -232,7 +227,7 @@ class SqlStore:
         case = await self.get_case(case_id)
         if case is None:
             return None
-        try:
+        with _store_errors():
             async with self._engine.connect() as connection:
                 rows = await connection.execute(
                     select(TrailEdgeRow)
@@ -255,12 +250,10 @@ class SqlStore:
                     )
                     for e in rows
                 )
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
         return TrailView(case_id=case_id, holds=case.holds, edges=edges)
 
     async def overview(self) -> Overview:
-        try:
+        with _store_errors():
             async with self._engine.connect() as connection:
                 cases = await connection.scalar(select(func.count()).select_from(CaseRow))
                 by_state = await connection.execute(
@@ -296,12 +289,10 @@ class SqlStore:
                     attempts=sum(int(row[3] or 0) for row in amounts),
                     holds_by_layer={int(row[0]): (int(row[1]), int(row[2] or 0)) for row in layers},
                 )
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
     async def deadline_counts(self, events_topic: str) -> tuple[int, int, int]:
         """Lapse warnings sent, lapses, and silent lapses so far (demo, operators)."""
-        try:
+        with _store_errors():
             async with self._engine.connect() as connection:
                 payloads = (
                     await connection.execute(
@@ -317,8 +308,6 @@ class SqlStore:
                         HoldTransitionRow.cause.contains("had not gone out"),
                     )
                 )
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
         return kinds.count("stop_expiring"), kinds.count("stop_lapsed"), int(silent or 0)
 
     async def race_latencies(self) -> RaceLatencies:
@@ -329,7 +318,7 @@ class SqlStore:
                 return None
             return (later - earlier).total_seconds() * 1000
 
-        try:
+        with _store_errors():
             async with self._engine.connect() as connection:
                 cases = await connection.execute(select(CaseRow.accepted_at, CaseRow.opened_at))
                 holds = (
@@ -339,8 +328,6 @@ class SqlStore:
                         ).where(HoldRow.layer == 1, HoldRow.reapplications == 0)
                     )
                 ).all()
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
         opened = [ms(r.opened_at, r.accepted_at) for r in cases]
         requested = [ms(r.sent_at, r.report_accepted_at) for r in holds]
         confirmed = [ms(r.confirmed_at, r.report_accepted_at) for r in holds]
@@ -353,7 +340,7 @@ class SqlStore:
     async def update_hold(
         self, hold_id: UUID, decide: HoldDecision
     ) -> tuple[HoldRecord, HoldUpdate] | None:
-        try:
+        with _store_errors():
             for _ in range(_MAX_CONFLICT_RETRIES):
                 async with self._engine.begin() as connection:
                     row = (await connection.execute(_hold_with_account(hold_id))).one_or_none()
@@ -402,8 +389,6 @@ class SqlStore:
                             ],
                         )
                     return record, change
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
         raise StoreUnavailable(f"hold kept changing under {_MAX_CONFLICT_RETRIES} attempts")
 
     async def _follow_trail(
@@ -488,11 +473,9 @@ class SqlStore:
             )
 
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
-        try:
+        with _store_errors():
             async with self._engine.connect() as connection:
                 row = (await connection.execute(_hold_with_account(hold_id))).one_or_none()
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
         return None if row is None else _hold_record(row)
 
     async def holds_near_deadline(
@@ -509,7 +492,7 @@ class SqlStore:
             ]
             return and_(HoldRow.state == state, or_(expires <= now, *owed_warning))
 
-        try:
+        with _store_errors():
             async with self._engine.connect() as connection:
                 rows = await connection.execute(
                     select(HoldRow.id)
@@ -522,11 +505,9 @@ class SqlStore:
                     .limit(limit)
                 )
                 return list(rows.scalars())
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
     async def freezes_due(self, now: datetime, limit: int) -> list[UUID]:
-        try:
+        with _store_errors():
             async with self._engine.connect() as connection:
                 rows = await connection.execute(
                     select(HoldRow.id)
@@ -538,11 +519,9 @@ class SqlStore:
                     .limit(limit)
                 )
                 return list(rows.scalars())
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
     async def count_expiring(self, now: datetime, within: timedelta) -> int:
-        try:
+        with _store_errors():
             async with self._engine.connect() as connection:
                 count = await connection.scalar(
                     select(func.count())
@@ -550,11 +529,9 @@ class SqlStore:
                     .where(HoldRow.state == "stopped", HoldRow.stop_expires_at <= now + within)
                 )
                 return int(count or 0)
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
     async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
-        try:
+        with _store_errors():
             async with self._engine.connect() as connection:
                 rows = await connection.execute(
                     select(HoldRow.id)
@@ -575,13 +552,11 @@ class SqlStore:
                     .limit(limit)
                 )
                 return list(rows.scalars())
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
     async def relay_outbox(
         self, publish: Callable[[Sequence[OutboxMessage]], Awaitable[None]], limit: int
     ) -> int:
-        try:
+        with _store_errors():
             async with self._engine.begin() as connection:
                 rows = (
                     await connection.execute(
@@ -603,25 +578,31 @@ class SqlStore:
                     .values(published_at=func.now())
                 )
                 return len(rows)
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
     async def remember_nonce(self, institution_code: str, nonce: str, at: datetime) -> bool:
-        try:
-            async with self._engine.begin() as connection:
-                await connection.execute(
-                    insert(CallbackNonceRow).values(
-                        institution_code=institution_code, nonce=nonce, received_at=at
+        with _store_errors():
+            try:
+                async with self._engine.begin() as connection:
+                    await connection.execute(
+                        insert(CallbackNonceRow).values(
+                            institution_code=institution_code, nonce=nonce, received_at=at
+                        )
                     )
-                )
-        except IntegrityError:
-            return False
-        except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+            except IntegrityError:
+                return False
         return True
 
 
 _MAX_CONFLICT_RETRIES = 5
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """The database not being there is `StoreUnavailable` (retryable); anything else is a bug."""
+    try:
+        yield
+    except _UNAVAILABLE as e:
+        raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
 
 def _hold_with_account(hold_id: UUID) -> Select[Any]:
