@@ -17,8 +17,9 @@ from stopper.domain.messages import (
 )
 
 
-class StopRequestV1(BaseModel):
-    """Ask an institution for an emergency stop-payment on one account, for one hold."""
+class _HoldRequestV1(BaseModel):
+    """What every request about a hold tells the institution: which account, and the key that
+    makes asking again harmless."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -28,16 +29,21 @@ class StopRequestV1(BaseModel):
     institution_code: str
     account_number: str
     currency: str
+    idempotency_key: str
+    requested_at: datetime
+
+
+class StopRequestV1(_HoldRequestV1):
+    """Ask an institution for an emergency stop-payment on one account, for one hold."""
+
     amount: int = Field(gt=0, description="Minor units (cents).")
     layer: int = Field(ge=1)
-    idempotency_key: str
     generation: int = Field(
         default=0,
         ge=0,
         description="0 for the first stop of this hold; 1, 2 when it is deliberately re-applied "
         "after its stop lapsed or to renew it. A new generation is a new stop, never a retry.",
     )
-    requested_at: datetime
 
     @classmethod
     def from_command(cls, command: RequestStop) -> StopRequestV1:
@@ -136,22 +142,12 @@ class CallbackAcceptedV1(BaseModel):
     )
 
 
-class FreezeRequestV1(BaseModel):
+class FreezeRequestV1(_HoldRequestV1):
     """Turn an emergency stop into a formal freeze, on the strength of a legal document."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    schema_version: int = 1
-    hold_id: UUID
-    case_id: UUID
-    institution_code: str
-    account_number: str
-    currency: str
     amount: int = Field(ge=0, description="Minor units: what the stop holds.")
     legal_document_ref: str
-    idempotency_key: str
     renewal: bool = Field(default=False, description="Extends a freeze already in force.")
-    requested_at: datetime
 
 
 class FreezeAnswerV1(BaseModel):
