@@ -111,12 +111,6 @@ class DispatchSettings(BaseSettings):
     )
     relay_interval_ms: int = Field(default=50, ge=5, description="Outbox poll interval when idle.")
     relay_batch: int = Field(default=500, ge=1)
-    db_concurrency: int = Field(
-        default=4,
-        ge=1,
-        le=100,
-        description="Database connections the dispatcher's background work uses at most.",
-    )
     first_dispatch_grace_s: float = Field(
         default=10.0,
         gt=0,

@@ -109,15 +109,6 @@ class Dispatcher:
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
         self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
         self._in_flight = BackgroundWork("stop attempt")
-        # Background work takes at most this many database connections at once, so intake
-        # and callbacks always find one free in the pool.
-        self._db_slots = asyncio.Semaphore(settings.db_concurrency)
-
-    async def _update_hold(
-        self, hold_id: UUID, decide: Callable[[HoldRecord], HoldUpdate | None]
-    ) -> tuple[HoldRecord, HoldUpdate] | None:
-        async with self._db_slots:
-            return await self._store.update_hold(hold_id, decide)
 
     def breaker(self, code: str) -> CircuitBreaker:
         return self._breakers[code]
@@ -134,7 +125,7 @@ class Dispatcher:
         sweeper found it due. Once the claim is committed the attempt is owed by this process,
         and by the sweeper after the lease if this process dies."""
         now = self._clock.now()
-        claimed = await self._update_hold(hold_id, lambda r: self._claim(r, now, first))
+        claimed = await self._store.update_hold(hold_id, lambda r: self._claim(r, now, first))
         if claimed is None:
             return None
         record, _ = claimed
@@ -171,7 +162,9 @@ class Dispatcher:
             await self._after_failure(hold_id, claim, institution, e)
             return
         if answer.kind is AnswerKind.ACCEPTED:
-            await self._update_hold(hold_id, lambda r: self._await_callback(r, claim, institution))
+            await self._store.update_hold(
+                hold_id, lambda r: self._await_callback(r, claim, institution)
+            )
             return
         await self.record_answer(hold_id, answer, actor=f"institution:{institution.code}")
 
@@ -218,7 +211,7 @@ class Dispatcher:
             return HoldUpdate(at=now, transitions=[transition], fields=fields, follow=follow)
 
         plans: list[TrailPlan] = []
-        result = await self._update_hold(hold_id, decide)
+        result = await self._store.update_hold(hold_id, decide)
         if result is not None:
             self._observe_answer(result[0], answer, now)
         for plan in plans[-1:]:  # the plan of the attempt that committed
@@ -406,7 +399,7 @@ class Dispatcher:
     async def _after_failure(
         self, hold_id: UUID, claim: Claim, institution: Institution, error: InstitutionError
     ) -> None:
-        result = await self._update_hold(
+        result = await self._store.update_hold(
             hold_id, lambda r: self._retry_or_give_up(r, claim, institution, error)
         )
         if result is not None and result[0].hold.state is HoldState.FAILED:
