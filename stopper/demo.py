@@ -52,6 +52,7 @@ class DemoRun:
     accepted: set[str] = field(default_factory=set)  # case ids intake answered for
     reapplied: int = 0
     freezes_ordered: int = 0
+    returns_ordered: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -157,11 +158,15 @@ async def run_demo(
             "silent_lapses": silent,
             "reapplied": run.reapplied,
             "freezes_ordered": run.freezes_ordered,
+            "returns_ordered": run.returns_ordered,
+            "amount_returned": _money(overview.amount_returned_by_currency),
+            "double_returns": stats["double_returns"],
         }
     return run
 
 
 DEADLINE_HOURS = 72
+RETURN_AFTER_HOURS = 24
 SAMPLE_ROWS = 12
 
 
@@ -169,8 +174,9 @@ async def _run_deadlines(
     client: httpx.AsyncClient, runtime: Any, run: DemoRun, clock: ScaledClock, progress: bool
 ) -> None:
     """Let 72 business hours pass. Through the API, an officer orders the formal freeze of the
-    stops of one case in ten, and an operator re-applies the lapsed first-level stops of another
-    one in ten; every other stop lapses."""
+    stops of one case in ten, and a day later the return of what they froze to the victims; an
+    operator re-applies the lapsed first-level stops of another one in ten; every other stop
+    lapses."""
     start = clock.now()
     cases = sorted(run.accepted)
     for case_id in cases[5::10]:
@@ -183,7 +189,17 @@ async def _run_deadlines(
                 )
                 run.freezes_ordered += answer.status_code == 202
     watched = cases[::10]
+    returns_due = set(cases[5::10])
     while clock.now() - start < timedelta(hours=DEADLINE_HOURS):
+        if returns_due and clock.now() - start >= timedelta(hours=RETURN_AFTER_HOURS):
+            for case_id in sorted(returns_due):
+                answer = await client.post(
+                    f"/v1/cases/{case_id}/returns",
+                    json={"legal_document_ref": f"RET-{case_id[:8]}", "requested_by": "officer-7"},
+                )
+                if answer.status_code == 202:
+                    run.returns_ordered += len(answer.json()["returns"])
+            returns_due.clear()
         for case_id in watched:
             case = (await client.get(f"/v1/cases/{case_id}")).json()
             for hold in case["holds"]:
@@ -314,6 +330,11 @@ def print_table(run: DemoRun) -> None:
             f"warnings, {s['lapses']} lapses ({s['silent_lapses']} silent), "
             f"{s['reapplied']} re-applied, {s['freezes_ordered']} freezes ordered"
         )
+        returned = ", ".join(f"{v} {k}" for k, v in s["amount_returned"].items()) or "nothing"
+        print(
+            f"  returns             {s['returns_ordered']} holds returned to victims "
+            f"({returned}), double returns {s['double_returns']}"
+        )
     case = s["sample_case"]
     holds = sorted(case["holds"], key=lambda h: h["layer"])
     print(
@@ -366,4 +387,4 @@ def main(
         print_table(run)
     s = run.summary
     complete = s["cases_opened"] == s["reports_accepted"] and _settled(s["holds_by_state"])
-    return 0 if complete and s["double_stops"] == 0 else 1
+    return 0 if complete and s["double_stops"] == 0 and s["double_returns"] == 0 else 1

@@ -117,3 +117,13 @@ FREEZE_ATTEMPTS = Counter(
     ["institution", "outcome"],
 )
 HOLDS = Gauge("stopper_holds", "Holds by state (refreshed every few seconds).", ["state"])
+RETURN_ATTEMPTS = Counter(
+    "stopper_return_attempts_total",
+    "Return requests by institution and outcome (returned, rejected, error).",
+    ["institution", "outcome"],
+)
+AMOUNT_RETURNED = Counter(
+    "stopper_amount_returned_total",
+    "Frozen funds the institutions confirmed paid back to victims, in currency units.",
+    ["currency"],
+)

@@ -27,6 +27,7 @@ from stopper.app.dispatch import Dispatcher, StopRequestConsumer, publish_outbox
 from stopper.app.freezes import FreezeDesk
 from stopper.app.intake import IntakeHandler, IntakeTopics
 from stopper.app.ports import Bus, Clock
+from stopper.app.returns import ReturnDesk
 from stopper.config import Settings
 from stopper.domain.holds import HoldState
 from stopper.errors import ConfigurationError
@@ -50,6 +51,7 @@ class Runtime:
     callbacks: CallbackHandler
     deadlines: DeadlineKeeper
     freezes: FreezeDesk
+    returns: ReturnDesk
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -121,6 +123,15 @@ class Runtime:
             ),
         )
         self._spawn(
+            "return-sweeper",
+            run_periodically(
+                "return sweeper",
+                self.returns.sweep_once,
+                interval_s=self.settings.dispatch.sweep_interval_ms / 1000,
+                stopping=self._stopping,
+            ),
+        )
+        self._spawn(
             "gauges",
             run_periodically(
                 "gauges", self._refresh_gauges, interval_s=5.0, stopping=self._stopping
@@ -151,6 +162,7 @@ class Runtime:
         self._tasks.clear()
         await self.dispatcher.close()
         await self.freezes.close()
+        await self.returns.close()
         await self.bus.stop()
         await self.adapter.close()
         await self.engine.dispose()
@@ -232,6 +244,7 @@ def build_runtime(
             on_outbox=outbox_written.set,
         ),
         FreezeDesk(store, adapter, registry, clock, settings.deadlines),
+        ReturnDesk(store, adapter, registry, clock),
     )
 
 

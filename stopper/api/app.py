@@ -24,6 +24,8 @@ from stopper.contracts.cases import (
     FreezeOrderV1,
     ReapplyAcceptedV1,
     ReapplyV1,
+    ReturnOrderV1,
+    ReturnsOrderedV1,
     TrailV1,
 )
 from stopper.contracts.institutions import CallbackAcceptedV1, CallbackV1
@@ -221,6 +223,38 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
             FreezeOrderedV1(hold_id=hold_id, legal_document_ref=body.legal_document_ref).model_dump(
                 mode="json"
             ),
+            status_code=202,
+        )
+
+    @app.post(
+        "/v1/cases/{case_id}/returns",
+        response_model=ReturnsOrderedV1,
+        status_code=202,
+        responses={
+            404: {"model": ErrorV1, "description": "No such case."},
+            409: {
+                "model": ErrorV1,
+                "description": "Nothing to return: no frozen hold owes the victims anything.",
+            },
+        },
+        summary="Return a case's frozen funds to its victims under a legal document: each "
+        "frozen hold is split among the victims whose money reached it, and moves to "
+        "`returning`, then `returned` when its institution confirms.",
+    )
+    async def order_returns(case_id: UUID, body: ReturnOrderV1) -> Response:
+        result = await runtime.returns.order(
+            case_id,
+            document_ref=body.legal_document_ref,
+            actor=f"operator:{body.requested_by}",
+            hold_ids=body.hold_ids,
+        )
+        if result is None:
+            return _error(404, "no such case")
+        if not result.started:
+            reasons = sorted(set(result.skipped.values())) or ["the case has no holds"]
+            return _error(409, "nothing to return: " + "; ".join(reasons))
+        return JSONResponse(
+            ReturnsOrderedV1.from_result(case_id, result).model_dump(mode="json"),
             status_code=202,
         )
 

@@ -8,6 +8,7 @@ Business rules:
   held) and an expiry (about six months); a renewal extends it;
 - failures are retried with backoff while the stop is still in force; a refusal is recorded
   and left for a person; a stop that lapses before the freeze is confirmed stays lapsed.
+The sending, retrying and leasing are `InstitutionOrders`'.
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from stopper import metrics
-from stopper.app.background import BackgroundWork
+from stopper.app.orders import InstitutionOrders, OrderAnswer
 from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate, InstitutionAdapter
 from stopper.config import DeadlineSettings
 from stopper.contracts.institutions import FreezeRequestV1
 from stopper.domain.errors import DomainError
 from stopper.domain.holds import HoldEvent, HoldState
-from stopper.errors import InstitutionError
-from stopper.registry import Registry
+from stopper.registry import Institution, Registry
 
 FREEZE_ACTOR = "stopper:freezes"
-_LEASE_MARGIN = timedelta(seconds=2)
+_FREEZABLE = (HoldState.STOPPED, HoldState.FROZEN)
 
 
 class FreezeOrderOutcome(enum.StrEnum):
@@ -37,7 +37,11 @@ class FreezeOrderOutcome(enum.StrEnum):
     UNKNOWN_HOLD = "unknown_hold"
 
 
-class FreezeDesk:
+class FreezeDesk(InstitutionOrders):
+    name = "freeze"
+    attempts_metric = metrics.FREEZE_ATTEMPTS
+    done_label = "frozen"
+
     def __init__(
         self,
         store: DispatchStore,
@@ -47,13 +51,9 @@ class FreezeDesk:
         settings: DeadlineSettings,
         rng: random.Random | None = None,
     ) -> None:
-        self._store = store
+        super().__init__(store, registry, clock, rng)
         self._adapter = adapter
-        self._registry = registry
-        self._clock = clock
         self._validity = timedelta(days=settings.freeze_validity_days)
-        self._rng = rng or random.Random()
-        self._in_flight = BackgroundWork("freeze attempt")
 
     async def order(self, hold_id: UUID, *, document_ref: str, actor: str) -> FreezeOrderOutcome:
         """Record the order and send it at once; the sweeper retries if needed."""
@@ -62,7 +62,7 @@ class FreezeDesk:
 
         def decide(record: HoldRecord) -> HoldUpdate | None:
             nonlocal outcome
-            if record.hold.state not in (HoldState.STOPPED, HoldState.FROZEN):
+            if record.hold.state not in _FREEZABLE:
                 outcome = FreezeOrderOutcome.NOT_ALLOWED
                 return None
             outcome = FreezeOrderOutcome.ORDERED
@@ -70,40 +70,32 @@ class FreezeDesk:
                 at=now,
                 fields={
                     "freeze_document_ref": document_ref,
-                    "freeze_attempts": 0,
-                    "freeze_next_attempt_at": now,
+                    **self._bookkeeping(0, now),
                     "state_reason": f"freeze ordered by {actor} under {document_ref}",
                 },
             )
 
         await self._store.update_hold(hold_id, decide)
         if outcome is FreezeOrderOutcome.ORDERED:
-            self._in_flight.start(self.attempt(hold_id), hold_id=str(hold_id))
+            self.send_soon(hold_id)
         return outcome
 
-    async def sweep_once(self) -> int:
-        now = self._clock.now()
-        due = await self._store.freezes_due(now, limit=200)
-        for hold_id in due:
-            self._in_flight.start(self.attempt(hold_id), hold_id=str(hold_id))
-        await self._in_flight.wait_idle()
-        return len(due)
+    def _progress(self, record: HoldRecord) -> tuple[int, datetime | None]:
+        return record.freeze_attempts, record.freeze_next_attempt_at
 
-    async def wait_idle(self) -> None:
-        await self._in_flight.wait_idle()
+    def _bookkeeping(self, attempts: int, next_attempt_at: datetime | None) -> dict[str, object]:
+        return {"freeze_attempts": attempts, "freeze_next_attempt_at": next_attempt_at}
 
-    async def close(self) -> None:
-        await self._in_flight.close()
+    def _may_send(self, record: HoldRecord) -> bool:
+        return record.hold.state in _FREEZABLE
 
-    async def attempt(self, hold_id: UUID) -> None:
-        now = self._clock.now()
-        claimed = await self._store.update_hold(hold_id, lambda r: self._claim(r, now))
-        if claimed is None:
-            return
-        record, _ = claimed
+    async def _due(self, now: datetime, limit: int) -> list[UUID]:
+        return await self._store.freezes_due(now, limit)
+
+    async def _send(
+        self, institution: Institution, record: HoldRecord, now: datetime
+    ) -> OrderAnswer:
         hold = record.hold
-        institution = self._registry[hold.institution_code]
-        attempt = record.freeze_attempts + 1
         request = FreezeRequestV1(
             hold_id=hold.id,
             case_id=hold.case_id,
@@ -116,48 +108,11 @@ class FreezeDesk:
             renewal=hold.state is HoldState.FROZEN,
             requested_at=now,
         )
-        try:
-            answer = await self._adapter.request_freeze(institution, request)
-        except InstitutionError as e:
-            metrics.FREEZE_ATTEMPTS.labels(institution.code, "error").inc()
-            failure, retryable = f"freeze attempt {attempt}: {e}", e.retryable
-            await self._store.update_hold(
-                hold_id, lambda r: self._retry_later(r, attempt, failure, retryable)
-            )
-            return
-        metrics.FREEZE_ATTEMPTS.labels(institution.code, answer.status).inc()
-        if answer.status == "rejected":
-            reason = f"freeze refused by the institution: {answer.reason or 'no reason given'}"
-            await self._store.update_hold(
-                hold_id, lambda r: self._retry_later(r, attempt, reason, retryable=False)
-            )
-            return
-        await self._store.update_hold(
-            hold_id, lambda r: self._confirm(r, attempt, answer.amount_frozen or 0)
-        )
+        answer = await self._adapter.request_freeze(institution, request)
+        return OrderAnswer(answer.status == "frozen", answer.amount_frozen or 0, answer.reason)
 
-    def _claim(self, record: HoldRecord, now: datetime) -> HoldUpdate | None:
-        due = record.freeze_next_attempt_at
-        if (
-            record.hold.state not in (HoldState.STOPPED, HoldState.FROZEN)
-            or due is None
-            or due > now
-        ):
-            return None
-        timeout = timedelta(milliseconds=self._registry[record.hold.institution_code].timeout_ms)
-        return HoldUpdate(
-            at=now,
-            fields={
-                "freeze_attempts": record.freeze_attempts + 1,
-                "freeze_next_attempt_at": now + timeout + _LEASE_MARGIN,
-            },
-        )
-
-    def _confirm(self, record: HoldRecord, attempt: int, amount: int) -> HoldUpdate | None:
+    def _done(self, record: HoldRecord, answer: OrderAnswer, now: datetime) -> HoldUpdate | None:
         hold = record.hold
-        if record.freeze_attempts != attempt or record.freeze_next_attempt_at is None:
-            return None  # another attempt took over, or this one was already recorded
-        now = self._clock.now()
         event = (
             HoldEvent.FREEZE_RENEWED
             if hold.state is HoldState.FROZEN
@@ -169,7 +124,7 @@ class FreezeDesk:
                 cause=f"formal freeze under {record.freeze_document_ref}",
                 actor=f"institution:{hold.institution_code}",
                 at=now,
-                amount=min(amount, hold.amount_stopped),
+                amount=min(answer.amount, hold.amount_stopped),
             )
         except DomainError:
             return None  # the stop lapsed meanwhile: nothing to freeze
@@ -184,23 +139,5 @@ class FreezeDesk:
             },
         )
 
-    def _retry_later(
-        self, record: HoldRecord, attempt: int, reason: str, retryable: bool
-    ) -> HoldUpdate | None:
-        if record.freeze_attempts != attempt or record.freeze_next_attempt_at is None:
-            return None
-        now = self._clock.now()
-        policy = self._registry[record.hold.institution_code].retry
-        if not retryable or attempt >= policy.max_attempts:
-            return HoldUpdate(
-                at=now,
-                fields={
-                    "freeze_next_attempt_at": None,
-                    "state_reason": f"{reason}; a person must act",
-                },
-            )
-        ceiling = min(policy.max_backoff_ms, policy.initial_backoff_ms * 2 ** (attempt - 1))
-        delay = timedelta(milliseconds=self._rng.uniform(policy.initial_backoff_ms / 2, ceiling))
-        return HoldUpdate(
-            at=now, fields={"freeze_next_attempt_at": now + delay, "state_reason": reason}
-        )
+    def _refused(self, record: HoldRecord, reason: str, now: datetime) -> HoldUpdate:
+        return self._gave_up(record, reason, now)

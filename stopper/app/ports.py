@@ -8,13 +8,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol
 from uuid import UUID
 
-from stopper.contracts.institutions import FreezeAnswerV1, FreezeRequestV1, StopRequestV1
+from stopper.contracts.institutions import (
+    FreezeAnswerV1,
+    FreezeRequestV1,
+    ReturnAnswerV1,
+    ReturnRequestV1,
+    StopRequestV1,
+)
 from stopper.domain.cases import Case
 from stopper.domain.holds import Hold, Transition
 from stopper.domain.messages import InstitutionAnswer, RequestStop
+from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailNode, TrailPlan
 from stopper.registry import Institution
 
@@ -127,6 +134,10 @@ class HoldRecord:
     freeze_document_ref: str | None = None
     freeze_attempts: int = 0
     freeze_next_attempt_at: datetime | None = None
+    return_document_ref: str | None = None
+    return_round: int = 0  # how many returns were ordered for this hold (one key per round)
+    return_attempts: int = 0
+    return_next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +160,8 @@ class HoldUpdate:
     follow: Callable[[Sequence[TrailNode]], TrailPlan] | None = None
     # Messages for other systems, leaving through the outbox with this change.
     events: Sequence[OutboxEvent] = ()
+    # The hold's pending payouts (of its current return round) become paid or cancelled.
+    settle_payouts: Literal["paid", "cancelled"] | None = None
 
 
 HoldDecision = Callable[[HoldRecord], HoldUpdate | None]
@@ -208,6 +221,69 @@ class DispatchStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class VictimTransfer:
+    """What one transfer record says about a victim's money: into which first-level hold, from
+    which of the victim's accounts."""
+
+    victim_ref: str
+    hold_id: UUID
+    currency: str
+    amount: int
+    institution_code: str
+    account_number: str
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    """One victim's share of one hold's return, to the victim's own account."""
+
+    hold_id: UUID
+    round: int
+    victim_ref: str
+    currency: str
+    amount: int
+    institution_code: str
+    account_number: str
+    status: Literal["pending", "paid", "cancelled"] = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFunds:
+    """Everything a return order for a case decides on, read in one transaction."""
+
+    holds: Sequence[HoldRecord]
+    transfers: Sequence[VictimTransfer]
+    edges: Sequence[FlowEdge]  # the trail's followed and merged onward transfers
+    payouts: Sequence[Payout]  # earlier returns' payouts, cancelled ones included
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnStart:
+    """One hold a return order moves, with the payouts it owes."""
+
+    hold_id: UUID
+    version: int  # the version `update` was decided on
+    update: HoldUpdate
+    payouts: Sequence[Payout]
+
+
+class ReturnStore(DispatchStore, Protocol):
+    async def start_returns(
+        self, case_id: UUID, decide: Callable[[CaseFunds], Sequence[ReturnStart]]
+    ) -> Sequence[ReturnStart] | None:
+        """In one transaction, with the case locked: read its funds, let `decide` choose, write
+        the hold changes and payouts. None: no such case. Retries `decide` if a hold changed
+        under it."""
+        ...
+
+    async def payouts_of(self, hold_id: UUID, round: int) -> list[Payout]: ...
+
+    async def returns_due(self, now: datetime, limit: int) -> list[UUID]:
+        """Returning holds whose next return attempt is due."""
+        ...
+
+
 class InstitutionAdapter(Protocol):
     async def request_stop(
         self, institution: Institution, request: StopRequestV1
@@ -220,4 +296,10 @@ class InstitutionAdapter(Protocol):
         self, institution: Institution, request: FreezeRequestV1
     ) -> FreezeAnswerV1:
         """One freeze attempt, errors as for `request_stop`."""
+        ...
+
+    async def request_return(
+        self, institution: Institution, request: ReturnRequestV1
+    ) -> ReturnAnswerV1:
+        """One return attempt (the payouts to the victims' accounts), errors as for stops."""
         ...

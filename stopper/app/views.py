@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -24,6 +24,17 @@ class HoldView:
 
 
 @dataclass(frozen=True, slots=True)
+class PayoutView:
+    hold_id: UUID
+    round: int
+    victim_ref: str
+    currency: str
+    amount: int
+    account_masked: str
+    status: str  # pending, paid or cancelled
+
+
+@dataclass(frozen=True, slots=True)
 class CaseView:
     case_id: UUID
     report_id: str
@@ -34,6 +45,7 @@ class CaseView:
     victim_count: int
     transfer_count: int
     holds: tuple[HoldView, ...]
+    payouts: tuple[PayoutView, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +59,7 @@ class Overview:
     outbox_pending: int
     attempts: int
     holds_by_layer: dict[int, tuple[int, int]]  # layer -> (holds, amount stopped)
+    amount_returned_by_currency: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stopper.app.returns import ReturnOrderResult
 from stopper.app.views import CaseView, HoldView, TrailView
+from stopper.domain.accounts import mask_account_number
 
 Operator = Annotated[
     str,
@@ -58,6 +60,18 @@ def _hold(h: HoldView) -> HoldV1:
     )
 
 
+class PayoutV1(BaseModel):
+    """One victim's share of one hold's return."""
+
+    hold_id: UUID
+    round: int = Field(description="1 for the hold's first return order; more after a refusal.")
+    victim_ref: str
+    currency: str
+    amount: Decimal
+    account: str = Field(description="The victim's own account, masked.")
+    status: str = Field(description="pending, paid or cancelled (the institution refused).")
+
+
 class CaseV1(BaseModel):
     case_id: UUID
     report_id: str
@@ -69,6 +83,7 @@ class CaseV1(BaseModel):
     transfers: int
     holds_by_state: dict[str, int]
     holds: list[HoldV1]
+    payouts: list[PayoutV1] = Field(description="Returns to the victims, in the order made.")
 
     @classmethod
     def from_view(cls, view: CaseView) -> CaseV1:
@@ -86,6 +101,18 @@ class CaseV1(BaseModel):
             transfers=view.transfer_count,
             holds_by_state=by_state,
             holds=[_hold(h) for h in view.holds],
+            payouts=[
+                PayoutV1(
+                    hold_id=p.hold_id,
+                    round=p.round,
+                    victim_ref=p.victim_ref,
+                    currency=p.currency,
+                    amount=_major(p.amount),
+                    account=p.account_masked,
+                    status=p.status,
+                )
+                for p in view.payouts
+            ],
         )
 
 
@@ -170,18 +197,91 @@ class ReapplyAcceptedV1(BaseModel):
     state: str
 
 
-class FreezeOrderV1(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    legal_document_ref: str = Field(
+DocumentRef = Annotated[
+    str,
+    Field(
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9 ./:_()-]*$",
-        description="Reference of the legal document the freeze rests on.",
-    )
+        description="Reference of the legal document the order rests on.",
+    ),
+]
+
+
+class FreezeOrderV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    legal_document_ref: DocumentRef
     requested_by: Operator
 
 
 class FreezeOrderedV1(BaseModel):
     hold_id: UUID
     legal_document_ref: str
+
+
+class ReturnOrderV1(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    legal_document_ref: DocumentRef
+    requested_by: Operator
+    hold_ids: list[UUID] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Only these holds of the case; all its frozen holds when left out.",
+    )
+
+
+class PayoutOrderedV1(BaseModel):
+    victim_ref: str
+    amount: Decimal
+    account: str = Field(description="The victim's own account, masked.")
+
+
+class ReturnStartedV1(BaseModel):
+    hold_id: UUID
+    currency: str
+    amount: Decimal = Field(description="What goes back to the victims from this hold.")
+    unallocated: Decimal = Field(
+        description="Frozen beyond what the victims are owed: stays for a person to decide on."
+    )
+    resent: bool = Field(description="An earlier return whose outcome was unknown, sent again.")
+    payouts: list[PayoutOrderedV1]
+
+
+class SkippedHoldV1(BaseModel):
+    hold_id: UUID
+    reason: str
+
+
+class ReturnsOrderedV1(BaseModel):
+    """Returns on their way: each hold is `returning` until its institution confirms."""
+
+    case_id: UUID
+    returns: list[ReturnStartedV1]
+    skipped: list[SkippedHoldV1]
+
+    @classmethod
+    def from_result(cls, case_id: UUID, result: ReturnOrderResult) -> ReturnsOrderedV1:
+        return cls(
+            case_id=case_id,
+            returns=[
+                ReturnStartedV1(
+                    hold_id=r.hold_id,
+                    currency=r.currency,
+                    amount=_major(r.amount),
+                    unallocated=_major(r.unallocated),
+                    resent=r.resent,
+                    payouts=[
+                        PayoutOrderedV1(
+                            victim_ref=p.victim_ref,
+                            amount=_major(p.amount),
+                            account=mask_account_number(p.account_number),
+                        )
+                        for p in r.payouts
+                    ],
+                )
+                for r in result.started
+            ],
+            skipped=[SkippedHoldV1(hold_id=h, reason=why) for h, why in result.skipped.items()],
+        )

@@ -162,3 +162,36 @@ class FreezeAnswerV1(BaseModel):
         if self.status == "frozen" and self.amount_frozen is None:
             raise ValueError("a frozen answer must say amount_frozen")
         return self
+
+
+class PayoutV1(BaseModel):
+    """Pay this much of the frozen funds to this victim's own account."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    victim_ref: str
+    institution_code: str
+    account_number: str
+    amount: int = Field(gt=0, description="Minor units.")
+
+
+class ReturnRequestV1(_HoldRequestV1):
+    """Return frozen funds to the victims (ISO 20022 would call it a pacs.004 payment return)."""
+
+    amount: int = Field(gt=0, description="Minor units: the sum of the payouts.")
+    legal_document_ref: str
+    payouts: list[PayoutV1] = Field(min_length=1)
+
+
+class ReturnAnswerV1(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: Literal["returned", "rejected"]
+    amount_returned: int | None = Field(default=None, ge=0)
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _returned_says_how_much(self) -> ReturnAnswerV1:
+        if self.status == "returned" and self.amount_returned is None:
+            raise ValueError("a returned answer must say amount_returned")
+        return self

@@ -16,6 +16,7 @@ In short (the table is the authority)::
     stopped --reapplied--> requested (an expiring stop renewed before it lapses)
     frozen --freeze_renewed--> frozen (a new legal document extends the freeze)
     frozen --return_started--> returning --return_confirmed--> returned
+    returning --return_refused--> frozen (the institution refused: the funds stay frozen)
     requested, sent, stopped, frozen, failed --released--> released
 
 Rules the table encodes:
@@ -71,6 +72,7 @@ class HoldEvent(enum.StrEnum):
     LAPSED = "lapsed"
     RETURN_STARTED = "return_started"
     RETURN_CONFIRMED = "return_confirmed"
+    RETURN_REFUSED = "return_refused"
     RELEASED = "released"
 
 
@@ -102,6 +104,7 @@ TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingPro
         (S.FROZEN, E.RETURN_STARTED): S.RETURNING,
         (S.FROZEN, E.RELEASED): S.RELEASED,
         (S.RETURNING, E.RETURN_CONFIRMED): S.RETURNED,
+        (S.RETURNING, E.RETURN_REFUSED): S.FROZEN,
     }
 )
 

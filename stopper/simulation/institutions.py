@@ -30,7 +30,12 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from stopper.contracts.institutions import CallbackV1, FreezeRequestV1, StopRequestV1
+from stopper.contracts.institutions import (
+    CallbackV1,
+    FreezeRequestV1,
+    ReturnRequestV1,
+    StopRequestV1,
+)
 from stopper.contracts.signing import signed_headers
 from stopper.registry import Institution, InstitutionKind, Registry
 from stopper.simulation.mules import MuleWorld
@@ -114,6 +119,9 @@ class Counts:
     callbacks_sent: int = 0
     callbacks_failed: int = 0
     freezes: int = 0
+    returns: int = 0
+    double_returns: int = 0
+    amount_returned: int = 0
     answers: Counter[str] = field(default_factory=Counter)
 
 
@@ -132,6 +140,9 @@ class SimulatedInstitution:
         self._executed_by_hold: Counter[tuple[UUID, int]] = Counter()
         self._held_by_hold: dict[UUID, int] = {}
         self._freezes: dict[str, dict[str, Any]] = {}  # by idempotency key
+        self._frozen_by_hold: dict[UUID, int] = {}
+        self._returns: dict[str, dict[str, Any]] = {}  # by idempotency key
+        self._returned_holds: set[UUID] = set()
 
     def down(self, elapsed_s: float) -> bool:
         outage = self.behaviour.outage
@@ -182,8 +193,31 @@ class SimulatedInstitution:
             result: dict[str, Any] = {"status": "rejected", "reason": "no stop in force here"}
         else:
             result = {"status": "frozen", "amount_frozen": min(held, request.amount)}
+            self._frozen_by_hold[request.hold_id] = result["amount_frozen"]
             self.counts.freezes += 1
         self._freezes[request.idempotency_key] = result
+        return result
+
+    def pay_back(self, request: ReturnRequestV1) -> dict[str, Any]:
+        """Return frozen funds to the victims' accounts, once per idempotency key; a second
+        return of the same hold's funds is counted as a double."""
+        known = self._returns.get(request.idempotency_key)
+        if known is not None:
+            return known
+        frozen = self._frozen_by_hold.get(request.hold_id)
+        if frozen is None:
+            result: dict[str, Any] = {"status": "rejected", "reason": "no freeze in force here"}
+        elif sum(p.amount for p in request.payouts) != request.amount:
+            result = {"status": "rejected", "reason": "payouts do not add up to the amount"}
+        else:
+            returned = min(frozen, request.amount)
+            result = {"status": "returned", "amount_returned": returned}
+            self.counts.returns += 1
+            self.counts.amount_returned += returned
+            if request.hold_id in self._returned_holds:
+                self.counts.double_returns += 1
+            self._returned_holds.add(request.hold_id)
+        self._returns[request.idempotency_key] = result
         return result
 
     def _fate(self, account: str) -> float:
@@ -263,6 +297,9 @@ class Simulation:
                 "callbacks_sent": sim.counts.callbacks_sent,
                 "callbacks_failed": sim.counts.callbacks_failed,
                 "freezes": sim.counts.freezes,
+                "returns": sim.counts.returns,
+                "double_returns": sim.counts.double_returns,
+                "amount_returned": sim.counts.amount_returned,
             }
             totals.update(counts)
             per[code] = {**counts, "answers": dict(sim.counts.answers)}
@@ -384,6 +421,24 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
             return JSONResponse({"detail": "idempotency key mismatch"}, status_code=400)
         await asyncio.sleep(sim.latency_s())
         return JSONResponse(sim.freeze(freeze_request))
+
+    @app.post("/institutions/{code}/returns")
+    async def pay_back(
+        code: str, request: Request, idempotency_key: str | None = Header(default=None)
+    ) -> Response:
+        sim = simulation.institutions.get(code)
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        if sim.down(simulation.elapsed_s()):
+            return JSONResponse({"detail": "service unavailable"}, status_code=503)
+        try:
+            return_request = ReturnRequestV1.model_validate_json(await request.body())
+        except ValidationError:
+            return JSONResponse({"detail": "invalid return request"}, status_code=422)
+        if idempotency_key != return_request.idempotency_key:
+            return JSONResponse({"detail": "idempotency key mismatch"}, status_code=400)
+        await asyncio.sleep(sim.latency_s())
+        return JSONResponse(sim.pay_back(return_request))
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:

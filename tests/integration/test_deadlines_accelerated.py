@@ -23,7 +23,12 @@ from stopper.app.freezes import FreezeDesk
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.config import DatabaseSettings, DeadlineSettings
-from stopper.contracts.institutions import FreezeAnswerV1, FreezeRequestV1, StopRequestV1
+from stopper.contracts.institutions import (
+    FreezeAnswerV1,
+    FreezeRequestV1,
+    ReturnRequestV1,
+    StopRequestV1,
+)
 from stopper.domain.holds import HoldEvent
 from stopper.registry import Institution, load_registry
 from tests.factories import report_doc
@@ -43,6 +48,9 @@ class FreezesAtOnce:
         self, institution: Institution, request: FreezeRequestV1
     ) -> FreezeAnswerV1:
         return FreezeAnswerV1(status="frozen", amount_frozen=request.amount)
+
+    async def request_return(self, institution: Institution, request: ReturnRequestV1) -> Any:
+        raise AssertionError("no returns in this test")
 
 
 REPORTS = 4

@@ -296,3 +296,86 @@ async def test_a_three_layer_mule_chain_is_followed_to_stopped_funds(
         )
     assert hold["amount_frozen"] == "45000.00"
     assert renewed.status_code == 202  # a stopped hold may be renewed
+
+
+@pytest.mark.parametrize("world", ["instant"], indirect=True)
+async def test_frozen_funds_go_back_to_two_victims_from_two_layers(
+    world: World, stopper: str
+) -> None:
+    """Two victims pay one mule account; half moves on to a second. Both are frozen and returned:
+    each layer is split 3:1 like the money that reached it, and nobody gets more than lost."""
+    mules = world.simulation.mules
+    first, second = ("BK03", "6222000033330001"), ("PI04", "880000000444")
+    mules.plant(*first, MulePlan(keep_share=0.5, destinations=(Destination(1.0, *second),)))
+    mules.plant(*second, MulePlan(keep_share=1.0))
+    doc = report_doc()
+    template = doc["transfers"][0]
+    doc["victims"] = [{"victim_id": "V1"}, {"victim_id": "V2"}]
+    doc["transfers"] = [
+        dict(
+            template,
+            victim_id=victim,
+            amount=amount,
+            victim_account={"institution_code": "BK09", "account_number": account},
+            receiving_account={"institution_code": first[0], "account_number": first[1]},
+        )
+        for victim, amount, account in (
+            ("V1", "60000.00", "6217000000000001"),
+            ("V2", "20000.00", "6217000000000002"),
+        )
+    ]
+    async with httpx.AsyncClient(base_url=stopper) as client:
+        answer = await client.post("/v1/reports", json=doc)
+        assert answer.status_code == 202, answer.text
+        case_id = answer.json()["case_id"]
+
+        async def case_in(states: set[str], count: int = 2) -> dict[str, Any] | None:
+            case: dict[str, Any] = (await client.get(f"/v1/cases/{case_id}")).json()
+            holds = case.get("holds", [])
+            return case if len(holds) == count and {h["state"] for h in holds} <= states else None
+
+        case = await eventually(lambda: case_in({"stopped"}), timeout=30)
+        refused = await client.post(
+            f"/v1/cases/{case_id}/returns",
+            json={"legal_document_ref": "PSB-RET-1", "requested_by": "officer-7"},
+        )
+        assert refused.status_code == 409 and "not frozen" in refused.json()["detail"]
+        for hold in case["holds"]:
+            ordered = await client.post(
+                f"/v1/holds/{hold['hold_id']}/freeze",
+                json={"legal_document_ref": "PSB-FRZ-9", "requested_by": "officer-7"},
+            )
+            assert ordered.status_code == 202
+        await eventually(lambda: case_in({"frozen"}), timeout=15)
+
+        ordered = await client.post(
+            f"/v1/cases/{case_id}/returns",
+            json={"legal_document_ref": "PSB-RET-1", "requested_by": "officer-7"},
+        )
+        assert ordered.status_code == 202, ordered.text
+        case = await eventually(lambda: case_in({"returned"}), timeout=15)
+        again = await client.post(
+            f"/v1/cases/{case_id}/returns",
+            json={"legal_document_ref": "PSB-RET-1", "requested_by": "officer-7"},
+        )
+
+    layer_of = {h["hold_id"]: h["layer"] for h in case["holds"]}
+    paid = sorted(
+        (layer_of[p["hold_id"]], p["victim_ref"], p["amount"], p["account"], p["status"])
+        for p in case["payouts"]
+    )
+    assert paid == [
+        (1, "V1", "30000.00", "****0001", "paid"),
+        (1, "V2", "10000.00", "****0002", "paid"),
+        (2, "V1", "30000.00", "****0001", "paid"),
+        (2, "V2", "10000.00", "****0002", "paid"),
+    ]
+    assert {h["amount_returned"] for h in case["holds"]} == {"40000.00"}
+    assert again.status_code == 409  # everything went back already: nothing is paid twice
+    stats = world.simulation.stats()["totals"]
+    assert (stats["returns"], stats["double_returns"], stats["amount_returned"]) == (
+        2,
+        0,
+        8_000_000,
+    )
+    assert "6217000000000001" not in json.dumps(ordered.json())

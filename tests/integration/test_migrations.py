@@ -30,6 +30,7 @@ TABLES = {
     "outbox",
     "callback_nonces",
     "trail_edges",
+    "payouts",
     "processed_messages",
 }
 

@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from stopper.app.ports import (
+    CaseFunds,
     HoldDecision,
     HoldRecord,
     HoldUpdate,
     Message,
     OpenedCase,
     OutboxEvent,
+    Payout,
     RecordOutcome,
+    ReturnStart,
+    VictimTransfer,
 )
-from stopper.contracts.institutions import FreezeAnswerV1, FreezeRequestV1, StopRequestV1
+from stopper.contracts.institutions import (
+    FreezeAnswerV1,
+    FreezeRequestV1,
+    ReturnAnswerV1,
+    ReturnRequestV1,
+    StopRequestV1,
+)
 from stopper.domain.holds import Hold, HoldState, Transition
 from stopper.domain.messages import InstitutionAnswer
+from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailEdge, TrailNode
 from stopper.errors import InstitutionError, StoreUnavailable
 from stopper.registry import Institution
@@ -117,6 +128,8 @@ class FakeDispatchStore:
         self.nonces: set[tuple[str, str]] = set()
         self.edges: list[TrailEdge] = []
         self.events: list[OutboxEvent] = []
+        self.transfers: list[VictimTransfer] = []
+        self.payouts: list[Payout] = []
 
     def add(self, record: HoldRecord) -> None:
         self.holds[record.hold.id] = record
@@ -134,12 +147,64 @@ class FakeDispatchStore:
         written = copy.deepcopy(record)
         for name, value in change.fields.items():
             setattr(written, name, value)
-        self.holds[hold_id] = written
-        self.transitions += change.transitions
-        self.events += change.events
+        self._write(written, change)
         if change.follow is not None:
             self._follow(written, change)
         return record, change
+
+    def _write(self, written: HoldRecord, change: HoldUpdate) -> None:
+        self.holds[written.hold.id] = written
+        self.transitions += change.transitions
+        self.events += change.events
+        if change.settle_payouts is not None:
+            self.payouts = [
+                replace(p, status=change.settle_payouts)
+                if p.hold_id == written.hold.id
+                and p.round == written.return_round
+                and p.status == "pending"
+                else p
+                for p in self.payouts
+            ]
+
+    async def start_returns(
+        self, case_id: UUID, decide: Callable[[CaseFunds], Sequence[ReturnStart]]
+    ) -> Sequence[ReturnStart] | None:
+        records = {
+            r.hold.id: copy.deepcopy(r) for r in self.holds.values() if r.hold.case_id == case_id
+        }
+        if not records:
+            return None
+        edges = [
+            FlowEdge(e.from_hold_id, e.to_hold_id, e.amount_traced)
+            for e in self.edges
+            if e.to_hold_id is not None and e.outcome.value in ("followed", "merged")
+        ]
+        funds = CaseFunds(
+            list(records.values()),
+            [t for t in self.transfers if t.hold_id in records],
+            edges,
+            [p for p in self.payouts if p.hold_id in records],
+        )
+        starts = decide(funds)
+        for start in starts:
+            written = copy.deepcopy(records[start.hold_id])
+            for name, value in start.update.fields.items():
+                setattr(written, name, value)
+            self._write(written, start.update)
+            self.payouts += start.payouts
+        return starts
+
+    async def payouts_of(self, hold_id: UUID, round: int) -> list[Payout]:
+        return [p for p in self.payouts if p.hold_id == hold_id and p.round == round]
+
+    async def returns_due(self, now: datetime, limit: int) -> list[UUID]:
+        return [
+            r.hold.id
+            for r in self.holds.values()
+            if r.hold.state is HoldState.RETURNING
+            and r.return_next_attempt_at is not None
+            and r.return_next_attempt_at <= now
+        ][:limit]
 
     def _follow(self, parent: HoldRecord, change: HoldUpdate) -> None:
         assert change.follow is not None
@@ -236,6 +301,7 @@ class FakeDispatchStore:
 
 
 Scripted = InstitutionAnswer | InstitutionError
+_A = TypeVar("_A")
 
 
 class ScriptedAdapter:
@@ -246,6 +312,8 @@ class ScriptedAdapter:
         self.requests: list[StopRequestV1] = []
         self.freezes: list[FreezeRequestV1] = []
         self.freeze_script: dict[str, list[FreezeAnswerV1 | InstitutionError]] = {}
+        self.returns: list[ReturnRequestV1] = []
+        self.return_script: dict[str, list[ReturnAnswerV1 | InstitutionError]] = {}
 
     async def request_stop(
         self, institution: Institution, request: StopRequestV1
@@ -262,16 +330,27 @@ class ScriptedAdapter:
         self, institution: Institution, request: FreezeRequestV1
     ) -> FreezeAnswerV1:
         self.freezes.append(request)
-        steps = self.freeze_script.get(institution.code, [])
-        step = (
-            (steps.pop(0) if len(steps) > 1 else steps[0])
-            if steps
-            else FreezeAnswerV1(status="frozen", amount_frozen=request.amount)
+        return await _answer_from(
+            self.freeze_script.get(institution.code, []),
+            FreezeAnswerV1(status="frozen", amount_frozen=request.amount),
         )
-        await asyncio.sleep(0)
-        if isinstance(step, InstitutionError):
-            raise step
-        return step
+
+    async def request_return(
+        self, institution: Institution, request: ReturnRequestV1
+    ) -> ReturnAnswerV1:
+        self.returns.append(request)
+        return await _answer_from(
+            self.return_script.get(institution.code, []),
+            ReturnAnswerV1(status="returned", amount_returned=request.amount),
+        )
+
+
+async def _answer_from(steps: list[_A | InstitutionError], default: _A) -> _A:
+    step = (steps.pop(0) if len(steps) > 1 else steps[0]) if steps else default
+    await asyncio.sleep(0)
+    if isinstance(step, InstitutionError):
+        raise step
+    return step
 
 
 def requested_hold(

@@ -48,6 +48,7 @@ EXPECTED = {
     (HoldState.FROZEN, HoldEvent.RETURN_STARTED): HoldState.RETURNING,
     (HoldState.FROZEN, HoldEvent.RELEASED): HoldState.RELEASED,
     (HoldState.RETURNING, HoldEvent.RETURN_CONFIRMED): HoldState.RETURNED,
+    (HoldState.RETURNING, HoldEvent.RETURN_REFUSED): HoldState.FROZEN,
 }
 
 

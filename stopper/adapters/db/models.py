@@ -136,6 +136,11 @@ class HoldRow(Base):
     freeze_document_ref: Mapped[str | None] = mapped_column(String(128))
     freeze_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     freeze_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    # A return of the frozen funds to the victims; each order after a refusal is a new round.
+    return_document_ref: Mapped[str | None] = mapped_column(String(128))
+    return_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    return_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    return_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
 
 
 class TransferRow(Base):
@@ -155,6 +160,27 @@ class TransferRow(Base):
     transferred_at: Mapped[datetime] = mapped_column(Timestamp)
     channel: Mapped[str] = mapped_column(String(32))
     reference: Mapped[str | None] = mapped_column(String(140))
+
+
+class PayoutRow(Base):
+    """One victim's share of one hold's return round: pending until the institution confirms
+    (paid) or refuses (cancelled)."""
+
+    __tablename__ = "payouts"
+    __table_args__ = (UniqueConstraint("hold_id", "round", "victim_ref"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    hold_id: Mapped[UUID] = mapped_column(ForeignKey("holds.id"))
+    round: Mapped[int] = mapped_column(Integer)
+    victim_ref: Mapped[str] = mapped_column(String(128))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    institution_code: Mapped[str] = mapped_column(String(12))
+    account_number: Mapped[str] = mapped_column(String(34))
+    status: Mapped[str] = mapped_column(String(16))
+    ordered_at: Mapped[datetime] = mapped_column(Timestamp)
+    settled_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class HoldTransitionRow(Base):

@@ -23,22 +23,28 @@ from stopper.adapters.db.models import (
     HoldRow,
     HoldTransitionRow,
     OutboxRow,
+    PayoutRow,
     TrailEdgeRow,
     TransferRow,
     VictimRow,
 )
 from stopper.app.ports import (
+    CaseFunds,
     HoldDecision,
     HoldRecord,
     HoldUpdate,
     OpenedCase,
     OutboxMessage,
+    Payout,
     RecordOutcome,
+    ReturnStart,
+    VictimTransfer,
 )
 from stopper.app.views import (
     CaseView,
     HoldView,
     Overview,
+    PayoutView,
     RaceLatencies,
     TrailEdgeView,
     TrailView,
@@ -48,6 +54,7 @@ from stopper.domain.accounts import account_id, mask_account_number
 from stopper.domain.cases import hold_id_for
 from stopper.domain.holds import Hold, HoldState, Transition
 from stopper.domain.messages import RequestStop
+from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailNode
 from stopper.errors import StoreUnavailable
 
@@ -211,6 +218,21 @@ class SqlStore:
                     )
                     for h in holds
                 )
+                payouts = await connection.execute(
+                    select(PayoutRow).where(PayoutRow.case_id == case_id).order_by(PayoutRow.id)
+                )
+                payout_views = tuple(
+                    PayoutView(
+                        hold_id=p.hold_id,
+                        round=p.round,
+                        victim_ref=p.victim_ref,
+                        currency=p.currency,
+                        amount=p.amount,
+                        account_masked=mask_account_number(p.account_number),
+                        status=p.status,
+                    )
+                    for p in payouts
+                )
         return CaseView(
             case_id=case.id,
             report_id=case.report_id,
@@ -221,6 +243,7 @@ class SqlStore:
             victim_count=int(victim_count or 0),
             transfer_count=int(transfer_count or 0),
             holds=hold_views,
+            payouts=payout_views,
         )
 
     async def get_trail(self, case_id: UUID) -> TrailView | None:
@@ -267,6 +290,7 @@ class SqlStore:
                             func.sum(sql_case((HoldRow.layer == 1, HoldRow.amount_asked), else_=0)),
                             func.sum(HoldRow.amount_stopped),
                             func.sum(HoldRow.attempts),
+                            func.sum(HoldRow.amount_returned),
                         ).group_by(HoldRow.currency)
                     )
                 ).all()
@@ -285,6 +309,9 @@ class SqlStore:
                     holds_by_state={row[0]: int(row[1]) for row in by_state},
                     amount_asked_by_currency={row[0]: int(row[1] or 0) for row in amounts},
                     amount_stopped_by_currency={row[0]: int(row[2] or 0) for row in amounts},
+                    amount_returned_by_currency={
+                        row[0]: int(row[4] or 0) for row in amounts if row[4]
+                    },
                     outbox_pending=int(pending or 0),
                     attempts=sum(int(row[3] or 0) for row in amounts),
                     holds_by_layer={int(row[0]): (int(row[1]), int(row[2] or 0)) for row in layers},
@@ -350,46 +377,171 @@ class SqlStore:
                     change = decide(record)
                     if change is None:
                         return None
-                    hold = record.hold
-                    written = await connection.execute(
-                        update(HoldRow)
-                        .where(HoldRow.id == hold_id, HoldRow.version == row.version)
-                        .values(
-                            state=hold.state.value,
-                            version=row.version + 1,
-                            amount_stopped=hold.amount_stopped,
-                            amount_frozen=hold.amount_frozen,
-                            amount_returned=hold.amount_returned,
-                            reapplications=hold.reapplications,
-                            updated_at=change.at,
-                            **change.fields,
-                        )
-                    )
-                    if written.rowcount != 1:
+                    if not await self._write_hold(connection, record, row.version, change):
                         continue  # someone else changed it first: decide again on a fresh copy
-                    if change.transitions:
-                        await connection.execute(
-                            insert(HoldTransitionRow), _transition_rows(change.transitions)
-                        )
-                    if change.follow is not None:
-                        await self._follow_trail(connection, record, change)
-                    if change.events:
-                        await connection.execute(
-                            insert(OutboxRow),
-                            [
-                                {
-                                    "topic": e.topic,
-                                    "key": e.key,
-                                    "payload": dict(e.payload),
-                                    "headers": {},
-                                    "created_at": change.at,
-                                    "published_at": None,
-                                }
-                                for e in change.events
-                            ],
-                        )
                     return record, change
         raise StoreUnavailable(f"hold kept changing under {_MAX_CONFLICT_RETRIES} attempts")
+
+    async def _write_hold(
+        self, connection: AsyncConnection, record: HoldRecord, version: int, change: HoldUpdate
+    ) -> bool:
+        """Write `change` if the hold is still at `version`; False if someone changed it."""
+        hold = record.hold
+        written = await connection.execute(
+            update(HoldRow)
+            .where(HoldRow.id == hold.id, HoldRow.version == version)
+            .values(
+                state=hold.state.value,
+                version=version + 1,
+                amount_stopped=hold.amount_stopped,
+                amount_frozen=hold.amount_frozen,
+                amount_returned=hold.amount_returned,
+                reapplications=hold.reapplications,
+                updated_at=change.at,
+                **change.fields,
+            )
+        )
+        if written.rowcount != 1:
+            return False
+        if change.transitions:
+            await connection.execute(
+                insert(HoldTransitionRow), _transition_rows(change.transitions)
+            )
+        if change.follow is not None:
+            await self._follow_trail(connection, record, change)
+        if change.events:
+            await connection.execute(
+                insert(OutboxRow),
+                [
+                    {
+                        "topic": e.topic,
+                        "key": e.key,
+                        "payload": dict(e.payload),
+                        "headers": {},
+                        "created_at": change.at,
+                        "published_at": None,
+                    }
+                    for e in change.events
+                ],
+            )
+        if change.settle_payouts is not None:
+            await connection.execute(
+                update(PayoutRow)
+                .where(
+                    PayoutRow.hold_id == hold.id,
+                    PayoutRow.round == record.return_round,
+                    PayoutRow.status == "pending",
+                )
+                .values(status=change.settle_payouts, settled_at=change.at)
+            )
+        return True
+
+    async def start_returns(
+        self, case_id: UUID, decide: Callable[[CaseFunds], Sequence[ReturnStart]]
+    ) -> Sequence[ReturnStart] | None:
+        with _store_errors():
+            for _ in range(_MAX_CONFLICT_RETRIES):
+                async with self._engine.begin() as connection:
+                    locked = await connection.execute(
+                        select(CaseRow.id).where(CaseRow.id == case_id).with_for_update()
+                    )
+                    if locked.one_or_none() is None:
+                        return None
+                    funds = await self._case_funds(connection, case_id)
+                    starts = decide(funds)
+                    records = {r.hold.id: r for r in funds.holds}
+                    conflict = False
+                    for start in starts:
+                        if not await self._write_hold(
+                            connection, records[start.hold_id], start.version, start.update
+                        ):
+                            conflict = True
+                            break
+                    if conflict:
+                        await connection.rollback()
+                        continue
+                    payouts = [p for start in starts for p in start.payouts]
+                    if payouts:
+                        ordered_at = starts[0].update.at
+                        await connection.execute(
+                            insert(PayoutRow),
+                            [
+                                {
+                                    "case_id": case_id,
+                                    "hold_id": p.hold_id,
+                                    "round": p.round,
+                                    "victim_ref": p.victim_ref,
+                                    "currency": p.currency,
+                                    "amount": p.amount,
+                                    "institution_code": p.institution_code,
+                                    "account_number": p.account_number,
+                                    "status": p.status,
+                                    "ordered_at": ordered_at,
+                                    "settled_at": None,
+                                }
+                                for p in payouts
+                            ],
+                        )
+                    return starts
+        raise StoreUnavailable(f"holds kept changing under {_MAX_CONFLICT_RETRIES} attempts")
+
+    async def _case_funds(self, connection: AsyncConnection, case_id: UUID) -> CaseFunds:
+        holds = await connection.execute(
+            select(HoldRow, AccountRow.account_number)
+            .join(AccountRow, AccountRow.id == HoldRow.account_id)
+            .where(HoldRow.case_id == case_id)
+        )
+        transfers = await connection.execute(
+            select(
+                TransferRow.victim_ref,
+                TransferRow.hold_id,
+                TransferRow.currency,
+                TransferRow.amount,
+                TransferRow.victim_institution_code,
+                TransferRow.victim_account_number,
+            )
+            .where(TransferRow.case_id == case_id)
+            .order_by(TransferRow.seq)
+        )
+        edges = await connection.execute(
+            select(TrailEdgeRow.from_hold_id, TrailEdgeRow.to_hold_id, TrailEdgeRow.amount_traced)
+            .where(
+                TrailEdgeRow.case_id == case_id,
+                TrailEdgeRow.outcome.in_(("followed", "merged")),
+                TrailEdgeRow.to_hold_id.is_not(None),
+            )
+            .order_by(TrailEdgeRow.id)
+        )
+        payouts = await connection.execute(
+            select(PayoutRow).where(PayoutRow.case_id == case_id).order_by(PayoutRow.id)
+        )
+        return CaseFunds(
+            holds=[_hold_record(row) for row in holds],
+            transfers=[VictimTransfer(*row) for row in transfers],
+            edges=[FlowEdge(*row) for row in edges],
+            payouts=[_payout(row) for row in payouts],
+        )
+
+    async def payouts_of(self, hold_id: UUID, round: int) -> list[Payout]:
+        with _store_errors():
+            async with self._engine.connect() as connection:
+                rows = await connection.execute(
+                    select(PayoutRow)
+                    .where(PayoutRow.hold_id == hold_id, PayoutRow.round == round)
+                    .order_by(PayoutRow.victim_ref)
+                )
+                return [_payout(row) for row in rows]
+
+    async def returns_due(self, now: datetime, limit: int) -> list[UUID]:
+        with _store_errors():
+            async with self._engine.connect() as connection:
+                rows = await connection.execute(
+                    select(HoldRow.id)
+                    .where(HoldRow.state == "returning", HoldRow.return_next_attempt_at <= now)
+                    .order_by(HoldRow.return_next_attempt_at)
+                    .limit(limit)
+                )
+                return list(rows.scalars())
 
     async def _follow_trail(
         self, connection: AsyncConnection, record: HoldRecord, change: HoldUpdate
@@ -701,6 +853,23 @@ def _hold_record(row: Any) -> HoldRecord:
         freeze_document_ref=h.freeze_document_ref,
         freeze_attempts=h.freeze_attempts,
         freeze_next_attempt_at=h.freeze_next_attempt_at,
+        return_document_ref=h.return_document_ref,
+        return_round=h.return_round,
+        return_attempts=h.return_attempts,
+        return_next_attempt_at=h.return_next_attempt_at,
+    )
+
+
+def _payout(row: Any) -> Payout:  # a Core row of the payouts table
+    return Payout(
+        hold_id=row.hold_id,
+        round=row.round,
+        victim_ref=row.victim_ref,
+        currency=row.currency,
+        amount=row.amount,
+        institution_code=row.institution_code,
+        account_number=row.account_number,
+        status=row.status,
     )
 
 

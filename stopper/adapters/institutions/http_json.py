@@ -2,17 +2,23 @@
 
 POST {endpoint}/stops with the StopRequestV1 body and an `Idempotency-Key` header. The
 institution answers 200 with the outcome, or 202 when the outcome follows by callback.
-POST {endpoint}/freezes with FreezeRequestV1 turns a stop into a formal freeze (answered at once).
+POST {endpoint}/freezes with FreezeRequestV1 turns a stop into a formal freeze, and
+POST {endpoint}/returns with ReturnRequestV1 pays frozen funds back to the victims (both answered
+at once).
 """
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from stopper.contracts.institutions import (
     FreezeAnswerV1,
     FreezeRequestV1,
+    ReturnAnswerV1,
+    ReturnRequestV1,
     StopAnswerV1,
     StopRequestV1,
 )
@@ -24,6 +30,8 @@ from stopper.errors import (
     RequestRefused,
 )
 from stopper.registry import Institution
+
+_Answer = TypeVar("_Answer", bound=BaseModel)
 
 
 class HttpJsonAdapter:
@@ -62,12 +70,25 @@ class HttpJsonAdapter:
     async def request_freeze(
         self, institution: Institution, request: FreezeRequestV1
     ) -> FreezeAnswerV1:
-        """POST {endpoint}/freezes: institutions answer a freeze at once."""
+        return await self._ask(institution, "freezes", request, FreezeAnswerV1)
+
+    async def request_return(
+        self, institution: Institution, request: ReturnRequestV1
+    ) -> ReturnAnswerV1:
+        return await self._ask(institution, "returns", request, ReturnAnswerV1)
+
+    async def _ask(
+        self,
+        institution: Institution,
+        operation: str,
+        request: FreezeRequestV1 | ReturnRequestV1,
+        answer: type[_Answer],
+    ) -> _Answer:
         response = await self._post(
-            institution, "freezes", request.model_dump_json(), request.idempotency_key
+            institution, operation, request.model_dump_json(), request.idempotency_key
         )
         try:
-            return FreezeAnswerV1.model_validate_json(response.content)
+            return answer.model_validate_json(response.content)
         except ValidationError as e:
             raise MalformedAnswer(f"unreadable answer (HTTP {response.status_code})") from e
 

@@ -1,0 +1,179 @@
+"""Orders about a stopped hold that go to its institution afterwards: a formal freeze, a return.
+
+What they share:
+- the order is recorded on the hold first, then sent at once in the background; a sweeper sends
+  again what is due (after a crash, a timeout, an error);
+- each attempt takes a lease on the hold (its next-attempt time moves past the institution's
+  timeout), so two attempts never overlap; the request carries the order's idempotency key, so
+  sending again never acts twice;
+- a failure is retried with exponential backoff and full jitter up to the institution's attempt
+  limit; the last failure, or a refusal, is recorded and left for a person.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import ClassVar
+from uuid import UUID
+
+from prometheus_client import Counter
+
+from stopper.app.background import BackgroundWork
+from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate
+from stopper.errors import InstitutionError
+from stopper.registry import Institution, Registry
+
+_LEASE_MARGIN = timedelta(seconds=2)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAnswer:
+    """What the institution said: done (with the amount it acted on), or refused and why."""
+
+    done: bool
+    amount: int = 0
+    reason: str | None = None
+
+
+class InstitutionOrders(abc.ABC):
+    name: ClassVar[str]
+    attempts_metric: ClassVar[Counter]  # labels: institution, outcome (done_label, rejected, error)
+    done_label: ClassVar[str]
+
+    def __init__(
+        self,
+        store: DispatchStore,
+        registry: Registry,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._in_flight = BackgroundWork(f"{self.name} attempt")
+
+    # What each kind of order says for itself.
+
+    @abc.abstractmethod
+    def _progress(self, record: HoldRecord) -> tuple[int, datetime | None]:
+        """Attempts made so far and when the next is due (None: nothing to send)."""
+
+    @abc.abstractmethod
+    def _bookkeeping(self, attempts: int, next_attempt_at: datetime | None) -> dict[str, object]:
+        """The hold columns that record `_progress`."""
+
+    @abc.abstractmethod
+    def _may_send(self, record: HoldRecord) -> bool: ...
+
+    @abc.abstractmethod
+    async def _due(self, now: datetime, limit: int) -> list[UUID]: ...
+
+    @abc.abstractmethod
+    async def _send(
+        self, institution: Institution, record: HoldRecord, now: datetime
+    ) -> OrderAnswer: ...
+
+    @abc.abstractmethod
+    def _done(self, record: HoldRecord, answer: OrderAnswer, now: datetime) -> HoldUpdate | None:
+        """The change a confirmation makes (None if the hold moved on meanwhile)."""
+
+    @abc.abstractmethod
+    def _refused(self, record: HoldRecord, reason: str, now: datetime) -> HoldUpdate:
+        """The change a refusal makes: the institution said it will not act."""
+
+    def _gave_up(self, record: HoldRecord, reason: str, now: datetime) -> HoldUpdate:
+        """The change the last failed attempt makes. The outcome is unknown (the institution may
+        have acted without answering), so nothing moves: a person asks again, with the same key."""
+        return HoldUpdate(
+            at=now,
+            fields={
+                **self._bookkeeping(self._progress(record)[0], None),
+                "state_reason": f"{reason}; a person must act",
+            },
+        )
+
+    # The shared mechanics.
+
+    def send_soon(self, hold_id: UUID) -> None:
+        self._in_flight.start(self.attempt(hold_id), hold_id=str(hold_id))
+
+    async def sweep_once(self) -> int:
+        due = await self._due(self._clock.now(), 200)
+        for hold_id in due:
+            self.send_soon(hold_id)
+        await self._in_flight.wait_idle()
+        return len(due)
+
+    async def wait_idle(self) -> None:
+        await self._in_flight.wait_idle()
+
+    async def close(self) -> None:
+        await self._in_flight.close()
+
+    async def attempt(self, hold_id: UUID) -> None:
+        now = self._clock.now()
+        claimed = await self._store.update_hold(hold_id, lambda r: self._claim(r, now))
+        if claimed is None:
+            return
+        record, _ = claimed  # as it was before the claim
+        institution = self._registry[record.hold.institution_code]
+        attempt = self._progress(record)[0] + 1
+        try:
+            answer = await self._send(institution, record, now)
+        except InstitutionError as e:
+            self.attempts_metric.labels(institution.code, "error").inc()
+            failure, retryable = f"{self.name} attempt {attempt}: {e}", e.retryable
+            await self._store.update_hold(
+                hold_id, lambda r: self._retry_later(r, attempt, failure, retryable)
+            )
+            return
+        if not answer.done:
+            self.attempts_metric.labels(institution.code, "rejected").inc()
+            reason = f"{self.name} refused by the institution: {answer.reason or 'no reason given'}"
+            await self._store.update_hold(
+                hold_id, lambda r: self._retry_later(r, attempt, reason, retryable=False)
+            )
+            return
+        self.attempts_metric.labels(institution.code, self.done_label).inc()
+        await self._store.update_hold(
+            hold_id,
+            lambda r: (
+                self._done(r, answer, self._clock.now()) if self._current(r, attempt) else None
+            ),
+        )
+
+    def _current(self, record: HoldRecord, attempt: int) -> bool:
+        # False once another attempt took over, or this one was already recorded.
+        attempts, next_at = self._progress(record)
+        return attempts == attempt and next_at is not None
+
+    def _claim(self, record: HoldRecord, now: datetime) -> HoldUpdate | None:
+        attempts, due = self._progress(record)
+        if not self._may_send(record) or due is None or due > now:
+            return None
+        timeout = timedelta(milliseconds=self._registry[record.hold.institution_code].timeout_ms)
+        return HoldUpdate(
+            at=now, fields=self._bookkeeping(attempts + 1, now + timeout + _LEASE_MARGIN)
+        )
+
+    def _retry_later(
+        self, record: HoldRecord, attempt: int, reason: str, retryable: bool
+    ) -> HoldUpdate | None:
+        if not self._current(record, attempt):
+            return None
+        now = self._clock.now()
+        policy = self._registry[record.hold.institution_code].retry
+        if not retryable:
+            return self._refused(record, reason, now)
+        if attempt >= policy.max_attempts:
+            return self._gave_up(record, reason, now)
+        ceiling = min(policy.max_backoff_ms, policy.initial_backoff_ms * 2 ** (attempt - 1))
+        delay = timedelta(milliseconds=self._rng.uniform(policy.initial_backoff_ms / 2, ceiling))
+        return HoldUpdate(
+            at=now,
+            fields={**self._bookkeeping(attempt, now + delay), "state_reason": reason},
+        )
