@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="run the 48-hour deadlines this many times faster and let 72 hours pass "
-        "(e.g. 7200: 72 h in 36 s); default 1: no deadline phase",
+        "(e.g. 3600: 72 h in 72 s); default 1: no deadline phase",
     )
     demo.add_argument(
         "--max-wait",

@@ -35,6 +35,10 @@ class _Swept:
     institution_code: str
 
 
+# Holds swept per transaction: one commit for many warnings and lapses.
+_CHUNK = 100
+
+
 class ReapplyOutcome(enum.StrEnum):
     REAPPLIED = "reapplied"
     NOT_ALLOWED = "not_allowed"  # wrong state, or the limit is reached
@@ -66,8 +70,8 @@ class DeadlineKeeper:
         """Warn about and lapse every stop that is due; returns how many holds it touched."""
         now = self._clock.now()
         due = await self._store.holds_near_deadline(now, self._leads, self._freeze_leads, limit=500)
-        for hold_id in due:
-            await self._sweep_hold(hold_id, now)
+        for start in range(0, len(due), _CHUNK):
+            await self._sweep_holds(due[start : start + _CHUNK], self._clock.now())
         for lead in self._leads:
             metrics.HOLDS_EXPIRING_SOON.labels(_hours(lead)).set(
                 await self._store.count_expiring(now, lead)
@@ -122,11 +126,13 @@ class DeadlineKeeper:
             self._on_outbox()
         return outcome
 
-    async def _sweep_hold(self, hold_id: UUID, now: datetime) -> None:
-        swept: list[_Swept] = []
-        result = await self._store.update_hold(hold_id, lambda r: self._sweep(r, now, swept))
-        if result is not None and swept:
-            self._observe(result[0], swept[-1])
+    async def _sweep_holds(self, hold_ids: list[UUID], now: datetime) -> None:
+        swept: dict[UUID, list[_Swept]] = {}
+        done = await self._store.update_holds(
+            hold_ids, lambda r: self._sweep(r, now, swept.setdefault(r.hold.id, []))
+        )
+        for record, _ in done:
+            self._observe(record, swept[record.hold.id][-1])
 
     def _sweep(self, record: HoldRecord, now: datetime, swept: list[_Swept]) -> HoldUpdate | None:
         hold = record.hold

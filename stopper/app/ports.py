@@ -185,6 +185,13 @@ class DispatchStore(Protocol):
         hold, or `decide` chose to change nothing."""
         ...
 
+    async def update_holds(
+        self, hold_ids: Sequence[UUID], decide: HoldDecision
+    ) -> list[tuple[HoldRecord, HoldUpdate]]:
+        """`update_hold` for many holds in one transaction (sweeps). A hold that changed under
+        its decision is left as it is: the next sweep finds it again."""
+        ...
+
     async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
         """Holds whose next attempt is due: `sent` past `next_attempt_at`, and `requested`
         ones no consumer picked up since `requested_before`."""

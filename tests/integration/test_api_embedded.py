@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,32 @@ async def test_a_forged_callback_is_refused_and_counted(
     metrics = (await client.get("/metrics")).text
     assert 'stopper_callbacks_total{institution="BK01",outcome="bad_signature"}' in metrics
     assert 'institution="NOPE"' not in metrics
+
+
+async def test_a_return_order_names_its_case_and_document_and_nothing_else(
+    embedded: tuple[Runtime, httpx.AsyncClient],
+) -> None:
+    _, client = embedded
+    order = {"legal_document_ref": "PSB-RET-1", "requested_by": "officer-7"}
+    unknown = await client.post(f"/v1/cases/{uuid.uuid4()}/returns", json=order)
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "no such case"
+    for bad in (
+        {"requested_by": "officer-7"},
+        {**order, "legal_document_ref": ""},
+        {**order, "pay_to": "someone else"},
+        {**order, "hold_ids": ["not-a-uuid"]},
+    ):
+        refused = await client.post(f"/v1/cases/{uuid.uuid4()}/returns", json=bad)
+        assert refused.status_code == 422, bad
+    accepted = await client.post("/v1/reports", json=report_doc())
+    case_id = accepted.json()["case_id"]
+    await eventually(lambda: _case_exists(client, case_id))
+    nothing = await client.post(f"/v1/cases/{case_id}/returns", json=order)
+    assert nothing.status_code == 409 and nothing.json()["detail"].startswith("nothing to return")
+    schema = (await client.get("/openapi.json")).json()
+    responses = schema["paths"]["/v1/cases/{case_id}/returns"]["post"]["responses"]
+    assert {"202", "404", "409", "422"} <= set(responses)
+
+
+async def _case_exists(client: httpx.AsyncClient, case_id: str) -> bool:
+    return (await client.get(f"/v1/cases/{case_id}")).status_code == 200

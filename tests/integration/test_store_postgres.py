@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, text
@@ -16,10 +17,13 @@ from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.models import HoldRow, HoldTransitionRow, OutboxRow
 from stopper.adapters.db.store import SqlStore
 from stopper.app.intake import parse_report, to_opened_case
-from stopper.app.ports import OpenedCase
+from stopper.app.ports import HoldRecord, HoldUpdate, OpenedCase
+from stopper.app.returns import ReturnDesk
 from stopper.config import DatabaseSettings
+from stopper.domain.holds import HoldEvent
 from stopper.registry import load_registry
 from tests.factories import report_doc
+from tests.unit.fakes import FixedClock, ScriptedAdapter
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +95,48 @@ async def test_audit_trail_is_append_only(store: SqlStore, statement: str) -> No
             )
         ).all()
     assert [r.cause for r in rows] == ["report received"]
+
+
+async def test_racing_return_orders_allocate_the_frozen_money_once(store: SqlStore) -> None:
+    case = opened_case()
+    await store.record_opened_cases([case])
+    now = datetime.now(UTC)
+
+    def freeze_all(record: HoldRecord) -> HoldUpdate:
+        hold = record.hold
+        moves = [
+            hold.apply(event, cause="test", actor="test", at=now, amount=amount)
+            for event, amount in (
+                (HoldEvent.REQUEST_SENT, None),
+                (HoldEvent.STOP_CONFIRMED, hold.amount_asked),
+                (HoldEvent.FREEZE_CONFIRMED, hold.amount_asked),
+            )
+        ]
+        return HoldUpdate(at=now, transitions=moves)
+
+    for hold in case.case.holds:
+        await store.update_hold(hold.id, freeze_all)
+    adapter = ScriptedAdapter({})
+    desk = ReturnDesk(store, adapter, load_registry(), FixedClock(now))
+    results = await asyncio.gather(
+        *[
+            desk.order(case.case.id, document_ref=f"RET-{i}", actor="operator:test")
+            for i in range(4)
+        ]
+    )
+    await desk.wait_idle()
+
+    assert sorted(len(r.started) for r in results if r is not None) == [0, 0, 0, 2]
+    view = await store.get_case(case.case.id)
+    assert view is not None
+    assert {h.state for h in view.holds} == {"returned"}
+    lost: dict[str, int] = {}
+    for transfer in report_doc()["transfers"]:
+        cents = round(Decimal(transfer["amount"]) * 100)
+        lost[transfer["victim_id"]] = lost.get(transfer["victim_id"], 0) + cents
+    paid: dict[str, int] = {}
+    for payout in view.payouts:
+        assert payout.status == "paid" and payout.round == 1
+        paid[payout.victim_ref] = paid.get(payout.victim_ref, 0) + payout.amount
+    assert paid == lost  # everything frozen came from these victims, and went back once
+    assert len(adapter.returns) == 2

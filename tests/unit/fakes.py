@@ -152,6 +152,16 @@ class FakeDispatchStore:
             self._follow(written, change)
         return record, change
 
+    async def update_holds(
+        self, hold_ids: Sequence[UUID], decide: HoldDecision
+    ) -> list[tuple[HoldRecord, HoldUpdate]]:
+        done = []
+        for hold_id in hold_ids:
+            result = await self.update_hold(hold_id, decide)
+            if result is not None:
+                done.append(result)
+        return done
+
     def _write(self, written: HoldRecord, change: HoldUpdate) -> None:
         self.holds[written.hold.id] = written
         self.transitions += change.transitions

@@ -382,6 +382,28 @@ class SqlStore:
                     return record, change
         raise StoreUnavailable(f"hold kept changing under {_MAX_CONFLICT_RETRIES} attempts")
 
+    async def update_holds(
+        self, hold_ids: Sequence[UUID], decide: HoldDecision
+    ) -> list[tuple[HoldRecord, HoldUpdate]]:
+        if not hold_ids:
+            return []
+        done: list[tuple[HoldRecord, HoldUpdate]] = []
+        with _store_errors():
+            async with self._engine.begin() as connection:
+                rows = await connection.execute(
+                    select(HoldRow, AccountRow.account_number)
+                    .join(AccountRow, AccountRow.id == HoldRow.account_id)
+                    .where(HoldRow.id.in_(hold_ids))
+                )
+                for row in rows.all():
+                    record = _hold_record(row)
+                    change = decide(record)
+                    if change is not None and await self._write_hold(
+                        connection, record, row.version, change
+                    ):
+                        done.append((record, change))
+        return done
+
     async def _write_hold(
         self, connection: AsyncConnection, record: HoldRecord, version: int, change: HoldUpdate
     ) -> bool:
@@ -652,6 +674,13 @@ class SqlStore:
                         or_(
                             due("stopped", HoldRow.stop_expires_at, stop_leads),
                             due("frozen", HoldRow.freeze_expires_at, freeze_leads),
+                        )
+                    )
+                    # The most urgent first: a backlog delays the warnings that can wait.
+                    .order_by(
+                        sql_case(
+                            (HoldRow.state == "stopped", HoldRow.stop_expires_at),
+                            else_=HoldRow.freeze_expires_at,
                         )
                     )
                     .limit(limit)
