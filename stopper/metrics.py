@@ -127,3 +127,11 @@ AMOUNT_RETURNED = Counter(
     "Frozen funds the institutions confirmed paid back to victims, in currency units.",
     ["currency"],
 )
+CONSUMER_LAG = Gauge(
+    "stopper_consumer_lag",
+    "Records on this instance's partitions not yet read, by consumer (intake, dispatch).",
+    ["consumer"],
+)
+OUTBOX_PENDING = Gauge(
+    "stopper_outbox_pending", "Outbox rows written but not yet published to the bus."
+)

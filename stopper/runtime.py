@@ -151,6 +151,7 @@ class Runtime:
         overview = await self.store.overview()
         for state in HoldState:
             metrics.HOLDS.labels(state.value).set(overview.holds_by_state.get(state.value, 0))
+        metrics.OUTBOX_PENDING.set(overview.outbox_pending)
         self.dispatcher.publish_breaker_states()
         return 0
 

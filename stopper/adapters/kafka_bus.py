@@ -133,6 +133,18 @@ class KafkaSubscription:
             request_timeout_ms=settings.request_timeout_ms,
         )
         self._started = False
+        self._next: dict[TopicPartition, int] = {}  # next offset to hand out, per partition
+
+    def lag(self) -> int | None:
+        if not self._started:
+            return None
+        behind = 0
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is None:
+                continue
+            behind += max(0, end - self._next.get(tp, end))
+        return behind
 
     async def next_batch(self) -> Sequence[Message]:
         try:
@@ -157,6 +169,9 @@ class KafkaSubscription:
             for records in fetched.values()
             for record in records
         ]
+        for tp, records in fetched.items():
+            if records:
+                self._next[tp] = records[-1].offset + 1
         return batch
 
     async def commit(self, batch: Sequence[Message]) -> None:

@@ -75,5 +75,8 @@ class InProcessSubscription:
             key = (self._topic, self._group)
             self._bus._committed[key] = max(self._bus._committed[key], batch[-1].offset + 1)
 
+    def lag(self) -> int | None:
+        return len(self._bus._topics[self._topic]) - self._position
+
     async def close(self) -> None:
         return None

@@ -42,6 +42,9 @@ async def consume(
                 log.exception("consumer %s cannot read; retrying", name)
                 await _sleep_unless_stopping(stopping, retry_delay_s)
                 continue
+            lag = subscription.lag()
+            if lag is not None:
+                metrics.CONSUMER_LAG.labels(consumer=name).set(lag)
             if not batch:
                 continue
             if not await _handle_until_done(

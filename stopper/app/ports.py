@@ -64,6 +64,10 @@ class Subscription(Protocol):
         """Mark every record of `batch` as done for the group."""
         ...
 
+    def lag(self) -> int | None:
+        """Records on this member's partitions not yet handed out (None: not known yet)."""
+        ...
+
     async def close(self) -> None: ...
 
 

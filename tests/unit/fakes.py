@@ -109,6 +109,9 @@ class FakeSubscription:
     async def commit(self, batch: Sequence[Message]) -> None:
         self.committed.append([m.offset for m in batch])
 
+    def lag(self) -> int | None:
+        return sum(len(batch) for batch in self._batches)
+
     async def close(self) -> None:
         self.closed = True
 
