@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from stopper.config import Settings
 from stopper.errors import ConfigurationError
 from stopper.logs import configure_logging
+from stopper.operator_cli import OperatorCommandFailed
 
 
 def _settings() -> Settings:
@@ -29,6 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
     from stopper.runtime import build_runtime
 
     settings = _settings()
+    if args.role:
+        settings = _with_role(settings, args.role)
     configure_logging(settings.log_level)
     host = args.host or settings.api.host
     port = args.port if args.port is not None else settings.api.port
@@ -37,7 +41,14 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _institutions(args: argparse.Namespace) -> int:
+def _with_role(settings: Settings, role: str) -> Settings:
+    try:
+        return Settings.model_validate({**settings.model_dump(), "role": role})
+    except ValidationError as e:
+        raise ConfigurationError(f"invalid settings: {e}") from e
+
+
+def _simulate(args: argparse.Namespace) -> int:
     import uvicorn
 
     from stopper.registry import load_registry
@@ -85,6 +96,39 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url)
+    api = _settings().api
+    return api.url or f"http://127.0.0.1:{api.port}"
+
+
+def _ask(
+    path: str, render: str, params: dict[str, object] | None = None
+) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from stopper import operator_cli
+
+        return operator_cli.run(
+            _api_url(args),
+            path.format(**vars(args)),
+            getattr(operator_cli, render),
+            as_json=args.json,
+            params={k: (getattr(args, k) if v is None else v) for k, v in (params or {}).items()},
+        )
+
+    return run
+
+
+def _list_cases(args: argparse.Namespace) -> int:
+    params = {"active": "false" if args.all_cases else "true", "limit": args.limit}
+    from stopper import operator_cli
+
+    return operator_cli.run(
+        _api_url(args), "/v1/cases", operator_cli.cases_list, as_json=args.json, params=params
+    )
+
+
 def _demo(args: argparse.Namespace) -> int:
     from stopper import demo
 
@@ -107,23 +151,73 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=None, help="default: STOPPER_API_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default: STOPPER_API_PORT or 8080")
+    serve.add_argument(
+        "--role",
+        choices=["all", "api", "worker"],
+        default=None,
+        help="all (default: STOPPER_ROLE or all), api (HTTP only) or worker (consumers and "
+        "sweepers; HTTP for health and metrics)",
+    )
     serve.set_defaults(run=_serve)
 
-    institutions = commands.add_parser(
-        "institutions", help="run the simulated banks and payment institutions over HTTP"
+    simulate = commands.add_parser(
+        "simulate", help="run the simulated banks and payment institutions over HTTP"
     )
-    institutions.add_argument("--host", default=None, help="default: 127.0.0.1")
-    institutions.add_argument("--port", type=int, default=None, help="default: 8090")
-    institutions.add_argument(
+    simulate.add_argument("--host", default=None, help="default: 127.0.0.1")
+    simulate.add_argument("--port", type=int, default=None, help="default: 8090")
+    simulate.add_argument(
         "--profile",
         choices=["realistic", "chaos", "instant"],
         default=None,
         help="behaviour profile (default: STOPPER_SIMULATION_PROFILE or realistic)",
     )
-    institutions.add_argument(
+    simulate.add_argument(
         "--stopper-url", default=None, help="where callbacks go (default: http://127.0.0.1:8080)"
     )
-    institutions.set_defaults(run=_institutions)
+    simulate.set_defaults(run=_simulate)
+
+    def operator_command(
+        group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
+    ) -> argparse.ArgumentParser:
+        command = group.add_parser(name, help=help)
+        command.add_argument(
+            "--url", default=None, help="Stopper's API (default: STOPPER_API_URL or 127.0.0.1)"
+        )
+        command.add_argument("--json", action="store_true", help="the API's JSON, unchanged")
+        return command
+
+    cases = commands.add_parser("cases", help="cases, from a running Stopper").add_subparsers(
+        dest="cases_command", required=True
+    )
+    listing = operator_command(cases, "list", "cases with a hold still in play, newest first")
+    listing.add_argument("--all", dest="all_cases", action="store_true", help="every case")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(run=_list_cases)
+    show = operator_command(cases, "show", "one case: its holds, layers, amounts and payouts")
+    show.add_argument("case_id")
+    show.set_defaults(run=_ask("/v1/cases/{case_id}", "case_show"))
+
+    holds = commands.add_parser("holds", help="holds, from a running Stopper").add_subparsers(
+        dest="holds_command", required=True
+    )
+    failed = operator_command(holds, "failed", "holds Stopper gave up on: a person must act")
+    failed.add_argument("--limit", type=int, default=100)
+    failed.set_defaults(run=_ask("/v1/holds", "holds_list", {"state": "failed", "limit": None}))
+    lapsing = operator_command(holds, "lapsing", "stopped holds, the closest to lapsing first")
+    lapsing.add_argument("--limit", type=int, default=100)
+    lapsing.set_defaults(
+        run=_ask(
+            "/v1/holds", "holds_list", {"state": "stopped", "order": "deadline", "limit": None}
+        )
+    )
+
+    institutions = commands.add_parser(
+        "institutions", help="institutions, from a running Stopper"
+    ).add_subparsers(dest="institutions_command", required=True)
+    status = operator_command(
+        institutions, "status", "breaker, attempts, error rate and latency per institution"
+    )
+    status.set_defaults(run=_ask("/v1/institutions/status", "institutions_status"))
 
     mig = commands.add_parser("migrate", help="upgrade the database schema to the newest")
     mig.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION instead")
@@ -165,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as e:
         print(f"stopper: {e}", file=sys.stderr)
         return 2
+    except OperatorCommandFailed as e:
+        print(f"stopper: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # `stopper ... | head`: the reader has all it wanted.
+        sys.stderr.close()
+        return 0
     return code
 
 

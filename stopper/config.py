@@ -6,6 +6,8 @@ means the embedded default: a SQLite file and the in-process bus, no servers nee
 
 from __future__ import annotations
 
+import os
+import socket
 from enum import StrEnum
 from pathlib import Path
 
@@ -16,6 +18,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class Role(StrEnum):
+    """What one Stopper process does. `all` (the default) does everything in one process; a
+    deployment runs `api` processes (HTTP: intake, queries, orders, callbacks, console) and
+    `worker` processes (consumers, outbox relay, sweepers; HTTP only for health and metrics)."""
+
+    ALL = "all"
+    API = "api"
+    WORKER = "worker"
+
+
+def _default_instance() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"[:64]
 
 
 class DatabaseSettings(BaseSettings):
@@ -72,6 +88,11 @@ class ApiSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger bodies get 413.")
     public_url: str = Field(default="", description="Prefix for status URLs; empty = relative.")
+    url: str = Field(
+        default="",
+        description="Where `stopper cases|holds|institutions status` reach the API; "
+        "empty: http://127.0.0.1:<port>.",
+    )
 
 
 class InstitutionsSettings(BaseSettings):
@@ -148,7 +169,7 @@ class DeadlineSettings(BaseSettings):
 
 
 class SimulationSettings(BaseSettings):
-    """`stopper institutions`: the simulated banks and payment institutions."""
+    """`stopper simulate`: the simulated banks and payment institutions."""
 
     model_config = SettingsConfigDict(env_prefix="STOPPER_SIMULATION_", extra="ignore")
 
@@ -165,6 +186,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STOPPER_", extra="ignore")
 
     environment: Environment = Environment.DEVELOPMENT
+    role: Role = Field(default=Role.ALL, description="all, api or worker (see `Role`).")
+    instance_id: str = Field(
+        default_factory=_default_instance,
+        max_length=64,
+        description="Names this process in shared state (institution health); default host-pid.",
+    )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     registry_path: Path | None = Field(
         default=None, description="Institution registry file; unset: the packaged simulated world."
@@ -177,6 +204,11 @@ class Settings(BaseSettings):
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
 
+    @field_validator("instance_id")
+    @classmethod
+    def _instance_named(cls, value: str) -> str:
+        return value or _default_instance()
+
     @model_validator(mode="after")
     def _production_needs_servers(self) -> Settings:
         if self.environment is Environment.PRODUCTION and (
@@ -185,5 +217,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "production needs STOPPER_DATABASE_URL and STOPPER_KAFKA_BOOTSTRAP: "
                 "the embedded default is for development and demos"
+            )
+        if self.role is not Role.ALL and (
+            self.database.is_embedded or self.kafka.bootstrap is None
+        ):
+            raise ValueError(
+                f"role {self.role.value} shares its work with other processes: it needs "
+                "STOPPER_DATABASE_URL and STOPPER_KAFKA_BOOTSTRAP (the embedded default is one "
+                "process: role all)"
             )
         return self

@@ -28,7 +28,7 @@ from stopper.app.freezes import FreezeDesk
 from stopper.app.intake import IntakeHandler, IntakeTopics
 from stopper.app.ports import Bus, Clock
 from stopper.app.returns import ReturnDesk
-from stopper.config import Settings
+from stopper.config import Role, Settings
 from stopper.domain.holds import HoldState
 from stopper.errors import ConfigurationError
 from stopper.registry import Registry, load_registry
@@ -55,11 +55,14 @@ class Runtime:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def start(self, *, consumers: bool = True) -> None:
-        """Migrate (if configured), connect the bus, and start the consumers."""
+    async def start(self, *, consumers: bool | None = None) -> None:
+        """Migrate (if configured), connect the bus, and start the consumers and background
+        jobs (unless `consumers` is False; by default, unless this process has the api role)."""
         if self.settings.database.migrate_on_start:
             await migrate.upgrade(self.engine)
         await self.bus.start()
+        if consumers is None:
+            consumers = self.settings.role is not Role.API
         if not consumers:
             return
         kafka = self.settings.kafka
@@ -153,12 +156,16 @@ class Runtime:
             metrics.HOLDS.labels(state.value).set(overview.holds_by_state.get(state.value, 0))
         metrics.OUTBOX_PENDING.set(overview.outbox_pending)
         self.dispatcher.publish_breaker_states()
+        await self.store.save_health(
+            self.settings.instance_id, self.dispatcher.health_snapshots(), self.clock.now()
+        )
         return 0
 
     async def stop(self) -> None:
         self._stopping.set()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            # A consumer still joining its group does not notice `_stopping`: cancel it.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, timeout=10)
         self._tasks.clear()
         await self.dispatcher.close()

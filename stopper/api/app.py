@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,6 +19,7 @@ from stopper.app.callbacks import CallbackRefused
 from stopper.app.deadlines import ReapplyOutcome
 from stopper.app.freezes import FreezeOrderOutcome
 from stopper.app.intake import ACCEPTED_AT_HEADER, SOURCE_HEADER, ReportRejected, parse_report
+from stopper.config import Role
 from stopper.contracts.cases import (
     CaseV1,
     FreezeOrderedV1,
@@ -29,9 +31,17 @@ from stopper.contracts.cases import (
     TrailV1,
 )
 from stopper.contracts.institutions import CallbackAcceptedV1, CallbackV1
+from stopper.contracts.operations import (
+    CaseListV1,
+    CaseSummaryV1,
+    HoldListItemV1,
+    HoldListV1,
+    InstitutionStatusListV1,
+)
 from stopper.contracts.reports import ErrorV1, FraudReportV1, ReportAcceptedV1
 from stopper.contracts.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from stopper.domain.cases import case_id_for
+from stopper.domain.holds import HoldState
 from stopper.errors import BusUnavailable, StoreUnavailable
 from stopper.runtime import Runtime
 
@@ -48,6 +58,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 _CALLBACK_LIMIT = 64 * 1024
+# Institution health older than this is an instance that stopped reporting.
+HEALTH_FRESH_S = 60
 
 
 class BodyTooLarge(Exception):
@@ -85,6 +97,34 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     @app.exception_handler(StoreUnavailable)
     async def _store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
         return _error(503, "the database is unavailable; retry later", headers={"Retry-After": "5"})
+
+    @app.get("/healthz", summary="Liveness: the process answers.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        summary="Readiness: database, bus and consumers are working.",
+        responses={503: {"description": "Not ready; `checks` says what is not."}},
+    )
+    async def readyz() -> JSONResponse:
+        checks = {
+            "database": await runtime.store.ping(),
+            "bus": await runtime.bus.ready(),
+            "consumers": runtime.consumers_alive(),
+        }
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics.", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    if runtime.settings.role is Role.WORKER:
+        return app  # a worker answers for its health and metrics only
 
     @app.post(
         "/v1/reports",
@@ -171,6 +211,54 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         if view is None:
             return _error(404, "no such case; a report accepted moments ago may still be queued")
         return JSONResponse(TrailV1.from_view(view).model_dump(mode="json"))
+
+    @app.get(
+        "/v1/cases",
+        response_model=CaseListV1,
+        summary="Cases, newest first: by default those with a hold still in play.",
+    )
+    async def list_cases(
+        active: bool = Query(default=True, description="Only cases with a hold still in play."),
+        limit: int = Query(default=50, ge=1, le=500),
+    ) -> Response:
+        views = await runtime.store.list_cases(active_only=active, limit=limit)
+        body = CaseListV1(cases=[CaseSummaryV1.from_view(v) for v in views])
+        return JSONResponse(body.model_dump(mode="json"))
+
+    @app.get(
+        "/v1/holds",
+        response_model=HoldListV1,
+        summary="Holds in the given states (default: failed, the ones waiting for a person).",
+    )
+    async def list_holds(
+        state: Annotated[
+            list[HoldState] | None, Query(description="Repeatable; default: failed.")
+        ] = None,
+        order: Literal["recent", "deadline"] = Query(
+            default="recent",
+            description="recent: last changed first; deadline: closest to lapsing first.",
+        ),
+        limit: int = Query(default=100, ge=1, le=1000),
+    ) -> Response:
+        views = await runtime.store.list_holds(
+            states=[s.value for s in state or [HoldState.FAILED]],
+            limit=limit,
+            soonest_first=order == "deadline",
+        )
+        body = HoldListV1(holds=[HoldListItemV1.from_view(v) for v in views])
+        return JSONResponse(body.model_dump(mode="json"))
+
+    @app.get(
+        "/v1/institutions/status",
+        response_model=InstitutionStatusListV1,
+        summary="Each institution's health as the workers see it: breaker, recent attempts, "
+        "failures and latency (the troubled first).",
+    )
+    async def institutions_status() -> Response:
+        since = runtime.clock.now() - timedelta(seconds=HEALTH_FRESH_S)
+        views = await runtime.store.institution_health(since)
+        body = InstitutionStatusListV1.from_views(runtime.registry, views)
+        return JSONResponse(body.model_dump(mode="json"))
 
     @app.post(
         "/v1/holds/{hold_id}/reapply",
@@ -298,31 +386,6 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
                 mode="json"
             )
         )
-
-    @app.get("/healthz", summary="Liveness: the process answers.")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz",
-        summary="Readiness: database, bus and consumers are working.",
-        responses={503: {"description": "Not ready; `checks` says what is not."}},
-    )
-    async def readyz() -> JSONResponse:
-        checks = {
-            "database": await runtime.store.ping(),
-            "bus": await runtime.bus.ready(),
-            "consumers": runtime.consumers_alive(),
-        }
-        ready = all(checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status_code=200 if ready else 503,
-        )
-
-    @app.get("/metrics", summary="Prometheus metrics.", response_class=Response)
-    async def prometheus_metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

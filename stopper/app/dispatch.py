@@ -23,6 +23,7 @@ import enum
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ from pydantic import ValidationError
 from stopper import metrics
 from stopper.app.background import BackgroundWork
 from stopper.app.breaker import CircuitBreaker
+from stopper.app.health import HealthSnapshot, InstitutionHealth
 from stopper.app.ports import (
     Clock,
     DispatchStore,
@@ -109,9 +111,18 @@ class Dispatcher:
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
         self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
         self._in_flight = BackgroundWork("stop attempt")
+        self.health = InstitutionHealth()
 
     def breaker(self, code: str) -> CircuitBreaker:
         return self._breakers[code]
+
+    def health_snapshots(self) -> list[HealthSnapshot]:
+        """This instance's view of every institution it has talked to (or whose breaker is not
+        closed)."""
+        return [
+            self.health.snapshot(code, breaker.state.value)
+            for code, breaker in self._breakers.items()
+        ]
 
     async def attempt(self, hold_id: UUID, *, first: bool) -> None:
         """Claim the hold and make one attempt, waiting for its outcome."""
@@ -373,11 +384,16 @@ class Dispatcher:
         async with self._slots[institution.code]:
             if not breaker.allow():
                 metrics.STOP_ATTEMPTS.labels(institution.code, "breaker_open").inc()
+                self.health.record(institution.code, failed=True, latency_s=0.0)
                 raise InstitutionUnavailable("circuit breaker open")
             trips = breaker.trips
+            started = time.monotonic()
             try:
                 answer = await self._adapter.request_stop(institution, request)
             except InstitutionError as e:
+                self.health.record(
+                    institution.code, failed=True, latency_s=time.monotonic() - started
+                )
                 if e.retryable:
                     breaker.record_failure()
                 else:
@@ -387,6 +403,9 @@ class Dispatcher:
                     metrics.STOP_TIMEOUTS.labels(institution.code).inc()
                 raise
             else:
+                self.health.record(
+                    institution.code, failed=False, latency_s=time.monotonic() - started
+                )
                 breaker.record_success()
                 metrics.STOP_ATTEMPTS.labels(institution.code, answer.kind.value).inc()
                 return answer

@@ -89,3 +89,34 @@ class TrailView:
     case_id: UUID
     holds: tuple[HoldView, ...]
     edges: tuple[TrailEdgeView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSummaryView:
+    case_id: UUID
+    report_id: str
+    agency_code: str
+    opened_at: datetime
+    holds_by_state: dict[str, int]
+    amount_asked: dict[str, int]  # first-level asks by currency: what the victims lost
+    amount_stopped: dict[str, int]
+    next_lapse_at: datetime | None  # the earliest deadline of a stopped hold
+
+
+@dataclass(frozen=True, slots=True)
+class HoldListView:
+    hold: HoldView
+    case_id: UUID
+    state_reason: str | None
+    expires_at: datetime | None  # a stop's lapse, or a freeze's expiry
+
+
+@dataclass(frozen=True, slots=True)
+class InstitutionHealthView:
+    institution_code: str
+    instances: int  # instances that reported lately
+    breaker_state: int  # the worst any instance sees
+    attempts: int
+    failures: int
+    latency_p95_ms: float | None  # the slowest instance's
+    updated_at: datetime

@@ -24,7 +24,7 @@ Operator = Annotated[
 ]
 
 
-def _major(minor: int) -> Decimal:
+def to_major(minor: int) -> Decimal:
     return (Decimal(minor) / 100).quantize(Decimal("0.01"))
 
 
@@ -43,7 +43,7 @@ class HoldV1(BaseModel):
     updated_at: datetime
 
 
-def _hold(h: HoldView) -> HoldV1:
+def hold_v1(h: HoldView) -> HoldV1:
     return HoldV1(
         hold_id=h.hold_id,
         institution_code=h.institution_code,
@@ -52,10 +52,10 @@ def _hold(h: HoldView) -> HoldV1:
         layer=h.layer,
         parent_hold_id=h.parent_hold_id,
         currency=h.currency,
-        amount_asked=_major(h.amount_asked),
-        amount_stopped=_major(h.amount_stopped),
-        amount_frozen=_major(h.amount_frozen),
-        amount_returned=_major(h.amount_returned),
+        amount_asked=to_major(h.amount_asked),
+        amount_stopped=to_major(h.amount_stopped),
+        amount_frozen=to_major(h.amount_frozen),
+        amount_returned=to_major(h.amount_returned),
         updated_at=h.updated_at,
     )
 
@@ -100,14 +100,14 @@ class CaseV1(BaseModel):
             victims=view.victim_count,
             transfers=view.transfer_count,
             holds_by_state=by_state,
-            holds=[_hold(h) for h in view.holds],
+            holds=[hold_v1(h) for h in view.holds],
             payouts=[
                 PayoutV1(
                     hold_id=p.hold_id,
                     round=p.round,
                     victim_ref=p.victim_ref,
                     currency=p.currency,
-                    amount=_major(p.amount),
+                    amount=to_major(p.amount),
                     account=p.account_masked,
                     status=p.status,
                 )
@@ -159,12 +159,12 @@ class TrailV1(BaseModel):
                 TrailLayerV1(
                     layer=layer,
                     holds=len(holds),
-                    amount_asked=_major(sum(h.amount_asked for h in holds)),
-                    amount_stopped=_major(sum(h.amount_stopped for h in holds)),
+                    amount_asked=to_major(sum(h.amount_asked for h in holds)),
+                    amount_stopped=to_major(sum(h.amount_stopped for h in holds)),
                 )
                 for layer, holds in sorted(layers.items())
             ],
-            holds=[_hold(h) for h in view.holds],
+            holds=[hold_v1(h) for h in view.holds],
             edges=[
                 TrailEdgeV1(
                     from_hold_id=e.from_hold_id,
@@ -172,14 +172,14 @@ class TrailV1(BaseModel):
                     kind=e.kind,
                     institution_code=e.institution_code,
                     account=e.account_masked,
-                    amount=_major(e.amount),
-                    amount_traced=_major(e.amount_traced),
+                    amount=to_major(e.amount),
+                    amount_traced=to_major(e.amount_traced),
                     transferred_at=e.transferred_at,
                     outcome=e.outcome,
                 )
                 for e in view.edges
             ],
-            unrecoverable=_major(
+            unrecoverable=to_major(
                 sum(e.amount_traced for e in view.edges if e.outcome == "unrecoverable")
             ),
         )
@@ -269,13 +269,13 @@ class ReturnsOrderedV1(BaseModel):
                 ReturnStartedV1(
                     hold_id=r.hold_id,
                     currency=r.currency,
-                    amount=_major(r.amount),
-                    unallocated=_major(r.unallocated),
+                    amount=to_major(r.amount),
+                    unallocated=to_major(r.unallocated),
                     resent=r.resent,
                     payouts=[
                         PayoutOrderedV1(
                             victim_ref=p.victim_ref,
-                            amount=_major(p.amount),
+                            amount=to_major(p.amount),
                             account=mask_account_number(p.account_number),
                         )
                         for p in r.payouts

@@ -1,4 +1,4 @@
-"""Simulated banks and payment institutions, served over HTTP (`stopper institutions`).
+"""Simulated banks and payment institutions, served over HTTP (`stopper simulate`).
 
 Each institution has a behaviour profile: answer latency, rates of timeouts, 5xx and malformed
 answers, an outage window, accounts that do not exist, and whether it answers at once or later

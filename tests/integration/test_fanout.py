@@ -4,10 +4,12 @@ institutions over HTTP on loopback, with Stopper's API taking their callbacks.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -19,15 +21,19 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from stopper import cli
 from stopper.adapters.db.models import HoldRow, HoldTransitionRow
 from stopper.api.app import create_app
+from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.config import (
     ApiSettings,
     DatabaseSettings,
     DispatchSettings,
     InstitutionsSettings,
+    Role,
     Settings,
 )
+from stopper.domain.holds import HoldEvent
 from stopper.registry import load_registry
 from stopper.runtime import Runtime, build_runtime
 from stopper.serving import free_port, serving
@@ -379,3 +385,104 @@ async def test_frozen_funds_go_back_to_two_victims_from_two_layers(
         8_000_000,
     )
     assert "6217000000000001" not in json.dumps(ordered.json())
+
+
+@pytest.mark.parametrize("world", ["instant"], indirect=True)
+async def test_an_api_process_and_a_worker_process_share_the_work(world: World) -> None:
+    """Roles: the api process takes reports and answers questions; only the worker consumes and
+    talks to the institutions. Together they settle every hold."""
+    api = build_runtime(world.settings.model_copy(update={"role": Role.API}))
+    worker_port = free_port()
+    worker = build_runtime(
+        world.settings.model_copy(
+            update={"role": Role.WORKER, "api": ApiSettings(port=worker_port)}
+        )
+    )
+    async with (
+        serving(create_app(api), port=world.stopper_port) as url,
+        serving(create_app(worker), port=worker_port) as worker_url,
+    ):
+        assert not api._tasks and worker._tasks  # consumers and sweepers run in the worker only
+        case_ids = await post_reports(url, 10, seed=21)
+        states = await eventually(lambda: all_settled(world.settings, case_ids), timeout=30)
+        async with httpx.AsyncClient() as client:
+            refused = await client.post(f"{worker_url}/v1/reports", json=report_doc())
+            health = await client.get(f"{worker_url}/readyz")
+            # The worker reports what it saw of the institutions; the api serves it.
+            status = await eventually(lambda: institutions_with_attempts(client, url), timeout=15)
+    assert refused.status_code == 404 and health.status_code == 200
+    assert "stopped" in states.values()
+    assert sum(i["attempts"] for i in status) >= len(states)
+    await assert_no_double_stops(world, states)
+
+
+async def institutions_with_attempts(client: httpx.AsyncClient, url: str) -> list[Any] | None:
+    doc = (await client.get(f"{url}/v1/institutions/status")).json()
+    busy = [i for i in doc["institutions"] if i["attempts"] > 0]
+    return busy or None
+
+
+@pytest.mark.parametrize("world", ["instant"], indirect=True)
+async def test_operator_commands_show_cases_holds_and_institutions(
+    world: World, stopper: str
+) -> None:
+    case_ids = await post_reports(stopper, 5, seed=22)
+    await eventually(lambda: all_settled(world.settings, case_ids), timeout=30)
+    runtime = build_runtime(world.settings)
+    try:
+        failed_hold, failed_case = await give_up_on_one_hold(runtime, case_ids)
+    finally:
+        await runtime.engine.dispose()
+
+    async def command(*args: str) -> tuple[int, str]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = await asyncio.to_thread(cli.main, [*args, "--url", stopper])
+        return code, out.getvalue()
+
+    code, listing = await command("cases", "list")
+    assert code == 0 and listing.splitlines()[0].split()[:3] == ["CASE", "AGENCY", "OPENED"]
+    assert all(case_id in listing for case_id in case_ids)
+    code, shown = await command("cases", "show", str(failed_case))
+    assert code == 0 and "L1" in shown and "failed" in shown and "****" in shown
+    code, failed = await command("holds", "failed", "--json")
+    holds = json.loads(failed)["holds"]
+    assert code == 0 and [h["hold_id"] for h in holds] == [str(failed_hold)]
+    assert holds[0]["state_reason"] == "operator test: institution gone"
+    code, lapsing = await command("holds", "lapsing")
+    assert code == 0 and " in 47h " in lapsing  # stops confirmed a moment ago lapse in 48 h
+    status = await eventually(lambda: status_table(command), timeout=15)
+    assert status.splitlines()[0].split()[:3] == ["CODE", "KIND", "NAME"]
+    code, missing = await command("cases", "show", str(UUID(int=1)))
+    assert code == 1 and missing == ""
+    # No account number in any of it.
+    accounts = re.findall(r'"account_number": "([A-Za-z0-9]+)"', json.dumps(report_doc()))
+    assert not any(a in listing + shown + failed + lapsing + status for a in accounts)
+
+
+async def status_table(command: Callable[..., Awaitable[tuple[int, str]]]) -> str | None:
+    code, out = await command("institutions", "status")
+    first_row = out.splitlines()[2].split() if code == 0 else []
+    return out if first_row and first_row[4] != "0" else None
+
+
+async def give_up_on_one_hold(runtime: Runtime, case_ids: list[str]) -> tuple[UUID, UUID]:
+    """Re-apply one stopped hold and give up on it at once: a failed hold for a person."""
+    for case_id in case_ids:
+        view = await runtime.store.get_case(UUID(case_id))
+        stopped = [h.hold_id for h in view.holds if h.state == "stopped"] if view else []
+        if stopped:
+            break
+    target, now = stopped[0], datetime.now(UTC)
+
+    def fail(record: HoldRecord) -> HoldUpdate:
+        moved = [
+            record.hold.apply(event, cause="operator test", actor="test", at=now)
+            for event in (HoldEvent.REAPPLIED, HoldEvent.GAVE_UP)
+        ]
+        return HoldUpdate(
+            at=now, transitions=moved, fields={"state_reason": "operator test: institution gone"}
+        )
+
+    await runtime.store.update_hold(target, fail)
+    return target, UUID(case_id)

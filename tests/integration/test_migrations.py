@@ -31,6 +31,7 @@ TABLES = {
     "callback_nonces",
     "trail_edges",
     "payouts",
+    "institution_health",
     "processed_messages",
 }
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -250,3 +251,18 @@ class TrailEdgeRow(Base):
     transferred_at: Mapped[datetime] = mapped_column(Timestamp)
     outcome: Mapped[str] = mapped_column(String(24))
     recorded_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class InstitutionHealthRow(Base):
+    """Each instance's latest view of each institution (breaker, recent attempts), refreshed
+    every few seconds by its workers."""
+
+    __tablename__ = "institution_health"
+
+    instance: Mapped[str] = mapped_column(String(64), primary_key=True)
+    institution_code: Mapped[str] = mapped_column(String(12), primary_key=True)
+    breaker_state: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer)
+    latency_p95_ms: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, index=True)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, and_, func, insert, or_, select, text, update
+from sqlalchemy import Select, and_, func, insert, or_, select, text, type_coerce, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -22,12 +22,15 @@ from stopper.adapters.db.models import (
     CaseRow,
     HoldRow,
     HoldTransitionRow,
+    InstitutionHealthRow,
     OutboxRow,
     PayoutRow,
+    Timestamp,
     TrailEdgeRow,
     TransferRow,
     VictimRow,
 )
+from stopper.app.health import HealthSnapshot
 from stopper.app.ports import (
     CaseFunds,
     HoldDecision,
@@ -41,8 +44,11 @@ from stopper.app.ports import (
     VictimTransfer,
 )
 from stopper.app.views import (
+    CaseSummaryView,
     CaseView,
+    HoldListView,
     HoldView,
+    InstitutionHealthView,
     Overview,
     PayoutView,
     RaceLatencies,
@@ -57,6 +63,9 @@ from stopper.domain.messages import RequestStop
 from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailNode
 from stopper.errors import StoreUnavailable
+
+# A hold still in play: something is owed to it or may still happen to it.
+_IN_PLAY = ("requested", "sent", "stopped", "failed", "frozen", "returning")
 
 # Errors that mean "the database is not there right now", as opposed to a bug in a statement.
 _UNAVAILABLE = (OperationalError, SAInterfaceError, OSError, ConnectionError)
@@ -201,23 +210,7 @@ class SqlStore:
                     .where(HoldRow.case_id == case_id)
                     .order_by(HoldRow.layer, HoldRow.requested_at, HoldRow.id)
                 )
-                hold_views = tuple(
-                    HoldView(
-                        hold_id=h.id,
-                        institution_code=h.institution_code,
-                        account_masked=mask_account_number(h.account_number),
-                        state=h.state,
-                        layer=h.layer,
-                        currency=h.currency,
-                        amount_asked=h.amount_asked,
-                        amount_stopped=h.amount_stopped,
-                        amount_frozen=h.amount_frozen,
-                        amount_returned=h.amount_returned,
-                        parent_hold_id=h.parent_hold_id,
-                        updated_at=h.updated_at,
-                    )
-                    for h in holds
-                )
+                hold_views = tuple(_hold_view(h) for h in holds)
                 payouts = await connection.execute(
                     select(PayoutRow).where(PayoutRow.case_id == case_id).order_by(PayoutRow.id)
                 )
@@ -245,6 +238,166 @@ class SqlStore:
             holds=hold_views,
             payouts=payout_views,
         )
+
+    async def list_cases(self, *, active_only: bool, limit: int) -> list[CaseSummaryView]:
+        """The newest cases first; `active_only`: cases with a hold still in play."""
+        with _store_errors():
+            async with self._engine.connect() as connection:
+                query = select(CaseRow).order_by(CaseRow.opened_at.desc()).limit(limit)
+                if active_only:
+                    query = query.where(
+                        CaseRow.id.in_(select(HoldRow.case_id).where(HoldRow.state.in_(_IN_PLAY)))
+                    )
+                cases = (await connection.execute(query)).all()
+                ids = [c.id for c in cases]
+                rows = (
+                    await connection.execute(
+                        select(
+                            HoldRow.case_id,
+                            HoldRow.state,
+                            HoldRow.currency,
+                            func.count(),
+                            func.sum(sql_case((HoldRow.layer == 1, HoldRow.amount_asked), else_=0)),
+                            func.sum(HoldRow.amount_stopped),
+                            type_coerce(
+                                func.min(
+                                    sql_case((HoldRow.state == "stopped", HoldRow.stop_expires_at))
+                                ),
+                                Timestamp,
+                            ),
+                        )
+                        .where(HoldRow.case_id.in_(ids))
+                        .group_by(HoldRow.case_id, HoldRow.state, HoldRow.currency)
+                    )
+                ).all()
+        by_state: dict[UUID, dict[str, int]] = {}
+        asked: dict[UUID, dict[str, int]] = {}
+        stopped: dict[UUID, dict[str, int]] = {}
+        lapse: dict[UUID, datetime] = {}
+        for case_id, state, currency, count, ask, stop, expires in rows:
+            states = by_state.setdefault(case_id, {})
+            states[state] = states.get(state, 0) + int(count)
+            for into, amount in ((asked, ask), (stopped, stop)):
+                sums = into.setdefault(case_id, {})
+                sums[currency] = sums.get(currency, 0) + int(amount or 0)
+            if expires is not None and (case_id not in lapse or expires < lapse[case_id]):
+                lapse[case_id] = expires
+        return [
+            CaseSummaryView(
+                case_id=c.id,
+                report_id=c.report_id,
+                agency_code=c.agency_code,
+                opened_at=c.opened_at,
+                holds_by_state=by_state.get(c.id, {}),
+                amount_asked=asked.get(c.id, {}),
+                amount_stopped=stopped.get(c.id, {}),
+                next_lapse_at=lapse.get(c.id),
+            )
+            for c in cases
+        ]
+
+    async def list_holds(
+        self, *, states: Sequence[str], limit: int, soonest_first: bool = False
+    ) -> list[HoldListView]:
+        """Holds in `states`: the most recently changed first, or the closest to their
+        deadline first."""
+        expires = sql_case(
+            (HoldRow.state == "stopped", HoldRow.stop_expires_at),
+            (HoldRow.state == "frozen", HoldRow.freeze_expires_at),
+        )
+        order = expires.asc() if soonest_first else HoldRow.updated_at.desc()
+        with _store_errors():
+            async with self._engine.connect() as connection:
+                rows = (
+                    await connection.execute(
+                        select(HoldRow, AccountRow.account_number)
+                        .join(AccountRow, AccountRow.id == HoldRow.account_id)
+                        .where(HoldRow.state.in_(list(states)))
+                        .order_by(order, HoldRow.id)
+                        .limit(limit)
+                    )
+                ).all()
+        return [
+            HoldListView(
+                hold=_hold_view(row),
+                case_id=row.case_id,
+                state_reason=row.state_reason,
+                expires_at=row.stop_expires_at
+                if row.state == "stopped"
+                else row.freeze_expires_at
+                if row.state == "frozen"
+                else None,
+            )
+            for row in rows
+        ]
+
+    async def save_health(
+        self, instance: str, snapshots: Sequence[HealthSnapshot], at: datetime
+    ) -> None:
+        if not snapshots:
+            return
+        rows = [
+            {
+                "instance": instance,
+                "institution_code": s.institution_code,
+                "breaker_state": s.breaker_state,
+                "attempts": s.attempts,
+                "failures": s.failures,
+                "latency_p95_ms": s.latency_p95_ms,
+                "updated_at": at,
+            }
+            for s in snapshots
+        ]
+        statement = self._insert(InstitutionHealthRow).values(rows)
+        with _store_errors():
+            async with self._engine.begin() as connection:
+                await connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["instance", "institution_code"],
+                        set_={
+                            name: statement.excluded[name]
+                            for name in (
+                                "breaker_state",
+                                "attempts",
+                                "failures",
+                                "latency_p95_ms",
+                                "updated_at",
+                            )
+                        },
+                    )
+                )
+
+    async def institution_health(self, since: datetime) -> list[InstitutionHealthView]:
+        """Every institution some instance reported on since `since`, worst view first."""
+        with _store_errors():
+            async with self._engine.connect() as connection:
+                rows = (
+                    await connection.execute(
+                        select(
+                            InstitutionHealthRow.institution_code,
+                            func.count(),
+                            func.max(InstitutionHealthRow.breaker_state),
+                            func.sum(InstitutionHealthRow.attempts),
+                            func.sum(InstitutionHealthRow.failures),
+                            func.max(InstitutionHealthRow.latency_p95_ms),
+                            type_coerce(func.max(InstitutionHealthRow.updated_at), Timestamp),
+                        )
+                        .where(InstitutionHealthRow.updated_at >= since)
+                        .group_by(InstitutionHealthRow.institution_code)
+                    )
+                ).all()
+        return [
+            InstitutionHealthView(
+                institution_code=code,
+                instances=int(instances),
+                breaker_state=int(breaker),
+                attempts=int(attempts or 0),
+                failures=int(failures or 0),
+                latency_p95_ms=None if p95 is None else float(p95),
+                updated_at=Timestamp.process_result_value(updated, self._engine.dialect) or since,
+            )
+            for code, instances, breaker, attempts, failures, p95, updated in rows
+        ]
 
     async def get_trail(self, case_id: UUID) -> TrailView | None:
         case = await self.get_case(case_id)
@@ -886,6 +1039,23 @@ def _hold_record(row: Any) -> HoldRecord:
         return_round=h.return_round,
         return_attempts=h.return_attempts,
         return_next_attempt_at=h.return_next_attempt_at,
+    )
+
+
+def _hold_view(h: Any) -> HoldView:  # a Core row: the hold's columns and the account number
+    return HoldView(
+        hold_id=h.id,
+        institution_code=h.institution_code,
+        account_masked=mask_account_number(h.account_number),
+        state=h.state,
+        layer=h.layer,
+        currency=h.currency,
+        amount_asked=h.amount_asked,
+        amount_stopped=h.amount_stopped,
+        amount_frozen=h.amount_frozen,
+        amount_returned=h.amount_returned,
+        parent_hold_id=h.parent_hold_id,
+        updated_at=h.updated_at,
     )
 
 

@@ -1,0 +1,173 @@
+"""`stopper cases|holds|institutions status`: what operators and scripts ask a running Stopper,
+through its API. Readable tables by default, the API's JSON with `--json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import httpx
+
+from stopper.errors import StopperError
+
+
+class OperatorCommandFailed(StopperError):
+    """The API could not be reached or refused the question; the message says why."""
+
+
+def fetch(url: str, path: str, params: dict[str, Any] | None = None) -> Any:
+    try:
+        response = httpx.get(url.rstrip("/") + path, params=params, timeout=10)
+    except httpx.HTTPError as e:
+        raise OperatorCommandFailed(f"cannot reach Stopper at {url}: {type(e).__name__}") from e
+    if response.status_code != 200:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise OperatorCommandFailed(f"HTTP {response.status_code}: {detail}")
+    return response.json()
+
+
+def table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
+    if not rows:
+        out.write("(none)\n")
+        return
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out.write(line.rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def countdown(at: str | None, now: datetime) -> str:
+    """'in 5h 03m', 'lapsed 12m ago' or '-'."""
+    if not at:
+        return "-"
+    seconds = int((datetime.fromisoformat(at) - now).total_seconds())
+    span = abs(seconds)
+    text = f"{span // 3600}h {span % 3600 // 60:02d}m" if span >= 3600 else f"{span // 60}m"
+    return f"in {text}" if seconds >= 0 else f"{text} ago"
+
+
+def _money(amounts: dict[str, str]) -> str:
+    return ", ".join(f"{a} {c}" for c, a in amounts.items()) or "-"
+
+
+def _states(by_state: dict[str, int]) -> str:
+    return " ".join(f"{s}:{n}" for s, n in sorted(by_state.items()))
+
+
+def cases_list(doc: Any, now: datetime, out: TextIO) -> None:
+    rows = [
+        [
+            c["case_id"],
+            c["agency_code"],
+            c["opened_at"][:19].replace("T", " "),
+            _states(c["holds_by_state"]),
+            _money(c["amount_stopped"]),
+            countdown(c["next_lapse_at"], now),
+            str(c["needs_person"]),
+        ]
+        for c in doc["cases"]
+    ]
+    table(
+        rows,
+        ["CASE", "AGENCY", "OPENED (UTC)", "HOLDS", "STOPPED", "NEXT LAPSE", "NEED A PERSON"],
+        out,
+    )
+
+
+def case_show(doc: Any, now: datetime, out: TextIO) -> None:
+    out.write(
+        f"case {doc['case_id']}  report {doc['report_id']}  agency {doc['agency_code']}\n"
+        f"opened {doc['opened_at']}  victims {doc['victims']}  transfers {doc['transfers']}\n"
+        f"holds {_states(doc['holds_by_state'])}\n\n"
+    )
+    rows = [
+        [
+            f"L{h['layer']}",
+            h["hold_id"],
+            h["institution_code"],
+            h["account"],
+            h["state"],
+            f"{h['amount_asked']} {h['currency']}",
+            h["amount_stopped"],
+            h["amount_frozen"],
+            h["amount_returned"],
+        ]
+        for h in sorted(doc["holds"], key=lambda h: (h["layer"], h["institution_code"]))
+    ]
+    table(
+        rows,
+        ["LAYER", "HOLD", "INST", "ACCOUNT", "STATE", "ASKED", "STOPPED", "FROZEN", "RETURNED"],
+        out,
+    )
+    if doc.get("payouts"):
+        out.write("\npayouts to victims\n")
+        table(
+            [
+                [p["victim_ref"], p["amount"] + " " + p["currency"], p["account"], p["status"]]
+                for p in doc["payouts"]
+            ],
+            ["VICTIM", "AMOUNT", "ACCOUNT", "STATUS"],
+            out,
+        )
+
+
+def holds_list(doc: Any, now: datetime, out: TextIO) -> None:
+    rows = [
+        [
+            h["hold_id"],
+            h["case_id"],
+            h["institution_code"],
+            h["account"],
+            h["state"],
+            f"{h['amount_asked']} {h['currency']}",
+            countdown(h["expires_at"], now),
+            (h["state_reason"] or "")[:70],
+        ]
+        for h in doc["holds"]
+    ]
+    table(rows, ["HOLD", "CASE", "INST", "ACCOUNT", "STATE", "ASKED", "DEADLINE", "WHY"], out)
+
+
+def institutions_status(doc: Any, now: datetime, out: TextIO) -> None:
+    rows = [
+        [
+            i["code"],
+            i["kind"],
+            i["name"][:28],
+            i["breaker"],
+            str(i["attempts"]),
+            "-" if i["error_rate"] is None else f"{i['error_rate'] * 100:.1f} %",
+            "-" if i["latency_p95_ms"] is None else f"{i['latency_p95_ms']:.0f} ms",
+        ]
+        for i in doc["institutions"]
+    ]
+    table(rows, ["CODE", "KIND", "NAME", "BREAKER", "ATTEMPTS 5M", "ERRORS", "P95"], out)
+
+
+Render = Callable[[Any, datetime, TextIO], None]
+
+
+def run(
+    url: str,
+    path: str,
+    render: Render,
+    *,
+    as_json: bool,
+    params: dict[str, Any] | None = None,
+    out: TextIO | None = None,
+) -> int:
+    out = out or sys.stdout
+    doc = fetch(url, path, params)
+    if as_json:
+        out.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        render(doc, datetime.now(UTC), out)
+    return 0

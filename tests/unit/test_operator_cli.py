@@ -1,0 +1,89 @@
+"""The operator commands' tables, from canned API answers."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import pytest
+
+from stopper import cli
+from stopper.operator_cli import cases_list, countdown, holds_list, institutions_status
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def test_countdowns_read_like_a_clock() -> None:
+    assert countdown("2026-11-22T17:03:00+00:00", NOW) == "in 5h 03m"
+    assert countdown("2026-11-22T11:48:00+00:00", NOW) == "12m ago"
+    assert countdown(None, NOW) == "-"
+
+
+def test_case_and_hold_tables_show_what_a_person_needs() -> None:
+    out = io.StringIO()
+    cases_list(
+        {
+            "cases": [
+                {
+                    "case_id": "c-1",
+                    "agency_code": "PSB-01",
+                    "opened_at": "2026-11-22T11:00:00.123+00:00",
+                    "holds_by_state": {"stopped": 2, "failed": 1},
+                    "amount_stopped": {"CNY": "500.00"},
+                    "next_lapse_at": "2026-11-24T11:00:00+00:00",
+                    "needs_person": 1,
+                }
+            ]
+        },
+        NOW,
+        out,
+    )
+    header, rule, row = out.getvalue().splitlines()
+    assert header.split()[:2] == ["CASE", "AGENCY"] and set(rule) <= {"-", " "}
+    assert row.split() == [
+        "c-1",
+        "PSB-01",
+        "2026-11-22",
+        "11:00:00",
+        "failed:1",
+        "stopped:2",
+        "500.00",
+        "CNY",
+        "in",
+        "47h",
+        "00m",
+        "1",
+    ]
+    empty = io.StringIO()
+    holds_list({"holds": []}, NOW, empty)
+    assert empty.getvalue() == "(none)\n"
+
+
+def test_institutions_table_shows_breaker_error_rate_and_latency() -> None:
+    out = io.StringIO()
+    institutions_status(
+        {
+            "institutions": [
+                {
+                    "code": "BK02",
+                    "kind": "bank",
+                    "name": "Jade River Bank",
+                    "breaker": "open",
+                    "attempts": 40,
+                    "failures": 30,
+                    "error_rate": 0.75,
+                    "latency_p95_ms": 812.4,
+                }
+            ]
+        },
+        NOW,
+        out,
+    )
+    assert out.getvalue().splitlines()[2].split()[-6:] == ["open", "40", "75.0", "%", "812", "ms"]
+
+
+def test_an_unreachable_api_is_a_clear_error_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["cases", "list", "--url", "http://127.0.0.1:9"]) == 1
+    assert "cannot reach Stopper at http://127.0.0.1:9" in capsys.readouterr().err
