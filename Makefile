@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check serve clean postgres-binaries
+.PHONY: demo test lint typecheck check serve clean test-binaries
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,17 +19,22 @@ $(STAMP): pyproject.toml requirements/broker.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The suite starts a private PostgreSQL cluster from the server binaries; install them if absent.
-postgres-binaries:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		echo "installing Debian's postgresql (server binaries for the test cluster)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+# The suite starts a private PostgreSQL cluster and a real Prometheus, checks alert rules with
+# promtool, and drives the console in Chromium: install Debian's packages for what is absent.
+test-binaries:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian's$$missing for the test suite"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 demo: $(STAMP)
 	$(BIN)/stopper demo
 
-test: $(STAMP) postgres-binaries
+test: $(STAMP) test-binaries
 	$(BIN)/ruff check stopper tests migrations
 	$(BIN)/mypy
 	$(BIN)/pytest -q

@@ -15,9 +15,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stopper import metrics
+from stopper.api.console import add_console
 from stopper.app.callbacks import CallbackRefused
 from stopper.app.deadlines import ReapplyOutcome
 from stopper.app.freezes import FreezeOrderOutcome
+from stopper.app.health import FRESH_S
 from stopper.app.intake import ACCEPTED_AT_HEADER, SOURCE_HEADER, ReportRejected, parse_report
 from stopper.config import Role
 from stopper.contracts.cases import (
@@ -58,8 +60,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 _CALLBACK_LIMIT = 64 * 1024
-# Institution health older than this is an instance that stopped reporting.
-HEALTH_FRESH_S = 60
 
 
 class BodyTooLarge(Exception):
@@ -255,7 +255,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         "failures and latency (the troubled first).",
     )
     async def institutions_status() -> Response:
-        since = runtime.clock.now() - timedelta(seconds=HEALTH_FRESH_S)
+        since = runtime.clock.now() - timedelta(seconds=FRESH_S)
         views = await runtime.store.institution_health(since)
         body = InstitutionStatusListV1.from_views(runtime.registry, views)
         return JSONResponse(body.model_dump(mode="json"))
@@ -387,6 +387,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
             )
         )
 
+    add_console(app, runtime)
     return app
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 WINDOW_S = 300.0  # the last five minutes
+FRESH_S = 60  # a snapshot older than this is an instance that stopped reporting
 _MAX_SAMPLES = 1000  # per institution
 
 
