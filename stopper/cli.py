@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -103,6 +104,10 @@ def _api_url(args: argparse.Namespace) -> str:
     return api.url or f"http://127.0.0.1:{api.port}"
 
 
+def _api_key(args: argparse.Namespace) -> str:
+    return str(args.key or _settings().api.key)
+
+
 def _ask(
     path: str, render: str, params: dict[str, object] | None = None
 ) -> Callable[[argparse.Namespace], int]:
@@ -115,6 +120,7 @@ def _ask(
             getattr(operator_cli, render),
             as_json=args.json,
             params={k: (getattr(args, k) if v is None else v) for k, v in (params or {}).items()},
+            key=_api_key(args),
         )
 
     return run
@@ -125,8 +131,57 @@ def _list_cases(args: argparse.Namespace) -> int:
     from stopper import operator_cli
 
     return operator_cli.run(
-        _api_url(args), "/v1/cases", operator_cli.cases_list, as_json=args.json, params=params
+        _api_url(args),
+        "/v1/cases",
+        operator_cli.cases_list,
+        as_json=args.json,
+        params=params,
+        key=_api_key(args),
     )
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from stopper.adapters.db.engine import create_engine
+    from stopper.adapters.db.store import SqlStore
+    from stopper.app.auth import KeyRole, new_key
+
+    settings = _settings()
+
+    async def run() -> int:
+        engine = create_engine(settings.database)
+        store = SqlStore(engine, settings.kafka.stop_requests_topic)
+        try:
+            now = datetime.now(UTC)
+            if args.keys_command == "add":
+                try:
+                    stored, token = new_key(args.agency, KeyRole(args.role), args.label, now)
+                except ValueError as e:
+                    print(f"stopper: {e}", file=sys.stderr)
+                    return 2
+                await store.add_api_key(stored)
+                print(
+                    f"key {stored.key_id} ({stored.role.value}, agency {stored.agency_code or '-'})"
+                )
+                print("the key itself, shown this once:")
+                print(token)
+                return 0
+            if args.keys_command == "revoke":
+                if await store.revoke_api_key(args.key_id, now):
+                    print(f"key {args.key_id} revoked")
+                    return 0
+                print(f"stopper: no active key {args.key_id}", file=sys.stderr)
+                return 1
+            for key in await store.list_api_keys():
+                state = "revoked" if key.revoked_at else "active"
+                print(
+                    f"{key.key_id}  {key.role.value:<8}  {key.agency_code or '-':<24}  "
+                    f"{state:<7}  {key.created_at:%Y-%m-%d}  {key.label}"
+                )
+            return 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -184,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--url", default=None, help="Stopper's API (default: STOPPER_API_URL or 127.0.0.1)"
         )
         command.add_argument("--json", action="store_true", help="the API's JSON, unchanged")
+        command.add_argument(
+            "--key", default=None, help="an operator key (default: STOPPER_API_KEY)"
+        )
         return command
 
     cases = commands.add_parser("cases", help="cases, from a running Stopper").add_subparsers(
@@ -218,6 +276,21 @@ def build_parser() -> argparse.ArgumentParser:
         institutions, "status", "breaker, attempts, error rate and latency per institution"
     )
     status.set_defaults(run=_ask("/v1/institutions/status", "institutions_status"))
+
+    keys = commands.add_parser(
+        "keys", help="API keys of intake systems and operators (in the database)"
+    ).add_subparsers(dest="keys_command", required=True)
+    add = keys.add_parser("add", help="create a key and print it (once)")
+    add.add_argument("--role", choices=["intake", "operator"], required=True)
+    add.add_argument("--agency", default=None, help="the agency an intake key files reports for")
+    add.add_argument("--label", default="", help="who or what holds the key")
+    add.set_defaults(run=_keys)
+    keys.add_parser("list", help="every key: id, role, agency, active or revoked").set_defaults(
+        run=_keys
+    )
+    revoke = keys.add_parser("revoke", help="revoke a key (effective within seconds)")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(run=_keys)
 
     mig = commands.add_parser("migrate", help="upgrade the database schema to the newest")
     mig.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION instead")

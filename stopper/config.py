@@ -30,6 +30,10 @@ class Role(StrEnum):
     WORKER = "worker"
 
 
+# Values from examples and development that must never reach production.
+_PLACEHOLDERS = ("CHANGE-ME", "change-me", "dev-only", "changeme")
+
+
 def _default_instance() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"[:64]
 
@@ -93,6 +97,19 @@ class ApiSettings(BaseSettings):
         description="Where `stopper cases|holds|institutions status` reach the API; "
         "empty: http://127.0.0.1:<port>.",
     )
+    require_keys: bool | None = Field(
+        default=None,
+        description="Callers must present an API key (`stopper keys add`). Unset: required in "
+        "production, not in development (where an anonymous caller acts as an operator).",
+    )
+    key: str = Field(
+        default="", description="The API key the operator commands send (an operator key)."
+    )
+
+    @field_validator("require_keys", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 class InstitutionsSettings(BaseSettings):
@@ -204,6 +221,24 @@ class Settings(BaseSettings):
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
 
+    @property
+    def keys_required(self) -> bool:
+        if self.api.require_keys is None:
+            return self.environment is Environment.PRODUCTION
+        return self.api.require_keys
+
+    def _refuse_default_secrets(self) -> None:
+        if self.api.require_keys is False:
+            raise ValueError("production requires API keys: unset STOPPER_API_REQUIRE_KEYS")
+        if any(marker in (self.database.url or "") for marker in _PLACEHOLDERS):
+            raise ValueError("STOPPER_DATABASE_URL still has a placeholder password")
+        for ref, secret in self.institutions.callback_secrets.items():
+            if len(secret) < 16 or any(m in secret for m in _PLACEHOLDERS):
+                raise ValueError(
+                    f"the callback secret for {ref!r} is a placeholder or shorter than 16 "
+                    "characters"
+                )
+
     @field_validator("instance_id")
     @classmethod
     def _instance_named(cls, value: str) -> str:
@@ -218,6 +253,8 @@ class Settings(BaseSettings):
                 "production needs STOPPER_DATABASE_URL and STOPPER_KAFKA_BOOTSTRAP: "
                 "the embedded default is for development and demos"
             )
+        if self.environment is Environment.PRODUCTION:
+            self._refuse_default_secrets()
         if self.role is not Role.ALL and (
             self.database.is_embedded or self.kafka.bootstrap is None
         ):

@@ -135,3 +135,8 @@ CONSUMER_LAG = Gauge(
 OUTBOX_PENDING = Gauge(
     "stopper_outbox_pending", "Outbox rows written but not yet published to the bus."
 )
+AUTH_REFUSED = Counter(
+    "stopper_auth_refused_total",
+    "API calls refused: missing or invalid key, not an operator, another agency's report.",
+    ["reason"],
+)

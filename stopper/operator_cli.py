@@ -18,9 +18,10 @@ class OperatorCommandFailed(StopperError):
     """The API could not be reached or refused the question; the message says why."""
 
 
-def fetch(url: str, path: str, params: dict[str, Any] | None = None) -> Any:
+def fetch(url: str, path: str, params: dict[str, Any] | None = None, key: str = "") -> Any:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
     try:
-        response = httpx.get(url.rstrip("/") + path, params=params, timeout=10)
+        response = httpx.get(url.rstrip("/") + path, params=params, headers=headers, timeout=10)
     except httpx.HTTPError as e:
         raise OperatorCommandFailed(f"cannot reach Stopper at {url}: {type(e).__name__}") from e
     if response.status_code != 200:
@@ -162,10 +163,11 @@ def run(
     *,
     as_json: bool,
     params: dict[str, Any] | None = None,
+    key: str = "",
     out: TextIO | None = None,
 ) -> int:
     out = out or sys.stdout
-    doc = fetch(url, path, params)
+    doc = fetch(url, path, params, key)
     if as_json:
         out.write(json.dumps(doc, indent=2) + "\n")
     else:

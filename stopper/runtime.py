@@ -19,6 +19,7 @@ from stopper.adapters.db.store import SqlStore
 from stopper.adapters.institutions.http_json import HttpJsonAdapter
 from stopper.adapters.kafka_bus import KafkaBus
 from stopper.adapters.memory_bus import InProcessBus
+from stopper.app.auth import ApiKeys
 from stopper.app.background import run_periodically
 from stopper.app.callbacks import CallbackHandler
 from stopper.app.consuming import consume
@@ -52,6 +53,7 @@ class Runtime:
     deadlines: DeadlineKeeper
     freezes: FreezeDesk
     returns: ReturnDesk
+    keys: ApiKeys
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -253,6 +255,7 @@ def build_runtime(
         ),
         FreezeDesk(store, adapter, registry, clock, settings.deadlines),
         ReturnDesk(store, adapter, registry, clock),
+        ApiKeys(store),
     )
 
 

@@ -9,13 +9,15 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stopper import metrics
+from stopper.api.auth import AuthRefused, caller, operator
 from stopper.api.console import add_console
+from stopper.app.auth import Caller
 from stopper.app.callbacks import CallbackRefused
 from stopper.app.deadlines import ReapplyOutcome
 from stopper.app.freezes import FreezeOrderOutcome
@@ -85,6 +87,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         summary="Emergency payment-stop coordinator: police fraud reports in, stops out.",
         lifespan=lifespan,
     )
+    app.state.runtime = runtime
     limit = runtime.settings.api.max_body_bytes
     public_url = runtime.settings.api.public_url.rstrip("/")
 
@@ -93,6 +96,17 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         # FastAPI's default answer echoes the input; ours never does (it may hold account data).
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return _error(422, "the request is not valid", errors)
+
+    @app.exception_handler(AuthRefused)
+    async def _auth_refused(request: Request, exc: AuthRefused) -> JSONResponse:
+        metrics.AUTH_REFUSED.labels(reason=exc.reason).inc()
+        headers = {}
+        if exc.status == 401:
+            console = request.url.path.startswith("/console")
+            headers["WWW-Authenticate"] = (
+                'Basic realm="Stopper console"' if console else 'Bearer realm="Stopper"'
+            )
+        return _error(exc.status, exc.detail, headers=headers)
 
     @app.exception_handler(StoreUnavailable)
     async def _store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -142,8 +156,10 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         },
         summary="File a fraud report: opens its case and asks for a stop on every account.",
     )
-    async def post_report(request: Request) -> Response:
+    async def post_report(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
         started = time.perf_counter()
+        if who.is_operator and who.key_id is not None:
+            raise AuthRefused(403, "reports are filed with an intake key", "not_intake")
         try:
             raw = await _read_capped(request, limit)
         except BodyTooLarge:
@@ -156,6 +172,9 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
             status = 400 if _is_encoding_error(e) else 422
             return _error(status, e.reason, e.errors)
 
+        if not who.sees_agency(report.agency.code):
+            metrics.REPORTS_RECEIVED.labels(outcome="rejected").inc()
+            raise AuthRefused(403, "this key files reports for its own agency only", "other_agency")
         case_id = case_id_for(report.report_id)
         accepted = ReportAcceptedV1(
             report_id=report.report_id,
@@ -194,9 +213,9 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         response_model=CaseV1,
         responses={404: {"model": ErrorV1, "description": "No such case (yet)."}},
     )
-    async def get_case(case_id: UUID) -> Response:
+    async def get_case(case_id: UUID, who: Annotated[Caller, Depends(caller)]) -> Response:
         view = await runtime.store.get_case(case_id)
-        if view is None:
+        if view is None or not who.sees_agency(view.agency_code):
             return _error(404, "no such case; a report accepted moments ago may still be queued")
         return JSONResponse(CaseV1.from_view(view).model_dump(mode="json"))
 
@@ -206,9 +225,10 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         responses={404: {"model": ErrorV1, "description": "No such case (yet)."}},
         summary="The money trail of a case: holds per layer and the onward transfers between.",
     )
-    async def get_trail(case_id: UUID) -> Response:
+    async def get_trail(case_id: UUID, who: Annotated[Caller, Depends(caller)]) -> Response:
+        agency = await runtime.store.case_agency(case_id)
         view = await runtime.store.get_trail(case_id)
-        if view is None:
+        if view is None or agency is None or not who.sees_agency(agency):
             return _error(404, "no such case; a report accepted moments ago may still be queued")
         return JSONResponse(TrailV1.from_view(view).model_dump(mode="json"))
 
@@ -218,10 +238,15 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         summary="Cases, newest first: by default those with a hold still in play.",
     )
     async def list_cases(
+        who: Annotated[Caller, Depends(caller)],
         active: bool = Query(default=True, description="Only cases with a hold still in play."),
         limit: int = Query(default=50, ge=1, le=500),
     ) -> Response:
-        views = await runtime.store.list_cases(active_only=active, limit=limit)
+        views = await runtime.store.list_cases(
+            active_only=active,
+            limit=limit,
+            agency_code=None if who.is_operator else who.agency_code,
+        )
         body = CaseListV1(cases=[CaseSummaryV1.from_view(v) for v in views])
         return JSONResponse(body.model_dump(mode="json"))
 
@@ -231,6 +256,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         summary="Holds in the given states (default: failed, the ones waiting for a person).",
     )
     async def list_holds(
+        _: Annotated[Caller, Depends(operator)],
         state: Annotated[
             list[HoldState] | None, Query(description="Repeatable; default: failed.")
         ] = None,
@@ -254,7 +280,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         summary="Each institution's health as the workers see it: breaker, recent attempts, "
         "failures and latency (the troubled first).",
     )
-    async def institutions_status() -> Response:
+    async def institutions_status(_: Annotated[Caller, Depends(operator)]) -> Response:
         since = runtime.clock.now() - timedelta(seconds=FRESH_S)
         views = await runtime.store.institution_health(since)
         body = InstitutionStatusListV1.from_views(runtime.registry, views)
@@ -273,9 +299,11 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         },
         summary="Re-apply an expired or expiring emergency stop (at most twice per hold).",
     )
-    async def reapply_hold(hold_id: UUID, body: ReapplyV1) -> Response:
+    async def reapply_hold(
+        hold_id: UUID, body: ReapplyV1, who: Annotated[Caller, Depends(operator)]
+    ) -> Response:
         outcome = await runtime.deadlines.reapply(
-            hold_id, actor=f"operator:{body.requested_by}", reason=body.reason
+            hold_id, actor=who.actor(body.requested_by), reason=body.reason
         )
         if outcome is ReapplyOutcome.UNKNOWN_HOLD:
             return _error(404, "no such hold")
@@ -297,11 +325,11 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         summary="Order the formal freeze of a stopped hold (or renew a freeze) under a legal "
         "document; the institution's confirmation moves the hold to `frozen`.",
     )
-    async def freeze_hold(hold_id: UUID, body: FreezeOrderV1) -> Response:
+    async def freeze_hold(
+        hold_id: UUID, body: FreezeOrderV1, who: Annotated[Caller, Depends(operator)]
+    ) -> Response:
         outcome = await runtime.freezes.order(
-            hold_id,
-            document_ref=body.legal_document_ref,
-            actor=f"operator:{body.requested_by}",
+            hold_id, document_ref=body.legal_document_ref, actor=who.actor(body.requested_by)
         )
         if outcome is FreezeOrderOutcome.UNKNOWN_HOLD:
             return _error(404, "no such hold")
@@ -329,11 +357,13 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         "frozen hold is split among the victims whose money reached it, and moves to "
         "`returning`, then `returned` when its institution confirms.",
     )
-    async def order_returns(case_id: UUID, body: ReturnOrderV1) -> Response:
+    async def order_returns(
+        case_id: UUID, body: ReturnOrderV1, who: Annotated[Caller, Depends(operator)]
+    ) -> Response:
         result = await runtime.returns.order(
             case_id,
             document_ref=body.legal_document_ref,
-            actor=f"operator:{body.requested_by}",
+            actor=who.actor(body.requested_by),
             hold_ids=body.hold_ids,
         )
         if result is None:

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from html import escape
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 
+from stopper.api.auth import operator
+from stopper.app.auth import Caller
 from stopper.app.health import FRESH_S
 from stopper.app.views import CaseSummaryView, HoldListView, InstitutionHealthView
 from stopper.contracts.operations import BREAKER_STATES
@@ -28,12 +30,14 @@ _CASES, _LAPSING, _FAILED = 25, 40, 40
 
 
 def add_console(app: FastAPI, runtime: Runtime) -> None:
+    """Operators only: a browser sends the key as the password of HTTP Basic authentication."""
+
     @app.get("/console", response_class=HTMLResponse, include_in_schema=False)
-    async def console() -> HTMLResponse:
+    async def console(_: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
         return HTMLResponse(_PAGE.replace("{panels}", await panels_html(runtime)))
 
     @app.get("/console/panels", response_class=HTMLResponse, include_in_schema=False)
-    async def panels() -> HTMLResponse:
+    async def panels(_: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
         return HTMLResponse(await panels_html(runtime))
 
 

@@ -32,6 +32,7 @@ TABLES = {
     "trail_edges",
     "payouts",
     "institution_health",
+    "api_keys",
     "processed_messages",
 }
 

@@ -54,3 +54,33 @@ def test_production_refuses_the_embedded_default(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("STOPPER_DATABASE_URL", raising=False)
     with pytest.raises(ValidationError, match="production needs"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "complaint"),
+    [
+        ("STOPPER_INSTITUTIONS_CALLBACK_SECRETS", '{"bk01": "CHANGE-ME"}', "placeholder"),
+        ("STOPPER_INSTITUTIONS_CALLBACK_SECRETS", '{"bk01": "short"}', "shorter than 16"),
+        ("STOPPER_DATABASE_URL", "postgresql+asyncpg://s:CHANGE-ME@db/s", "placeholder password"),
+        ("STOPPER_API_REQUIRE_KEYS", "false", "production requires API keys"),
+    ],
+)
+def test_production_refuses_default_secrets(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, complaint: str
+) -> None:
+    monkeypatch.setenv("STOPPER_ENVIRONMENT", "production")
+    monkeypatch.setenv("STOPPER_DATABASE_URL", "postgresql+asyncpg://s:a-real-password@db/s")
+    monkeypatch.setenv("STOPPER_KAFKA_BOOTSTRAP", "kafka:9092")
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=complaint):
+        Settings()
+
+
+def test_production_requires_keys_and_development_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STOPPER_DATABASE_URL", "postgresql+asyncpg://s:a-real-password@db/s")
+    monkeypatch.setenv("STOPPER_KAFKA_BOOTSTRAP", "kafka:9092")
+    assert not Settings().keys_required
+    monkeypatch.setenv("STOPPER_ENVIRONMENT", "production")
+    assert Settings().keys_required

@@ -266,3 +266,17 @@ class InstitutionHealthRow(Base):
     failures: Mapped[int] = mapped_column(Integer)
     latency_p95_ms: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class ApiKeyRow(Base):
+    """API keys of intake systems and operators: the secret is stored as its SHA-256 only."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    agency_code: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)

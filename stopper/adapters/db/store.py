@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stopper.adapters.db.models import (
     AccountRow,
+    ApiKeyRow,
     Base,
     CallbackNonceRow,
     CaseRow,
@@ -30,6 +31,7 @@ from stopper.adapters.db.models import (
     TransferRow,
     VictimRow,
 )
+from stopper.app.auth import KeyRole, StoredKey
 from stopper.app.health import HealthSnapshot
 from stopper.app.ports import (
     CaseFunds,
@@ -239,11 +241,24 @@ class SqlStore:
             payouts=payout_views,
         )
 
-    async def list_cases(self, *, active_only: bool, limit: int) -> list[CaseSummaryView]:
-        """The newest cases first; `active_only`: cases with a hold still in play."""
+    async def case_agency(self, case_id: UUID) -> str | None:
+        with _store_errors():
+            async with self._engine.connect() as connection:
+                agency = await connection.scalar(
+                    select(CaseRow.agency_code).where(CaseRow.id == case_id)
+                )
+                return None if agency is None else str(agency)
+
+    async def list_cases(
+        self, *, active_only: bool, limit: int, agency_code: str | None = None
+    ) -> list[CaseSummaryView]:
+        """The newest cases first; `active_only`: cases with a hold still in play;
+        `agency_code`: that agency's cases only."""
         with _store_errors():
             async with self._engine.connect() as connection:
                 query = select(CaseRow).order_by(CaseRow.opened_at.desc()).limit(limit)
+                if agency_code is not None:
+                    query = query.where(CaseRow.agency_code == agency_code)
                 if active_only:
                     query = query.where(
                         CaseRow.id.in_(select(HoldRow.case_id).where(HoldRow.state.in_(_IN_PLAY)))
@@ -398,6 +413,45 @@ class SqlStore:
             )
             for code, instances, breaker, attempts, failures, p95, updated in rows
         ]
+
+    async def add_api_key(self, key: StoredKey) -> None:
+        with _store_errors():
+            async with self._engine.begin() as connection:
+                await connection.execute(
+                    insert(ApiKeyRow).values(
+                        key_id=key.key_id,
+                        agency_code=key.agency_code,
+                        role=key.role.value,
+                        secret_sha256=key.secret_sha256,
+                        label=key.label,
+                        created_at=key.created_at,
+                        revoked_at=key.revoked_at,
+                    )
+                )
+
+    async def get_api_key(self, key_id: str) -> StoredKey | None:
+        with _store_errors():
+            async with self._engine.connect() as connection:
+                row = (
+                    await connection.execute(select(ApiKeyRow).where(ApiKeyRow.key_id == key_id))
+                ).one_or_none()
+        return None if row is None else _stored_key(row)
+
+    async def list_api_keys(self) -> list[StoredKey]:
+        with _store_errors():
+            async with self._engine.connect() as connection:
+                rows = await connection.execute(select(ApiKeyRow).order_by(ApiKeyRow.created_at))
+                return [_stored_key(row) for row in rows]
+
+    async def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        with _store_errors():
+            async with self._engine.begin() as connection:
+                done = await connection.execute(
+                    update(ApiKeyRow)
+                    .where(ApiKeyRow.key_id == key_id, ApiKeyRow.revoked_at.is_(None))
+                    .values(revoked_at=at)
+                )
+                return done.rowcount == 1
 
     async def get_trail(self, case_id: UUID) -> TrailView | None:
         case = await self.get_case(case_id)
@@ -1056,6 +1110,18 @@ def _hold_view(h: Any) -> HoldView:  # a Core row: the hold's columns and the ac
         amount_returned=h.amount_returned,
         parent_hold_id=h.parent_hold_id,
         updated_at=h.updated_at,
+    )
+
+
+def _stored_key(row: Any) -> StoredKey:  # a Core row of api_keys
+    return StoredKey(
+        key_id=row.key_id,
+        agency_code=row.agency_code,
+        role=KeyRole(row.role),
+        secret_sha256=row.secret_sha256,
+        label=row.label,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
     )
 
 
