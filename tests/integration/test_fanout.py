@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import io
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,7 +34,9 @@ from stopper.config import (
     Role,
     Settings,
 )
+from stopper.domain.cases import case_id_for
 from stopper.domain.holds import HoldEvent
+from stopper.logs import KeyValueFormatter
 from stopper.registry import load_registry
 from stopper.runtime import Runtime, build_runtime
 from stopper.serving import free_port, serving
@@ -486,3 +489,54 @@ async def give_up_on_one_hold(runtime: Runtime, case_ids: list[str]) -> tuple[UU
 
     await runtime.store.update_hold(target, fail)
     return target, UUID(case_id)
+
+
+@pytest.mark.parametrize("world", ["chaos"], indirect=True)
+async def test_no_account_number_or_name_reaches_logs_metrics_or_errors(
+    world: World, stopper: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chaotic run (timeouts, 5xx, breakers, failures, callbacks) with everything logged at
+    DEBUG: the captured logs, /metrics and every refusal are scanned for personal data."""
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="stopper")
+    factory = ReportFactory(load_registry(), seed=31)
+    docs = [factory.report(datetime.now(UTC)) for _ in range(12)]
+    refusals = []
+    async with httpx.AsyncClient(base_url=stopper, timeout=30) as client:
+        for doc in docs:
+            assert (await client.post("/v1/reports", json=doc)).status_code == 202
+            broken = json.loads(json.dumps(doc))
+            broken["report_id"] += "-broken"
+            broken["transfers"][0]["amount"] = "-1"
+            broken["transfers"][-1]["receiving_account"]["institution_code"] = "NOPE1"
+            refusals.append((await client.post("/v1/reports", json=broken)).text)
+        case_ids = [str(case_id_for(d["report_id"])) for d in docs]
+        await eventually(lambda: all_settled(world.settings, case_ids), timeout=DEADLINE_S + 40)
+        metrics = (await client.get("/metrics")).text
+        cases = [(await client.get(f"/v1/cases/{c}")).text for c in case_ids]
+    formatter = KeyValueFormatter("%(levelname)s %(name)s: %(message)s")
+    logged = "\n".join(formatter.format(record) for record in caplog.records)
+    assert "stopper" in logged and len(caplog.records) > 20  # the run did log
+    personal = personal_data(docs)
+    assert len(personal) > 20
+    for where, text in [
+        ("logs", logged),
+        ("metrics", metrics),
+        *[("refusal", r) for r in refusals],
+        *[("case", c) for c in cases],
+    ]:
+        leaked = sorted(p for p in personal if p in text)
+        assert not leaked, f"personal data in {where}: {leaked[:3]}"
+
+
+def personal_data(docs: list[dict[str, Any]]) -> set[str]:
+    found: set[str] = set()
+    for doc in docs:
+        found |= {v["name"] for v in doc["victims"] if v.get("name")}
+        for transfer in doc["transfers"]:
+            for side in ("victim_account", "receiving_account"):
+                account = transfer[side]
+                found.add(account["account_number"])
+                if account.get("name"):
+                    found.add(account["name"])
+    return found

@@ -6,6 +6,9 @@ import asyncio
 import json
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from stopper.app.consuming import consume
 from stopper.app.intake import (
     ACCEPTED_AT_HEADER,
@@ -112,3 +115,58 @@ async def test_consumer_commits_only_after_the_batch_is_done_and_retries_failure
     assert subscription.committed == [[0], [1]]
     assert {case_id_for(d["report_id"]) for d in docs} == set(store.cases)
     assert subscription.closed
+
+
+def _mutations() -> st.SearchStrategy[bytes]:
+    """Records a broken or hostile producer could write: raw bytes, arbitrary JSON, and valid
+    reports with one field replaced by arbitrary JSON."""
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
+    values = st.recursive(
+        leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner)
+    )
+    good = report_doc()
+
+    def replace_one(path: tuple[str, ...], value: object) -> bytes:
+        doc = json.loads(json.dumps(good))
+        target = doc
+        for key in path[:-1]:
+            target = target[key] if not isinstance(target, list) else target[0]
+        if isinstance(target, dict):
+            target[path[-1]] = value
+        return json.dumps(doc).encode()
+
+    paths = st.sampled_from(
+        [
+            ("report_id",),
+            ("agency",),
+            ("reported_at",),
+            ("victims",),
+            ("transfers",),
+            ("transfers", "amount"),
+            ("transfers", "receiving_account"),
+            ("transfers", "currency"),
+            ("transfers", "transferred_at"),
+            ("surprise",),
+        ]
+    )
+    return (
+        st.binary(max_size=300)
+        | values.map(lambda v: json.dumps(v).encode())
+        | st.builds(replace_one, paths, values)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(_mutations(), min_size=1, max_size=5))
+async def test_any_record_becomes_a_case_or_a_dead_letter_with_a_reason(
+    records: list[bytes],
+) -> None:
+    store, publisher = FakeIntakeStore(), FakePublisher()
+    batch = [message(value, offset=i) for i, value in enumerate(records)]
+    result = await handler(store, publisher).handle_batch(batch)  # never raises
+    dead = [p for p in publisher.sent if p.topic == "dlq"]
+    assert all(p.headers[DLQ_REASON_HEADER] for p in dead)
+    assert sorted(p.value for p in dead) == sorted(d.message.value for d in result.dead_letters)
+    # Every record is accounted for: a case, a dead letter, or a repost of a case.
+    assert result.created == len(store.cases)
+    assert result.created + result.duplicates + len(dead) == len(records)
