@@ -55,6 +55,7 @@ class Runtime:
     returns: ReturnDesk
     keys: ApiKeys
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _schema_ready: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self, *, consumers: bool | None = None) -> None:
@@ -176,6 +177,16 @@ class Runtime:
         await self.bus.stop()
         await self.adapter.close()
         await self.engine.dispose()
+
+    async def schema_ready(self) -> bool:
+        """The database schema is at the newest migration (remembered once it is)."""
+        if not self._schema_ready:
+            try:
+                self._schema_ready = await migrate.at_head(self.engine)
+            except Exception:  # an unreachable database is the `database` check's to report
+                log.warning("cannot read the schema version", exc_info=True)
+                return False
+        return self._schema_ready
 
     def consumers_alive(self) -> bool:
         return all(not t.done() for t in self._tasks)

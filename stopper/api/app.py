@@ -122,8 +122,10 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         responses={503: {"description": "Not ready; `checks` says what is not."}},
     )
     async def readyz() -> JSONResponse:
+        database = await runtime.store.ping()
         checks = {
-            "database": await runtime.store.ping(),
+            "database": database,
+            "schema": database and await runtime.schema_ready(),
             "bus": await runtime.bus.ready(),
             "consumers": runtime.consumers_alive(),
         }

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from stopper.adapters.db import migrate
 from stopper.api.app import create_app
 from stopper.config import ApiSettings, DatabaseSettings, Settings
 from stopper.contracts.signing import signed_headers
@@ -130,7 +131,12 @@ async def test_health_readiness_metrics_and_schema(
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": True, "bus": True, "consumers": True}
+    assert ready.json()["checks"] == {
+        "database": True,
+        "schema": True,
+        "bus": True,
+        "consumers": True,
+    }
     await post(client, json.dumps(report_doc()).encode())
     metrics = (await client.get("/metrics")).text
     assert 'stopper_reports_received_total{outcome="accepted"}' in metrics
@@ -197,3 +203,24 @@ async def test_a_return_order_names_its_case_and_document_and_nothing_else(
 
 async def _case_exists(client: httpx.AsyncClient, case_id: str) -> bool:
     return (await client.get(f"/v1/cases/{case_id}")).status_code == 200
+
+
+async def test_readiness_waits_for_the_schema(tmp_path: Path) -> None:
+    settings = Settings(
+        database=DatabaseSettings(embedded_path=tmp_path / "old.db", migrate_on_start=False)
+    )
+    runtime = build_runtime(settings)
+    await migrate.upgrade(runtime.engine, "0007")  # a migration the process has not seen run
+    await runtime.start()
+    app = create_app(runtime, start_runtime=False)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://stopper"
+        ) as client:
+            before = await client.get("/readyz")
+            await migrate.upgrade(runtime.engine)
+            after = await client.get("/readyz")
+    finally:
+        await runtime.stop()
+    assert before.status_code == 503 and before.json()["checks"]["schema"] is False
+    assert after.status_code == 200 and after.json()["checks"]["schema"] is True

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,6 +36,19 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
     await _run(engine, lambda cfg: command.downgrade(cfg, revision))
+
+
+async def at_head(engine: AsyncEngine) -> bool:
+    """Whether the database's schema is the newest these migrations know (readiness: a
+    process must not serve on a schema a migration has not reached yet)."""
+
+    def check(connection: Connection) -> bool:
+        heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+        current = set(MigrationContext.configure(connection).get_current_heads())
+        return current == heads
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(check)
 
 
 async def _run(engine: AsyncEngine, action: Callable[[Config], None]) -> None:
