@@ -1,13 +1,14 @@
 # Two commands on a fresh machine:
 #   make demo   -- set up and run a live demo on the embedded default (no servers)
 #   make test   -- set up and run the whole suite, starting PostgreSQL and a Kafka broker itself
+#   make soak   -- the crash harness for ten minutes (kills, broker pause, database restart)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check serve clean test-binaries
+.PHONY: demo test soak lint typecheck check serve clean test-binaries
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,11 @@ test: $(STAMP) test-binaries
 	$(BIN)/ruff check stopper tests migrations
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# The crash harness for longer than the suite runs it (10 minutes of load by default;
+# SOAK_ARGS="--minutes 30 --rate 8"), printing what was sent, kept, stopped and doubled.
+soak: $(STAMP) test-binaries
+	$(BIN)/python -m tests.crash $(SOAK_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check stopper tests migrations

