@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stopper import metrics
 from stopper.api.auth import AuthRefused, caller, operator
@@ -68,6 +69,48 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyLimit:
+    """Refuse any request body over `limit` bytes early: by its Content-Length before reading,
+    or as soon as a streamed body passes the limit."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = _error(413, f"the body is larger than {self.limit} bytes")
+            await response(scope, receive, send)
+            return
+        seen = 0
+        refused = False
+
+        async def counted() -> Message:
+            nonlocal seen, refused
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit and not refused:
+                refused = True
+                response = _error(413, f"the body is larger than {self.limit} bytes")
+                await response(scope, receive, send)
+            # The application sees a caller who went away; what it answers is dropped.
+            return {"type": "http.disconnect"} if refused else message
+
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, counted, unless_refused)
+        except Exception:
+            if not refused:
+                raise
+            # The application tripped over the cut-off body; the caller has its 413.
+
+
 def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     """The HTTP API over `runtime`. With `start_runtime`, the app starts and stops it."""
 
@@ -89,6 +132,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     limit = runtime.settings.api.max_body_bytes
+    app.add_middleware(BodyLimit, limit=limit)
     public_url = runtime.settings.api.public_url.rstrip("/")
 
     @app.exception_handler(RequestValidationError)
