@@ -2,13 +2,14 @@
 #   make demo   -- set up and run a live demo on the embedded default (no servers)
 #   make test   -- set up and run the whole suite, starting PostgreSQL and a Kafka broker itself
 #   make soak   -- the crash harness for ten minutes (kills, broker pause, database restart)
+#   make bench  -- throughput and latency against the machine's bare pipeline
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test soak lint typecheck check serve clean test-binaries
+.PHONY: demo test soak bench lint typecheck check serve clean test-binaries
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +37,7 @@ demo: $(STAMP)
 	$(BIN)/stopper demo
 
 test: $(STAMP) test-binaries
-	$(BIN)/ruff check stopper tests migrations
+	$(BIN)/ruff check stopper tests migrations bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
@@ -45,9 +46,14 @@ test: $(STAMP) test-binaries
 soak: $(STAMP) test-binaries
 	$(BIN)/python -m tests.crash $(SOAK_ARGS)
 
+# The benchmark (bench/run.py): Stopper on PostgreSQL and the broker against the bare pipeline;
+# writes bench/results/latest.json. BENCH_ARGS="--reports 20000" for a longer run.
+bench: $(STAMP) test-binaries
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 lint: $(STAMP)
-	$(BIN)/ruff check stopper tests migrations
-	$(BIN)/ruff format --check stopper tests migrations || true
+	$(BIN)/ruff check stopper tests migrations bench
+	$(BIN)/ruff format --check stopper tests migrations bench || true
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -51,6 +51,8 @@ class Scenario:
     broker_pause_s: float = 30.0  # 0: the broker is never paused
     restart_postgres: bool = True
     workers: int = 2
+    kill_workers_only: bool = False
+    revive: bool = True  # False: a killed process stays dead (the others must take its work)
     settle_s: float = 150.0  # after the load: time for everything to settle
     seed: int = 7
 
@@ -158,6 +160,7 @@ class Harness:
         self.outcome = Outcome()
         self.accepted: set[str] = set()
         self.processes: dict[str, Process] = {}
+        self.dead: set[str] = set()  # killed for good (`Scenario.revive` False)
         self.database_url = ""
 
     async def run(self) -> Outcome:
@@ -247,7 +250,9 @@ class Harness:
             await process.healthy()
 
     async def _all_up(self) -> None:
-        for process in self.processes.values():
+        for name, process in self.processes.items():
+            if name in self.dead:
+                continue
             if process.popen is None or process.popen.poll() is not None:
                 process.start()
             await process.healthy(timeout=120)
@@ -308,11 +313,20 @@ class Harness:
                 await asyncio.to_thread(self.postgres.restart)
 
     async def _kill_one(self) -> None:
-        victims = [name for name in self.processes if name != "institutions"]
+        victims = [
+            name
+            for name in self.processes
+            if name != "institutions"
+            and name not in self.dead
+            and (name.startswith("worker") or not self.scenario.kill_workers_only)
+        ]
         name = self.rng.choice(victims)
         process = self.processes[name]
         process.kill()
         self.outcome.disturbances.append(f"SIGKILL {name}")
+        if not self.scenario.revive:
+            self.dead.add(name)
+            return
         await asyncio.sleep(self.rng.uniform(0.3, 2.0))
         process.start()
 

@@ -41,3 +41,29 @@ async def test_killed_paused_and_restarted_stopper_loses_nothing_and_doubles_not
     assert sum(d.startswith("SIGKILL") for d in outcome.disturbances) == Scenario().kills
     assert outcome.holds_by_state.get("stopped", 0) > 0
     assert set(outcome.holds_by_state) <= {"stopped", "not_found", "rejected", "failed"}
+
+
+async def test_three_workers_share_the_load_and_two_finish_what_a_killed_one_left(
+    own_servers: tuple[PostgresServer, Broker, Path],
+) -> None:
+    """Several instances: three workers in the same consumer groups; one is killed for good
+    mid-load, and the other two take over its partitions and its leased holds."""
+    pg, broker, root = own_servers
+    scenario = Scenario(
+        load_s=30.0,
+        rate_per_s=4.0,
+        kills=1,
+        broker_pause_s=0.0,
+        restart_postgres=False,
+        workers=3,
+        kill_workers_only=True,
+        revive=False,
+        seed=12,
+    )
+    outcome = await Harness(scenario, root, pg, broker).run()
+    print("\n" + "\n".join(outcome.lines()))
+    [killed] = outcome.disturbances
+    assert killed.startswith("SIGKILL worker-")
+    assert outcome.accepted == outcome.reports_sent and outcome.lost == []
+    assert outcome.stuck == 0 and outcome.double_stops == 0 and outcome.audit_gaps == []
+    assert outcome.stops_executed == outcome.holds_by_state.get("stopped", 0)

