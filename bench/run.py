@@ -260,8 +260,42 @@ def main() -> int:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
+    write_table(document)
     print(json.dumps(document, indent=2))
     return 0
+
+
+def write_table(doc: dict[str, Any]) -> None:
+    """The results table of bench/README.md, between its markers, from this run."""
+    readme = RESULTS.parent / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- results -->", "<!-- /results -->"
+    lat = doc["latency_at_200"]
+    req, stop = lat["report_to_request_ms"], lat["report_to_stopped_ms"]
+    table = "\n".join(
+        [
+            start,
+            f"Run of {doc['started_at']} on {doc['machine']['cpus']} cores, "
+            f"{doc['settings']['workers']} workers (`--reports {doc['settings']['reports']}"
+            f" --latency-seconds {doc['settings']['latency_seconds']:g}`):",
+            "",
+            "| measure | result | target |",
+            "|---|---|---|",
+            f"| (a) holds settled per second | {doc['holds_per_s']:,.1f} "
+            f"({doc['throughput']['holds']:,} holds in {doc['throughput']['seconds']} s) "
+            "| ≥ 2,000 |",
+            f"| (c) bare pipeline, records per second | {doc['bare_per_s']:,.1f} | |",
+            f"| ratio (a) / (c) | {doc['ratio']:.3f} | ≥ 0.5 |",
+            f"| (b) report → stop request p50 / p95 / p99 at 200 reports/s, ms | "
+            f"{req['p50']:,} / {req['p95']:,} / {req['p99']:,} | p99 ≤ 20 |",
+            f"| (b) report → stop confirmed p50 / p95 / p99 at 200 reports/s, ms | "
+            f"{stop['p50']:,} / {stop['p95']:,} / {stop['p99']:,} | |",
+            end,
+        ]
+    )
+    before, _, rest = text.partition(start)
+    _, _, after = rest.partition(end)
+    readme.write_text(before + table + after)
 
 
 if __name__ == "__main__":
