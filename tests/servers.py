@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -257,3 +258,20 @@ def tansu_broker(workdir: Path) -> Iterator[Broker]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+async def create_database(server_url: str, prefix: str) -> str:
+    """A new, empty database on the server of `server_url`; its URL."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return url.set(database=name).render_as_string(hide_password=False)

@@ -111,6 +111,9 @@ def profile(name: str, registry: Registry) -> dict[str, Behaviour]:
     return behaviours
 
 
+_Order = FreezeRequestV1 | ReturnRequestV1
+
+
 @dataclass
 class Counts:
     requests: int = 0
@@ -404,41 +407,43 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
             return JSONResponse({"status": "accepted"}, status_code=202)
         return JSONResponse(result, status_code=200)
 
-    @app.post("/institutions/{code}/freezes")
-    async def freeze(
-        code: str, request: Request, idempotency_key: str | None = Header(default=None)
+    async def order(
+        code: str,
+        request: Request,
+        idempotency_key: str | None,
+        model: type[_Order],
+        carry_out: Callable[[SimulatedInstitution, Any], dict[str, Any]],
     ) -> Response:
+        """A freeze or a return: refused like a stop when down, answered at once."""
         sim = simulation.institutions.get(code)
         if sim is None:
             return JSONResponse({"detail": "no such institution"}, status_code=404)
         if sim.down(simulation.elapsed_s()):
             return JSONResponse({"detail": "service unavailable"}, status_code=503)
         try:
-            freeze_request = FreezeRequestV1.model_validate_json(await request.body())
+            parsed = model.model_validate_json(await request.body())
         except ValidationError:
-            return JSONResponse({"detail": "invalid freeze request"}, status_code=422)
-        if idempotency_key != freeze_request.idempotency_key:
+            return JSONResponse({"detail": "invalid request"}, status_code=422)
+        if idempotency_key != parsed.idempotency_key:
             return JSONResponse({"detail": "idempotency key mismatch"}, status_code=400)
         await asyncio.sleep(sim.latency_s())
-        return JSONResponse(sim.freeze(freeze_request))
+        return JSONResponse(carry_out(sim, parsed))
+
+    @app.post("/institutions/{code}/freezes")
+    async def freeze(
+        code: str, request: Request, idempotency_key: str | None = Header(default=None)
+    ) -> Response:
+        return await order(
+            code, request, idempotency_key, FreezeRequestV1, SimulatedInstitution.freeze
+        )
 
     @app.post("/institutions/{code}/returns")
     async def pay_back(
         code: str, request: Request, idempotency_key: str | None = Header(default=None)
     ) -> Response:
-        sim = simulation.institutions.get(code)
-        if sim is None:
-            return JSONResponse({"detail": "no such institution"}, status_code=404)
-        if sim.down(simulation.elapsed_s()):
-            return JSONResponse({"detail": "service unavailable"}, status_code=503)
-        try:
-            return_request = ReturnRequestV1.model_validate_json(await request.body())
-        except ValidationError:
-            return JSONResponse({"detail": "invalid return request"}, status_code=422)
-        if idempotency_key != return_request.idempotency_key:
-            return JSONResponse({"detail": "idempotency key mismatch"}, status_code=400)
-        await asyncio.sleep(sim.latency_s())
-        return JSONResponse(sim.pay_back(return_request))
+        return await order(
+            code, request, idempotency_key, ReturnRequestV1, SimulatedInstitution.pay_back
+        )
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:

@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 from stopper.registry import load_registry
 from stopper.simulation.reports import ReportFactory
 from tests.integration.helpers import fast_registry
-from tests.servers import Broker, PostgresServer, free_port
+from tests.servers import Broker, PostgresServer, create_database, free_port
 
 SETTLED = {"stopped", "not_found", "rejected", "failed"}
 IN_FLIGHT = {"requested", "sent"}
@@ -136,16 +136,7 @@ class Process:
 
 
 async def fresh_database(server: PostgresServer) -> str:
-    url = make_url(server.url)
-    name = f"crash_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database=url.database
-    )
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return url.set(database=name).render_as_string(hide_password=False)
+    return await create_database(server.url, "crash")
 
 
 class Harness:

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stopper.adapters.db import migrate
 from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.models import Base
 from stopper.config import DatabaseSettings
+from tests.servers import create_database
 
 pytestmark = pytest.mark.integration
 
@@ -38,16 +36,7 @@ TABLES = {
 
 
 async def fresh_postgres_database(postgres_url: str) -> str:
-    url = make_url(postgres_url)
-    name = f"migrations_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database=url.database
-    )
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return url.set(database=name).render_as_string(hide_password=False)
+    return await create_database(postgres_url, "migrations")
 
 
 def tables(connection: Connection) -> set[str]:
