@@ -8,9 +8,11 @@ every field.
 
 from __future__ import annotations
 
+import random
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -30,6 +32,12 @@ class RetryPolicy:
     initial_backoff_ms: int
     max_backoff_ms: int
     deadline_s: float
+
+    def backoff(self, attempt: int, rng: random.Random) -> timedelta:
+        """The wait before the attempt after `attempt`: exponential, with full jitter so the
+        retries of many holds at one institution spread out."""
+        ceiling = min(self.max_backoff_ms, self.initial_backoff_ms * 2 ** (attempt - 1))
+        return timedelta(milliseconds=rng.uniform(self.initial_backoff_ms / 2, ceiling))
 
 
 @dataclass(frozen=True, slots=True)

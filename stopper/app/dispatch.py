@@ -117,8 +117,8 @@ class Dispatcher:
         return self._breakers[code]
 
     def health_snapshots(self) -> list[HealthSnapshot]:
-        """This instance's view of every institution it has talked to (or whose breaker is not
-        closed)."""
+        """This instance's view of every institution in the registry (attempts 0 for those it
+        has not called lately)."""
         return [
             self.health.snapshot(code, breaker.state.value)
             for code, breaker in self._breakers.items()
@@ -354,7 +354,7 @@ class Dispatcher:
         reason = f"attempt {claim.attempt}: {error}"
         delay: timedelta | None = None
         if error.retryable:
-            delay = self._backoff(institution, claim.attempt)
+            delay = institution.retry.backoff(claim.attempt, self._rng)
             if isinstance(error, InstitutionUnavailable):
                 breaker_wait = self._breakers[institution.code].retry_after_s()
                 delay = max(delay, timedelta(seconds=breaker_wait))
@@ -370,12 +370,6 @@ class Dispatcher:
                 fields={"next_attempt_at": None, "state_reason": cause},
             )
         return HoldUpdate(at=now, fields={"next_attempt_at": now + delay, "state_reason": reason})
-
-    def _backoff(self, institution: Institution, attempt: int) -> timedelta:
-        policy = institution.retry
-        ceiling = min(policy.max_backoff_ms, policy.initial_backoff_ms * 2 ** (attempt - 1))
-        # Full jitter spreads the retries of many holds at one institution.
-        return timedelta(milliseconds=self._rng.uniform(policy.initial_backoff_ms / 2, ceiling))
 
     # --- calling the institution ------------------------------------------------------------
 

@@ -171,8 +171,7 @@ class InstitutionOrders(abc.ABC):
             return self._refused(record, reason, now)
         if attempt >= policy.max_attempts:
             return self._gave_up(record, reason, now)
-        ceiling = min(policy.max_backoff_ms, policy.initial_backoff_ms * 2 ** (attempt - 1))
-        delay = timedelta(milliseconds=self._rng.uniform(policy.initial_backoff_ms / 2, ceiling))
+        delay = policy.backoff(attempt, self._rng)
         return HoldUpdate(
             at=now,
             fields={**self._bookkeeping(attempt, now + delay), "state_reason": reason},

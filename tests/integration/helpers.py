@@ -2,12 +2,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 from aiokafka import AIOKafkaConsumer
+
+from stopper.api.app import create_app
+from stopper.config import ApiSettings, DatabaseSettings, Settings
+from stopper.runtime import Runtime, build_runtime
 
 T = TypeVar("T")
 
@@ -25,6 +31,24 @@ def fast_registry(tmp_path: Path, deadline_s: int = DEADLINE_S) -> Path:
     path = tmp_path / "institutions.toml"
     path.write_text(text)
     return path
+
+
+@asynccontextmanager
+async def embedded_api(
+    api: ApiSettings, db_path: Path
+) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
+    """Stopper on the embedded default (SQLite at `db_path`, in-process bus), started, and a
+    client that calls its API in-process."""
+    runtime = build_runtime(Settings(database=DatabaseSettings(embedded_path=db_path), api=api))
+    await runtime.start()
+    app = create_app(runtime, start_runtime=False)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://stopper"
+        ) as client:
+            yield runtime, client
+    finally:
+        await runtime.stop()
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0) -> T:

@@ -18,25 +18,15 @@ from stopper.config import ApiSettings, DatabaseSettings, Settings
 from stopper.contracts.signing import signed_headers
 from stopper.runtime import Runtime, build_runtime
 from tests.factories import report_doc
-from tests.integration.helpers import eventually
+from tests.integration.helpers import embedded_api, eventually
 
 LIMIT = 64 * 1024
 
 
 @pytest.fixture
 async def embedded(tmp_path: Path) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
-    settings = Settings(
-        database=DatabaseSettings(embedded_path=tmp_path / "stopper.db"),
-        api=ApiSettings(max_body_bytes=LIMIT),
-    )
-    runtime = build_runtime(settings)
-    await runtime.start()
-    app = create_app(runtime, start_runtime=False)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://stopper"
-    ) as client:
-        yield runtime, client
-    await runtime.stop()
+    async with embedded_api(ApiSettings(max_body_bytes=LIMIT), tmp_path / "stopper.db") as api:
+        yield api
 
 
 async def post(client: httpx.AsyncClient, body: bytes) -> httpx.Response:

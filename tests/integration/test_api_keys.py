@@ -11,12 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from stopper.api.app import create_app
 from stopper.app.auth import KeyRole, new_key
-from stopper.config import ApiSettings, DatabaseSettings, Settings
-from stopper.runtime import Runtime, build_runtime
+from stopper.config import ApiSettings
+from stopper.runtime import Runtime
 from tests.factories import report_doc
-from tests.integration.helpers import eventually
+from tests.integration.helpers import embedded_api, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +32,9 @@ class Keys:
 
 @pytest.fixture
 async def guarded(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Keys]]:
-    settings = Settings(
-        database=DatabaseSettings(embedded_path=tmp_path / "stopper.db"),
-        api=ApiSettings(require_keys=True),
-    )
-    runtime = build_runtime(settings)
-    await runtime.start()
-    app = create_app(runtime, start_runtime=False)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://stopper"
-    ) as client:
+    async with embedded_api(ApiSettings(require_keys=True), tmp_path / "stopper.db") as api:
+        runtime, client = api
         yield client, Keys(runtime)
-    await runtime.stop()
 
 
 def report_of(agency: str, report_id: str) -> dict[str, Any]:

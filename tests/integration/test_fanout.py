@@ -52,14 +52,6 @@ FINAL_FIRST_LEVEL = {"stopped", "not_found", "rejected", "failed"}
 
 
 @dataclass
-class Stack:
-    settings: Settings
-    simulation: Simulation
-    stopper_url: str
-    runtime: Runtime
-
-
-@dataclass
 class World:
     settings: Settings
     simulation: Simulation
