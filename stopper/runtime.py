@@ -217,14 +217,6 @@ def build_runtime(
             ),
         )
     outbox_written = asyncio.Event()
-    intake = IntakeHandler(
-        store,
-        bus,
-        clock,
-        registry,
-        IntakeTopics(dead_letter=kafka.reports_dlq_topic),
-        on_committed=outbox_written.set,
-    )
     adapter = HttpJsonAdapter(settings.institutions.base_url)
     dispatcher = Dispatcher(
         store,
@@ -234,6 +226,14 @@ def build_runtime(
         settings.dispatch,
         on_outbox=outbox_written.set,
         deadline_clock=deadline_clock,
+    )
+    intake = IntakeHandler(
+        store,
+        bus,
+        clock,
+        registry,
+        IntakeTopics(dead_letter=kafka.reports_dlq_topic),
+        dispatch=dispatcher.dispatch_new,
     )
     callbacks = CallbackHandler(
         store,

@@ -129,7 +129,7 @@ class DeadlineKeeper:
     async def _sweep_holds(self, hold_ids: list[UUID], now: datetime) -> None:
         swept: dict[UUID, list[_Swept]] = {}
         done = await self._store.update_holds(
-            hold_ids, lambda r: self._sweep(r, now, swept.setdefault(r.hold.id, []))
+            {h: lambda r: self._sweep(r, now, swept.setdefault(r.hold.id, [])) for h in hold_ids}
         )
         for record, _ in done:
             self._observe(record, swept[record.hold.id][-1])

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from stopper import metrics
 from stopper.app.background import BackgroundWork
+from stopper.app.batching import HoldWriter
 from stopper.app.breaker import CircuitBreaker
 from stopper.app.health import HealthSnapshot, InstitutionHealth
 from stopper.app.ports import (
@@ -111,6 +112,7 @@ class Dispatcher:
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
         self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
         self._in_flight = BackgroundWork("stop attempt")
+        self._writer = HoldWriter(store)
         self.health = InstitutionHealth()
 
     def breaker(self, code: str) -> CircuitBreaker:
@@ -136,7 +138,7 @@ class Dispatcher:
         sweeper found it due. Once the claim is committed the attempt is owed by this process,
         and by the sweeper after the lease if this process dies."""
         now = self._clock.now()
-        claimed = await self._store.update_hold(hold_id, lambda r: self._claim(r, now, first))
+        claimed = await self._writer.apply(hold_id, lambda r: self._claim(r, now, first))
         if claimed is None:
             return None
         record, _ = claimed
@@ -153,6 +155,12 @@ class Dispatcher:
             metrics.STOP_RETRIES.labels(institution.code).inc()
         return claim
 
+    def dispatch_new(self, hold_ids: Sequence[UUID]) -> None:
+        """Send the first stop requests of holds intake just committed, in the background:
+        their claims share a transaction (see `HoldWriter`), each attempt then goes its way."""
+        for hold_id in hold_ids:
+            self._in_flight.start(self.attempt(hold_id, first=True), hold_id=str(hold_id))
+
     def start(self, claim: Claim) -> None:
         """Carry out a claimed attempt in the background, so one slow institution holds up
         nobody else."""
@@ -163,6 +171,7 @@ class Dispatcher:
 
     async def close(self) -> None:
         await self._in_flight.close()
+        await self._writer.close()
 
     async def carry_out(self, claim: Claim) -> None:
         hold_id = claim.request.hold_id
@@ -173,9 +182,7 @@ class Dispatcher:
             await self._after_failure(hold_id, claim, institution, e)
             return
         if answer.kind is AnswerKind.ACCEPTED:
-            await self._store.update_hold(
-                hold_id, lambda r: self._await_callback(r, claim, institution)
-            )
+            await self._writer.apply(hold_id, lambda r: self._await_callback(r, claim, institution))
             return
         await self.record_answer(hold_id, answer, actor=f"institution:{institution.code}")
 
@@ -222,7 +229,7 @@ class Dispatcher:
             return HoldUpdate(at=now, transitions=[transition], fields=fields, follow=follow)
 
         plans: list[TrailPlan] = []
-        result = await self._store.update_hold(hold_id, decide)
+        result = await self._writer.apply(hold_id, decide)
         if result is not None:
             self._observe_answer(result[0], answer, now)
         for plan in plans[-1:]:  # the plan of the attempt that committed
@@ -412,7 +419,7 @@ class Dispatcher:
     async def _after_failure(
         self, hold_id: UUID, claim: Claim, institution: Institution, error: InstitutionError
     ) -> None:
-        result = await self._store.update_hold(
+        result = await self._writer.apply(
             hold_id, lambda r: self._retry_or_give_up(r, claim, institution, error)
         )
         if result is not None and result[0].hold.state is HoldState.FAILED:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from uuid import UUID
 
 from pydantic import ValidationError
 
@@ -130,7 +131,11 @@ class IntakeHandler:
       first report stands;
     - a record that fails validation is dead-lettered with the reason and never retried;
     - all cases of a batch commit in one transaction; dead letters are sent before the batch
-      is reported done, so the caller commits offsets only after both.
+      is reported done, so the caller commits offsets only after both;
+    - once committed, the new cases' holds go straight to `dispatch` (their stop requests are
+      sent from this process, without another trip through the broker); a hold this process
+      could not claim before it died is dispatched by any instance's sweeper after
+      `first_dispatch_grace_s`.
     """
 
     def __init__(
@@ -140,14 +145,14 @@ class IntakeHandler:
         clock: Clock,
         registry: Registry,
         topics: IntakeTopics,
-        on_committed: Callable[[], None] | None = None,
+        dispatch: Callable[[Sequence[UUID]], None] | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
         self._clock = clock
         self._registry = registry
         self._topics = topics
-        self._on_committed = on_committed
+        self._dispatch = dispatch
 
     async def handle_batch(self, batch: Sequence[Message]) -> IntakeResult:
         result = IntakeResult()
@@ -170,8 +175,16 @@ class IntakeHandler:
         if opened:
             outcome = await self._store.record_opened_cases([case for _, case in opened.values()])
             result.created = len(outcome.created)
-            if outcome.created and self._on_committed is not None:
-                self._on_committed()  # new outbox rows: wake the relay
+            if outcome.created and self._dispatch is not None:
+                created = set(outcome.created)
+                self._dispatch(
+                    [
+                        request.hold_id
+                        for _, case in opened.values()
+                        if case.case.id in created
+                        for request in case.stop_requests
+                    ]
+                )
             for message, case in opened.values():
                 known = outcome.already_known.get(case.case.id)
                 if known is None:

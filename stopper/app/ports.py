@@ -190,10 +190,12 @@ class DispatchStore(Protocol):
         ...
 
     async def update_holds(
-        self, hold_ids: Sequence[UUID], decide: HoldDecision
+        self, decisions: Mapping[UUID, HoldDecision]
     ) -> list[tuple[HoldRecord, HoldUpdate]]:
-        """`update_hold` for many holds in one transaction (sweeps). A hold that changed under
-        its decision is left as it is: the next sweep finds it again."""
+        """`update_hold` for many holds (each with its own decision) in one transaction, the
+        holds locked while they are decided and written: claims of a consumer batch, answers
+        that arrived together, sweeps. Returns the changes written; a hold that does not exist
+        or whose decision changed nothing is absent."""
         ...
 
     async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:

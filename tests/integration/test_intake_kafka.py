@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from stopper.adapters.db.models import CaseRow, OutboxRow
+from stopper.adapters.db.models import CaseRow, HoldRow, OutboxRow
 from stopper.api.app import create_app
 from stopper.app.consuming import consume
 from stopper.app.intake import IntakeResult
@@ -64,12 +64,15 @@ async def test_report_over_http_becomes_case_and_holds(
         ("PI04", "****5678", "820.00"),
     }
     assert "6222111122223333" not in json.dumps(case)
-    assert (
-        await count_rows(
-            real_runtime, OutboxRow, topic=real_runtime.settings.kafka.stop_requests_topic
-        )
-        >= 2
-    )
+
+    # The worker that opened the case sends its stop requests itself, not via the broker.
+    async def dispatched() -> dict[str, Any] | None:
+        now = await case_json(client, body["case_id"])
+        return now if now and "requested" not in now["holds_by_state"] else None
+
+    assert sum((await eventually(dispatched))["holds_by_state"].values()) == 2
+    topic = real_runtime.settings.kafka.stop_requests_topic
+    assert await count_rows(real_runtime, OutboxRow, topic=topic) == 0
 
 
 async def test_duplicate_report_is_one_case(
@@ -140,6 +143,6 @@ async def test_crash_between_db_commit_and_offset_commit_makes_no_second_case(
         await task
         assert [(r.created, r.duplicates) for r in results] == [(0, 1)]
         assert await count_rows(runtime, CaseRow, id=case_id) == 1
-        assert await count_rows(runtime, OutboxRow, topic=kafka.stop_requests_topic) == 2
+        assert await count_rows(runtime, HoldRow, case_id=case_id) == 2
     finally:
         await runtime.stop()

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from stopper.adapters.db.engine import create_engine
-from stopper.adapters.db.models import HoldRow, HoldTransitionRow, OutboxRow
+from stopper.adapters.db.models import HoldRow, HoldTransitionRow
 from stopper.adapters.db.store import SqlStore
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.app.ports import HoldRecord, HoldUpdate, OpenedCase
@@ -52,12 +52,14 @@ async def test_two_racing_writers_record_one_case(store: SqlStore) -> None:
         holds = (
             await connection.execute(select(HoldRow.id).where(HoldRow.case_id == case.case.id))
         ).all()
-        outbox = (
+        births = (
             await connection.execute(
-                select(OutboxRow.key).where(OutboxRow.key.in_([str(h.id) for h in holds]))
+                select(HoldTransitionRow.id).where(
+                    HoldTransitionRow.hold_id.in_([h.id for h in holds])
+                )
             )
         ).all()
-    assert len(holds) == 2 and len(outbox) == 2
+    assert len(holds) == 2 and len(births) == 2
 
 
 async def test_case_view_masks_accounts_and_shows_states(store: SqlStore) -> None:

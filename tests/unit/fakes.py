@@ -69,7 +69,6 @@ class FakeIntakeStore:
     """Keeps cases in a dict; `fail_next` makes the next call fail like a lost database."""
 
     cases: dict[UUID, OpenedCase] = field(default_factory=dict)
-    outbox: list[tuple[str, UUID]] = field(default_factory=list)
     fail_next: int = 0
 
     async def case_fingerprint(self, case_id: UUID) -> str | None:
@@ -87,7 +86,6 @@ class FakeIntakeStore:
                 continue
             self.cases[opened.case.id] = opened
             created.append(opened.case.id)
-            self.outbox += [("stop-requests", r.hold_id) for r in opened.stop_requests]
         return RecordOutcome(created=created, already_known=known)
 
 
@@ -156,10 +154,10 @@ class FakeDispatchStore:
         return record, change
 
     async def update_holds(
-        self, hold_ids: Sequence[UUID], decide: HoldDecision
+        self, decisions: Mapping[UUID, HoldDecision]
     ) -> list[tuple[HoldRecord, HoldUpdate]]:
         done = []
-        for hold_id in hold_ids:
+        for hold_id, decide in decisions.items():
             result = await self.update_hold(hold_id, decide)
             if result is not None:
                 done.append(result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from uuid import UUID
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,25 +25,29 @@ from tests.unit.fakes import FakeIntakeStore, FakePublisher, FakeSubscription, F
 TOPICS = IntakeTopics(dead_letter="dlq")
 
 
-def handler(store: FakeIntakeStore, publisher: FakePublisher) -> IntakeHandler:
-    return IntakeHandler(store, publisher, FixedClock(), load_registry(), TOPICS)
+def handler(
+    store: FakeIntakeStore, publisher: FakePublisher, dispatched: list[UUID] | None = None
+) -> IntakeHandler:
+    dispatch = None if dispatched is None else dispatched.extend
+    return IntakeHandler(store, publisher, FixedClock(), load_registry(), TOPICS, dispatch)
 
 
 def raw(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc).encode()
 
 
-async def test_a_report_opens_a_case_with_holds_and_owed_stop_requests() -> None:
-    store, publisher = FakeIntakeStore(), FakePublisher()
+async def test_a_report_opens_a_case_and_hands_its_holds_to_the_dispatcher() -> None:
+    store, publisher, dispatched = FakeIntakeStore(), FakePublisher(), list[UUID]()
     doc = report_doc()
-    result = await handler(store, publisher).handle_batch([message(raw(doc), key=doc["report_id"])])
+    intake = handler(store, publisher, dispatched)
+    result = await intake.handle_batch([message(raw(doc), key=doc["report_id"])])
     case = store.cases[case_id_for(doc["report_id"])]
     assert result.created == 1 and publisher.sent == []
     assert [(h.institution_code, h.amount_asked) for h in case.case.holds] == [
         ("BK01", 2_000_050),
         ("PI04", 82_000),
     ]
-    assert [hold_id for _, hold_id in store.outbox] == [h.id for h in case.case.holds]
+    assert dispatched == [h.id for h in case.case.holds]
     assert {v.victim_ref for v in case.victims} == {"V1", "V2"}
 
 
@@ -57,14 +62,14 @@ async def test_accepted_at_comes_from_the_intake_header() -> None:
 
 
 async def test_redelivery_and_reposts_change_nothing() -> None:
-    store, publisher = FakeIntakeStore(), FakePublisher()
+    store, publisher, dispatched = FakeIntakeStore(), FakePublisher(), list[UUID]()
     doc = report_doc()
-    intake = handler(store, publisher)
+    intake = handler(store, publisher, dispatched)
     first = await intake.handle_batch([message(raw(doc), 0), message(raw(doc), 1)])
     again = await intake.handle_batch([message(raw(doc), 0)])
     assert (first.created, first.duplicates) == (1, 1)
     assert (again.created, again.duplicates) == (0, 1)
-    assert len(store.cases) == 1 and len(store.outbox) == 2 and publisher.sent == []
+    assert len(store.cases) == 1 and len(dispatched) == 2 and publisher.sent == []
 
 
 async def test_bad_records_are_dead_lettered_with_reason_and_the_rest_goes_on() -> None:

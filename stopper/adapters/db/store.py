@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, and_, func, insert, or_, select, text, type_coerce, update
+from sqlalchemy import (
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy import case as sql_case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -130,7 +142,6 @@ class SqlStore:
         holds: list[dict[str, Any]] = []
         transfers: list[dict[str, Any]] = []
         births: list[dict[str, Any]] = []
-        outbox: list[dict[str, Any]] = []
         for opened in new:
             case = opened.case
             victims += [
@@ -170,10 +181,6 @@ class SqlStore:
                 for h in case.holds
             ]
             births += _transition_rows(opened.births)
-            outbox += [
-                _stop_request_row(self._stop_request_topic, r, case.opened_at)
-                for r in opened.stop_requests
-            ]
 
         await connection.execute(
             self._insert(AccountRow).values(list(accounts.values())).on_conflict_do_nothing()
@@ -183,7 +190,6 @@ class SqlStore:
             (HoldRow, holds),
             (TransferRow, transfers),
             (HoldTransitionRow, births),
-            (OutboxRow, outbox),
         ]
         for model, values in inserts:
             if values:
@@ -577,7 +583,7 @@ class SqlStore:
         with _store_errors():
             for _ in range(_MAX_CONFLICT_RETRIES):
                 async with self._engine.begin() as connection:
-                    row = (await connection.execute(_hold_with_account(hold_id))).one_or_none()
+                    row = (await connection.execute(_holds_with_accounts([hold_id]))).one_or_none()
                     if row is None:
                         return None
                     record = _hold_record(row)
@@ -590,80 +596,93 @@ class SqlStore:
         raise StoreUnavailable(f"hold kept changing under {_MAX_CONFLICT_RETRIES} attempts")
 
     async def update_holds(
-        self, hold_ids: Sequence[UUID], decide: HoldDecision
+        self, decisions: Mapping[UUID, HoldDecision]
     ) -> list[tuple[HoldRecord, HoldUpdate]]:
-        if not hold_ids:
+        if not decisions:
             return []
-        done: list[tuple[HoldRecord, HoldUpdate]] = []
         with _store_errors():
             async with self._engine.begin() as connection:
+                # Lock the rows, in id order so two batches never wait on each other in a
+                # circle: the decisions below see what is written, and nobody writes in between.
                 rows = await connection.execute(
-                    select(HoldRow, AccountRow.account_number)
-                    .join(AccountRow, AccountRow.id == HoldRow.account_id)
-                    .where(HoldRow.id.in_(hold_ids))
+                    _holds_with_accounts(list(decisions))
+                    .order_by(HoldRow.id)
+                    .with_for_update(of=HoldRow)
                 )
+                changes = []
                 for row in rows.all():
                     record = _hold_record(row)
-                    change = decide(record)
-                    if change is not None and await self._write_hold(
-                        connection, record, row.version, change
-                    ):
-                        done.append((record, change))
-        return done
+                    change = decisions[record.hold.id](record)
+                    if change is not None:
+                        changes.append((record, row.version, change))
+                await self._write_locked(connection, changes)
+        return [(record, change) for record, _, change in changes]
 
     async def _write_hold(
         self, connection: AsyncConnection, record: HoldRecord, version: int, change: HoldUpdate
     ) -> bool:
         """Write `change` if the hold is still at `version`; False if someone changed it."""
-        hold = record.hold
         written = await connection.execute(
             update(HoldRow)
-            .where(HoldRow.id == hold.id, HoldRow.version == version)
-            .values(
-                state=hold.state.value,
-                version=version + 1,
-                amount_stopped=hold.amount_stopped,
-                amount_frozen=hold.amount_frozen,
-                amount_returned=hold.amount_returned,
-                reapplications=hold.reapplications,
-                updated_at=change.at,
-                **change.fields,
-            )
+            .where(HoldRow.id == record.hold.id, HoldRow.version == version)
+            .values(_hold_columns(record, version, change))
         )
         if written.rowcount != 1:
             return False
-        if change.transitions:
-            await connection.execute(
-                insert(HoldTransitionRow), _transition_rows(change.transitions)
-            )
-        if change.follow is not None:
-            await self._follow_trail(connection, record, change)
-        if change.events:
-            await connection.execute(
-                insert(OutboxRow),
-                [
-                    {
-                        "topic": e.topic,
-                        "key": e.key,
-                        "payload": dict(e.payload),
-                        "headers": {},
-                        "created_at": change.at,
-                        "published_at": None,
-                    }
-                    for e in change.events
-                ],
-            )
-        if change.settle_payouts is not None:
-            await connection.execute(
-                update(PayoutRow)
-                .where(
-                    PayoutRow.hold_id == hold.id,
-                    PayoutRow.round == record.return_round,
-                    PayoutRow.status == "pending",
-                )
-                .values(status=change.settle_payouts, settled_at=change.at)
-            )
+        await self._write_with(connection, [(record, change)])
         return True
+
+    async def _write_locked(
+        self, connection: AsyncConnection, changes: Sequence[tuple[HoldRecord, int, HoldUpdate]]
+    ) -> None:
+        """Write the changes (record, version read, change) of holds this transaction has
+        locked: one statement per shape of change (the columns it sets), not one per hold."""
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for record, version, change in changes:
+            columns = _hold_columns(record, version, change)
+            shapes.setdefault(tuple(sorted(columns)), []).append(
+                {"hold_id": record.hold.id, **columns}
+            )
+        table = HoldRow.__table__
+        assert isinstance(table, Table)
+        for rows in shapes.values():
+            await connection.execute(update(table).where(table.c.id == bindparam("hold_id")), rows)
+        await self._write_with(connection, [(record, change) for record, _, change in changes])
+
+    async def _write_with(
+        self, connection: AsyncConnection, changes: Sequence[tuple[HoldRecord, HoldUpdate]]
+    ) -> None:
+        """What goes with written hold changes: transitions, outbox events, the trail, payouts."""
+        transitions = [t for _, change in changes for t in change.transitions]
+        if transitions:
+            await connection.execute(insert(HoldTransitionRow), _transition_rows(transitions))
+        events = [
+            {
+                "topic": e.topic,
+                "key": e.key,
+                "payload": dict(e.payload),
+                "headers": {},
+                "created_at": change.at,
+                "published_at": None,
+            }
+            for _, change in changes
+            for e in change.events
+        ]
+        if events:
+            await connection.execute(insert(OutboxRow), events)
+        for record, change in changes:
+            if change.follow is not None:
+                await self._follow_trail(connection, record, change)
+            if change.settle_payouts is not None:
+                await connection.execute(
+                    update(PayoutRow)
+                    .where(
+                        PayoutRow.hold_id == record.hold.id,
+                        PayoutRow.round == record.return_round,
+                        PayoutRow.status == "pending",
+                    )
+                    .values(status=change.settle_payouts, settled_at=change.at)
+                )
 
     async def start_returns(
         self, case_id: UUID, decide: Callable[[CaseFunds], Sequence[ReturnStart]]
@@ -856,7 +875,7 @@ class SqlStore:
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
         with _store_errors():
             async with self._engine.connect() as connection:
-                row = (await connection.execute(_hold_with_account(hold_id))).one_or_none()
+                row = (await connection.execute(_holds_with_accounts([hold_id]))).one_or_none()
         return None if row is None else _hold_record(row)
 
     async def holds_near_deadline(
@@ -993,12 +1012,27 @@ def _store_errors() -> Iterator[None]:
         raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
 
-def _hold_with_account(hold_id: UUID) -> Select[Any]:
+def _holds_with_accounts(hold_ids: Sequence[UUID]) -> Select[Any]:
     return (
         select(HoldRow, AccountRow.account_number)
         .join(AccountRow, AccountRow.id == HoldRow.account_id)
-        .where(HoldRow.id == hold_id)
+        .where(HoldRow.id.in_(hold_ids))
     )
+
+
+def _hold_columns(record: HoldRecord, version: int, change: HoldUpdate) -> dict[str, Any]:
+    """The hold's columns after `change`, which was decided on the hold at `version`."""
+    hold = record.hold
+    return {
+        "state": hold.state.value,
+        "version": version + 1,
+        "amount_stopped": hold.amount_stopped,
+        "amount_frozen": hold.amount_frozen,
+        "amount_returned": hold.amount_returned,
+        "reapplications": hold.reapplications,
+        "updated_at": change.at,
+        **change.fields,
+    }
 
 
 def _transition_rows(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
