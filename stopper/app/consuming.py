@@ -32,8 +32,11 @@ async def consume(
       succeeds or the consumer stops: nothing is skipped, and since handlers are idempotent a
       partly done batch is harmless to redo;
     - a failed offset commit (e.g. the partition moved to another instance) is logged and left:
-      the records come again and the handler recognises them.
+      the records come again and the handler recognises them;
+    - a batch's offsets are committed while the next batch is fetched (a broker round trip
+      less between two batches), one commit at a time, in order.
     """
+    committing: asyncio.Task[None] | None = None
     try:
         while not stopping.is_set():
             try:
@@ -51,12 +54,20 @@ async def consume(
                 handle, batch, name, stopping, retry_delay_s, max_retry_delay_s
             ):
                 return
-            try:
-                await subscription.commit(batch)
-            except BusUnavailable:
-                log.warning("consumer %s could not commit; the batch will come again", name)
+            if committing is not None:
+                await committing
+            committing = asyncio.create_task(_commit(subscription, batch, name))
     finally:
+        if committing is not None:
+            await committing
         await subscription.close()
+
+
+async def _commit(subscription: Subscription, batch: Sequence[Message], name: str) -> None:
+    try:
+        await subscription.commit(batch)
+    except BusUnavailable:
+        log.warning("consumer %s could not commit; the batch will come again", name)
 
 
 async def _handle_until_done(

@@ -11,7 +11,9 @@ from uuid import UUID
 from sqlalchemy import (
     Select,
     Table,
+    Uuid,
     and_,
+    any_,
     bindparam,
     func,
     insert,
@@ -583,7 +585,7 @@ class SqlStore:
         with _store_errors():
             for _ in range(_MAX_CONFLICT_RETRIES):
                 async with self._engine.begin() as connection:
-                    row = (await connection.execute(_holds_with_accounts([hold_id]))).one_or_none()
+                    row = (await connection.execute(_hold_with_account(hold_id))).one_or_none()
                     if row is None:
                         return None
                     record = _hold_record(row)
@@ -604,8 +606,11 @@ class SqlStore:
             async with self._engine.begin() as connection:
                 # Lock the rows, in id order so two batches never wait on each other in a
                 # circle: the decisions below see what is written, and nobody writes in between.
+                ids = list(decisions)
                 rows = await connection.execute(
-                    _holds_with_accounts(list(decisions))
+                    select(HoldRow, AccountRow.account_number)
+                    .join(AccountRow, AccountRow.id == HoldRow.account_id)
+                    .where(self._id_among(HoldRow.id, ids))
                     .order_by(HoldRow.id)
                     .with_for_update(of=HoldRow)
                 )
@@ -617,6 +622,13 @@ class SqlStore:
                         changes.append((record, row.version, change))
                 await self._write_locked(connection, changes)
         return [(record, change) for record, _, change in changes]
+
+    def _id_among(self, column: Any, ids: Sequence[UUID]) -> Any:
+        """`column IN ids`; on PostgreSQL `= ANY($1)`, one statement whatever the number of
+        ids, so it is prepared once (an IN list is a new statement for each length)."""
+        if self._engine.dialect.name == "postgresql":
+            return column == any_(bindparam("ids", ids, type_=postgresql.ARRAY(Uuid)))
+        return column.in_(ids)
 
     async def _write_hold(
         self, connection: AsyncConnection, record: HoldRecord, version: int, change: HoldUpdate
@@ -875,7 +887,7 @@ class SqlStore:
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
         with _store_errors():
             async with self._engine.connect() as connection:
-                row = (await connection.execute(_holds_with_accounts([hold_id]))).one_or_none()
+                row = (await connection.execute(_hold_with_account(hold_id))).one_or_none()
         return None if row is None else _hold_record(row)
 
     async def holds_near_deadline(
@@ -1012,11 +1024,11 @@ def _store_errors() -> Iterator[None]:
         raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
 
-def _holds_with_accounts(hold_ids: Sequence[UUID]) -> Select[Any]:
+def _hold_with_account(hold_id: UUID) -> Select[Any]:
     return (
         select(HoldRow, AccountRow.account_number)
         .join(AccountRow, AccountRow.id == HoldRow.account_id)
-        .where(HoldRow.id.in_(hold_ids))
+        .where(HoldRow.id == hold_id)
     )
 
 
