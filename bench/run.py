@@ -126,27 +126,36 @@ class Stack:
 
 
 async def settled(database_url: str, since: datetime, expected: int, timeout: float) -> Race:
+    """The races once every expected hold exists and none is in flight. Polled with two counts:
+    reading every hold each second would steal the machine from what is measured."""
     deadline = time.monotonic() + timeout
     while True:
-        race = await measure(database_url, since)
-        done = race.holds >= expected
-        in_flight = await _in_flight(database_url)
-        if (done and in_flight == 0) or time.monotonic() > deadline:
-            return race
+        holds, in_flight = await _counts(database_url, since)
+        if (holds >= expected and in_flight == 0) or time.monotonic() > deadline:
+            return await measure(database_url, since)
         await asyncio.sleep(1.0)
 
 
-async def _in_flight(database_url: str) -> int:
+async def _counts(database_url: str, since: datetime) -> tuple[int, int]:
+    """First-level holds of reports accepted since `since` (as `measure` counts them), and holds
+    still in flight."""
     url = make_url(database_url)
     connection = await asyncpg.connect(
         host=url.host, port=url.port, user=url.username, database=url.database
     )
     try:
-        return int(
-            await connection.fetchval(
-                "SELECT count(*) FROM holds WHERE state IN ('requested', 'sent')"
-            )
+        row = await connection.fetchrow(
+            """
+            SELECT
+              count(*) FILTER (WHERE layer = 1 AND reapplications = 0
+                               AND report_accepted_at >= $1) AS holds,
+              count(*) FILTER (WHERE state IN ('requested', 'sent')) AS in_flight
+            FROM holds
+            """,
+            since,
         )
+        assert row is not None
+        return int(row["holds"]), int(row["in_flight"])
     finally:
         await connection.close()
 
@@ -213,9 +222,9 @@ async def _holds_since(database_url: str, since: datetime) -> int:
     # Every report's holds exist once intake has it; wait for intake to have them all.
     previous, stable = -1, 0
     while stable < 3:
-        race = await measure(database_url, since)
-        stable = stable + 1 if race.holds == previous else 0
-        previous = race.holds
+        holds, _ = await _counts(database_url, since)
+        stable = stable + 1 if holds == previous else 0
+        previous = holds
         await asyncio.sleep(1.0)
     return previous
 

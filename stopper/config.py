@@ -155,6 +155,12 @@ class DispatchSettings(BaseSettings):
         description="A requested hold no consumer picked up within this is "
         "dispatched by the sweeper.",
     )
+    max_in_flight: int = Field(
+        default=2000,
+        ge=1,
+        description="Stop attempts under way in one process before intake and the stop-request "
+        "consumer wait for some to finish (a burst then waits on the broker, as consumer lag).",
+    )
     stop_lapse_hours: float = Field(default=48.0, gt=0)
     trail_max_depth: int = Field(
         default=5, ge=1, le=20, description="Layers of the money trail followed, first included."

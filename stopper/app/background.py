@@ -69,6 +69,14 @@ class BackgroundWork:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def wait_below(self, limit: int) -> None:
+        """Wait until fewer than `limit` tasks are running (backpressure for who starts them)."""
+        while len(self._tasks) >= limit:
+            await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+
     async def wait_idle(self) -> None:
         """Wait until everything started so far (and what it starts) has finished."""
         while self._tasks:

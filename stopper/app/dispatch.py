@@ -155,11 +155,18 @@ class Dispatcher:
             metrics.STOP_RETRIES.labels(institution.code).inc()
         return claim
 
-    def dispatch_new(self, hold_ids: Sequence[UUID]) -> None:
+    async def dispatch_new(self, hold_ids: Sequence[UUID]) -> None:
         """Send the first stop requests of holds intake just committed, in the background:
-        their claims share a transaction (see `HoldWriter`), each attempt then goes its way."""
+        their claims share a transaction (see `HoldWriter`), each attempt then goes its way.
+        Waits first while `max_in_flight` attempts are under way, so a burst waits on the
+        broker (consumer lag) rather than in this process's memory."""
+        await self.wait_for_room()
         for hold_id in hold_ids:
             self._in_flight.start(self.attempt(hold_id, first=True), hold_id=str(hold_id))
+
+    async def wait_for_room(self) -> None:
+        """Wait while `max_in_flight` attempts are under way."""
+        await self._in_flight.wait_below(self._settings.max_in_flight)
 
     def start(self, claim: Claim) -> None:
         """Carry out a claimed attempt in the background, so one slow institution holds up
@@ -476,6 +483,7 @@ class StopRequestConsumer:
                     {**message.headers, "stopper-dlq-reason": reason},
                 )
                 metrics.DEAD_LETTERS.labels(topic=message.topic).inc()
+        await self._dispatcher.wait_for_room()
         # One hold may appear twice in a batch (redelivery); the claim lets only one proceed.
         # The batch is done once every claim is committed: from then on the attempt is owed by
         # this process, or by the sweeper once its lease lapses.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -145,7 +145,7 @@ class IntakeHandler:
         clock: Clock,
         registry: Registry,
         topics: IntakeTopics,
-        dispatch: Callable[[Sequence[UUID]], None] | None = None,
+        dispatch: Callable[[Sequence[UUID]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -177,7 +177,7 @@ class IntakeHandler:
             result.created = len(outcome.created)
             if outcome.created and self._dispatch is not None:
                 created = set(outcome.created)
-                self._dispatch(
+                await self._dispatch(
                     [
                         request.hold_id
                         for _, case in opened.values()

@@ -142,3 +142,29 @@ async def test_racing_return_orders_allocate_the_frozen_money_once(store: SqlSto
         paid[payout.victim_ref] = paid.get(payout.victim_ref, 0) + payout.amount
     assert paid == lost  # everything frozen came from these victims, and went back once
     assert len(adapter.returns) == 2
+
+
+async def test_racing_batches_and_single_writers_lose_no_change(store: SqlStore) -> None:
+    """Batches lock their holds (in id order, so two batches never deadlock) and write without
+    a version check: a batch, the same batch reversed, and one-hold writers racing on the same
+    holds must each count once."""
+    holds = []
+    for _ in range(10):
+        case = opened_case()
+        await store.record_opened_cases([case])
+        holds += [h.id for h in case.case.holds]
+    now = datetime.now(UTC)
+
+    def one_more(record: HoldRecord) -> HoldUpdate:
+        return HoldUpdate(at=now, fields={"attempts": record.attempts + 1})
+
+    await asyncio.gather(
+        *[store.update_holds({h: one_more for h in holds}) for _ in range(3)],
+        *[store.update_holds({h: one_more for h in reversed(holds)}) for _ in range(3)],
+        *[store.update_hold(h, one_more) for h in holds],
+    )
+    async with store._engine.connect() as connection:
+        rows = await connection.execute(
+            select(HoldRow.attempts, HoldRow.version).where(HoldRow.id.in_(holds))
+        )
+        assert {(r.attempts, r.version) for r in rows} == {(7, 8)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -28,7 +29,10 @@ TOPICS = IntakeTopics(dead_letter="dlq")
 def handler(
     store: FakeIntakeStore, publisher: FakePublisher, dispatched: list[UUID] | None = None
 ) -> IntakeHandler:
-    dispatch = None if dispatched is None else dispatched.extend
+    async def dispatch(hold_ids: Sequence[UUID]) -> None:
+        if dispatched is not None:
+            dispatched.extend(hold_ids)
+
     return IntakeHandler(store, publisher, FixedClock(), load_registry(), TOPICS, dispatch)
 
 
