@@ -243,7 +243,9 @@ def machine() -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--reports", type=int, default=4000, help="(a): reports produced")
+    parser.add_argument(
+        "--reports", type=int, default=250_000, help="(a): reports produced (about 5 min)"
+    )
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="(b): how long")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600.0)
