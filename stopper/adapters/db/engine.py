@@ -21,9 +21,11 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
-        url, pool_size=settings.pool_size, max_overflow=settings.pool_size, pool_pre_ping=True
-    )
+    # No pre-ping: it was a round trip before every transaction, the largest single cost in a
+    # worker's profile (bench/README.md). After a database restart the first statement on each
+    # stale connection fails instead; SQLAlchemy then discards the whole pool, and every caller
+    # retries (consumer batches, sweeps, HTTP 503 with Retry-After).
+    return create_async_engine(url, pool_size=settings.pool_size, max_overflow=settings.pool_size)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
