@@ -72,10 +72,16 @@ class BackgroundWork:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    async def wait_below(self, limit: int) -> None:
-        """Wait until fewer than `limit` tasks are running (backpressure for who starts them)."""
+    async def wait_below(self, limit: int, timeout_s: float) -> bool:
+        """Wait until fewer than `limit` tasks are running, for at most `timeout_s` (backpressure
+        for who starts them); False if they still are."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
         while len(self._tasks) >= limit:
-            await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            await asyncio.wait(list(self._tasks), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        return True
 
     async def wait_idle(self) -> None:
         """Wait until everything started so far (and what it starts) has finished."""

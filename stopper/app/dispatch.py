@@ -158,15 +158,18 @@ class Dispatcher:
     async def dispatch_new(self, hold_ids: Sequence[UUID]) -> None:
         """Send the first stop requests of holds intake just committed, in the background:
         their claims share a transaction (see `HoldWriter`), each attempt then goes its way.
-        Waits first while `max_in_flight` attempts are under way, so a burst waits on the
-        broker (consumer lag) rather than in this process's memory."""
+        Waits first while `max_in_flight` attempts are under way (see `wait_for_room`)."""
         await self.wait_for_room()
         for hold_id in hold_ids:
             self._in_flight.start(self.attempt(hold_id, first=True), hold_id=str(hold_id))
 
     async def wait_for_room(self) -> None:
-        """Wait while `max_in_flight` attempts are under way."""
-        await self._in_flight.wait_below(self._settings.max_in_flight)
+        """Wait while `max_in_flight` attempts are under way, so a burst waits on the broker
+        (consumer lag) rather than in this process's memory; but at most a second, so a slow
+        institution, whose attempts queue for its few connections, slows intake down to a
+        batch a second instead of stopping it."""
+        if not await self._in_flight.wait_below(self._settings.max_in_flight, timeout_s=1.0):
+            log.warning("%d stop attempts under way; starting more anyway", len(self._in_flight))
 
     def start(self, claim: Claim) -> None:
         """Carry out a claimed attempt in the background, so one slow institution holds up

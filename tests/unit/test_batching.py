@@ -1,5 +1,5 @@
 """HoldWriter: decisions that arrive together share a transaction, a hold's decisions stay in
-order, and one bad decision fails alone."""
+order, and one bad decision fails alone. And the backpressure on attempts in flight."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from uuid import UUID
 
 import pytest
 
+from stopper.app.background import BackgroundWork
 from stopper.app.batching import HoldWriter
 from stopper.app.ports import HoldDecision, HoldRecord, HoldUpdate
 from tests.unit.fakes import FakeDispatchStore, requested_hold
@@ -135,3 +136,20 @@ async def test_every_decision_is_answered_whatever_the_batch_size(max_batch: int
     writer = HoldWriter(store, max_batch=max_batch)
     await asyncio.gather(*(writer.apply(h, attempts_plus_one) for h in ids + ids))
     assert all(store.holds[h].attempts == 2 for h in ids)
+
+
+async def test_backpressure_waits_for_room_but_not_for_ever() -> None:
+    work = BackgroundWork("test")
+    release = asyncio.Event()
+
+    async def held() -> None:
+        await release.wait()
+
+    for _ in range(3):
+        work.start(held())
+    assert len(work) == 3
+    assert await work.wait_below(3, timeout_s=0.05) is False  # nobody finished: gave up
+    asyncio.get_running_loop().call_later(0.01, release.set)
+    assert await work.wait_below(3, timeout_s=5) is True
+    await work.wait_idle()
+    assert len(work) == 0
