@@ -5,9 +5,10 @@ set rate or as fast as they go; and what Stopper's own records say about each re
     python -m bench.loadgen --via kafka --bootstrap 127.0.0.1:9092 --reports 5000
     python -m bench.loadgen --measure postgresql+asyncpg://...   # latencies from the records
 
-Latencies come from the holds table: `report_accepted_at` (HTTP: when intake answered; Kafka:
-the record's timestamp), `sent_at` (the stop request handed to the institution's adapter) and
-`confirmed_at` (the institution confirmed the stop), first-level holds only.
+Latencies come from the holds table: `report_accepted_at` (HTTP: when the api handed the report
+to the broker; Kafka: the record's timestamp), `sent_at` (the claim of the first attempt, one
+commit before the request leaves) and `confirmed_at` (the institution confirmed the stop),
+first-level holds only.
 """
 
 from __future__ import annotations

@@ -134,14 +134,18 @@ class Dispatcher:
 
     async def claim(self, hold_id: UUID, *, first: bool) -> Claim | None:
         """Take the hold for one attempt if it is (still) owed one, or give it up if its
-        deadline passed. `first`: its stop request just came from the outbox; otherwise the
-        sweeper found it due. Once the claim is committed the attempt is owed by this process,
-        and by the sweeper after the lease if this process dies."""
-        now = self._clock.now()
-        claimed = await self._writer.apply(hold_id, lambda r: self._claim(r, now, first))
+        deadline passed. `first`: its stop request just came from intake or the outbox;
+        otherwise the sweeper found it due. Once the claim is committed the attempt is owed by
+        this process, and by the sweeper after the lease if this process dies. The claim's time
+        (`sent_at` of a first attempt) is taken when it is decided, its row locked: after any
+        wait for the transaction, one commit before the request leaves."""
+        claimed = await self._writer.apply(
+            hold_id, lambda r: self._claim(r, self._clock.now(), first)
+        )
         if claimed is None:
             return None
-        record, _ = claimed
+        record, change = claimed
+        now = change.at
         if record.hold.state is HoldState.FAILED:
             self._count_failed(record)
             return None
