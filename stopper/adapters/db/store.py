@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,9 +26,11 @@ from sqlalchemy import (
 )
 from sqlalchemy import case as sql_case
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import TextClause
 
 from stopper.adapters.db.models import (
     AccountRow,
@@ -93,10 +96,18 @@ class SqlStore:
         self._stop_request_topic = stop_request_topic
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # Reads run without a transaction on PostgreSQL: under READ COMMITTED each statement
+        # sees its own snapshot either way, and BEGIN and ROLLBACK were two of a lone read's
+        # three round trips (the api asks for a report's fingerprint before publishing it).
+        self._reads = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if dialect == "postgresql"
+            else engine
+        )
 
     async def ping(self) -> bool:
         try:
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except (*_UNAVAILABLE, DBAPIError):
             return False
@@ -104,7 +115,7 @@ class SqlStore:
 
     async def case_fingerprint(self, case_id: UUID) -> str | None:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 fingerprint: str | None = await connection.scalar(
                     select(CaseRow.report_fingerprint).where(CaseRow.id == case_id)
                 )
@@ -120,13 +131,10 @@ class SqlStore:
     ) -> RecordOutcome:
         # Claim the case ids first: a case another transaction (or an earlier delivery) already
         # recorded is skipped whole, so a redelivered report never doubles anything.
-        claimed = await connection.execute(
-            self._insert(CaseRow)
-            .values([_case_row(c) for c in cases])
-            .on_conflict_do_nothing()
-            .returning(CaseRow.id)
+        claimed = await self._insert_rows(
+            connection, CaseRow, [_case_row(c) for c in cases], skip_conflicts=True, returning="id"
         )
-        created = set(claimed.scalars())
+        created = set(claimed)
         known = {c.case.id for c in cases} - created
         already_known: dict[UUID, str] = {}
         if known:
@@ -184,8 +192,8 @@ class SqlStore:
             ]
             births += _transition_rows(opened.births)
 
-        await connection.execute(
-            self._insert(AccountRow).values(list(accounts.values())).on_conflict_do_nothing()
+        await self._insert_rows(
+            connection, AccountRow, list(accounts.values()), skip_conflicts=True
         )
         inserts: list[tuple[type[Base], list[dict[str, Any]]]] = [
             (VictimRow, victims),
@@ -194,13 +202,12 @@ class SqlStore:
             (HoldTransitionRow, births),
         ]
         for model, values in inserts:
-            if values:
-                await connection.execute(insert(model), values)
+            await self._insert_rows(connection, model, values)
         return RecordOutcome(created=[c.case.id for c in new], already_known=already_known)
 
     async def get_case(self, case_id: UUID) -> CaseView | None:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 case = (
                     await connection.execute(select(CaseRow).where(CaseRow.id == case_id))
                 ).one_or_none()
@@ -251,7 +258,7 @@ class SqlStore:
 
     async def case_agency(self, case_id: UUID) -> str | None:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 agency = await connection.scalar(
                     select(CaseRow.agency_code).where(CaseRow.id == case_id)
                 )
@@ -263,7 +270,7 @@ class SqlStore:
         """The newest cases first; `active_only`: cases with a hold still in play;
         `agency_code`: that agency's cases only."""
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 query = select(CaseRow).order_by(CaseRow.opened_at.desc()).limit(limit)
                 if agency_code is not None:
                     query = query.where(CaseRow.agency_code == agency_code)
@@ -330,7 +337,7 @@ class SqlStore:
         )
         order = expires.asc() if soonest_first else HoldRow.updated_at.desc()
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 rows = (
                     await connection.execute(
                         select(HoldRow, AccountRow.account_number)
@@ -393,7 +400,7 @@ class SqlStore:
     async def institution_health(self, since: datetime) -> list[InstitutionHealthView]:
         """Every institution some instance reported on since `since`, worst view first."""
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 rows = (
                     await connection.execute(
                         select(
@@ -439,7 +446,7 @@ class SqlStore:
 
     async def get_api_key(self, key_id: str) -> StoredKey | None:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 row = (
                     await connection.execute(select(ApiKeyRow).where(ApiKeyRow.key_id == key_id))
                 ).one_or_none()
@@ -447,7 +454,7 @@ class SqlStore:
 
     async def list_api_keys(self) -> list[StoredKey]:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 rows = await connection.execute(select(ApiKeyRow).order_by(ApiKeyRow.created_at))
                 return [_stored_key(row) for row in rows]
 
@@ -466,7 +473,7 @@ class SqlStore:
         if case is None:
             return None
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 rows = await connection.execute(
                     select(TrailEdgeRow)
                     .where(TrailEdgeRow.case_id == case_id)
@@ -492,7 +499,7 @@ class SqlStore:
 
     async def overview(self) -> Overview:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 cases = await connection.scalar(select(func.count()).select_from(CaseRow))
                 by_state = await connection.execute(
                     select(HoldRow.state, func.count()).group_by(HoldRow.state)
@@ -535,7 +542,7 @@ class SqlStore:
     async def deadline_counts(self, events_topic: str) -> tuple[int, int, int]:
         """Lapse warnings sent, lapses, and silent lapses so far (demo, operators)."""
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 payloads = (
                     await connection.execute(
                         select(OutboxRow.payload).where(OutboxRow.topic == events_topic)
@@ -561,7 +568,7 @@ class SqlStore:
             return (later - earlier).total_seconds() * 1000
 
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 cases = await connection.execute(select(CaseRow.accepted_at, CaseRow.opened_at))
                 holds = (
                     await connection.execute(
@@ -585,7 +592,13 @@ class SqlStore:
         with _store_errors():
             for _ in range(_MAX_CONFLICT_RETRIES):
                 async with self._engine.begin() as connection:
-                    row = (await connection.execute(_hold_with_account(hold_id))).one_or_none()
+                    # Locked like a batch locks its holds: a writer racing batches waits its
+                    # turn instead of losing the version check to each of them in a row.
+                    row = (
+                        await connection.execute(
+                            _hold_with_account(hold_id).with_for_update(of=HoldRow)
+                        )
+                    ).one_or_none()
                     if row is None:
                         return None
                     record = _hold_record(row)
@@ -630,6 +643,44 @@ class SqlStore:
             return column == any_(bindparam("ids", ids, type_=postgresql.ARRAY(Uuid)))
         return column.in_(ids)
 
+    async def _insert_rows(
+        self,
+        connection: AsyncConnection,
+        model: type[Base],
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        skip_conflicts: bool = False,
+        returning: str | None = None,
+    ) -> list[Any]:
+        """Insert rows that all have the same keys; with `skip_conflicts`, rows whose key exists
+        are left out; the `returning` column of the rows inserted.
+
+        On PostgreSQL: one statement over `unnest` arrays, whatever the number of rows: one
+        round trip, one execution and a statement prepared once. (SQLAlchemy compiles an
+        `ON CONFLICT` insert anew on every call, and an executemany is one execution per
+        row.) On SQLite, the embedded default, the plain constructs."""
+        if not rows:
+            return []
+        table = model.__table__
+        assert isinstance(table, Table)
+        if self._engine.dialect.name != "postgresql":
+            statement = self._insert(table)
+            if skip_conflicts:
+                statement = statement.on_conflict_do_nothing()
+            if returning is None:
+                await connection.execute(statement, list(rows))
+                return []
+            result = await connection.execute(
+                statement.values(list(rows)).returning(table.c[returning])
+            )
+            return list(result.scalars())
+        columns = tuple(rows[0])
+        result = await connection.execute(
+            _unnest_insert(connection.dialect, table, columns, skip_conflicts, returning),
+            {column: [row[column] for row in rows] for column in columns},
+        )
+        return list(result.scalars()) if returning is not None else []
+
     async def _write_hold(
         self, connection: AsyncConnection, record: HoldRecord, version: int, change: HoldUpdate
     ) -> bool:
@@ -657,8 +708,17 @@ class SqlStore:
             )
         table = HoldRow.__table__
         assert isinstance(table, Table)
-        for rows in shapes.values():
-            await connection.execute(update(table).where(table.c.id == bindparam("hold_id")), rows)
+        postgres = connection.dialect.name == "postgresql"
+        for shape, rows in shapes.items():
+            if postgres:
+                # One statement over arrays, as `_insert_rows` does for inserts.
+                await connection.execute(
+                    _unnest_update(connection.dialect, table, shape),
+                    {c: [row[c] for row in rows] for c in ("hold_id", *shape)},
+                )
+            else:
+                statement = update(table).where(table.c.id == bindparam("hold_id"))
+                await connection.execute(statement, rows)
         await self._write_with(connection, [(record, change) for record, _, change in changes])
 
     async def _write_with(
@@ -666,8 +726,7 @@ class SqlStore:
     ) -> None:
         """What goes with written hold changes: transitions, outbox events, the trail, payouts."""
         transitions = [t for _, change in changes for t in change.transitions]
-        if transitions:
-            await connection.execute(insert(HoldTransitionRow), _transition_rows(transitions))
+        await self._insert_rows(connection, HoldTransitionRow, _transition_rows(transitions))
         events = [
             {
                 "topic": e.topic,
@@ -784,7 +843,7 @@ class SqlStore:
 
     async def payouts_of(self, hold_id: UUID, round: int) -> list[Payout]:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 rows = await connection.execute(
                     select(PayoutRow)
                     .where(PayoutRow.hold_id == hold_id, PayoutRow.round == round)
@@ -794,7 +853,7 @@ class SqlStore:
 
     async def returns_due(self, now: datetime, limit: int) -> list[UUID]:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 rows = await connection.execute(
                     select(HoldRow.id)
                     .where(HoldRow.state == "returning", HoldRow.return_next_attempt_at <= now)
@@ -886,7 +945,7 @@ class SqlStore:
 
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 row = (await connection.execute(_hold_with_account(hold_id))).one_or_none()
         return None if row is None else _hold_record(row)
 
@@ -905,7 +964,7 @@ class SqlStore:
             return and_(HoldRow.state == state, or_(expires <= now, *owed_warning))
 
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 rows = await connection.execute(
                     select(HoldRow.id)
                     .where(
@@ -927,7 +986,7 @@ class SqlStore:
 
     async def freezes_due(self, now: datetime, limit: int) -> list[UUID]:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 rows = await connection.execute(
                     select(HoldRow.id)
                     .where(
@@ -941,7 +1000,7 @@ class SqlStore:
 
     async def count_expiring(self, now: datetime, within: timedelta) -> int:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 count = await connection.scalar(
                     select(func.count())
                     .select_from(HoldRow)
@@ -951,7 +1010,7 @@ class SqlStore:
 
     async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
         with _store_errors():
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 rows = await connection.execute(
                     select(HoldRow.id)
                     .where(
@@ -1022,6 +1081,44 @@ def _store_errors() -> Iterator[None]:
         yield
     except _UNAVAILABLE as e:
         raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+
+
+@functools.cache
+def _unnest_insert(
+    dialect: Dialect,
+    table: Table,
+    columns: tuple[str, ...],
+    skip_conflicts: bool,
+    returning: str | None,
+) -> TextClause:
+    """`INSERT INTO table (columns) SELECT * FROM unnest($1::type[], ...)`, built once per
+    shape; a text statement is cached by SQLAlchemy and prepared once per connection."""
+    arrays = ", ".join(
+        f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns
+    )
+    names = ", ".join(f'"{name}"' for name in columns)
+    sql = f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({arrays})'
+    if skip_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if returning is not None:
+        sql += f' RETURNING "{returning}"'
+    return text(sql)
+
+
+@functools.cache
+def _unnest_update(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> TextClause:
+    """`UPDATE table SET column = v.column, ... FROM unnest(...) AS v WHERE id = v.hold_id`:
+    rows of one shape (the columns set) in one statement, built once per shape."""
+    arrays = ", ".join(
+        f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns
+    )
+    names = ", ".join(f'"{name}"' for name in columns)
+    sets = ", ".join(f'"{name}" = v."{name}"' for name in columns)
+    return text(
+        f'UPDATE "{table.name}" SET {sets} '
+        f"FROM unnest(CAST(:hold_id AS UUID[]), {arrays}) AS v(hold_id, {names}) "
+        f'WHERE "{table.name}".id = v.hold_id'
+    )
 
 
 def _hold_with_account(hold_id: UUID) -> Select[Any]:
