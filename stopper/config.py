@@ -152,8 +152,9 @@ class DispatchSettings(BaseSettings):
     first_dispatch_grace_s: float = Field(
         default=10.0,
         gt=0,
-        description="A requested hold no consumer picked up within this is "
-        "dispatched by the sweeper.",
+        description="A hold still requested this long after it was recorded (its stop "
+        "request not claimed: intake ran without a dispatcher, or a trail hold's request was "
+        "not consumed) is dispatched by the sweeper.",
     )
     max_in_flight: int = Field(
         default=2000,

@@ -233,7 +233,7 @@ def build_runtime(
         clock,
         registry,
         IntakeTopics(dead_letter=kafka.reports_dlq_topic),
-        dispatch=dispatcher.dispatch_new,
+        dispatch=dispatcher,
     )
     callbacks = CallbackHandler(
         store,

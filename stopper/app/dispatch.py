@@ -134,17 +134,36 @@ class Dispatcher:
 
     async def claim(self, hold_id: UUID, *, first: bool) -> Claim | None:
         """Take the hold for one attempt if it is (still) owed one, or give it up if its
-        deadline passed. `first`: its stop request just came from intake or the outbox;
-        otherwise the sweeper found it due. Once the claim is committed the attempt is owed by
-        this process, and by the sweeper after the lease if this process dies. The claim's time
-        (`sent_at` of a first attempt) is taken when it is decided, its row locked: after any
-        wait for the transaction, one commit before the request leaves."""
+        deadline passed. `first`: its stop request just came through the outbox (intake's holds
+        are claimed by `claim_new`); otherwise the sweeper found it due. Once the claim is
+        committed the attempt is owed by this process, and by the sweeper after the lease if
+        this process dies. The claim's time (`sent_at` of a first attempt) is taken when it is
+        decided, its row locked: after any wait for the transaction, one commit before the
+        request leaves."""
         claimed = await self._writer.apply(
             hold_id, lambda r: self._claim(r, self._clock.now(), first)
         )
         if claimed is None:
             return None
-        record, change = claimed
+        return self._claimed(*claimed)
+
+    def claim_new(self, record: HoldRecord) -> HoldUpdate | None:
+        """The claim of a hold's first attempt, decided as intake records the hold (see
+        `IntakeStore.record_opened_cases`): its first stop request needs no transaction of its
+        own, and leaves once intake's commits. The same decision as `claim`'s."""
+        return self._claim(record, self._clock.now(), first=True)
+
+    async def start_new(self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]]) -> None:
+        """Carry out the first attempts intake claimed, in the background. Waits first while
+        `max_in_flight` attempts are under way (see `wait_for_room`)."""
+        await self.wait_for_room()
+        for record, change in claimed:
+            claim = self._claimed(record, change)
+            if claim is not None:
+                self.start(claim)
+
+    def _claimed(self, record: HoldRecord, change: HoldUpdate) -> Claim | None:
+        """The attempt a committed claim stands for; None if the claim gave the hold up."""
         now = change.at
         if record.hold.state is HoldState.FAILED:
             self._count_failed(record)
@@ -158,14 +177,6 @@ class Dispatcher:
         if claim.attempt > 1:
             metrics.STOP_RETRIES.labels(institution.code).inc()
         return claim
-
-    async def dispatch_new(self, hold_ids: Sequence[UUID]) -> None:
-        """Send the first stop requests of holds intake just committed, in the background:
-        their claims share a transaction (see `HoldWriter`), each attempt then goes its way.
-        Waits first while `max_in_flight` attempts are under way (see `wait_for_room`)."""
-        await self.wait_for_room()
-        for hold_id in hold_ids:
-            self._in_flight.start(self.attempt(hold_id, first=True), hold_id=str(hold_id))
 
     async def wait_for_room(self) -> None:
         """Wait while `max_in_flight` attempts are under way, so a burst waits on the broker

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from uuid import UUID
+from typing import Protocol
 
 from pydantic import ValidationError
 
 from stopper import metrics
-from stopper.app.ports import Clock, IntakeStore, Message, OpenedCase, Publisher, VictimRecord
+from stopper.app.ports import (
+    Clock,
+    HoldRecord,
+    HoldUpdate,
+    IntakeStore,
+    Message,
+    OpenedCase,
+    Publisher,
+    VictimRecord,
+)
 from stopper.contracts.reports import FraudReportV1
 from stopper.domain.accounts import AccountRef
 from stopper.domain.cases import TransferFact, open_case
@@ -104,6 +113,14 @@ def to_opened_case(
     )
 
 
+class FirstAttempts(Protocol):
+    """The first stop requests of new holds (the dispatcher)."""
+
+    def claim_new(self, record: HoldRecord) -> HoldUpdate | None: ...
+
+    async def start_new(self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     message: Message
@@ -132,10 +149,10 @@ class IntakeHandler:
     - a record that fails validation is dead-lettered with the reason and never retried;
     - all cases of a batch commit in one transaction; dead letters are sent before the batch
       is reported done, so the caller commits offsets only after both;
-    - once committed, the new cases' holds go straight to `dispatch` (their stop requests are
-      sent from this process, without another trip through the broker); a hold this process
-      could not claim before it died is dispatched by any instance's sweeper after
-      `first_dispatch_grace_s`.
+    - with `dispatch`, each new hold's first attempt is claimed in the same transaction and,
+      once committed, carried out from this process (no other trip through the broker, no
+      other transaction); if this process dies first, any instance's sweeper makes the attempt
+      when the claim's lease runs out.
     """
 
     def __init__(
@@ -145,7 +162,7 @@ class IntakeHandler:
         clock: Clock,
         registry: Registry,
         topics: IntakeTopics,
-        dispatch: Callable[[Sequence[UUID]], Awaitable[None]] | None = None,
+        dispatch: FirstAttempts | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -173,18 +190,13 @@ class IntakeHandler:
                 result.duplicates += 1
 
         if opened:
-            outcome = await self._store.record_opened_cases([case for _, case in opened.values()])
+            outcome = await self._store.record_opened_cases(
+                [case for _, case in opened.values()],
+                self._dispatch.claim_new if self._dispatch is not None else None,
+            )
             result.created = len(outcome.created)
-            if outcome.created and self._dispatch is not None:
-                created = set(outcome.created)
-                await self._dispatch(
-                    [
-                        request.hold_id
-                        for _, case in opened.values()
-                        if case.case.id in created
-                        for request in case.stop_requests
-                    ]
-                )
+            if outcome.claimed and self._dispatch is not None:
+                await self._dispatch.start_new(outcome.claimed)
             for message, case in opened.values():
                 known = outcome.already_known.get(case.case.id)
                 if known is None:

@@ -106,6 +106,8 @@ class RecordOutcome:
 
     created: Sequence[UUID]
     already_known: Mapping[UUID, str]
+    # With a `claim` decision: each new hold it claimed, as it was born and what the claim did.
+    claimed: Sequence[tuple[HoldRecord, HoldUpdate]] = ()
 
 
 class IntakeStore(Protocol):
@@ -113,9 +115,13 @@ class IntakeStore(Protocol):
         """The fingerprint of the report behind `case_id`, or None if there is no such case."""
         ...
 
-    async def record_opened_cases(self, cases: Sequence[OpenedCase]) -> RecordOutcome:
-        """In one transaction: cases, victims, transfers, accounts, holds, their birth transitions
-        and one outbox row per stop request. Cases that already exist are left untouched."""
+    async def record_opened_cases(
+        self, cases: Sequence[OpenedCase], claim: HoldDecision | None = None
+    ) -> RecordOutcome:
+        """In one transaction: cases, victims, transfers, accounts, holds and their birth
+        transitions. Cases that already exist are left untouched. `claim` is decided on each
+        new hold (as `HoldRecord.born`) in the same transaction, and what it changes is written
+        with the hold: a first stop request claimed without a transaction of its own."""
         ...
 
 
@@ -142,6 +148,24 @@ class HoldRecord:
     return_round: int = 0  # how many returns were ordered for this hold (one key per round)
     return_attempts: int = 0
     return_next_attempt_at: datetime | None = None
+
+    @classmethod
+    def born(
+        cls, hold: Hold, *, requested_at: datetime, report_accepted_at: datetime | None
+    ) -> HoldRecord:
+        """A hold as intake stores it: requested, never attempted."""
+        return cls(
+            hold=hold,
+            attempts=0,
+            report_accepted_at=report_accepted_at,
+            requested_at=requested_at,
+            next_attempt_at=None,
+            dispatch_deadline_at=None,
+            sent_at=None,
+            confirmed_at=None,
+            stop_expires_at=None,
+            state_reason=None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,10 +17,11 @@ from sqlalchemy.exc import DBAPIError
 from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.models import HoldRow, HoldTransitionRow
 from stopper.adapters.db.store import SqlStore
+from stopper.app.dispatch import Dispatcher
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.app.ports import HoldRecord, HoldUpdate, OpenedCase
 from stopper.app.returns import ReturnDesk
-from stopper.config import DatabaseSettings
+from stopper.config import DatabaseSettings, DispatchSettings
 from stopper.domain.holds import HoldEvent
 from stopper.registry import load_registry
 from tests.factories import report_doc
@@ -74,6 +76,39 @@ async def test_case_view_masks_accounts_and_shows_states(store: SqlStore) -> Non
         [("BK01", "****3333", "requested", 2_000_050), ("PI04", "****5678", "requested", 82_000)],
         [("PI04", "****5678", "requested", 82_000), ("BK01", "****3333", "requested", 2_000_050)],
     )
+
+
+async def test_intake_claims_the_first_attempts_with_the_case_and_only_once(
+    store: SqlStore,
+) -> None:
+    """The dispatcher's claim, decided as the holds are born: they are committed `sent`, with
+    the attempt's bookkeeping and both transitions; a redelivery claims nothing, and the
+    dispatcher's own claim finds nothing owed (no request is sent twice)."""
+    clock = FixedClock()
+    dispatcher = Dispatcher(
+        store, ScriptedAdapter({}), load_registry(), clock, DispatchSettings(), random.Random(1)
+    )
+    case = opened_case()
+    first, again = [await store.record_opened_cases([case], dispatcher.claim_new) for _ in range(2)]
+    assert {record.hold.id for record, _ in first.claimed} == {h.id for h in case.case.holds}
+    assert again.created == [] and again.claimed == ()
+    async with store._engine.connect() as connection:
+        holds = (
+            await connection.execute(select(HoldRow).where(HoldRow.case_id == case.case.id))
+        ).all()
+        rows = {h.id: h for h in holds}
+        transitions = (
+            await connection.execute(
+                select(HoldTransitionRow.hold_id, HoldTransitionRow.to_state)
+                .where(HoldTransitionRow.hold_id.in_(list(rows)))
+                .order_by(HoldTransitionRow.id)
+            )
+        ).all()
+    assert {(h.state, h.attempts, h.sent_at) for h in rows.values()} == {("sent", 1, clock.now())}
+    assert all(h.next_attempt_at is not None and h.dispatch_deadline_at for h in rows.values())
+    for hold_id in rows:
+        assert [t.to_state for t in transitions if t.hold_id == hold_id] == ["requested", "sent"]
+        assert await dispatcher.claim(hold_id, first=True) is None
 
 
 @pytest.mark.parametrize(

@@ -75,18 +75,29 @@ class FakeIntakeStore:
         case = self.cases.get(case_id)
         return case.fingerprint if case else None
 
-    async def record_opened_cases(self, cases: Sequence[OpenedCase]) -> RecordOutcome:
+    async def record_opened_cases(
+        self, cases: Sequence[OpenedCase], claim: HoldDecision | None = None
+    ) -> RecordOutcome:
         if self.fail_next:
             self.fail_next -= 1
             raise StoreUnavailable("fake database down")
-        created, known = [], {}
+        created, known, claimed = [], {}, []
         for opened in cases:
             if opened.case.id in self.cases:
                 known[opened.case.id] = self.cases[opened.case.id].fingerprint
                 continue
             self.cases[opened.case.id] = opened
             created.append(opened.case.id)
-        return RecordOutcome(created=created, already_known=known)
+            if claim is None:
+                continue
+            for hold in opened.case.holds:
+                born = HoldRecord.born(
+                    hold, requested_at=opened.case.opened_at, report_accepted_at=opened.accepted_at
+                )
+                change = claim(born)
+                if change is not None:
+                    claimed.append((born, change))
+        return RecordOutcome(created=created, already_known=known, claimed=claimed)
 
 
 class FakeSubscription:

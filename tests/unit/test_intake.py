@@ -18,7 +18,9 @@ from stopper.app.intake import (
     IntakeHandler,
     IntakeTopics,
 )
+from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.domain.cases import case_id_for
+from stopper.domain.holds import HoldEvent, HoldState
 from stopper.registry import load_registry
 from tests.factories import report_doc
 from tests.unit.fakes import FakeIntakeStore, FakePublisher, FakeSubscription, FixedClock, message
@@ -26,14 +28,28 @@ from tests.unit.fakes import FakeIntakeStore, FakePublisher, FakeSubscription, F
 TOPICS = IntakeTopics(dead_letter="dlq")
 
 
+class FakeDispatcher:
+    """Claims every new hold (marks it sent) and keeps the ids of the attempts it started."""
+
+    def __init__(self, dispatched: list[UUID] | None) -> None:
+        self.dispatched = dispatched
+
+    def claim_new(self, record: HoldRecord) -> HoldUpdate | None:
+        at = FixedClock().now()
+        sent = record.hold.apply(HoldEvent.REQUEST_SENT, cause="fake", actor="test", at=at)
+        return HoldUpdate(at=at, transitions=[sent], fields={"attempts": 1, "sent_at": at})
+
+    async def start_new(self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]]) -> None:
+        if self.dispatched is not None:
+            self.dispatched.extend(record.hold.id for record, _ in claimed)
+
+
 def handler(
     store: FakeIntakeStore, publisher: FakePublisher, dispatched: list[UUID] | None = None
 ) -> IntakeHandler:
-    async def dispatch(hold_ids: Sequence[UUID]) -> None:
-        if dispatched is not None:
-            dispatched.extend(hold_ids)
-
-    return IntakeHandler(store, publisher, FixedClock(), load_registry(), TOPICS, dispatch)
+    return IntakeHandler(
+        store, publisher, FixedClock(), load_registry(), TOPICS, FakeDispatcher(dispatched)
+    )
 
 
 def raw(doc: dict[str, Any]) -> bytes:
@@ -51,7 +67,8 @@ async def test_a_report_opens_a_case_and_hands_its_holds_to_the_dispatcher() -> 
         ("BK01", 2_000_050),
         ("PI04", 82_000),
     ]
-    assert dispatched == [h.id for h in case.case.holds]
+    assert dispatched == [h.id for h in case.case.holds]  # claimed with the case, then started
+    assert {h.state for h in case.case.holds} == {HoldState.SENT}
     assert {v.victim_ref for v in case.victims} == {"V1", "V2"}
 
 

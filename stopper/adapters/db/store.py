@@ -121,20 +121,25 @@ class SqlStore:
                 )
                 return fingerprint
 
-    async def record_opened_cases(self, cases: Sequence[OpenedCase]) -> RecordOutcome:
+    async def record_opened_cases(
+        self, cases: Sequence[OpenedCase], claim: HoldDecision | None = None
+    ) -> RecordOutcome:
         with _store_errors():
             async with self._engine.begin() as connection:
-                return await self._record(connection, cases)
+                return await self._record(connection, cases, claim)
 
     async def _record(
-        self, connection: AsyncConnection, cases: Sequence[OpenedCase]
+        self,
+        connection: AsyncConnection,
+        cases: Sequence[OpenedCase],
+        claim: HoldDecision | None = None,
     ) -> RecordOutcome:
         # Claim the case ids first: a case another transaction (or an earlier delivery) already
         # recorded is skipped whole, so a redelivered report never doubles anything.
-        claimed = await self._insert_rows(
+        inserted = await self._insert_rows(
             connection, CaseRow, [_case_row(c) for c in cases], skip_conflicts=True, returning="id"
         )
-        created = set(claimed)
+        created = set(inserted)
         known = {c.case.id for c in cases} - created
         already_known: dict[UUID, str] = {}
         if known:
@@ -149,7 +154,7 @@ class SqlStore:
 
         accounts: dict[UUID, dict[str, Any]] = {}
         victims: list[dict[str, Any]] = []
-        holds: list[dict[str, Any]] = []
+        holds: list[tuple[HoldRecord, dict[str, Any]]] = []
         transfers: list[dict[str, Any]] = []
         births: list[dict[str, Any]] = []
         for opened in new:
@@ -186,24 +191,39 @@ class SqlStore:
                         "reference": t.reference,
                     }
                 )
-            holds += [
-                _hold_row(h, requested_at=case.opened_at, report_accepted_at=opened.accepted_at)
-                for h in case.holds
-            ]
+            for h in case.holds:
+                born = HoldRecord.born(
+                    h, requested_at=case.opened_at, report_accepted_at=opened.accepted_at
+                )
+                holds.append(
+                    (
+                        born,
+                        _hold_row(
+                            h, requested_at=case.opened_at, report_accepted_at=opened.accepted_at
+                        ),
+                    )
+                )
             births += _transition_rows(opened.births)
 
         await self._insert_rows(
             connection, AccountRow, list(accounts.values()), skip_conflicts=True
         )
-        inserts: list[tuple[type[Base], list[dict[str, Any]]]] = [
-            (VictimRow, victims),
-            (HoldRow, holds),
-            (TransferRow, transfers),
-            (HoldTransitionRow, births),
-        ]
-        for model, values in inserts:
-            await self._insert_rows(connection, model, values)
-        return RecordOutcome(created=[c.case.id for c in new], already_known=already_known)
+        await self._insert_rows(connection, VictimRow, victims)
+        # The claims are decided last, as late before the commit as the rows allow.
+        claimed: list[tuple[HoldRecord, HoldUpdate]] = []
+        if claim is not None:
+            for born, row in holds:
+                change = claim(born)
+                if change is not None:
+                    row.update(_hold_columns(born, row["version"], change))
+                    births += _transition_rows(change.transitions)
+                    claimed.append((born, change))
+        await self._insert_rows(connection, HoldRow, [row for _, row in holds])
+        await self._insert_rows(connection, TransferRow, transfers)
+        await self._insert_rows(connection, HoldTransitionRow, births)
+        return RecordOutcome(
+            created=[c.case.id for c in new], already_known=already_known, claimed=claimed
+        )
 
     async def get_case(self, case_id: UUID) -> CaseView | None:
         with _store_errors():
