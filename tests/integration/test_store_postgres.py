@@ -91,7 +91,7 @@ async def test_intake_claims_the_first_attempts_with_the_case_and_only_once(
     case = opened_case()
     first, again = [await store.record_opened_cases([case], dispatcher.claim_new) for _ in range(2)]
     assert {record.hold.id for record, _ in first.claimed} == {h.id for h in case.case.holds}
-    assert again.created == [] and again.claimed == ()
+    assert again.created == [] and not again.claimed
     async with store._engine.connect() as connection:
         holds = (
             await connection.execute(select(HoldRow).where(HoldRow.case_id == case.case.id))

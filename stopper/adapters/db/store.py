@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -125,105 +126,72 @@ class SqlStore:
         self, cases: Sequence[OpenedCase], claim: HoldDecision | None = None
     ) -> RecordOutcome:
         with _store_errors():
+            if self._engine.dialect.name == "postgresql":
+                return await self._record_at_once(cases, claim)
             async with self._engine.begin() as connection:
-                return await self._record(connection, cases, claim)
-
-    async def _record(
-        self,
-        connection: AsyncConnection,
-        cases: Sequence[OpenedCase],
-        claim: HoldDecision | None = None,
-    ) -> RecordOutcome:
-        # Claim the case ids first: a case another transaction (or an earlier delivery) already
-        # recorded is skipped whole, so a redelivered report never doubles anything.
-        inserted = await self._insert_rows(
-            connection, CaseRow, [_case_row(c) for c in cases], skip_conflicts=True, returning="id"
-        )
-        created = set(inserted)
-        known = {c.case.id for c in cases} - created
-        already_known: dict[UUID, str] = {}
-        if known:
-            rows = await connection.execute(
-                select(CaseRow.id, CaseRow.report_fingerprint).where(CaseRow.id.in_(known))
-            )
-            already_known = {row.id: row.report_fingerprint for row in rows}
-
-        new = [c for c in cases if c.case.id in created]
-        if not new:
-            return RecordOutcome(created=[], already_known=already_known)
-
-        accounts: dict[UUID, dict[str, Any]] = {}
-        victims: list[dict[str, Any]] = []
-        holds: list[tuple[HoldRecord, dict[str, Any]]] = []
-        transfers: list[dict[str, Any]] = []
-        births: list[dict[str, Any]] = []
-        for opened in new:
-            case = opened.case
-            victims += [
-                {"case_id": case.id, "victim_ref": v.victim_ref, "name": v.name}
-                for v in opened.victims
-            ]
-            for seq, t in enumerate(case.transfers):
-                account = t.receiving_account
-                accounts.setdefault(
-                    account.id,
-                    {
-                        "id": account.id,
-                        "institution_code": account.institution_code,
-                        "account_number": account.account_number,
-                        "holder_name": account.name,
-                        "first_seen_at": case.opened_at,
-                    },
+                # Claim the case ids first: a case another transaction (or an earlier delivery)
+                # already recorded is skipped whole, so a redelivered report never doubles
+                # anything.
+                inserted = await self._insert_rows(
+                    connection,
+                    CaseRow,
+                    [_case_row(c) for c in cases],
+                    skip_conflicts=True,
+                    returning="id",
                 )
-                transfers.append(
-                    {
-                        "case_id": case.id,
-                        "seq": seq,
-                        "victim_ref": t.victim_ref,
-                        "victim_institution_code": t.victim_account.institution_code,
-                        "victim_account_number": t.victim_account.account_number,
-                        "receiving_account_id": account.id,
-                        "hold_id": hold_id_for(case.id, account),
-                        "amount": t.amount,
-                        "currency": t.currency,
-                        "transferred_at": t.transferred_at,
-                        "channel": t.channel,
-                        "reference": t.reference,
-                    }
+                created = set(inserted)
+                already_known = await self._fingerprints(
+                    connection, {c.case.id for c in cases} - created
                 )
-            for h in case.holds:
-                born = HoldRecord.born(
-                    h, requested_at=case.opened_at, report_accepted_at=opened.accepted_at
-                )
-                holds.append(
-                    (
-                        born,
-                        _hold_row(
-                            h, requested_at=case.opened_at, report_accepted_at=opened.accepted_at
-                        ),
-                    )
-                )
-            births += _transition_rows(opened.births)
-
-        await self._insert_rows(
-            connection, AccountRow, list(accounts.values()), skip_conflicts=True
-        )
-        await self._insert_rows(connection, VictimRow, victims)
-        # The claims are decided last, as late before the commit as the rows allow.
-        claimed: list[tuple[HoldRecord, HoldUpdate]] = []
-        if claim is not None:
-            for born, row in holds:
-                change = claim(born)
-                if change is not None:
-                    row.update(_hold_columns(born, row["version"], change))
-                    births += _transition_rows(change.transitions)
-                    claimed.append((born, change))
-        await self._insert_rows(connection, HoldRow, [row for _, row in holds])
-        await self._insert_rows(connection, TransferRow, transfers)
-        await self._insert_rows(connection, HoldTransitionRow, births)
+                rows = _CaseRows.of([c for c in cases if c.case.id in created], claim)
+                await self._insert_rows(connection, AccountRow, rows.accounts, skip_conflicts=True)
+                for model, values in rows.children():
+                    await self._insert_rows(connection, model, values)
         return RecordOutcome(
-            created=[c.case.id for c in new], already_known=already_known, claimed=claimed
+            created=[c.case.id for c in cases if c.case.id in created],
+            already_known=already_known,
+            claimed=rows.claimed,
         )
+
+    async def _record_at_once(
+        self, cases: Sequence[OpenedCase], claim: HoldDecision | None
+    ) -> RecordOutcome:
+        """PostgreSQL: every row of the batch in one statement (`_RECORD_CASES`), which commits
+        by itself: one round trip instead of a transaction of eight. Its cases are inserted
+        first among equals; the rows of a case that was already there are left out."""
+        rows = _CaseRows.of(cases, claim)
+        params: dict[str, list[Any]] = {}
+        tables: list[tuple[type[Base], list[dict[str, Any]]]] = [
+            (CaseRow, [_case_row(c) for c in cases]),
+            *rows.all(),
+        ]
+        for model, values in tables:
+            name = model.__tablename__
+            columns = _RECORD_COLUMNS[name]
+            for row in values:
+                if not row.keys() <= set(columns):
+                    raise ValueError(f"{name}: {sorted(row.keys() - set(columns))} not written")
+            for column in columns:
+                params[f"{name}__{column}"] = [row.get(column) for row in values]
+        async with self._reads.connect() as connection:
+            inserted = await connection.execute(_record_cases(connection.dialect), params)
+            created = set(inserted.scalars())
+            already_known = await self._fingerprints(
+                connection, {c.case.id for c in cases} - created
+            )
+        return RecordOutcome(
+            created=[c.case.id for c in cases if c.case.id in created],
+            already_known=already_known,
+            claimed=[(r, c) for r, c in rows.claimed if r.hold.case_id in created],
+        )
+
+    async def _fingerprints(self, connection: AsyncConnection, ids: set[UUID]) -> dict[UUID, str]:
+        if not ids:
+            return {}
+        rows = await connection.execute(
+            select(CaseRow.id, CaseRow.report_fingerprint).where(CaseRow.id.in_(ids))
+        )
+        return {row.id: row.report_fingerprint for row in rows}
 
     async def get_case(self, case_id: UUID) -> CaseView | None:
         with _store_errors():
@@ -1101,6 +1069,184 @@ def _store_errors() -> Iterator[None]:
         yield
     except _UNAVAILABLE as e:
         raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+
+
+@dataclass(slots=True)
+class _CaseRows:
+    """The rows of opened cases other than the cases themselves, and the claims decided on
+    their new holds (which change the holds' rows and add transitions)."""
+
+    accounts: list[dict[str, Any]]
+    victims: list[dict[str, Any]]
+    holds: list[dict[str, Any]]
+    transfers: list[dict[str, Any]]
+    transitions: list[dict[str, Any]]
+    claimed: list[tuple[HoldRecord, HoldUpdate]]
+
+    @classmethod
+    def of(cls, cases: Sequence[OpenedCase], claim: HoldDecision | None) -> _CaseRows:
+        accounts: dict[UUID, dict[str, Any]] = {}
+        rows = cls([], [], [], [], [], [])
+        for opened in cases:
+            case = opened.case
+            rows.victims += [
+                {"case_id": case.id, "victim_ref": v.victim_ref, "name": v.name}
+                for v in opened.victims
+            ]
+            for seq, t in enumerate(case.transfers):
+                account = t.receiving_account
+                accounts.setdefault(
+                    account.id,
+                    {
+                        "id": account.id,
+                        "institution_code": account.institution_code,
+                        "account_number": account.account_number,
+                        "holder_name": account.name,
+                        "first_seen_at": case.opened_at,
+                    },
+                )
+                rows.transfers.append(
+                    {
+                        "case_id": case.id,
+                        "seq": seq,
+                        "victim_ref": t.victim_ref,
+                        "victim_institution_code": t.victim_account.institution_code,
+                        "victim_account_number": t.victim_account.account_number,
+                        "receiving_account_id": account.id,
+                        "hold_id": hold_id_for(case.id, account),
+                        "amount": t.amount,
+                        "currency": t.currency,
+                        "transferred_at": t.transferred_at,
+                        "channel": t.channel,
+                        "reference": t.reference,
+                    }
+                )
+            rows.transitions += _transition_rows(opened.births)
+            for h in case.holds:
+                row = _hold_row(
+                    h, requested_at=case.opened_at, report_accepted_at=opened.accepted_at
+                )
+                rows.holds.append(row)
+                if claim is None:
+                    continue
+                born = HoldRecord.born(
+                    h, requested_at=case.opened_at, report_accepted_at=opened.accepted_at
+                )
+                change = claim(born)
+                if change is not None:
+                    row.update(_hold_columns(born, row["version"], change))
+                    rows.transitions += _transition_rows(change.transitions)
+                    rows.claimed.append((born, change))
+        # In id order: two batches that share accounts take their index entries in one order.
+        rows.accounts = [accounts[k] for k in sorted(accounts)]
+        return rows
+
+    def children(self) -> list[tuple[type[Base], list[dict[str, Any]]]]:
+        """What is inserted after the cases and accounts, parents first."""
+        return [
+            (VictimRow, self.victims),
+            (HoldRow, self.holds),
+            (TransferRow, self.transfers),
+            (HoldTransitionRow, self.transitions),
+        ]
+
+    def all(self) -> list[tuple[type[Base], list[dict[str, Any]]]]:
+        return [(AccountRow, self.accounts), *self.children()]
+
+
+# The columns `_record_cases` writes, per table (what `_case_row`, `_CaseRows` and
+# `_hold_columns` give; a claim sets the dispatch columns of a hold).
+_RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "cases": (
+        "id",
+        "report_id",
+        "agency_code",
+        "report_fingerprint",
+        "source",
+        "reported_at",
+        "accepted_at",
+        "opened_at",
+    ),
+    "accounts": ("id", "institution_code", "account_number", "holder_name", "first_seen_at"),
+    "victims": ("case_id", "victim_ref", "name"),
+    "holds": (
+        "id",
+        "case_id",
+        "account_id",
+        "institution_code",
+        "state",
+        "state_reason",
+        "version",
+        "currency",
+        "amount_asked",
+        "amount_stopped",
+        "amount_frozen",
+        "amount_returned",
+        "layer",
+        "parent_hold_id",
+        "reapplications",
+        "requested_at",
+        "stop_expires_at",
+        "freeze_expires_at",
+        "updated_at",
+        "report_accepted_at",
+        "attempts",
+        "next_attempt_at",
+        "dispatch_deadline_at",
+        "sent_at",
+    ),
+    "transfers": (
+        "case_id",
+        "seq",
+        "victim_ref",
+        "victim_institution_code",
+        "victim_account_number",
+        "receiving_account_id",
+        "hold_id",
+        "amount",
+        "currency",
+        "transferred_at",
+        "channel",
+        "reference",
+    ),
+    "hold_transitions": ("hold_id", "from_state", "to_state", "event", "cause", "actor", "at"),
+}
+
+
+@functools.cache
+def _record_cases(dialect: Dialect) -> TextClause:
+    """One statement for a batch of opened cases: the cases that are new (`ON CONFLICT DO
+    NOTHING` on their ids), then only their victims, holds, transfers and transitions; the
+    accounts any of them name. Returns the ids of the new cases. Foreign keys are checked at
+    the end of the statement, when every row is in."""
+    tables = {t.name: t for t in Base.metadata.sorted_tables}
+
+    def rows(name: str) -> str:
+        columns = _RECORD_COLUMNS[name]
+        arrays = ", ".join(
+            f"CAST(:{name}__{c} AS {tables[name].c[c].type.compile(dialect=dialect)}[])"
+            for c in columns
+        )
+        return f"SELECT * FROM unnest({arrays}) AS r({', '.join(columns)})"
+
+    def insert(name: str) -> str:
+        return f"INSERT INTO {name} ({', '.join(_RECORD_COLUMNS[name])}) "
+
+    return text(
+        f"WITH new_cases AS ({insert('cases')}{rows('cases')} "
+        "ON CONFLICT DO NOTHING RETURNING id), "
+        f"new_accounts AS ({insert('accounts')}{rows('accounts')} ON CONFLICT DO NOTHING), "
+        f"new_victims AS ({insert('victims')}SELECT * FROM ({rows('victims')}) v "
+        "WHERE v.case_id IN (SELECT id FROM new_cases)), "
+        f"new_holds AS ({insert('holds')}SELECT * FROM ({rows('holds')}) h "
+        "WHERE h.case_id IN (SELECT id FROM new_cases) RETURNING id), "
+        f"new_transfers AS ({insert('transfers')}SELECT * FROM ({rows('transfers')}) t "
+        "WHERE t.case_id IN (SELECT id FROM new_cases)), "
+        f"new_transitions AS ({insert('hold_transitions')}"
+        f"SELECT * FROM ({rows('hold_transitions')}) x "
+        "WHERE x.hold_id IN (SELECT id FROM new_holds)) "
+        "SELECT id FROM new_cases"
+    )
 
 
 @functools.cache
