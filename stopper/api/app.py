@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,6 +61,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         503: "Stopper cannot take reports right now; retry later (nothing was recorded).",
     }.items()
 }
+
+log = logging.getLogger(__name__)
 
 
 _CALLBACK_LIMIT = 64 * 1024
@@ -242,7 +245,8 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
                 raw,
                 {ACCEPTED_AT_HEADER: runtime.clock.now().isoformat(), SOURCE_HEADER: "http"},
             )
-        except BusUnavailable:
+        except BusUnavailable as e:
+            log.warning("a report could not be queued: %s", e)
             return _error(
                 503, "the report could not be queued; retry later", headers={"Retry-After": "5"}
             )

@@ -100,7 +100,15 @@ async def post_reports(url: str, count: int, seed: int) -> list[str]:
     # The subject here is fan-out, not intake speed: a generous timeout keeps a busy CI honest.
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         for _ in range(count):
-            answer = await client.post("/v1/reports", json=factory.report(datetime.now(UTC)))
+            report = factory.report(datetime.now(UTC))
+            answer = await client.post("/v1/reports", json=report)
+            for _ in range(3):
+                # As a police system does with a 503: the broker was briefly unable to take the
+                # record (nothing was recorded), so post it again after Retry-After.
+                if answer.status_code != 503:
+                    break
+                await asyncio.sleep(int(answer.headers["Retry-After"]))
+                answer = await client.post("/v1/reports", json=report)
             assert answer.status_code == 202, answer.text
             case_ids.append(answer.json()["case_id"])
     return case_ids
