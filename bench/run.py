@@ -20,23 +20,26 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
 from bench.bare import bare_per_s
-from bench.loadgen import Race, measure, send_http, send_kafka
+from bench.loadgen import Race, Sent, measure, send_http, send_kafka
 from stopper.registry import load_registry
 from stopper.simulation.reports import ReportFactory
 from tests.crash.harness import Process, fresh_database
 from tests.servers import Broker, PostgresServer, free_port, postgres_server, tansu_broker
 
 RESULTS = Path(__file__).resolve().parent / "results"
+T = TypeVar("T")
 
 
 class Stack:
@@ -209,25 +212,59 @@ async def bench(
 async def _latency_at_200(
     args: argparse.Namespace, pg: PostgresServer, broker: Broker, root: Path, workers: int
 ) -> dict[str, Any]:
+    run = await http_load(
+        pg,
+        broker,
+        root,
+        workers=workers,
+        rate=200.0,
+        seconds=args.latency_seconds,
+        seed=2,
+        timeout=args.timeout,
+    )
+    return {
+        "workers": workers,
+        "reports": run.sent.reports,
+        "accepted": run.sent.accepted,
+        "holds": run.race.holds,
+        "report_to_request_ms": Race.percentiles(run.race.requested_ms),
+        "report_to_stopped_ms": Race.percentiles(run.race.confirmed_ms),
+    }
+
+
+@dataclass(frozen=True)
+class HttpRun:
+    database_url: str
+    since: datetime
+    sent: Sent
+    race: Race
+
+
+async def http_load(
+    pg: PostgresServer,
+    broker: Broker,
+    root: Path,
+    *,
+    workers: int,
+    rate: float,
+    seconds: float,
+    seed: int,
+    timeout: float,
+) -> HttpRun:
+    """Stopper on a fresh database, reports posted over HTTP at `rate` for `seconds`; returns
+    once every hold of theirs has settled (or `timeout`), the processes stopped."""
     database = await fresh_database(pg)
     stack = Stack(root, database, broker, workers)
     await stack.start()
     try:
         since = datetime.now(UTC)
-        sent = await send_http(stack.api_url, 200.0, args.latency_seconds, seed=2)
+        sent = await send_http(stack.api_url, rate, seconds, seed=seed)
         # Accepted reports may still wait on the topic: count their holds once intake has them.
         reports_to_holds = await _holds_since(database, since)
-        race = await settled(database, since, reports_to_holds, timeout=args.timeout)
-        return {
-            "workers": workers,
-            "reports": sent.reports,
-            "accepted": sent.accepted,
-            "holds": race.holds,
-            "report_to_request_ms": Race.percentiles(race.requested_ms),
-            "report_to_stopped_ms": Race.percentiles(race.confirmed_ms),
-        }
+        race = await settled(database, since, reports_to_holds, timeout=timeout)
     finally:
         stack.stop()
+    return HttpRun(database, since, sent, race)
 
 
 async def _holds_since(database_url: str, since: datetime) -> int:
@@ -239,6 +276,18 @@ async def _holds_since(database_url: str, since: datetime) -> int:
         previous = holds
         await asyncio.sleep(1.0)
     return previous
+
+
+def on_servers(
+    prefix: str, work: Callable[[PostgresServer, Broker, Path], Coroutine[Any, Any, T]]
+) -> T:
+    """Run `work` against a private PostgreSQL and broker, in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)
+        (root / "pg").mkdir()
+        with postgres_server(root / "pg") as pg, tansu_broker(root) as broker:
+            return asyncio.run(work(pg, broker, root))
 
 
 def machine() -> dict[str, Any]:
@@ -266,12 +315,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
     started = datetime.now(UTC)
-    with tempfile.TemporaryDirectory(prefix="stopper-bench-") as tmp:
-        root = Path(tmp)
-        root.chmod(0o755)
-        (root / "pg").mkdir()
-        with postgres_server(root / "pg") as pg, tansu_broker(root) as broker:
-            results = asyncio.run(bench(args, pg, broker, root))
+    results = on_servers("stopper-bench-", lambda pg, broker, root: bench(args, pg, broker, root))
     document = {
         "started_at": started.isoformat(timespec="seconds"),
         "machine": machine(),

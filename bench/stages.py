@@ -18,10 +18,8 @@ Writes bench/results/stages.json. A quick look at one part of (b), not a replace
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,10 +27,9 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from bench.loadgen import Race, send_http
-from bench.run import RESULTS, Stack, _holds_since, machine, settled
-from tests.crash.harness import fresh_database
-from tests.servers import Broker, PostgresServer, postgres_server, tansu_broker
+from bench.loadgen import Race
+from bench.run import RESULTS, http_load, machine, on_servers
+from tests.servers import Broker, PostgresServer
 
 STAGES = {
     "accepted_to_opened_ms": ("opened", "accepted"),
@@ -46,17 +43,17 @@ STAGES = {
 async def stages(
     args: argparse.Namespace, pg: PostgresServer, broker: Broker, root: Path
 ) -> dict[str, Any]:
-    database = await fresh_database(pg)
-    stack = Stack(root, database, broker, args.workers)
-    await stack.start()
-    try:
-        since = datetime.now(UTC)
-        sent = await send_http(stack.api_url, args.rate, args.seconds, seed=3)
-        holds = await _holds_since(database, since)
-        await settled(database, since, holds, timeout=120)
-        rows = await _times(database, since)
-    finally:
-        stack.stop()
+    run = await http_load(
+        pg,
+        broker,
+        root,
+        workers=args.workers,
+        rate=args.rate,
+        seconds=args.seconds,
+        seed=3,
+        timeout=120.0,
+    )
+    sent, rows = run.sent, await _times(run.database_url, run.since)
     result: dict[str, Any] = {
         "reports": sent.reports,
         "accepted": sent.accepted,
@@ -101,12 +98,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     started = datetime.now(UTC)
-    with tempfile.TemporaryDirectory(prefix="stopper-stages-") as tmp:
-        root = Path(tmp)
-        root.chmod(0o755)
-        (root / "pg").mkdir()
-        with postgres_server(root / "pg") as pg, tansu_broker(root) as broker:
-            result = asyncio.run(stages(args, pg, broker, root))
+    result = on_servers("stopper-stages-", lambda pg, broker, root: stages(args, pg, broker, root))
     document = {
         "started_at": started.isoformat(timespec="seconds"),
         "machine": machine(),

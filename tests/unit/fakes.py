@@ -391,15 +391,4 @@ def requested_hold(
 
 
 def new_record(hold: Hold, requested_at: datetime, accepted_at: datetime | None) -> HoldRecord:
-    return HoldRecord(
-        hold=hold,
-        attempts=0,
-        report_accepted_at=accepted_at,
-        requested_at=requested_at,
-        next_attempt_at=None,
-        dispatch_deadline_at=None,
-        sent_at=None,
-        confirmed_at=None,
-        stop_expires_at=None,
-        state_reason=None,
-    )
+    return HoldRecord.born(hold, requested_at=requested_at, report_accepted_at=accepted_at)
