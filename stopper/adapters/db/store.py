@@ -156,9 +156,9 @@ class SqlStore:
     async def _record_at_once(
         self, cases: Sequence[OpenedCase], claim: HoldDecision | None
     ) -> RecordOutcome:
-        """PostgreSQL: every row of the batch in one statement (`_RECORD_CASES`), which commits
-        by itself: one round trip instead of a transaction of eight. Its cases are inserted
-        first among equals; the rows of a case that was already there are left out."""
+        """PostgreSQL: every row of the batch in one statement (`_record_cases`), which commits
+        by itself: one round trip instead of a transaction of eight. A case that was already
+        there is left out whole, as are its rows."""
         rows = _CaseRows.of(cases, claim)
         params: dict[str, list[Any]] = {}
         tables: list[tuple[type[Base], list[dict[str, Any]]]] = [
