@@ -11,11 +11,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from stopper.adapters.db.engine import create_engine
-from stopper.adapters.db.models import HoldRow, HoldTransitionRow
+from stopper.adapters.db.models import (
+    AccountRow,
+    HoldRow,
+    HoldTransitionRow,
+    TransferRow,
+    VictimRow,
+)
 from stopper.adapters.db.store import SqlStore
 from stopper.app.dispatch import Dispatcher
 from stopper.app.intake import parse_report, to_opened_case
@@ -76,6 +82,37 @@ async def test_case_view_masks_accounts_and_shows_states(store: SqlStore) -> Non
         [("BK01", "****3333", "requested", 2_000_050), ("PI04", "****5678", "requested", 82_000)],
         [("PI04", "****5678", "requested", 82_000), ("BK01", "****3333", "requested", 2_000_050)],
     )
+
+
+async def test_a_batch_records_its_new_cases_whole_and_leaves_a_known_one_alone(
+    store: SqlStore,
+) -> None:
+    """One statement for the batch: the cases that are new get every row (the accounts they
+    share written once), a case already there gets nothing more."""
+    known, first, second = opened_case(), opened_case(), opened_case()
+    await store.record_opened_cases([known])
+    outcome = await store.record_opened_cases([known, first, second])
+    assert sorted(outcome.created) == sorted([first.case.id, second.case.id])
+    assert outcome.already_known == {known.case.id: known.fingerprint}
+    async with store._engine.connect() as connection:
+        counts = {}
+        for model in (HoldRow, TransferRow, VictimRow):
+            rows = await connection.execute(
+                select(model.case_id, func.count()).group_by(model.case_id)
+            )
+            counts[model.__tablename__] = dict(rows.tuples().all())
+        births = await connection.scalar(
+            select(func.count())
+            .select_from(HoldTransitionRow)
+            .join(HoldRow, HoldRow.id == HoldTransitionRow.hold_id)
+            .where(HoldRow.case_id.in_([c.case.id for c in (known, first, second)]))
+        )
+        accounts = await connection.scalar(select(func.count()).select_from(AccountRow))
+    cases = (known.case.id, first.case.id, second.case.id)
+    assert [counts["holds"][c] for c in cases] == [2, 2, 2]
+    assert [counts["transfers"][c] for c in cases] == [3, 3, 3]
+    assert [counts["victims"][c] for c in cases] == [2, 2, 2]
+    assert births == 6 and accounts == 2
 
 
 async def test_intake_claims_the_first_attempts_with_the_case_and_only_once(
