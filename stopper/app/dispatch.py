@@ -150,7 +150,7 @@ class Dispatcher:
     def claim_new(self, record: HoldRecord) -> HoldUpdate | None:
         """The claim of a hold's first attempt, decided as intake records the hold (see
         `IntakeStore.record_opened_cases`): its first stop request needs no transaction of its
-        own, and leaves once intake's commits. The same decision as `claim`'s."""
+        own, and leaves once intake's write commits. The same decision as `claim`'s."""
         return self._claim(record, self._clock.now(), first=True)
 
     async def start_new(self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]]) -> None:

@@ -132,19 +132,21 @@ class SqlStore:
                 # Claim the case ids first: a case another transaction (or an earlier delivery)
                 # already recorded is skipped whole, so a redelivered report never doubles
                 # anything.
-                inserted = await self._insert_rows(
-                    connection,
-                    CaseRow,
-                    [_case_row(c) for c in cases],
-                    skip_conflicts=True,
-                    returning="id",
+                inserted = await connection.execute(
+                    self._insert(CaseRow)
+                    .values([_case_row(c) for c in cases])
+                    .on_conflict_do_nothing()
+                    .returning(CaseRow.id)
                 )
-                created = set(inserted)
+                created = set(inserted.scalars())
                 already_known = await self._fingerprints(
                     connection, {c.case.id for c in cases} - created
                 )
                 rows = _CaseRows.of([c for c in cases if c.case.id in created], claim)
-                await self._insert_rows(connection, AccountRow, rows.accounts, skip_conflicts=True)
+                if rows.accounts:
+                    await connection.execute(
+                        self._insert(AccountRow).on_conflict_do_nothing(), rows.accounts
+                    )
                 for model, values in rows.children():
                     await self._insert_rows(connection, model, values)
         return RecordOutcome(
@@ -168,9 +170,10 @@ class SqlStore:
         for model, values in tables:
             name = model.__tablename__
             columns = _RECORD_COLUMNS[name]
+            written = set(columns)
             for row in values:
-                if not row.keys() <= set(columns):
-                    raise ValueError(f"{name}: {sorted(row.keys() - set(columns))} not written")
+                if not row.keys() <= written:
+                    raise ValueError(f"{name}: {sorted(row.keys() - written)} not written")
             for column in columns:
                 params[f"{name}__{column}"] = [row.get(column) for row in values]
         async with self._reads.connect() as connection:
@@ -577,26 +580,10 @@ class SqlStore:
     async def update_hold(
         self, hold_id: UUID, decide: HoldDecision
     ) -> tuple[HoldRecord, HoldUpdate] | None:
-        with _store_errors():
-            for _ in range(_MAX_CONFLICT_RETRIES):
-                async with self._engine.begin() as connection:
-                    # Locked like a batch locks its holds: a writer racing batches waits its
-                    # turn instead of losing the version check to each of them in a row.
-                    row = (
-                        await connection.execute(
-                            _hold_with_account(hold_id).with_for_update(of=HoldRow)
-                        )
-                    ).one_or_none()
-                    if row is None:
-                        return None
-                    record = _hold_record(row)
-                    change = decide(record)
-                    if change is None:
-                        return None
-                    if not await self._write_hold(connection, record, row.version, change):
-                        continue  # someone else changed it first: decide again on a fresh copy
-                    return record, change
-        raise StoreUnavailable(f"hold kept changing under {_MAX_CONFLICT_RETRIES} attempts")
+        """`update_holds` for one hold: its row locked while deciding, so a writer racing
+        batches waits its turn."""
+        written = await self.update_holds({hold_id: decide})
+        return written[0] if written else None
 
     async def update_holds(
         self, decisions: Mapping[UUID, HoldDecision]
@@ -632,42 +619,24 @@ class SqlStore:
         return column.in_(ids)
 
     async def _insert_rows(
-        self,
-        connection: AsyncConnection,
-        model: type[Base],
-        rows: Sequence[Mapping[str, Any]],
-        *,
-        skip_conflicts: bool = False,
-        returning: str | None = None,
-    ) -> list[Any]:
-        """Insert rows that all have the same keys; with `skip_conflicts`, rows whose key exists
-        are left out; the `returning` column of the rows inserted.
-
-        On PostgreSQL: one statement over `unnest` arrays, whatever the number of rows: one
-        round trip, one execution and a statement prepared once. (SQLAlchemy compiles an
-        `ON CONFLICT` insert anew on every call, and an executemany is one execution per
-        row.) On SQLite, the embedded default, the plain constructs."""
+        self, connection: AsyncConnection, model: type[Base], rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Insert rows that all have the same keys. On PostgreSQL: one statement over `unnest`
+        arrays, whatever the number of rows (one round trip, one execution, prepared once; an
+        executemany is one execution per row). On SQLite, the embedded default, an
+        executemany."""
         if not rows:
-            return []
+            return
         table = model.__table__
         assert isinstance(table, Table)
-        if self._engine.dialect.name != "postgresql":
-            statement = self._insert(table)
-            if skip_conflicts:
-                statement = statement.on_conflict_do_nothing()
-            if returning is None:
-                await connection.execute(statement, list(rows))
-                return []
-            result = await connection.execute(
-                statement.values(list(rows)).returning(table.c[returning])
-            )
-            return list(result.scalars())
+        if connection.dialect.name != "postgresql":
+            await connection.execute(insert(table), list(rows))
+            return
         columns = tuple(rows[0])
-        result = await connection.execute(
-            _unnest_insert(connection.dialect, table, columns, skip_conflicts, returning),
+        await connection.execute(
+            _unnest_insert(connection.dialect, table, columns),
             {column: [row[column] for row in rows] for column in columns},
         )
-        return list(result.scalars()) if returning is not None else []
 
     async def _write_hold(
         self, connection: AsyncConnection, record: HoldRecord, version: int, change: HoldUpdate
@@ -1223,10 +1192,7 @@ def _record_cases(dialect: Dialect) -> TextClause:
 
     def rows(name: str) -> str:
         columns = _RECORD_COLUMNS[name]
-        arrays = ", ".join(
-            f"CAST(:{name}__{c} AS {tables[name].c[c].type.compile(dialect=dialect)}[])"
-            for c in columns
-        )
+        arrays = _arrays(dialect, tables[name], columns, prefix=f"{name}__")
         return f"SELECT * FROM unnest({arrays}) AS r({', '.join(columns)})"
 
     def insert(name: str) -> str:
@@ -1249,41 +1215,35 @@ def _record_cases(dialect: Dialect) -> TextClause:
     )
 
 
+def _arrays(dialect: Dialect, table: Table, columns: Sequence[str], prefix: str = "") -> str:
+    """`CAST(:prefix<column> AS <type>[]), ...`: each column's values as one array parameter."""
+    return ", ".join(
+        f"CAST(:{prefix}{name} AS {table.c[name].type.compile(dialect=dialect)}[])"
+        for name in columns
+    )
+
+
 @functools.cache
-def _unnest_insert(
-    dialect: Dialect,
-    table: Table,
-    columns: tuple[str, ...],
-    skip_conflicts: bool,
-    returning: str | None,
-) -> TextClause:
+def _unnest_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> TextClause:
     """`INSERT INTO table (columns) SELECT * FROM unnest($1::type[], ...)`, built once per
     shape; a text statement is cached by SQLAlchemy and prepared once per connection."""
-    arrays = ", ".join(
-        f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns
-    )
     names = ", ".join(f'"{name}"' for name in columns)
-    sql = f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({arrays})'
-    if skip_conflicts:
-        sql += " ON CONFLICT DO NOTHING"
-    if returning is not None:
-        sql += f' RETURNING "{returning}"'
-    return text(sql)
+    return text(
+        f'INSERT INTO "{table.name}" ({names}) '
+        f"SELECT * FROM unnest({_arrays(dialect, table, columns)})"
+    )
 
 
 @functools.cache
 def _unnest_update(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> TextClause:
     """`UPDATE table SET column = v.column, ... FROM unnest(...) AS v WHERE id = v.hold_id`:
     rows of one shape (the columns set) in one statement, built once per shape."""
-    arrays = ", ".join(
-        f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns
-    )
     names = ", ".join(f'"{name}"' for name in columns)
     sets = ", ".join(f'"{name}" = v."{name}"' for name in columns)
     return text(
         f'UPDATE "{table.name}" SET {sets} '
-        f"FROM unnest(CAST(:hold_id AS UUID[]), {arrays}) AS v(hold_id, {names}) "
-        f'WHERE "{table.name}".id = v.hold_id'
+        f"FROM unnest(CAST(:hold_id AS UUID[]), {_arrays(dialect, table, columns)}) "
+        f'AS v(hold_id, {names}) WHERE "{table.name}".id = v.hold_id'
     )
 
 
