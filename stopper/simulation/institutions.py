@@ -42,6 +42,12 @@ from stopper.simulation.mules import MuleWorld
 
 log = logging.getLogger(__name__)
 
+# Callbacks an institution's side sends at once; the rest wait their turn. A real sender has a
+# bounded pool too, and httpx's connection pool spends time quadratic in the requests queued on
+# it: with hundreds of callbacks waiting on a Stopper that is down, the simulator's event loop
+# spent seconds in it and stopped answering (the crash test's /stats read timed out).
+CALLBACK_SENDERS = 32
+
 
 @dataclass(frozen=True, slots=True)
 class Behaviour:
@@ -256,6 +262,7 @@ class Simulation:
         self._started = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        self._senders = asyncio.Semaphore(CALLBACK_SENDERS)
         self._closing = asyncio.Event()
 
     def elapsed_s(self) -> float:
@@ -263,7 +270,12 @@ class Simulation:
 
     async def start(self) -> None:
         self._started = time.monotonic()
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(5.0),
+            limits=httpx.Limits(
+                max_connections=CALLBACK_SENDERS, max_keepalive_connections=CALLBACK_SENDERS
+            ),
+        )
 
     def close_requests(self) -> None:
         """Let go of requests held open on purpose (simulated timeouts), before shutting down."""
@@ -341,14 +353,15 @@ class Simulation:
         code = sim.institution.code
         url = f"{self._stopper_url}/v1/institutions/{code}/callbacks"
         for attempt in range(6):
-            headers = signed_headers(
-                self._secret_for(sim.institution.callback_secret_ref),
-                int(time.time()),
-                secrets.token_hex(16),
-                body,
-            )
             try:
-                answer = await self._client.post(url, content=body, headers=headers)
+                async with self._senders:  # signed when it leaves, not while it waits
+                    headers = signed_headers(
+                        self._secret_for(sim.institution.callback_secret_ref),
+                        int(time.time()),
+                        secrets.token_hex(16),
+                        body,
+                    )
+                    answer = await self._client.post(url, content=body, headers=headers)
                 if answer.status_code < 500:
                     sim.counts.callbacks_sent += 1
                     return
