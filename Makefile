@@ -2,7 +2,7 @@
 #   make demo   -- set up and run a live demo on the embedded default (no servers)
 #   make test   -- set up and run the whole suite, starting PostgreSQL and a Kafka broker itself
 #   make soak   -- the crash harness for ten minutes (kills, broker pause, database restart)
-#   make bench  -- throughput and latency against the machine's bare pipeline (~10-12 min)
+#   make bench  -- throughput and latency against the machine's bare pipeline (~12-15 min)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -47,7 +47,7 @@ soak: $(STAMP) test-binaries
 	$(BIN)/python -m tests.crash $(SOAK_ARGS)
 
 # The benchmark (bench/run.py): Stopper on PostgreSQL and the broker against the bare pipeline;
-# writes bench/results/latest.json and the table in bench/README.md. About 10 to 12 minutes
+# writes bench/results/latest.json and the table in bench/README.md. About 12 to 15 minutes
 # (a sustained run of about 6); BENCH_ARGS="--reports 20000 --latency-seconds 10" for a quick look.
 bench: $(STAMP) test-binaries
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -275,3 +275,19 @@ async def create_database(server_url: str, prefix: str) -> str:
     finally:
         await connection.close()
     return url.set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(database_url: str) -> None:
+    """Drop the database of `database_url` (made by `create_database`), cutting its sessions:
+    a benchmark's next run should not share the server with the vacuum of the last one's rows."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database="postgres"
+    )
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    finally:
+        await connection.close()
