@@ -154,10 +154,10 @@ class Runtime:
         )
 
     async def _refresh_gauges(self) -> int:
-        overview = await self.store.overview()
+        by_state, outbox_pending = await self.store.gauge_counts()
         for state in HoldState:
-            metrics.HOLDS.labels(state.value).set(overview.holds_by_state.get(state.value, 0))
-        metrics.OUTBOX_PENDING.set(overview.outbox_pending)
+            metrics.HOLDS.labels(state.value).set(by_state.get(state.value, 0))
+        metrics.OUTBOX_PENDING.set(outbox_pending)
         self.dispatcher.publish_breaker_states()
         await self.store.save_health(
             self.settings.instance_id, self.dispatcher.health_snapshots(), self.clock.now()

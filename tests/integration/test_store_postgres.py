@@ -85,6 +85,15 @@ async def test_case_view_masks_accounts_and_shows_states(store: SqlStore) -> Non
     )
 
 
+async def test_the_gauges_counts_are_the_overviews(store: SqlStore) -> None:
+    before, _ = await store.gauge_counts()
+    await store.record_opened_cases([opened_case()])
+    by_state, outbox_pending = await store.gauge_counts()
+    assert by_state.get("requested", 0) == before.get("requested", 0) + 2
+    overview = await store.overview()
+    assert (by_state, outbox_pending) == (overview.holds_by_state, overview.outbox_pending)
+
+
 async def test_a_batch_records_its_new_cases_whole_and_leaves_a_known_one_alone(
     store: SqlStore,
 ) -> None:

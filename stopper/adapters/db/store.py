@@ -492,9 +492,7 @@ class SqlStore:
         with _store_errors():
             async with self._reads.connect() as connection:
                 cases = await connection.scalar(select(func.count()).select_from(CaseRow))
-                by_state = await connection.execute(
-                    select(HoldRow.state, func.count()).group_by(HoldRow.state)
-                )
+                by_state, pending = await self._counts(connection)
                 amounts = (
                     await connection.execute(
                         select(
@@ -507,11 +505,6 @@ class SqlStore:
                         ).group_by(HoldRow.currency)
                     )
                 ).all()
-                pending = await connection.scalar(
-                    select(func.count())
-                    .select_from(OutboxRow)
-                    .where(OutboxRow.published_at.is_(None))
-                )
                 layers = await connection.execute(
                     select(HoldRow.layer, func.count(), func.sum(HoldRow.amount_stopped))
                     .group_by(HoldRow.layer)
@@ -519,16 +512,33 @@ class SqlStore:
                 )
                 return Overview(
                     cases=int(cases or 0),
-                    holds_by_state={row[0]: int(row[1]) for row in by_state},
+                    holds_by_state=by_state,
                     amount_asked_by_currency={row[0]: int(row[1] or 0) for row in amounts},
                     amount_stopped_by_currency={row[0]: int(row[2] or 0) for row in amounts},
                     amount_returned_by_currency={
                         row[0]: int(row[4] or 0) for row in amounts if row[4]
                     },
-                    outbox_pending=int(pending or 0),
+                    outbox_pending=pending,
                     attempts=sum(int(row[3] or 0) for row in amounts),
                     holds_by_layer={int(row[0]): (int(row[1]), int(row[2] or 0)) for row in layers},
                 )
+
+    async def gauge_counts(self) -> tuple[dict[str, int], int]:
+        """Holds by state and outbox rows unpublished: what the gauges every process refreshes
+        every 5 s need, and no more (`overview` also counts the cases and sums over every hold
+        twice more: about 0.2 s of PostgreSQL at 800,000 holds, per process and refresh)."""
+        with _store_errors():
+            async with self._reads.connect() as connection:
+                return await self._counts(connection)
+
+    async def _counts(self, connection: AsyncConnection) -> tuple[dict[str, int], int]:
+        by_state = await connection.execute(
+            select(HoldRow.state, func.count()).group_by(HoldRow.state)
+        )
+        pending = await connection.scalar(
+            select(func.count()).select_from(OutboxRow).where(OutboxRow.published_at.is_(None))
+        )
+        return {row[0]: int(row[1]) for row in by_state}, int(pending or 0)
 
     async def deadline_counts(self, events_topic: str) -> tuple[int, int, int]:
         """Lapse warnings sent, lapses, and silent lapses so far (demo, operators)."""
