@@ -40,6 +40,17 @@ class Sent:
     accepted: int = 0
     refused: int = 0
     seconds: float = 0.0
+    holds: int = 0  # first-level holds the accepted reports call for
+
+
+def holds_called_for(report: dict[str, Any]) -> int:
+    """First-level holds a report calls for: one per distinct receiving account."""
+    return len(
+        {
+            (t["receiving_account"]["institution_code"], t["receiving_account"]["account_number"])
+            for t in report["transfers"]
+        }
+    )
 
 
 async def send_http(url: str, rate: float, seconds: float, seed: int = 1) -> Sent:
@@ -64,6 +75,7 @@ async def send_http(url: str, rate: float, seconds: float, seed: int = 1) -> Sen
                 return
             if status in (200, 202):
                 sent.accepted += 1
+                sent.holds += holds_called_for(report)
             else:
                 sent.refused += 1
 
@@ -97,6 +109,7 @@ async def send_kafka(bootstrap: str, topic: str, reports: int, seed: int = 1) ->
                 )
             )
             sent.reports += 1
+            sent.holds += holds_called_for(report)
             if len(pending) >= 500:
                 await asyncio.gather(*pending)
                 pending.clear()

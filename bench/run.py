@@ -196,10 +196,11 @@ async def bench(
     try:
         since = datetime.now(UTC)
         sent = await send_kafka(broker.bootstrap, stack.reports_topic, args.reports, seed=1)
-        reports_to_holds = await _holds_since(database, since)
-        race = await settled(database, since, reports_to_holds, timeout=args.timeout)
+        race = await settled(database, since, sent.holds, timeout=args.timeout)
         assert race.first_accepted and race.last_settled
         span = (race.last_settled - race.first_accepted).total_seconds()
+        if race.holds != sent.holds:
+            raise RuntimeError(f"{race.holds} of {sent.holds} holds settled in {args.timeout} s")
         results["throughput"] = {
             "reports": sent.reports,
             "holds": race.holds,
@@ -271,23 +272,10 @@ async def http_load(
     try:
         since = datetime.now(UTC)
         sent = await send_http(stack.api_url, rate, seconds, seed=seed)
-        # Accepted reports may still wait on the topic: count their holds once intake has them.
-        reports_to_holds = await _holds_since(database, since)
-        race = await settled(database, since, reports_to_holds, timeout=timeout)
+        race = await settled(database, since, sent.holds, timeout=timeout)
     finally:
         stack.stop()
     return HttpRun(database, since, sent, race)
-
-
-async def _holds_since(database_url: str, since: datetime) -> int:
-    # Every report's holds exist once intake has it; wait for intake to have them all.
-    previous, stable = -1, 0
-    while stable < 3:
-        holds, _ = await _counts(database_url, since)
-        stable = stable + 1 if holds == previous else 0
-        previous = holds
-        await asyncio.sleep(1.0)
-    return previous
 
 
 def on_servers(
