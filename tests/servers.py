@@ -20,8 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    import asyncpg
 
 
 class TestServers(BaseSettings):
@@ -260,34 +264,38 @@ def tansu_broker(workdir: Path) -> Iterator[Broker]:
         log.close()
 
 
-async def create_database(server_url: str, prefix: str) -> str:
-    """A new, empty database on the server of `server_url`; its URL."""
+async def _admin(server_url: str, database: str | None = None) -> asyncpg.Connection:
+    """An asyncpg connection to the server of `server_url` (to `database`, else its own)."""
     import asyncpg
     from sqlalchemy.engine import make_url
 
     url = make_url(server_url)
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database=url.database
+    return await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=database or url.database
     )
+
+
+async def create_database(server_url: str, prefix: str) -> str:
+    """A new, empty database on the server of `server_url`; its URL."""
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    connection = await _admin(server_url)
     try:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
-    return url.set(database=name).render_as_string(hide_password=False)
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 async def drop_database(database_url: str) -> None:
     """Drop the database of `database_url` (made by `create_database`), cutting its sessions:
     a benchmark's next run should not share the server with the vacuum of the last one's rows."""
-    import asyncpg
     from sqlalchemy.engine import make_url
 
-    url = make_url(database_url)
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database="postgres"
-    )
+    connection = await _admin(database_url, "postgres")
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+        name = make_url(database_url).database
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()

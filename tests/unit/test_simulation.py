@@ -1,20 +1,19 @@
-"""The simulated institutions' callback sender, against a hand-written slow Stopper on loopback."""
+"""The simulated world: the institutions' callback sender, against a hand-written slow Stopper
+on loopback, and the load generator's count of the holds its reports call for."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from uuid import uuid4
 
+from bench.loadgen import holds_called_for
+from stopper.app.intake import parse_report, to_opened_case
 from stopper.contracts.institutions import StopRequestV1
 from stopper.registry import load_registry
-from stopper.serving import serving
-from stopper.simulation.institutions import (
-    CALLBACK_SENDERS,
-    Behaviour,
-    Simulation,
-    create_simulation_app,
-)
+from stopper.simulation.institutions import CALLBACK_SENDERS, Behaviour, Simulation
+from stopper.simulation.reports import ReportFactory
 
 REGISTRY = load_registry()
 
@@ -78,15 +77,34 @@ async def test_a_burst_of_callbacks_leaves_a_bounded_number_at_a_time_and_all_ar
         stopper_url=f"http://127.0.0.1:{port}",
     )
     owed = 4 * CALLBACK_SENDERS
-    async with server, serving(create_simulation_app(simulation)):
-        code = next(iter(REGISTRY))
-        sim = simulation.institutions[code]
-        for _ in range(owed):
-            simulation.owe_callback(sim, stop_request(code), {"status": "not_found"})
-        for _ in range(200):
-            if sim.counts.callbacks_sent + sim.counts.callbacks_failed >= owed:
-                break
-            await asyncio.sleep(0.05)
+    code = next(iter(REGISTRY))
+    sim = simulation.institutions[code]
+    async with server:
+        await simulation.start()
+        try:
+            for _ in range(owed):
+                simulation.owe_callback(sim, stop_request(code), {"status": "not_found"})
+            for _ in range(200):
+                if sim.counts.callbacks_sent + sim.counts.callbacks_failed >= owed:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await simulation.stop()
     assert sim.counts.callbacks_sent == owed and sim.counts.callbacks_failed == 0
     assert stopper.received == owed
     assert 1 < stopper.most_open <= CALLBACK_SENDERS
+
+
+def test_the_load_generator_counts_the_holds_intake_opens() -> None:
+    """`bench.run` waits for exactly this many holds: it must be intake's own rule."""
+    factory = ReportFactory(REGISTRY, seed=3)
+    for _ in range(300):
+        report = factory.report(datetime.now(UTC))
+        now = datetime.now(UTC)
+        case = to_opened_case(
+            parse_report(json.dumps(report).encode(), REGISTRY),
+            accepted_at=now,
+            opened_at=now,
+            source="kafka",
+        )
+        assert holds_called_for(report) == len(case.case.holds)
