@@ -10,8 +10,9 @@ Business rules:
   business answer (not found, rejected) is final and never retried;
 - an institution that accepted the request and owes a callback is asked again (same key) if
   the callback has not come within its `callback_wait_s`;
-- when the retry budget or the overall deadline is spent, the hold becomes `failed` with the
-  reason, for a person to act on;
+- when the retry budget or the overall deadline (`deadline_s` from the first attempt) is
+  spent, the hold becomes `failed` with the reason, for a person to act on; a hold is always
+  asked for at least once, however long it waited before its first attempt;
 - at most `concurrency` requests are in flight to one institution per process, and a circuit
   breaker per institution stops hammering one that is down.
 """
@@ -317,8 +318,10 @@ class Dispatcher:
                 return None
         elif hold.state is not HoldState.SENT or first or not due:
             return None
-        start = record.report_accepted_at or record.requested_at
-        deadline = record.dispatch_deadline_at or start + timedelta(
+        # The deadline runs from the first attempt: a hold that waited in a backlog (consumer
+        # lag, an outage of Stopper's own) is still asked for once; only an institution that
+        # stays unreachable past `deadline_s` makes it `failed`.
+        deadline = record.dispatch_deadline_at or now + timedelta(
             seconds=institution.retry.deadline_s
         )
         if now >= deadline or record.attempts >= institution.retry.max_attempts:

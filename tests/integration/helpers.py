@@ -22,7 +22,7 @@ DEADLINE_S = 40
 
 def fast_registry(tmp_path: Path, deadline_s: int = DEADLINE_S) -> Path:
     """The packaged world with timeouts and waits scaled down so a test runs in seconds;
-    Stopper gives up on a hold `deadline_s` after it was requested."""
+    Stopper gives up on a hold `deadline_s` after its first attempt."""
     text = resources.files("stopper.data").joinpath("institutions.toml").read_text()
     text = re.sub(r"timeout_ms = \d+", "timeout_ms = 400", text)
     text = re.sub(r"callback_wait_s = \d+", "callback_wait_s = 3", text)

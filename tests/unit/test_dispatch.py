@@ -153,6 +153,28 @@ async def test_the_hold_fails_with_the_reason_when_the_deadline_passes() -> None
     assert 3 <= len(adapter.requests)
 
 
+async def test_a_hold_that_waited_in_a_backlog_is_still_asked_and_gets_its_whole_deadline() -> None:
+    """The deadline is the institution's to use up: a report that waited past `deadline_s` in
+    the consumer lag (or in an outage of Stopper's own) still becomes a stop request."""
+    reg = registry(
+        retry=RetryPolicy(
+            max_attempts=100, initial_backoff_ms=500, max_backoff_ms=2000, deadline_s=20
+        )
+    )
+    dispatcher, store, adapter, clock = setup(
+        [InstitutionTimeout("no answer in 2000 ms"), InstitutionTimeout("again"), STOPPED], reg
+    )
+    record = requested_hold()
+    store.add(record)
+    clock.at = record.requested_at + timedelta(minutes=10)  # ten minutes behind
+    await dispatcher.attempt(record.hold.id, first=True)
+    assert len(adapter.requests) == 1
+    assert store.holds[record.hold.id].dispatch_deadline_at == clock.at + timedelta(seconds=20)
+    await run_until_settled(dispatcher, clock, 20)
+    assert store.holds[record.hold.id].hold.state is HoldState.STOPPED
+    assert len(adapter.requests) == 3
+
+
 async def test_a_refused_request_fails_at_once() -> None:
     dispatcher, store, adapter, clock = setup([RequestRefused("HTTP 400")])
     record = requested_hold()
