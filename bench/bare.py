@@ -15,6 +15,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy.engine import make_url
 
+from bench.loadgen import BULK_WINDOW, bulk_producer
+
 RECORD = b"x" * 300
 
 
@@ -27,13 +29,13 @@ async def bare_per_s(bootstrap: str, database_url: str, count: int, partitions: 
         await admin.create_topics([NewTopic(source, partitions, 1), NewTopic(sink, partitions, 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = bulk_producer(bootstrap)  # the same shape of input as (a)'s
     await producer.start()
     try:
         pending = []
         for n in range(count):
             pending.append(await producer.send(source, RECORD, key=str(n).encode()))
-            if len(pending) >= 1000:
+            if len(pending) >= BULK_WINDOW:
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)

@@ -201,9 +201,14 @@ async def bench(
         span = (race.last_settled - race.first_accepted).total_seconds()
         if race.holds != sent.holds:
             raise RuntimeError(f"{race.holds} of {sent.holds} holds settled in {args.timeout} s")
+        if race.states.get("failed"):
+            # The institutions answer at once and never fail: a hold given up is a defect, and
+            # a hold that never reached its institution is no throughput.
+            raise RuntimeError(f"{race.states['failed']} of {race.holds} holds failed")
         results["throughput"] = {
             "reports": sent.reports,
             "holds": race.holds,
+            "states": race.states,
             "seconds": round(span, 1),
             "produce_seconds": round(sent.seconds, 1),
         }
@@ -365,7 +370,8 @@ def write_table(doc: dict[str, Any]) -> None:
             "|---|---|---|",
             f"| (a) holds settled per second, {settings['workers']} workers | "
             f"{doc['holds_per_s']:,.1f} "
-            f"({doc['throughput']['holds']:,} holds in {doc['throughput']['seconds']} s) "
+            f"({doc['throughput']['holds']:,} holds in {doc['throughput']['seconds']} s: "
+            f"{_states(doc['throughput'])}) "
             "| ≥ 2,000 for 5 min |",
             f"| (c) bare pipeline, records per second | {doc['bare_per_s']:,.1f} | |",
             f"| ratio (a) / (c) | {doc['ratio']:.3f} | ≥ 0.5 |",
@@ -376,6 +382,11 @@ def write_table(doc: dict[str, Any]) -> None:
     before, _, rest = text.partition(start)
     _, _, after = rest.partition(end)
     readme.write_text(before + table + after)
+
+
+def _states(throughput: dict[str, Any]) -> str:
+    states: dict[str, int] = throughput.get("states", {})
+    return ", ".join(f"{n:,} {state}" for state, n in sorted(states.items())) or "states not kept"
 
 
 if __name__ == "__main__":
