@@ -103,6 +103,9 @@ class HoldRow(Base):
         UniqueConstraint("case_id", "account_id"),
         Index("ix_holds_state_updated", "state", "updated_at"),
         Index("ix_holds_due", "state", "next_attempt_at"),
+        # The deadline sweeper's reads (see SqlStore.holds_near_deadline).
+        Index("ix_holds_stop_expiry", "state", "stop_expires_at"),
+        Index("ix_holds_freeze_expiry", "state", "freeze_expires_at"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)

@@ -928,7 +928,13 @@ class SqlStore:
                 and_(HoldRow.warnings_sent == i, expires <= now + lead)
                 for i, lead in enumerate(sorted(leads, reverse=True))
             ]
-            return and_(HoldRow.state == state, or_(expires <= now, *owed_warning))
+            # The bound by the longest lead says nothing new, but lets the (state, expiry)
+            # index find the few that are close rather than reading every stopped hold.
+            return and_(
+                HoldRow.state == state,
+                expires <= now + max(leads, default=timedelta(0)),
+                or_(expires <= now, *owed_warning),
+            )
 
         with _store_errors():
             async with self._reads.connect() as connection:
