@@ -63,24 +63,40 @@ class BackgroundWork:
     def __init__(self, name: str) -> None:
         self._name = name
         self._tasks: set[asyncio.Task[None]] = set()
+        # Who waits in `wait_below`, with the count they wait to go under.
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def start(self, work: Awaitable[None], **log_fields: str) -> None:
         task = asyncio.create_task(self._logged(work, log_fields))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
 
     def __len__(self) -> int:
         return len(self._tasks)
 
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._waiters:
+            return
+        running = len(self._tasks)
+        for limit, waiter in self._waiters:
+            if running < limit and not waiter.done():
+                waiter.set_result(None)
+
     async def wait_below(self, limit: int, timeout_s: float) -> bool:
         """Wait until fewer than `limit` tasks are running, for at most `timeout_s` (backpressure
-        for who starts them); False if they still are."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(self._tasks) >= limit:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return False
-            await asyncio.wait(list(self._tasks), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        for who starts them); False if they still are. Each task that finishes costs a look at
+        the waiters, not at every task in flight (thousands under a burst)."""
+        if len(self._tasks) < limit:
+            return True
+        entry = (limit, asyncio.get_running_loop().create_future())
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(entry[1], timeout_s)
+        except TimeoutError:
+            return len(self._tasks) < limit
+        finally:
+            self._waiters.remove(entry)
         return True
 
     async def wait_idle(self) -> None:

@@ -153,3 +153,26 @@ async def test_backpressure_waits_for_room_but_not_for_ever() -> None:
     assert await work.wait_below(3, timeout_s=5) is True
     await work.wait_idle()
     assert len(work) == 0
+
+
+async def test_each_waiter_is_let_go_when_the_work_drops_below_its_own_limit() -> None:
+    work = BackgroundWork("test")
+    releases = [asyncio.Event() for _ in range(4)]
+
+    async def held(release: asyncio.Event) -> None:
+        await release.wait()
+
+    for release in releases:
+        work.start(held(release))
+    below_four = asyncio.create_task(work.wait_below(4, timeout_s=5))
+    below_two = asyncio.create_task(work.wait_below(2, timeout_s=5))
+    releases[0].set()
+    await asyncio.sleep(0.01)
+    assert below_four.done() and await below_four is True
+    assert not below_two.done()  # three still running
+    releases[1].set()
+    releases[2].set()
+    assert await below_two is True
+    assert len(work) == 1
+    releases[3].set()
+    await work.wait_idle()
