@@ -234,6 +234,12 @@ class DispatchStore(Protocol):
         transaction; rows another relay holds are skipped. Returns how many."""
         ...
 
+    async def renew_leases(self, claims: Mapping[UUID, int], until: datetime) -> list[UUID]:
+        """Move to `until` the lease (`next_attempt_at`) of each hold still `sent` on the
+        attempt given for it (hold -> attempt) whose lease ends sooner; rows another
+        transaction holds are skipped (it is writing their outcome). Returns those renewed."""
+        ...
+
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None: ...
 
     async def holds_near_deadline(

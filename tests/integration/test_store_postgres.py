@@ -7,7 +7,7 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -169,6 +169,38 @@ async def test_intake_claims_the_first_attempts_with_the_case_and_only_once(
     for hold_id in rows:
         assert [t.to_state for t in transitions if t.hold_id == hold_id] == ["requested", "sent"]
         assert await dispatcher.claim(hold_id, first=True) is None
+
+
+async def test_leases_are_renewed_only_for_the_attempt_given_and_never_shortened(
+    store: SqlStore,
+) -> None:
+    clock = FixedClock()
+    dispatcher = Dispatcher(
+        store, ScriptedAdapter({}), load_registry(), clock, DispatchSettings(), random.Random(1)
+    )
+    outcome = await store.record_opened_cases([opened_case(), opened_case()], dispatcher.claim_new)
+    ids = [record.hold.id for record, _ in outcome.claimed]
+    assert len(ids) >= 3
+    mine, someone_elses, locked = ids[0], ids[1], ids[2]
+    later = clock.now() + timedelta(seconds=30)
+    async with store._engine.connect() as blocker:
+        # Another transaction is writing this hold's outcome: it is skipped, not waited for.
+        await blocker.execute(select(HoldRow.id).where(HoldRow.id == locked).with_for_update())
+        renewed = await asyncio.wait_for(
+            store.renew_leases({mine: 1, someone_elses: 2, locked: 1}, later), timeout=5
+        )
+        await blocker.rollback()
+    assert renewed == [mine]
+    # A lease already longer than asked is left alone.
+    assert await store.renew_leases({mine: 1}, later - timedelta(seconds=10)) == []
+    async with store._engine.connect() as connection:
+        rows = await connection.execute(
+            select(HoldRow.id, HoldRow.next_attempt_at).where(HoldRow.id.in_(ids))
+        )
+        leases = {row.id: row.next_attempt_at for row in rows}
+    assert leases[mine] == later
+    assert leases[someone_elses] is not None and leases[someone_elses] < later
+    assert leases[locked] is not None and leases[locked] < later
 
 
 @pytest.mark.parametrize(

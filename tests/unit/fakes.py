@@ -255,6 +255,21 @@ class FakeDispatchStore:
         record = self.holds.get(hold_id)
         return copy.deepcopy(record) if record else None
 
+    async def renew_leases(self, claims: Mapping[UUID, int], until: datetime) -> list[UUID]:
+        renewed = []
+        for hold_id, attempt in claims.items():
+            stored = self.holds.get(hold_id)
+            if (
+                stored is not None
+                and stored.hold.state is HoldState.SENT
+                and stored.attempts == attempt
+                and stored.next_attempt_at is not None
+                and stored.next_attempt_at < until
+            ):
+                self.holds[hold_id] = replace(stored, next_attempt_at=until)
+                renewed.append(hold_id)
+        return renewed
+
     async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
         due = [
             r.hold.id

@@ -12,6 +12,7 @@ import pytest
 
 from stopper.app.dispatch import AnswerOutcome, Dispatcher
 from stopper.config import DispatchSettings
+from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.holds import HoldState
 from stopper.domain.messages import AnswerKind, InstitutionAnswer, OnwardKind, OnwardTransfer
 from stopper.errors import (
@@ -20,7 +21,7 @@ from stopper.errors import (
     MalformedAnswer,
     RequestRefused,
 )
-from stopper.registry import BreakerPolicy, Registry, RetryPolicy, load_registry
+from stopper.registry import BreakerPolicy, Institution, Registry, RetryPolicy, load_registry
 from tests.unit.fakes import (
     FakeDispatchStore,
     FixedClock,
@@ -291,3 +292,50 @@ async def test_money_that_moved_on_is_followed_one_layer_deeper_at_once() -> Non
     assert [e.outcome.value for e in store.edges] == ["followed", "unrecoverable"]
     await dispatcher.attempt(child.hold.id, first=True)
     assert store.holds[child.hold.id].hold.amount_stopped == 30_000
+
+
+class GatedAdapter(ScriptedAdapter):
+    """Answers only once `open` is set: an institution whose few connections are all busy."""
+
+    def __init__(self, script: dict[str, list[Scripted]]) -> None:
+        super().__init__(script)
+        self.open = asyncio.Event()
+
+    async def request_stop(
+        self, institution: Institution, request: StopRequestV1
+    ) -> InstitutionAnswer:
+        await self.open.wait()
+        return await super().request_stop(institution, request)
+
+
+async def test_an_attempt_queued_past_its_lease_is_renewed_not_repeated() -> None:
+    """Under a burst, attempts wait for an institution's connections longer than their lease;
+    the sweeper renews this process's leases instead of attempting the holds again."""
+    store = FakeDispatchStore()
+    adapter = GatedAdapter({"BK01": [STOPPED]})
+    clock = FixedClock(requested_hold().requested_at)
+    reg = registry(concurrency=1)
+    dispatcher = Dispatcher(store, adapter, reg, clock, DispatchSettings(), random.Random(1))
+    records = [requested_hold() for _ in range(3)]
+    for record in records:
+        store.add(record)
+    for record in records:
+        claim = await dispatcher.claim(record.hold.id, first=True)
+        assert claim is not None
+        dispatcher.start(claim)
+    await asyncio.sleep(0)
+    lease = store.holds[records[0].hold.id].next_attempt_at
+    assert lease is not None
+    clock.at = lease + timedelta(seconds=1)  # every lease has run out: they all still wait
+    await dispatcher.sweep_once()
+    for record in records:
+        stored = store.holds[record.hold.id]
+        assert stored.attempts == 1  # nobody claimed them again
+        assert stored.next_attempt_at is not None and stored.next_attempt_at > clock.at
+    adapter.open.set()
+    await dispatcher.wait_idle()
+    assert len(adapter.requests) == 3
+    assert all(store.holds[r.hold.id].hold.state is HoldState.STOPPED for r in records)
+    # Once done, nothing is left to renew.
+    clock.at += timedelta(seconds=30)
+    assert await dispatcher.renew_leases() == 0

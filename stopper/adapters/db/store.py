@@ -1004,6 +1004,31 @@ class SqlStore:
                 )
                 return list(rows.scalars())
 
+    async def renew_leases(self, claims: Mapping[UUID, int], until: datetime) -> list[UUID]:
+        if not claims:
+            return []
+        with _store_errors():
+            async with self._engine.begin() as connection:
+                # Locked in id order, as `update_holds` locks, and skipping rows it holds.
+                rows = await connection.execute(
+                    select(HoldRow.id, HoldRow.attempts)
+                    .where(
+                        self._id_among(HoldRow.id, list(claims)),
+                        HoldRow.state == "sent",
+                        HoldRow.next_attempt_at < until,
+                    )
+                    .order_by(HoldRow.id)
+                    .with_for_update(skip_locked=True)
+                )
+                renewed = [r.id for r in rows if claims.get(r.id) == r.attempts]
+                if renewed:
+                    await connection.execute(
+                        update(HoldRow)
+                        .where(self._id_among(HoldRow.id, renewed))
+                        .values(next_attempt_at=until)
+                    )
+        return renewed
+
     async def relay_outbox(
         self, publish: Callable[[Sequence[OutboxMessage]], Awaitable[None]], limit: int
     ) -> int:
