@@ -37,6 +37,7 @@ from stopper.app.background import BackgroundWork
 from stopper.app.batching import HoldWriter
 from stopper.app.breaker import CircuitBreaker
 from stopper.app.health import HealthSnapshot, InstitutionHealth
+from stopper.app.intake import DLQ_ORIGIN_HEADER, DLQ_REASON_HEADER
 from stopper.app.ports import (
     Clock,
     DispatchStore,
@@ -543,13 +544,23 @@ class StopRequestConsumer:
                 hold_ids.append(StopRequestV1.model_validate_json(message.value).hold_id)
             except ValidationError as e:
                 reason = f"not a stop request: {e.errors()[0]['msg']}"
+                origin = json.dumps(
+                    {
+                        "topic": message.topic,
+                        "partition": message.partition,
+                        "offset": message.offset,
+                    }
+                )
                 await self._publisher.publish(
                     self._dead_letter_topic,
                     message.key,
                     message.value,
-                    {**message.headers, "stopper-dlq-reason": reason},
+                    {**message.headers, DLQ_REASON_HEADER: reason, DLQ_ORIGIN_HEADER: origin},
                 )
                 metrics.DEAD_LETTERS.labels(topic=message.topic).inc()
+                log.warning(
+                    "stop request dead-lettered", extra={"reason": reason, "origin": origin}
+                )
         await self._dispatcher.wait_for_room()
         # One hold may appear twice in a batch (redelivery); the claim lets only one proceed.
         # The batch is done once every claim is committed: from then on the attempt is owed by

@@ -31,7 +31,9 @@ def unique_kafka(bootstrap: str) -> KafkaSettings:
         reports_topic=f"stopper.reports.{tag}",
         reports_dlq_topic=f"stopper.reports.dlq.{tag}",
         stop_requests_topic=f"stopper.stop-requests.{tag}",
+        stop_requests_dlq_topic=f"stopper.stop-requests.dlq.{tag}",
         intake_group=f"stopper-intake-{tag}",
+        dispatch_group=f"stopper-dispatch-{tag}",
         topic_partitions=3,
     )
 

@@ -109,6 +109,21 @@ async def test_bad_record_goes_to_dlq_and_the_next_is_processed(
     assert json.loads(headers["stopper-dlq-origin"])["topic"] == topics.reports_topic
 
 
+async def test_a_bad_stop_request_goes_to_its_dlq_and_the_consumer_goes_on(
+    real_runtime: Runtime, kafka_bootstrap: str
+) -> None:
+    topics = real_runtime.settings.kafka
+    await real_runtime.bus.publish(topics.stop_requests_topic, "bad-1", b"not a stop request")
+    [(key, value, headers)] = await read_topic(kafka_bootstrap, topics.stop_requests_dlq_topic, 1)
+    assert (key, value) == (b"bad-1", b"not a stop request")
+    assert headers["stopper-dlq-reason"].startswith("not a stop request: ")
+    assert json.loads(headers["stopper-dlq-origin"])["topic"] == topics.stop_requests_topic
+    # The consumer committed past it and takes the next record.
+    await real_runtime.bus.publish(topics.stop_requests_topic, "bad-2", b'{"hold_id": "x"}')
+    records = await read_topic(kafka_bootstrap, topics.stop_requests_dlq_topic, 2)
+    assert {k for k, _, _ in records} == {b"bad-1", b"bad-2"}
+
+
 async def test_crash_between_db_commit_and_offset_commit_makes_no_second_case(
     migrated_postgres: str, kafka_bootstrap: str
 ) -> None:
