@@ -37,7 +37,7 @@ from stopper.app.background import BackgroundWork
 from stopper.app.batching import HoldWriter
 from stopper.app.breaker import CircuitBreaker
 from stopper.app.health import HealthSnapshot, InstitutionHealth
-from stopper.app.intake import DLQ_ORIGIN_HEADER, DLQ_REASON_HEADER
+from stopper.app.intake import publish_dead_letter
 from stopper.app.ports import (
     Clock,
     DispatchStore,
@@ -544,20 +544,9 @@ class StopRequestConsumer:
                 hold_ids.append(StopRequestV1.model_validate_json(message.value).hold_id)
             except ValidationError as e:
                 reason = f"not a stop request: {e.errors()[0]['msg']}"
-                origin = json.dumps(
-                    {
-                        "topic": message.topic,
-                        "partition": message.partition,
-                        "offset": message.offset,
-                    }
+                origin = await publish_dead_letter(
+                    self._publisher, self._dead_letter_topic, message, reason
                 )
-                await self._publisher.publish(
-                    self._dead_letter_topic,
-                    message.key,
-                    message.value,
-                    {**message.headers, DLQ_REASON_HEADER: reason, DLQ_ORIGIN_HEADER: origin},
-                )
-                metrics.DEAD_LETTERS.labels(topic=message.topic).inc()
                 log.warning(
                     "stop request dead-lettered", extra={"reason": reason, "origin": origin}
                 )

@@ -246,18 +246,28 @@ class IntakeHandler:
             )
 
     async def _dead_letter(self, dead: DeadLetter) -> None:
-        message = dead.message
-        origin = json.dumps(
-            {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+        origin = await publish_dead_letter(
+            self._publisher, self._topics.dead_letter, dead.message, dead.reason
         )
-        await self._publisher.publish(
-            self._topics.dead_letter,
-            message.key,
-            message.value,
-            {**message.headers, DLQ_REASON_HEADER: dead.reason, DLQ_ORIGIN_HEADER: origin},
-        )
-        metrics.DEAD_LETTERS.labels(topic=message.topic).inc()
         log.warning("report dead-lettered", extra={"reason": dead.reason, "origin": origin})
+
+
+async def publish_dead_letter(
+    publisher: Publisher, topic: str, message: Message, reason: str
+) -> str:
+    """Copy `message` to the dead-letter `topic` with headers saying why and where it came
+    from, and count it; returns the origin (topic, partition, offset) for the caller's log."""
+    origin = json.dumps(
+        {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+    )
+    await publisher.publish(
+        topic,
+        message.key,
+        message.value,
+        {**message.headers, DLQ_REASON_HEADER: reason, DLQ_ORIGIN_HEADER: origin},
+    )
+    metrics.DEAD_LETTERS.labels(topic=message.topic).inc()
+    return origin
 
 
 _REUSED = "report_id reused with different content; the first report stands"
