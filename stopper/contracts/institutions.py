@@ -14,6 +14,8 @@ from stopper.domain.messages import (
     OnwardKind,
     OnwardTransfer,
     RequestStop,
+    StatusKind,
+    StopStatus,
 )
 
 
@@ -133,6 +135,53 @@ class CallbackV1(_OutcomeV1):
     idempotency_key: Annotated[str, StringConstraints(max_length=128)]
     status: Literal["stopped", "not_found", "rejected"]
     answered_at: datetime
+
+
+class StopStatusV1(_OutcomeV1):
+    """An institution's record of one stop request, asked by its idempotency key: the answer to
+    `GET {endpoint}/stops/{idempotency_key}` (200 with the outcome, 202 `pending`, 404 when it
+    never received the request) and one entry of `POST {endpoint}/stops/status`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    hold_id: UUID | None = Field(default=None, description="Required with an outcome.")
+    status: Literal["stopped", "not_found", "rejected", "pending", "unknown"]
+
+    @model_validator(mode="after")
+    def _outcome_names_its_hold(self) -> StopStatusV1:
+        if self.status in ("stopped", "not_found", "rejected") and self.hold_id is None:
+            raise ValueError("an outcome names the hold it is about")
+        return self
+
+    def to_status(self) -> StopStatus:
+        if self.status == "pending":
+            return StopStatus(self.idempotency_key, StatusKind.PENDING, self.hold_id)
+        if self.status == "unknown":
+            return StopStatus(self.idempotency_key, StatusKind.UNKNOWN, self.hold_id)
+        return StopStatus(self.idempotency_key, StatusKind.ANSWERED, self.hold_id, self.to_domain())
+
+
+STATUS_QUERY_MAX_KEYS = 1000
+
+
+class StopStatusQueryV1(BaseModel):
+    """`POST {endpoint}/stops/status`: the outcomes of many stop requests in one request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    idempotency_keys: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = (
+        Field(min_length=1, max_length=STATUS_QUERY_MAX_KEYS)
+    )
+
+
+class StopStatusesV1(BaseModel):
+    """The answer to `StopStatusQueryV1`: one entry per key asked (`unknown` when the
+    institution never received it)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    statuses: list[StopStatusV1] = Field(max_length=STATUS_QUERY_MAX_KEYS)
 
 
 class CallbackAcceptedV1(BaseModel):

@@ -80,3 +80,21 @@ class InstitutionAnswer:
     amount_held: int | None = None
     reason: str | None = None
     onward: tuple[OnwardTransfer, ...] = ()
+
+
+class StatusKind(enum.StrEnum):
+    """What an institution's record of one stop request says, asked by its idempotency key."""
+
+    ANSWERED = "answered"  # it has an outcome: `StopStatus.answer`
+    PENDING = "pending"  # it has the request and owes the outcome
+    UNKNOWN = "unknown"  # it never received the request: only then is it sent again
+
+
+@dataclass(frozen=True, slots=True)
+class StopStatus:
+    """The answer to a status inquiry about one stop request."""
+
+    idempotency_key: str
+    kind: StatusKind
+    hold_id: UUID | None = None
+    answer: InstitutionAnswer | None = None  # with ANSWERED: stopped, not_found or rejected

@@ -134,6 +134,10 @@ class HoldRow(Base):
     dispatch_deadline_at: Mapped[datetime | None] = mapped_column(Timestamp)
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
     confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The institution accepted the request (its outcome owed by callback): since when, and how
+    # many status inquiries Stopper has made about it since (the cadence slows with each).
+    accepted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    inquiries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # How many of the lapse warnings for the current stop (or freeze) have gone out.
     warnings_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # A formal freeze ordered on the strength of a legal document, until the institution confirms.
@@ -145,6 +149,20 @@ class HoldRow(Base):
     return_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     return_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     return_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+
+
+class DivergenceRow(Base):
+    """A hold whose state in Stopper differed from its institution's record when reconciliation
+    asked (`stopper reconcile`); the hold was moved to the institution's truth."""
+
+    __tablename__ = "reconciliation_divergences"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    hold_id: Mapped[UUID] = mapped_column(ForeignKey("holds.id"))
+    institution_code: Mapped[str] = mapped_column(String(12))
+    stopper_state: Mapped[str] = mapped_column(String(16))
+    institution_status: Mapped[str] = mapped_column(String(16))
+    found_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
 
 
 class TransferRow(Base):
