@@ -156,11 +156,30 @@ class DispatchSettings(BaseSettings):
         "request not claimed: intake ran without a dispatcher, or a trail hold's request was "
         "not consumed) is dispatched by the sweeper.",
     )
-    max_in_flight: int = Field(
-        default=2000,
+    max_queued_per_institution: int = Field(
+        default=400,
         ge=1,
-        description="Stop attempts under way in one process before intake and the stop-request "
-        "consumer wait for some to finish (a burst then waits on the broker, as consumer lag).",
+        description="Stop attempts under way to one institution in one process before intake "
+        "and the stop-request consumer wait for some to finish (a burst then waits on the "
+        "broker, as consumer lag); an institution with room is never held up by another.",
+    )
+    inquiry_max_interval_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="The longest wait between two status inquiries about a request an "
+        "institution accepted (the wait doubles from the institution's callback_wait_s).",
+    )
+    unconfirmed_alert_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="An accepted request unconfirmed for longer than this counts in "
+        "stopper_holds_unconfirmed_overdue (alert StopperHoldsUnconfirmed).",
+    )
+    reconcile_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often a worker asks every institution for the outcomes of its "
+        "unconfirmed and failed holds (reconciliation).",
     )
     stop_lapse_hours: float = Field(default=48.0, gt=0)
     trail_max_depth: int = Field(

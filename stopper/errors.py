@@ -13,7 +13,8 @@
         ├── StoreUnavailable          the database could not be reached (retryable)
         └── InstitutionError          an institution did not give a usable answer
             ├── InstitutionTimeout    no answer within the attempt's timeout (retryable)
-            ├── InstitutionUnavailable  refused connection, 5xx, breaker open (retryable)
+            ├── InstitutionUnavailable  refused connection, 5xx (retryable)
+            │   └── BreakerOpen       the institution's breaker is open: not even tried (retryable)
             ├── MalformedAnswer       an answer we cannot read (retryable: ask again, same key)
             └── RequestRefused        a 4xx: our request itself is wrong (not retryable)
 
@@ -31,6 +32,7 @@ from stopper.domain.errors import (
 )
 
 __all__ = [
+    "BreakerOpen",
     "BusUnavailable",
     "ConfigurationError",
     "DomainError",
@@ -74,6 +76,10 @@ class InstitutionTimeout(InstitutionError):
 
 class InstitutionUnavailable(InstitutionError):
     """Connection refused, a 5xx, or the breaker is open."""
+
+
+class BreakerOpen(InstitutionUnavailable):
+    """The institution's circuit breaker is open: the call was not made."""
 
 
 class MalformedAnswer(InstitutionError):

@@ -140,3 +140,29 @@ AUTH_REFUSED = Counter(
     "API calls refused: missing or invalid key, not an operator, another agency's report.",
     ["reason"],
 )
+
+# Requests the institutions accepted, and reconciliation with their records.
+STATUS_INQUIRIES = Counter(
+    "stopper_status_inquiries_total",
+    "Status inquiries about accepted stop requests, by institution and outcome (answered, "
+    "pending, unknown, timeout, unavailable, malformed, refused, breaker_open).",
+    ["institution", "outcome"],
+)
+STATUS_REFUSED = Counter(
+    "stopper_status_answers_refused_total",
+    "Status answers refused and not applied, by institution and reason (other_request, "
+    "other_hold, contradicts_final, malformed).",
+    ["institution", "reason"],
+)
+RECONCILED = Counter(
+    "stopper_reconciled_total",
+    "Holds reconciliation asked an institution about, by outcome: applied (Stopper's state "
+    "diverged and was moved to the institution's), matched, pending, resent, unknown, or a "
+    "refusal reason.",
+    ["outcome"],
+)
+HOLDS_UNCONFIRMED_OVERDUE = Gauge(
+    "stopper_holds_unconfirmed_overdue",
+    "Holds whose stop request the institution accepted and has not confirmed for longer "
+    "than STOPPER_DISPATCH_UNCONFIRMED_ALERT_S.",
+)

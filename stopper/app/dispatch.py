@@ -8,13 +8,21 @@ Business rules:
 - each attempt is bounded by the institution's timeout; retryable failures (timeout, 5xx,
   unreadable answer, breaker open) are retried with exponential backoff and full jitter; a
   business answer (not found, rejected) is final and never retried;
-- an institution that accepted the request and owes a callback is asked again (same key) if
-  the callback has not come within its `callback_wait_s`;
+- a request the institution accepted (202, its answer owed by callback) is never sent again:
+  the hold is `unconfirmed`, and once the callback is overdue (`callback_wait_s`) Stopper asks
+  the institution about it (a status inquiry), at a slowing cadence (twice as long each time, up
+  to `inquiry_max_interval_s`), so an institution slow to call back gets fewer requests, never
+  more; only when the institution says it never received the request is it sent again (same
+  key); an unconfirmed hold is given up on (`failed`) only when its stop would have lapsed;
+- a status answer that is about another request or hold, or contradicts the hold's final
+  state, is refused with a counted reason and changes nothing;
 - when the retry budget or the overall deadline (`deadline_s` from the first attempt) is
   spent, the hold becomes `failed` with the reason, for a person to act on; a hold is always
   asked for at least once, however long it waited before its first attempt;
 - at most `concurrency` requests are in flight to one institution per process, and a circuit
-  breaker per institution stops hammering one that is down.
+  breaker per institution stops hammering one that is down; intake waits (a second at most)
+  only for institutions with `max_queued_per_institution` attempts already under way here, so
+  one slow institution does not hold up the others.
 """
 
 from __future__ import annotations
@@ -25,9 +33,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -51,10 +60,15 @@ from stopper.app.ports import (
 from stopper.config import DispatchSettings
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.errors import DomainError
-from stopper.domain.holds import Hold, HoldEvent, HoldState
-from stopper.domain.messages import AnswerKind, InstitutionAnswer
+from stopper.domain.holds import Hold, HoldEvent, HoldState, idempotency_key_for
+from stopper.domain.messages import AnswerKind, InstitutionAnswer, StatusKind, StopStatus
 from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
-from stopper.errors import InstitutionError, InstitutionTimeout, InstitutionUnavailable
+from stopper.errors import (
+    BreakerOpen,
+    InstitutionError,
+    InstitutionTimeout,
+    InstitutionUnavailable,
+)
 from stopper.registry import Institution, Registry
 
 log = logging.getLogger(__name__)
@@ -78,6 +92,7 @@ _ANSWER_STATES = {
     AnswerKind.NOT_FOUND: HoldState.NOT_FOUND,
     AnswerKind.REJECTED: HoldState.REJECTED,
 }
+_T = TypeVar("_T")
 
 
 class AnswerOutcome(enum.StrEnum):
@@ -94,6 +109,8 @@ class Claim:
     first_send: bool
     report_accepted_at: datetime | None
     lease_until: datetime | None = None  # when a sweeper may take the hold over
+    # > 0: not a stop request but the n-th status inquiry about one the institution accepted.
+    inquiry: int = 0
 
 
 class Dispatcher:
@@ -118,7 +135,8 @@ class Dispatcher:
         self._deadline_clock = deadline_clock or clock
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
         self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
-        self._in_flight = BackgroundWork("stop attempt")
+        # Attempts under way in this process, per institution (backpressure is per institution).
+        self._in_flight = {code: BackgroundWork("stop attempt") for code in registry}
         # Attempts this process has started and not finished: hold -> (attempt, lease end).
         self._leases: dict[UUID, tuple[int, datetime]] = {}
         self._writer = HoldWriter(store)
@@ -164,8 +182,8 @@ class Dispatcher:
 
     async def start_new(self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]]) -> None:
         """Carry out the first attempts intake claimed, in the background. Waits first while
-        `max_in_flight` attempts are under way (see `wait_for_room`)."""
-        await self.wait_for_room()
+        an institution they go to has too many attempts under way (see `wait_for_room`)."""
+        await self.wait_for_room(record.hold.institution_code for record, _ in claimed)
         for record, change in claimed:
             claim = self._claimed(record, change)
             if claim is not None:
@@ -179,6 +197,8 @@ class Dispatcher:
             return None
         lease = change.fields.get("next_attempt_at")
         claim = self._claim_of(record, lease if isinstance(lease, datetime) else None)
+        if claim.inquiry:
+            return claim
         institution = self._registry[claim.request.institution_code]
         if claim.first_send and claim.report_accepted_at is not None and claim.request.layer == 1:
             metrics.REPORT_TO_STOP_REQUEST.labels(institution.kind.value, institution.code).observe(
@@ -188,21 +208,40 @@ class Dispatcher:
             metrics.STOP_RETRIES.labels(institution.code).inc()
         return claim
 
-    async def wait_for_room(self) -> None:
-        """Wait while `max_in_flight` attempts are under way, so a burst waits on the broker
-        (consumer lag) rather than in this process's memory; but at most a second, so a slow
-        institution, whose attempts queue for its few connections, slows intake down to a
+    async def wait_for_room(self, institutions: Iterable[str]) -> None:
+        """Wait while an institution among `institutions` has `max_queued_per_institution`
+        attempts under way in this process, so a burst waits on the broker (consumer lag)
+        rather than in memory, and one slow institution does not hold up intake for the others
+        while it has room; but at most a second, so a slow institution slows intake down to a
         batch a second instead of stopping it."""
-        if not await self._in_flight.wait_below(self._settings.max_in_flight, timeout_s=1.0):
-            log.warning("%d stop attempts under way; starting more anyway", len(self._in_flight))
+        limit = self._settings.max_queued_per_institution
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 1.0
+        for code in set(institutions):
+            work = self._in_flight.get(code)
+            if work is None or len(work) < limit:
+                continue
+            if not await work.wait_below(limit, timeout_s=max(0.0, until - loop.time())):
+                log.warning(
+                    "%d stop attempts under way; starting more anyway",
+                    len(work),
+                    extra={"institution": code},
+                )
+
+    def in_flight(self) -> int:
+        """Attempts and inquiries under way in this process."""
+        return sum(len(work) for work in self._in_flight.values())
 
     def start(self, claim: Claim) -> None:
         """Carry out a claimed attempt in the background, so one slow institution holds up
-        nobody else; its lease is renewed while it waits (see `renew_leases`)."""
+        nobody else; its lease is renewed while it waits (see `renew_leases`). An inquiry's
+        lease is not renewed: a sweeper that asks again only asks."""
         hold_id = claim.request.hold_id
-        if claim.lease_until is not None:
+        if claim.lease_until is not None and not claim.inquiry:
             self._leases[hold_id] = (claim.attempt, claim.lease_until)
-        self._in_flight.start(self._carry_out_leased(claim), hold_id=str(hold_id))
+        self._in_flight[claim.request.institution_code].start(
+            self._carry_out_leased(claim), hold_id=str(hold_id)
+        )
 
     async def _carry_out_leased(self, claim: Claim) -> None:
         hold_id = claim.request.hold_id
@@ -234,24 +273,101 @@ class Dispatcher:
         return len(renewed)
 
     async def wait_idle(self) -> None:
-        await self._in_flight.wait_idle()
+        while self.in_flight():
+            for work in self._in_flight.values():
+                await work.wait_idle()
 
     async def close(self) -> None:
-        await self._in_flight.close()
+        for work in self._in_flight.values():
+            await work.close()
         await self._writer.close()
 
     async def carry_out(self, claim: Claim) -> None:
         hold_id = claim.request.hold_id
         institution = self._registry[claim.request.institution_code]
+        if claim.inquiry:
+            await self._inquire(claim, institution)
+            return
         try:
             answer = await self._call(institution, claim.request)
         except InstitutionError as e:
             await self._after_failure(hold_id, claim, institution, e)
             return
         if answer.kind is AnswerKind.ACCEPTED:
-            await self._writer.apply(hold_id, lambda r: self._await_callback(r, claim, institution))
+            await self._writer.apply(hold_id, lambda r: self._accepted(r, claim, institution))
             return
         await self.record_answer(hold_id, answer, actor=f"institution:{institution.code}")
+
+    async def _inquire(self, claim: Claim, institution: Institution) -> None:
+        """Ask the institution what became of a request it accepted, and act on the answer."""
+        request = claim.request
+        try:
+            status = await self.guarded(
+                institution,
+                lambda: self._adapter.stop_status(institution, request.idempotency_key),
+            )
+        except InstitutionError as e:
+            metrics.STATUS_INQUIRIES.labels(institution.code, _failure_label(e)).inc()
+            await self._ask_later(claim, institution, f"status inquiry {claim.inquiry}: {e}")
+            return
+        metrics.STATUS_INQUIRIES.labels(institution.code, status.kind.value).inc()
+        await self.apply_status(
+            status,
+            request.hold_id,
+            request.idempotency_key,
+            institution,
+            via="status inquiry",
+            on_pending=lambda: self._ask_later(claim, institution, None),
+        )
+
+    async def apply_status(
+        self,
+        status: StopStatus,
+        hold_id: UUID,
+        key: str,
+        institution: Institution,
+        *,
+        via: str,
+        on_pending: Callable[[], Awaitable[None]] | None = None,
+    ) -> str:
+        """Act on what an institution's record says of one request (a status inquiry, or
+        reconciliation): an outcome is applied as an answer; `pending` waits; `unknown` (it
+        never received it) sends an unconfirmed hold's request again. Returns what happened:
+        applied, matched (Stopper already said so), pending, resent, unknown, or the reason a
+        status was refused (`other_request`, `other_hold`, `contradicts_final`)."""
+        if status.idempotency_key != key:
+            return self._refuse_status(institution, "other_request")
+        if status.hold_id is not None and status.hold_id != hold_id:
+            return self._refuse_status(institution, "other_hold")
+        if status.kind is StatusKind.ANSWERED:
+            assert status.answer is not None
+            outcome = await self.record_answer(
+                hold_id, status.answer, actor=f"institution:{institution.code}", via=via
+            )
+            if outcome is AnswerOutcome.CONFLICT:
+                return self._refuse_status(institution, "contradicts_final")
+            return "matched" if outcome is AnswerOutcome.REPEATED else outcome.value
+        if status.kind is StatusKind.PENDING:
+            if on_pending is not None:
+                await on_pending()
+            return "pending"
+        resent = await self._writer.apply(hold_id, lambda r: self._resend(r, key, institution))
+        if resent is None:
+            return "unknown"
+        await self.attempt(hold_id, first=False)
+        return "resent"
+
+    def _refuse_status(self, institution: Institution, reason: str) -> str:
+        metrics.STATUS_REFUSED.labels(institution.code, reason).inc()
+        log.warning(
+            "status answer refused", extra={"institution": institution.code, "reason": reason}
+        )
+        return reason
+
+    async def _ask_later(self, claim: Claim, institution: Institution, why: str | None) -> None:
+        await self._writer.apply(
+            claim.request.hold_id, lambda r: self._next_inquiry(r, claim, institution, why)
+        )
 
     async def record_answer(
         self, hold_id: UUID, answer: InstitutionAnswer, *, actor: str, via: str = "answer"
@@ -356,6 +472,8 @@ class Dispatcher:
         if institution is None:
             return None
         due = record.next_attempt_at is None or record.next_attempt_at <= now
+        if hold.state is HoldState.UNCONFIRMED:
+            return None if first or not due else self._claim_inquiry(record, institution, now)
         if hold.state is HoldState.REQUESTED:
             if not first and not due:
                 return None
@@ -400,10 +518,43 @@ class Dispatcher:
             },
         )
 
+    def _claim_inquiry(
+        self, record: HoldRecord, institution: Institution, now: datetime
+    ) -> HoldUpdate:
+        """A status inquiry about a request the institution accepted; or, once the stop it asked
+        for would have lapsed (`dispatch_deadline_at` of an unconfirmed hold), giving up."""
+        hold = record.hold
+        if record.dispatch_deadline_at is not None and now >= record.dispatch_deadline_at:
+            since = record.accepted_at or record.sent_at or now
+            reason = (
+                f"accepted by the institution at {since:%Y-%m-%d %H:%M:%S}Z and never confirmed"
+                f" (asked {record.inquiries} times) before its stop would have lapsed;"
+                " a person must act"
+            )
+            gave_up = hold.apply(HoldEvent.GAVE_UP, cause=reason, actor=DISPATCHER, at=now)
+            return HoldUpdate(
+                at=now,
+                transitions=[gave_up],
+                fields={"next_attempt_at": None, "state_reason": reason},
+            )
+        lease = timedelta(milliseconds=institution.timeout_ms) + LEASE_MARGIN
+        return HoldUpdate(
+            at=now, fields={"inquiries": record.inquiries + 1, "next_attempt_at": now + lease}
+        )
+
     def _claim_of(self, record: HoldRecord, lease_until: datetime | None) -> Claim:
         """The attempt a successful claim stands for (`record` is the copy before the claim)."""
         hold = record.hold
         request = StopRequestV1.from_command(hold.stop_request(record.requested_at))
+        if hold.state is HoldState.UNCONFIRMED:
+            return Claim(
+                request,
+                record.attempts,
+                False,
+                record.report_accepted_at,
+                lease_until,
+                inquiry=record.inquiries + 1,
+            )
         return Claim(
             request,
             record.attempts + 1,
@@ -412,17 +563,69 @@ class Dispatcher:
             lease_until,
         )
 
-    def _await_callback(
+    def _accepted(
         self, record: HoldRecord, claim: Claim, institution: Institution
     ) -> HoldUpdate | None:
-        if record.hold.state is not HoldState.SENT or record.attempts != claim.attempt:
+        """The institution took the request and owes its answer: the hold is `unconfirmed`, and
+        is asked about (not sent again) once the callback is overdue, until its stop would have
+        lapsed."""
+        hold = record.hold
+        if hold.state is not HoldState.SENT or record.attempts != claim.attempt:
             return None  # the callback already came, or another attempt took over
         now = self._clock.now()
+        reason = f"accepted by the institution at {now:%Y-%m-%d %H:%M:%S}Z; its answer is owed"
+        transition = hold.apply(HoldEvent.ACCEPTED, cause=reason, actor=DISPATCHER, at=now)
         return HoldUpdate(
             at=now,
+            transitions=[transition],
             fields={
+                "accepted_at": now,
+                "inquiries": 0,
                 "next_attempt_at": now + timedelta(seconds=institution.callback_wait_s),
-                "state_reason": "accepted by the institution; awaiting its callback",
+                "dispatch_deadline_at": now + timedelta(hours=self._settings.stop_lapse_hours),
+                "state_reason": reason,
+            },
+        )
+
+    def _next_inquiry(
+        self, record: HoldRecord, claim: Claim, institution: Institution, why: str | None
+    ) -> HoldUpdate | None:
+        """After an inquiry that found no outcome: the next one, twice as far off each time (from
+        `callback_wait_s`, with jitter, at most `inquiry_max_interval_s`)."""
+        if record.hold.state is not HoldState.UNCONFIRMED or record.inquiries != claim.inquiry:
+            return None  # the answer came meanwhile, or another inquiry took over
+        now = self._clock.now()
+        wait_s = min(
+            institution.callback_wait_s * 2 ** min(claim.inquiry, 20),
+            self._settings.inquiry_max_interval_s,
+        ) * self._rng.uniform(0.8, 1.2)
+        fields: dict[str, object] = {"next_attempt_at": now + timedelta(seconds=wait_s)}
+        since = record.accepted_at or now
+        fields["state_reason"] = (
+            f"accepted by the institution at {since:%Y-%m-%d %H:%M:%S}Z; unconfirmed"
+            f" after {claim.inquiry} status inquiries" + (f" (last: {why})" if why else "")
+        )
+        return HoldUpdate(at=now, fields=fields)
+
+    def _resend(self, record: HoldRecord, key: str, institution: Institution) -> HoldUpdate | None:
+        """The institution has no record of a request it accepted (or that Stopper believes it
+        accepted): send it again, same key, with a fresh deadline."""
+        hold = record.hold
+        if hold.state is not HoldState.UNCONFIRMED:
+            return None
+        if idempotency_key_for(hold.id, hold.reapplications) != key:
+            return None
+        now = self._clock.now()
+        cause = "the institution has no record of the request: sent again (same key)"
+        transition = hold.apply(HoldEvent.REQUEST_SENT, cause=cause, actor=DISPATCHER, at=now)
+        return HoldUpdate(
+            at=now,
+            transitions=[transition],
+            fields={
+                "next_attempt_at": now,
+                "dispatch_deadline_at": now + timedelta(seconds=institution.retry.deadline_s),
+                "accepted_at": None,
+                "state_reason": cause,
             },
         )
 
@@ -455,17 +658,18 @@ class Dispatcher:
 
     # --- calling the institution ------------------------------------------------------------
 
-    async def _call(self, institution: Institution, request: StopRequestV1) -> InstitutionAnswer:
+    async def guarded(self, institution: Institution, call: Callable[[], Awaitable[_T]]) -> _T:
+        """One call to the institution under its slots and breaker, its latency and failures in
+        the institution's health: stops, status inquiries, reconciliation."""
         breaker = self._breakers[institution.code]
         async with self._slots[institution.code]:
             if not breaker.allow():
-                metrics.STOP_ATTEMPTS.labels(institution.code, "breaker_open").inc()
                 self.health.record(institution.code, failed=True, latency_s=0.0)
-                raise InstitutionUnavailable("circuit breaker open")
+                raise BreakerOpen("circuit breaker open")
             trips = breaker.trips
             started = time.monotonic()
             try:
-                answer = await self._adapter.request_stop(institution, request)
+                result = await call()
             except InstitutionError as e:
                 self.health.record(
                     institution.code, failed=True, latency_s=time.monotonic() - started
@@ -474,22 +678,31 @@ class Dispatcher:
                     breaker.record_failure()
                 else:
                     breaker.record_success()  # it answered; the request was the problem
-                metrics.STOP_ATTEMPTS.labels(institution.code, _failure_label(e)).inc()
-                if isinstance(e, InstitutionTimeout):
-                    metrics.STOP_TIMEOUTS.labels(institution.code).inc()
                 raise
             else:
                 self.health.record(
                     institution.code, failed=False, latency_s=time.monotonic() - started
                 )
                 breaker.record_success()
-                metrics.STOP_ATTEMPTS.labels(institution.code, answer.kind.value).inc()
-                return answer
+                return result
             finally:
                 if breaker.trips > trips:
                     metrics.BREAKER_TRIPS.labels(institution.code).inc()
                     log.warning("breaker opened", extra={"institution": institution.code})
                 metrics.BREAKER_STATE.labels(institution.code).set(breaker.state.value)
+
+    async def _call(self, institution: Institution, request: StopRequestV1) -> InstitutionAnswer:
+        try:
+            answer = await self.guarded(
+                institution, lambda: self._adapter.request_stop(institution, request)
+            )
+        except InstitutionError as e:
+            metrics.STOP_ATTEMPTS.labels(institution.code, _failure_label(e)).inc()
+            if isinstance(e, InstitutionTimeout):
+                metrics.STOP_TIMEOUTS.labels(institution.code).inc()
+            raise
+        metrics.STOP_ATTEMPTS.labels(institution.code, answer.kind.value).inc()
+        return answer
 
     async def _after_failure(
         self, hold_id: UUID, claim: Claim, institution: Institution, error: InstitutionError
@@ -521,6 +734,7 @@ class Dispatcher:
 
 def _failure_label(error: InstitutionError) -> str:
     names = {
+        "BreakerOpen": "breaker_open",
         "InstitutionTimeout": "timeout",
         "InstitutionUnavailable": "unavailable",
         "MalformedAnswer": "malformed",
@@ -539,9 +753,12 @@ class StopRequestConsumer:
 
     async def handle_batch(self, batch: Sequence[Message]) -> None:
         hold_ids: list[UUID] = []
+        institutions: set[str] = set()
         for message in batch:
             try:
-                hold_ids.append(StopRequestV1.model_validate_json(message.value).hold_id)
+                request = StopRequestV1.model_validate_json(message.value)
+                hold_ids.append(request.hold_id)
+                institutions.add(request.institution_code)
             except ValidationError as e:
                 reason = f"not a stop request: {e.errors()[0]['msg']}"
                 origin = await publish_dead_letter(
@@ -550,7 +767,7 @@ class StopRequestConsumer:
                 log.warning(
                     "stop request dead-lettered", extra={"reason": reason, "origin": origin}
                 )
-        await self._dispatcher.wait_for_room()
+        await self._dispatcher.wait_for_room(institutions)
         # One hold may appear twice in a batch (redelivery); the claim lets only one proceed.
         # The batch is done once every claim is committed: from then on the attempt is owed by
         # this process, or by the sweeper once its lease lapses.

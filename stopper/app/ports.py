@@ -20,7 +20,7 @@ from stopper.contracts.institutions import (
 )
 from stopper.domain.cases import Case
 from stopper.domain.holds import Hold, Transition
-from stopper.domain.messages import InstitutionAnswer, RequestStop
+from stopper.domain.messages import InstitutionAnswer, RequestStop, StopStatus
 from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailNode, TrailPlan
 from stopper.registry import Institution
@@ -148,6 +148,8 @@ class HoldRecord:
     return_round: int = 0  # how many returns were ordered for this hold (one key per round)
     return_attempts: int = 0
     return_next_attempt_at: datetime | None = None
+    accepted_at: datetime | None = None  # the institution accepted the request (unconfirmed)
+    inquiries: int = 0  # status inquiries made about it since
 
     @classmethod
     def born(
@@ -223,8 +225,9 @@ class DispatchStore(Protocol):
         ...
 
     async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
-        """Holds whose next attempt is due: `sent` past `next_attempt_at`, and `requested`
-        ones no consumer picked up since `requested_before`."""
+        """Holds whose next attempt is due: `sent` past `next_attempt_at` (a retry or a lapsed
+        lease), `unconfirmed` past it (a status inquiry), and `requested` ones no consumer
+        picked up since `requested_before`."""
         ...
 
     async def relay_outbox(
@@ -333,6 +336,18 @@ class InstitutionAdapter(Protocol):
     ) -> InstitutionAnswer:
         """One attempt within the institution's timeout; `InstitutionError` when it gives no
         usable answer (its `retryable` says whether asking again may help)."""
+        ...
+
+    async def stop_status(self, institution: Institution, idempotency_key: str) -> StopStatus:
+        """What the institution's record says of one stop request (a status inquiry), errors as
+        for `request_stop`."""
+        ...
+
+    async def stop_statuses(
+        self, institution: Institution, idempotency_keys: Sequence[str]
+    ) -> list[StopStatus]:
+        """The institution's record of many stop requests in one request (reconciliation), one
+        entry per key; errors as for `request_stop`."""
         ...
 
     async def request_freeze(

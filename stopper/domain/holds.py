@@ -11,15 +11,22 @@ In short (the table is the authority)::
 
     requested --request_sent--> sent --stop_confirmed--> stopped --freeze_confirmed--> frozen
     sent      --not_found / rejected--> not_found / rejected
-    requested, sent --gave_up--> failed --reapplied--> requested
+    sent      --accepted--> unconfirmed (the institution took it; its answer is owed)
+    unconfirmed --stop_confirmed / not_found / rejected--> stopped / not_found / rejected
+    unconfirmed --request_sent--> sent (it says it never received the request: sent again)
+    requested, sent, unconfirmed --gave_up--> failed --reapplied--> requested
     stopped, frozen --lapsed--> expired --reapplied--> requested
     stopped --reapplied--> requested (an expiring stop renewed before it lapses)
     frozen --freeze_renewed--> frozen (a new legal document extends the freeze)
     frozen --return_started--> returning --return_confirmed--> returned
     returning --return_refused--> frozen (the institution refused: the funds stay frozen)
-    requested, sent, stopped, frozen, failed --released--> released
+    requested, sent, unconfirmed, stopped, frozen, failed --released--> released
 
 Rules the table encodes:
+
+* ``unconfirmed`` is not ``failed``: the institution accepted the request and owes its answer.
+  Stopper asks about it (a status inquiry) rather than sending it again, and gives up on it
+  only when its stop would have lapsed unconfirmed.
 
 * A business answer (``not_found``, ``rejected``) is final for that request.
 * ``failed`` means a person must act. An answer that arrives late for a failed hold is still the
@@ -49,6 +56,7 @@ from stopper.domain.messages import RequestStop
 class HoldState(enum.StrEnum):
     REQUESTED = "requested"
     SENT = "sent"
+    UNCONFIRMED = "unconfirmed"
     STOPPED = "stopped"
     NOT_FOUND = "not_found"
     REJECTED = "rejected"
@@ -62,6 +70,7 @@ class HoldState(enum.StrEnum):
 
 class HoldEvent(enum.StrEnum):
     REQUEST_SENT = "request_sent"
+    ACCEPTED = "accepted"
     STOP_CONFIRMED = "stop_confirmed"
     NOT_FOUND = "not_found"
     REJECTED = "rejected"
@@ -89,6 +98,13 @@ TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingPro
         (S.SENT, E.REJECTED): S.REJECTED,
         (S.SENT, E.GAVE_UP): S.FAILED,
         (S.SENT, E.RELEASED): S.RELEASED,
+        (S.SENT, E.ACCEPTED): S.UNCONFIRMED,
+        (S.UNCONFIRMED, E.STOP_CONFIRMED): S.STOPPED,
+        (S.UNCONFIRMED, E.NOT_FOUND): S.NOT_FOUND,
+        (S.UNCONFIRMED, E.REJECTED): S.REJECTED,
+        (S.UNCONFIRMED, E.REQUEST_SENT): S.SENT,
+        (S.UNCONFIRMED, E.GAVE_UP): S.FAILED,
+        (S.UNCONFIRMED, E.RELEASED): S.RELEASED,
         (S.FAILED, E.STOP_CONFIRMED): S.STOPPED,
         (S.FAILED, E.NOT_FOUND): S.NOT_FOUND,
         (S.FAILED, E.REJECTED): S.REJECTED,

@@ -52,6 +52,12 @@ class FreezesAtOnce:
     async def request_return(self, institution: Institution, request: ReturnRequestV1) -> Any:
         raise AssertionError("no returns in this test")
 
+    async def stop_status(self, institution: Institution, idempotency_key: str) -> Any:
+        raise AssertionError("no status inquiries in this test")
+
+    async def stop_statuses(self, institution: Institution, idempotency_keys: Any) -> Any:
+        raise AssertionError("no reconciliation in this test")
+
 
 REPORTS = 4
 STEP = timedelta(minutes=10)

@@ -31,7 +31,7 @@ from stopper.contracts.institutions import (
     StopRequestV1,
 )
 from stopper.domain.holds import Hold, HoldState, Transition
-from stopper.domain.messages import InstitutionAnswer
+from stopper.domain.messages import InstitutionAnswer, StatusKind, StopStatus
 from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailEdge, TrailNode
 from stopper.errors import InstitutionError, StoreUnavailable
@@ -274,7 +274,11 @@ class FakeDispatchStore:
         due = [
             r.hold.id
             for r in self.holds.values()
-            if (r.hold.state is HoldState.SENT and r.next_attempt_at and r.next_attempt_at <= now)
+            if (
+                r.hold.state in (HoldState.SENT, HoldState.UNCONFIRMED)
+                and r.next_attempt_at
+                and r.next_attempt_at <= now
+            )
             or (
                 r.hold.state is HoldState.REQUESTED
                 and r.requested_at <= requested_before
@@ -351,6 +355,11 @@ class ScriptedAdapter:
         self.freeze_script: dict[str, list[FreezeAnswerV1 | InstitutionError]] = {}
         self.returns: list[ReturnRequestV1] = []
         self.return_script: dict[str, list[ReturnAnswerV1 | InstitutionError]] = {}
+        # Status inquiries: an institution's script of what its record says (last repeats);
+        # without one, every key is still pending. `statuses` records every key asked.
+        self.status_script: dict[str, list[StopStatus | InstitutionError]] = {}
+        self.statuses: list[str] = []
+        self.status_queries: list[list[str]] = []
 
     async def request_stop(
         self, institution: Institution, request: StopRequestV1
@@ -362,6 +371,19 @@ class ScriptedAdapter:
         if isinstance(step, InstitutionError):
             raise step
         return step
+
+    async def stop_status(self, institution: Institution, idempotency_key: str) -> StopStatus:
+        self.statuses.append(idempotency_key)
+        return await _answer_from(
+            self.status_script.get(institution.code, []),
+            StopStatus(idempotency_key, StatusKind.PENDING),
+        )
+
+    async def stop_statuses(
+        self, institution: Institution, idempotency_keys: Sequence[str]
+    ) -> list[StopStatus]:
+        self.status_queries.append(list(idempotency_keys))
+        return [await self.stop_status(institution, key) for key in idempotency_keys]
 
     async def request_freeze(
         self, institution: Institution, request: FreezeRequestV1

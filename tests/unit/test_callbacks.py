@@ -94,7 +94,7 @@ async def test_forged_stale_and_replayed_callbacks_are_refused_and_change_nothin
     for headers, status, reason in cases:
         error = await refused(handler, "BK01", headers, body)
         assert (error.status, error.reason) == (status, reason)
-    assert store.holds[record.hold.id].hold.state is HoldState.SENT
+    assert store.holds[record.hold.id].hold.state is HoldState.UNCONFIRMED
 
     await handler.handle("BK01", signed(body, nonce="nonce-used"), body)
     replay = await refused(handler, "BK01", signed(body, nonce="nonce-used"), body)
@@ -117,7 +117,7 @@ async def test_an_institution_may_answer_only_what_was_sent_to_it() -> None:
     body = callback(never_sent)
     error = await refused(handler, "BK01", signed(body, nonce="nonce-0005"), body)
     assert error.status == 403
-    assert store.holds[record.hold.id].hold.state is HoldState.SENT
+    assert store.holds[record.hold.id].hold.state is HoldState.UNCONFIRMED
 
 
 async def test_unknown_institution_invalid_body_and_conflicting_answer() -> None:

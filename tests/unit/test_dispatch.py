@@ -14,7 +14,15 @@ from stopper.app.dispatch import AnswerOutcome, Dispatcher
 from stopper.config import DispatchSettings
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.holds import HoldState
-from stopper.domain.messages import AnswerKind, InstitutionAnswer, OnwardKind, OnwardTransfer
+from stopper.domain.messages import (
+    AnswerKind,
+    InstitutionAnswer,
+    OnwardKind,
+    OnwardTransfer,
+    StatusKind,
+    StopStatus,
+)
+from stopper.metrics import STATUS_REFUSED as REFUSED
 from stopper.errors import (
     InstitutionTimeout,
     InstitutionUnavailable,
@@ -186,23 +194,157 @@ async def test_a_refused_request_fails_at_once() -> None:
     assert len(adapter.requests) == 1
 
 
-async def test_accepted_waits_for_the_callback_then_asks_again_with_the_same_key() -> None:
+async def test_accepted_is_unconfirmed_asked_about_at_a_slowing_cadence_never_sent_again() -> None:
     reg = registry(callback_wait_s=30.0)
     dispatcher, store, adapter, clock = setup([ACCEPTED], reg)
     record = requested_hold()
     store.add(record)
     await dispatcher.attempt(record.hold.id, first=True)
+    stored = store.holds[record.hold.id]
+    assert stored.hold.state is HoldState.UNCONFIRMED
+    assert stored.accepted_at == NOW
+    assert "accepted by the institution" in (stored.state_reason or "")
     await run_until_settled(dispatcher, clock, 29)
-    assert len(adapter.requests) == 1
+    assert adapter.statuses == []
     await run_until_settled(dispatcher, clock, 2)
-    assert len(adapter.requests) == 2
-    assert adapter.requests[0].idempotency_key == adapter.requests[1].idempotency_key
-    outcome = await dispatcher.record_answer(record.hold.id, STOPPED, actor="institution:BK01")
-    again = await dispatcher.record_answer(record.hold.id, STOPPED, actor="institution:BK01")
-    assert (outcome, again) == (AnswerOutcome.APPLIED, AnswerOutcome.REPEATED)
+    assert len(adapter.statuses) == 1  # the callback is overdue: one inquiry, no new request
+    # Pending each time: the waits double (60 s, 120 s, 240 s, with jitter of +-20 %).
+    await run_until_settled(dispatcher, clock, 47)
+    assert len(adapter.statuses) == 1
+    await run_until_settled(dispatcher, clock, 26)
+    assert len(adapter.statuses) == 2
+    await run_until_settled(dispatcher, clock, 600)
+    assert 3 <= len(adapter.statuses) <= 4
+    assert len(adapter.requests) == 1
+    assert {key for key in adapter.statuses} == {f"stopper-{record.hold.id}-0"}
+    outcome = await dispatcher.record_answer(
+        record.hold.id, STOPPED, actor="institution:BK01", via="callback"
+    )
+    assert outcome is AnswerOutcome.APPLIED
     assert store.holds[record.hold.id].hold.state is HoldState.STOPPED
-    await run_until_settled(dispatcher, clock, 60)
-    assert len(adapter.requests) == 2
+    asked = len(adapter.statuses)
+    await run_until_settled(dispatcher, clock, 3600)
+    assert (len(adapter.requests), len(adapter.statuses)) == (1, asked)
+    assert [(t.from_state, t.to_state) for t in store.transitions] == [
+        (HoldState.REQUESTED, HoldState.SENT),
+        (HoldState.SENT, HoldState.UNCONFIRMED),
+        (HoldState.UNCONFIRMED, HoldState.STOPPED),
+    ]
+
+
+async def test_a_status_inquiry_that_finds_the_outcome_applies_it() -> None:
+    reg = registry(callback_wait_s=5.0)
+    dispatcher, store, adapter, clock = setup([ACCEPTED], reg)
+    record = requested_hold()
+    store.add(record)
+    key = f"stopper-{record.hold.id}-0"
+    adapter.status_script["BK01"] = [
+        StopStatus(key, StatusKind.ANSWERED, record.hold.id, STOPPED)
+    ]
+    await dispatcher.attempt(record.hold.id, first=True)
+    await run_until_settled(dispatcher, clock, 6)
+    stored = store.holds[record.hold.id]
+    assert stored.hold.state is HoldState.STOPPED
+    assert stored.hold.amount_stopped == 60_000
+    assert "status inquiry" in store.transitions[-1].cause
+    assert len(adapter.requests) == 1
+
+
+async def test_a_request_the_institution_never_received_is_sent_again_with_the_same_key() -> None:
+    reg = registry(callback_wait_s=5.0)
+    dispatcher, store, adapter, clock = setup([ACCEPTED, STOPPED], reg)
+    record = requested_hold()
+    store.add(record)
+    key = f"stopper-{record.hold.id}-0"
+    adapter.status_script["BK01"] = [StopStatus(key, StatusKind.UNKNOWN)]
+    await dispatcher.attempt(record.hold.id, first=True)
+    await run_until_settled(dispatcher, clock, 6)
+    assert store.holds[record.hold.id].hold.state is HoldState.STOPPED
+    assert [r.idempotency_key for r in adapter.requests] == [key, key]
+    assert [(t.from_state, t.to_state) for t in store.transitions][1:] == [
+        (HoldState.SENT, HoldState.UNCONFIRMED),
+        (HoldState.UNCONFIRMED, HoldState.SENT),
+        (HoldState.SENT, HoldState.STOPPED),
+    ]
+
+
+@pytest.mark.parametrize("about", ["other_request", "other_hold"])
+async def test_a_status_about_another_request_or_hold_is_refused_and_changes_nothing(
+    about: str,
+) -> None:
+    reg = registry(callback_wait_s=5.0)
+    dispatcher, store, adapter, clock = setup([ACCEPTED], reg)
+    record = requested_hold()
+    store.add(record)
+    key = f"stopper-{record.hold.id}-0"
+    other = requested_hold().hold.id
+    status = (
+        StopStatus(f"stopper-{other}-0", StatusKind.ANSWERED, other, STOPPED)
+        if about == "other_request"
+        else StopStatus(key, StatusKind.ANSWERED, other, STOPPED)
+    )
+    adapter.status_script["BK01"] = [status]
+    before = REFUSED.labels("BK01", about)._value.get()
+    await dispatcher.attempt(record.hold.id, first=True)
+    await run_until_settled(dispatcher, clock, 6)
+    assert store.holds[record.hold.id].hold.state is HoldState.UNCONFIRMED
+    assert REFUSED.labels("BK01", about)._value.get() == before + 1
+    assert len(adapter.requests) == 1
+
+
+async def test_an_unreachable_institution_does_not_fail_an_unconfirmed_hold() -> None:
+    reg = registry(callback_wait_s=5.0)
+    dispatcher, store, adapter, clock = setup([ACCEPTED], reg)
+    record = requested_hold()
+    store.add(record)
+    adapter.status_script["BK01"] = [InstitutionTimeout("no answer")]
+    await dispatcher.attempt(record.hold.id, first=True)
+    await run_until_settled(dispatcher, clock, 600)
+    stored = store.holds[record.hold.id]
+    assert stored.hold.state is HoldState.UNCONFIRMED
+    assert "unconfirmed after" in (stored.state_reason or "")
+    assert len(adapter.requests) == 1
+
+
+async def test_an_unconfirmed_hold_fails_only_when_its_stop_would_have_lapsed() -> None:
+    reg = registry(callback_wait_s=5.0)
+    settings = DispatchSettings(stop_lapse_hours=0.5, inquiry_max_interval_s=300)
+    store = FakeDispatchStore()
+    adapter = ScriptedAdapter({"BK01": [ACCEPTED]})
+    clock = FixedClock(NOW)
+    dispatcher = Dispatcher(store, adapter, reg, clock, settings, random.Random(1))
+    record = requested_hold()
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    await run_until_settled(dispatcher, clock, 29 * 60)
+    assert store.holds[record.hold.id].hold.state is HoldState.UNCONFIRMED
+    await run_until_settled(dispatcher, clock, 6 * 60)
+    stored = store.holds[record.hold.id]
+    assert stored.hold.state is HoldState.FAILED
+    assert "never confirmed" in (stored.state_reason or "")
+    assert len(adapter.requests) == 1
+
+
+async def test_one_institution_at_its_queue_limit_does_not_hold_up_another() -> None:
+    store = FakeDispatchStore()
+    adapter = GatedAdapter({"BK01": [STOPPED], "BK02": [STOPPED]})
+    clock = FixedClock(NOW)
+    settings = DispatchSettings(max_queued_per_institution=2)
+    dispatcher = Dispatcher(store, adapter, registry(), clock, settings, random.Random(1))
+    for _ in range(2):
+        record = requested_hold("BK01")
+        store.add(record)
+        claim = await dispatcher.claim(record.hold.id, first=True)
+        assert claim is not None
+        dispatcher.start(claim)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await dispatcher.wait_for_room(["BK02"])
+    assert loop.time() - started < 0.1  # BK02 has room: no wait
+    await dispatcher.wait_for_room(["BK01", "BK02"])
+    assert loop.time() - started >= 0.9  # BK01 is full: waited, at most a second
+    adapter.open.set()
+    await dispatcher.wait_idle()
 
 
 async def test_the_breaker_stops_calls_to_an_institution_that_is_down() -> None:

@@ -85,7 +85,17 @@ from stopper.domain.trail import TrailNode
 from stopper.errors import StoreUnavailable
 
 # A hold still in play: something is owed to it or may still happen to it.
-_IN_PLAY = ("requested", "sent", "stopped", "failed", "frozen", "returning")
+_IN_PLAY = (
+    "requested",
+    "sent",
+    "unconfirmed",
+    "stopped",
+    "failed",
+    "frozen",
+    "returning",
+)
+# States whose next attempt (a retry, a lapsed lease, a status inquiry) the retry sweeper makes.
+_ATTEMPTED = ("sent", "unconfirmed")
 
 # Errors that mean "the database is not there right now", as opposed to a bug in a statement.
 _UNAVAILABLE = (OperationalError, SAInterfaceError, OSError, ConnectionError)
@@ -988,7 +998,10 @@ class SqlStore:
                     select(HoldRow.id)
                     .where(
                         or_(
-                            and_(HoldRow.state == "sent", HoldRow.next_attempt_at <= now),
+                            and_(
+                                HoldRow.state.in_(_ATTEMPTED),
+                                HoldRow.next_attempt_at <= now,
+                            ),
                             and_(
                                 HoldRow.state == "requested",
                                 HoldRow.requested_at <= requested_before,
@@ -1411,6 +1424,8 @@ def _hold_record(row: Any) -> HoldRecord:
         return_round=h.return_round,
         return_attempts=h.return_attempts,
         return_next_attempt_at=h.return_next_attempt_at,
+        accepted_at=h.accepted_at,
+        inquiries=h.inquiries,
     )
 
 

@@ -2,6 +2,9 @@
 
 POST {endpoint}/stops with the StopRequestV1 body and an `Idempotency-Key` header. The
 institution answers 200 with the outcome, or 202 when the outcome follows by callback.
+GET {endpoint}/stops/{idempotency_key} asks what became of a request the institution accepted
+(200 with the outcome, 202 while pending, 404 when it never received it), and
+POST {endpoint}/stops/status (StopStatusQueryV1) asks the same of many at once (reconciliation).
 POST {endpoint}/freezes with FreezeRequestV1 turns a stop into a formal freeze, and
 POST {endpoint}/returns with ReturnRequestV1 pays frozen funds back to the victims (both answered
 at once).
@@ -12,8 +15,10 @@ fraction of what httpx's did (bench/README.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import quote
 
 import aiohttp
 from pydantic import BaseModel, ValidationError
@@ -25,8 +30,11 @@ from stopper.contracts.institutions import (
     ReturnRequestV1,
     StopAnswerV1,
     StopRequestV1,
+    StopStatusesV1,
+    StopStatusQueryV1,
+    StopStatusV1,
 )
-from stopper.domain.messages import InstitutionAnswer
+from stopper.domain.messages import InstitutionAnswer, StatusKind, StopStatus
 from stopper.errors import (
     InstitutionTimeout,
     InstitutionUnavailable,
@@ -87,6 +95,33 @@ class HttpJsonAdapter:
             raise MalformedAnswer(f"status {answer.status!r} with HTTP {response.status_code}")
         return answer.to_domain()
 
+    async def stop_status(self, institution: Institution, idempotency_key: str) -> StopStatus:
+        response = await self._send(
+            institution, "GET", f"stops/{quote(idempotency_key, safe='')}", None, None, (404,)
+        )
+        if response.status_code == 404:
+            return StopStatus(idempotency_key, StatusKind.UNKNOWN)
+        try:
+            status = StopStatusV1.model_validate_json(response.content)
+        except ValidationError as e:
+            raise MalformedAnswer(f"unreadable status (HTTP {response.status_code})") from e
+        if (response.status_code == 202) != (status.status == "pending"):
+            raise MalformedAnswer(f"status {status.status!r} with HTTP {response.status_code}")
+        return status.to_status()
+
+    async def stop_statuses(
+        self, institution: Institution, idempotency_keys: Sequence[str]
+    ) -> list[StopStatus]:
+        query = StopStatusQueryV1(idempotency_keys=list(idempotency_keys))
+        response = await self._send(
+            institution, "POST", "stops/status", query.model_dump_json(), None
+        )
+        try:
+            answer = StopStatusesV1.model_validate_json(response.content)
+        except ValidationError as e:
+            raise MalformedAnswer(f"unreadable statuses (HTTP {response.status_code})") from e
+        return [s.to_status() for s in answer.statuses]
+
     async def request_freeze(
         self, institution: Institution, request: FreezeRequestV1
     ) -> FreezeAnswerV1:
@@ -115,13 +150,28 @@ class HttpJsonAdapter:
     async def _post(
         self, institution: Institution, operation: str, body: str, idempotency_key: str
     ) -> _Response:
+        return await self._send(institution, "POST", operation, body, idempotency_key)
+
+    async def _send(
+        self,
+        institution: Institution,
+        method: str,
+        operation: str,
+        body: str | None,
+        idempotency_key: str | None,
+        expected_4xx: tuple[int, ...] = (),
+    ) -> _Response:
         # One attempt, bounded by the institution's own timeout; retries are the caller's.
         timeout = aiohttp.ClientTimeout(total=institution.timeout_ms / 1000)
+        headers = {"content-type": "application/json"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
         try:
-            async with self._client().post(
+            async with self._client().request(
+                method,
                 self.url_for(institution, operation),
-                data=body.encode(),
-                headers={"content-type": "application/json", "Idempotency-Key": idempotency_key},
+                data=body.encode() if body is not None else None,
+                headers=headers,
                 timeout=timeout,
             ) as answer:
                 response = _Response(answer.status, await answer.read())
@@ -131,6 +181,6 @@ class HttpJsonAdapter:
             raise InstitutionUnavailable(f"cannot reach: {type(e).__name__}") from e
         if response.status_code >= 500:
             raise InstitutionUnavailable(f"answered HTTP {response.status_code}")
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in expected_4xx:
             raise RequestRefused(f"refused the request: HTTP {response.status_code}")
         return response
