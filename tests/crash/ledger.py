@@ -1,0 +1,205 @@
+"""Does Stopper agree with the institutions? Every hold against its institution's ledger: what
+the simulated institution did with the stop request of the hold's current generation
+(`GET /ledger` of `stopper simulate`).
+
+    the ledger says   Stopper's hold matches when it is
+    stopped           stopped, with amount_stopped == amount_held
+    not_found         not_found
+    rejected          rejected
+    pending           sent or unconfirmed (the institution took the request and owes its
+                      answer by callback: both sides wait for it)
+    (nothing)         never: the institution never executed it; unless Stopper still has it
+                      requested or sent, when it is not settled yet (`UNSETTLED`, not a
+                      divergence, but not a match either)
+
+A ledger entry for another institution than the hold's is a divergence too.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from uuid import UUID
+
+# What Stopper's hold may be for each status of the institution's ledger.
+MATCHING_STATES: Final[Mapping[str, frozenset[str]]] = {
+    "stopped": frozenset({"stopped"}),
+    "not_found": frozenset({"not_found"}),
+    "rejected": frozenset({"rejected"}),
+    "pending": frozenset({"sent", "unconfirmed"}),
+}
+# A hold the institution has not seen may still be on its way there.
+NOT_YET_THERE: Final = frozenset({"requested", "sent"})
+ANSWERS: Final = frozenset({"stopped", "not_found", "rejected"})  # the ledger's settled statuses
+ABSENT: Final = "absent"  # the ledger's "status" of a hold it has no entry for
+SAMPLES: Final = 5  # hold ids shown per kind of divergence
+
+
+class Verdict(enum.StrEnum):
+    MATCHES = "matches"
+    UNSETTLED = "unsettled"
+    DIVERGES = "diverges"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One stop request as the institution recorded it."""
+
+    hold_id: UUID
+    institution_code: str
+    generation: int
+    idempotency_key: str
+    status: str  # stopped, not_found, rejected or pending
+    amount_held: int | None = None
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> LedgerEntry:
+        return cls(
+            hold_id=UUID(str(raw["hold_id"])),
+            institution_code=raw["institution_code"],
+            generation=int(raw["generation"]),
+            idempotency_key=raw["idempotency_key"],
+            status=raw["status"],
+            amount_held=None if raw.get("amount_held") is None else int(raw["amount_held"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StopperHold:
+    """A hold as Stopper's `holds` table has it."""
+
+    id: UUID
+    institution_code: str
+    state: str
+    amount_stopped: int
+    generation: int = 0  # the hold's re-applications: the generation of its current stop
+
+
+def verdict(hold: StopperHold, entry: LedgerEntry | None) -> Verdict:
+    """Whether `hold` matches `entry`, its institution's record of the hold's current stop
+    request (None: the institution has none)."""
+    if entry is None:
+        return Verdict.UNSETTLED if hold.state in NOT_YET_THERE else Verdict.DIVERGES
+    if entry.institution_code != hold.institution_code:
+        return Verdict.DIVERGES
+    if hold.state not in MATCHING_STATES.get(entry.status, frozenset()):
+        return Verdict.DIVERGES
+    if entry.status == "stopped" and hold.amount_stopped != entry.amount_held:
+        return Verdict.DIVERGES
+    return Verdict.MATCHES
+
+
+def ledger_label(hold: StopperHold, entry: LedgerEntry | None) -> str:
+    """The ledger's side of a pair (stopper state, ledger status), for the report."""
+    if entry is None:
+        return ABSENT
+    if entry.institution_code != hold.institution_code:
+        return f"{entry.status} at {entry.institution_code}"
+    if entry.status == "stopped" and hold.state == "stopped":
+        return "stopped, another amount"
+    return entry.status
+
+
+@dataclass
+class Comparison:
+    """Every hold of Stopper against the ledger, at one moment."""
+
+    matched: set[UUID] = field(default_factory=set)
+    # Holds that do not match: (Stopper's state, the ledger's status) of each.
+    mismatches: dict[UUID, tuple[str, str]] = field(default_factory=dict)
+    failed_but_stopped: list[UUID] = field(default_factory=list)
+    # (hold, generation) pairs whose funds the institution stopped more than once.
+    executed_twice: list[tuple[UUID, int]] = field(default_factory=list)
+    unknown_to_stopper: list[UUID] = field(default_factory=list)  # ledger holds Stopper lacks
+    ledger_entries: int = 0
+
+    @property
+    def holds(self) -> int:
+        return len(self.matched) + len(self.mismatches)
+
+    @property
+    def unsettled(self) -> int:
+        return sum(1 for pair in self.mismatches.values() if _unsettled(*pair))
+
+    @property
+    def divergent(self) -> int:
+        return len(self.mismatches) - self.unsettled
+
+    def still_mismatched(self, before: Comparison) -> Comparison:
+        """This comparison, counting as a match a hold caught between the two reads of a round.
+        A round reads Stopper, then the ledger: a hold whose callback left in between is still
+        waiting for it in Stopper (`sent`, `unconfirmed`) and answered in the ledger. Such a
+        hold that matched in `before` (the round before: it was pending there) is let off."""
+        kept = {
+            h: pair
+            for h, pair in self.mismatches.items()
+            if not (h in before.matched and _callback_in_transit(*pair))
+        }
+        return Comparison(
+            matched=self.matched | (self.mismatches.keys() - kept.keys()),
+            mismatches=kept,
+            failed_but_stopped=[h for h in self.failed_but_stopped if h in kept],
+            executed_twice=self.executed_twice,
+            unknown_to_stopper=self.unknown_to_stopper,
+            ledger_entries=self.ledger_entries,
+        )
+
+    def lines(self) -> list[str]:
+        by_pair: dict[tuple[str, str], list[UUID]] = {}
+        for hold_id, pair in self.mismatches.items():
+            by_pair.setdefault(pair, []).append(hold_id)
+        lines = [
+            f"ledger entries    {self.ledger_entries}",
+            f"holds matching    {len(self.matched)} of {self.holds}",
+            f"divergent         {self.divergent}",
+            f"unsettled         {self.unsettled} (requested/sent, never at the institution)",
+            f"failed, stopped   {len(self.failed_but_stopped)}",
+            f"executed twice    {len(self.executed_twice)} (hold, generation)",
+            f"unknown holds     {len(self.unknown_to_stopper)} (in the ledger, not in Stopper)",
+        ]
+        for (state, status), ids in sorted(by_pair.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            sample = ", ".join(str(h) for h in sorted(ids)[:SAMPLES])
+            lines.append(f"  stopper {state} / ledger {status}: {len(ids)}  e.g. {sample}")
+        return lines
+
+
+def _unsettled(state: str, status: str) -> bool:
+    return status == ABSENT and state in NOT_YET_THERE
+
+
+def _callback_in_transit(state: str, status: str) -> bool:
+    return state in MATCHING_STATES["pending"] and status in ANSWERS
+
+
+def compare(holds: Iterable[StopperHold], entries: Iterable[LedgerEntry]) -> Comparison:
+    """Every hold against the ledger's entry for its current generation. Two entries for one
+    (hold, generation) that both stopped funds are a double stop."""
+    by_stop: dict[tuple[UUID, int], LedgerEntry] = {}
+    stopped: Counter[tuple[UUID, int]] = Counter()
+    ledger_holds: set[UUID] = set()
+    out = Comparison()
+    for recorded in entries:
+        out.ledger_entries += 1
+        key = (recorded.hold_id, recorded.generation)
+        ledger_holds.add(recorded.hold_id)
+        if recorded.status == "stopped":
+            stopped[key] += 1
+        # The stop, if any entry says so, is what the funds are under.
+        if key not in by_stop or recorded.status == "stopped":
+            by_stop[key] = recorded
+    out.executed_twice = sorted(key for key, n in stopped.items() if n > 1)
+    known: set[UUID] = set()
+    for hold in holds:
+        known.add(hold.id)
+        entry = by_stop.get((hold.id, hold.generation))
+        if verdict(hold, entry) is Verdict.MATCHES:
+            out.matched.add(hold.id)
+        else:
+            out.mismatches[hold.id] = (hold.state, ledger_label(hold, entry))
+        if hold.state == "failed" and entry is not None and entry.status == "stopped":
+            out.failed_but_stopped.append(hold.id)
+    out.unknown_to_stopper = sorted(ledger_holds - known)
+    return out
