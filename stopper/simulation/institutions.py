@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import httpx
+import aiohttp
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -42,11 +42,16 @@ from stopper.simulation.mules import MuleWorld
 
 log = logging.getLogger(__name__)
 
-# Callbacks an institution's side sends at once; the rest wait their turn. A real sender has a
-# bounded pool too, and httpx's connection pool spends time quadratic in the requests queued on
-# it: with hundreds of callbacks waiting on a Stopper that is down, the simulator's event loop
-# spent seconds in it and stopped answering (the crash test's /stats read timed out).
+# Callbacks an institution's side sends at once; the rest wait their turn, unsigned. A real
+# sender has a bounded pool too, and a long queue on a client's pool is costly: with hundreds of
+# callbacks queued for a Stopper that was down, the httpx pool used then (its time quadratic in
+# the queue) took seconds of the event loop and the simulator stopped answering (the crash
+# test's /stats read timed out).
 CALLBACK_SENDERS = 32
+# One callback delivery: each attempt may take 5 s; up to six attempts, 0.2 s apart doubling
+# (0.2 to 3.2 s); an answer below 500 (even a refusal) ends it, as a real sender would.
+CALLBACK_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
+CALLBACK_ATTEMPTS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +266,7 @@ class Simulation:
         self._stopper_url = stopper_url.rstrip("/")
         self._started = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None  # between start() and stop()
         self._senders = asyncio.Semaphore(CALLBACK_SENDERS)
         self._closing = asyncio.Event()
 
@@ -270,11 +275,10 @@ class Simulation:
 
     async def start(self) -> None:
         self._started = time.monotonic()
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(5.0),
-            limits=httpx.Limits(
-                max_connections=CALLBACK_SENDERS, max_keepalive_connections=CALLBACK_SENDERS
-            ),
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=CALLBACK_SENDERS),
+            # Nothing from the environment (proxies, netrc): Stopper's address is configured.
+            trust_env=False,
         )
 
     def close_requests(self) -> None:
@@ -291,8 +295,9 @@ class Simulation:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._client is not None:
-            await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def executed_stops(self) -> Counter[tuple[UUID, int]]:
         """How many times each hold's funds were stopped, per generation of the stop."""
@@ -349,10 +354,12 @@ class Simulation:
             await self._deliver(sim, body)
 
     async def _deliver(self, sim: SimulatedInstitution, body: bytes) -> None:
-        assert self._client is not None
+        assert self._session is not None, "callbacks leave between start() and stop()"
         code = sim.institution.code
         url = f"{self._stopper_url}/v1/institutions/{code}/callbacks"
-        for attempt in range(6):
+        for attempt in range(CALLBACK_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(0.2 * 2 ** (attempt - 1))
             try:
                 async with self._senders:  # signed when it leaves, not while it waits
                     headers = signed_headers(
@@ -361,13 +368,16 @@ class Simulation:
                         secrets.token_hex(16),
                         body,
                     )
-                    answer = await self._client.post(url, content=body, headers=headers)
-                if answer.status_code < 500:
-                    sim.counts.callbacks_sent += 1
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2 * 2**attempt)
+                    async with self._session.post(
+                        url, data=body, headers=headers, timeout=CALLBACK_TIMEOUT
+                    ) as answer:
+                        await answer.read()  # read to the end: the connection goes back to the pool
+                        status = answer.status
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                continue
+            if status < 500:
+                sim.counts.callbacks_sent += 1
+                return
         sim.counts.callbacks_failed += 1
         log.warning("callback undeliverable", extra={"institution": code})
 
