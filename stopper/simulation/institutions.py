@@ -3,9 +3,18 @@
 Each institution has a behaviour profile: answer latency, rates of timeouts, 5xx and malformed
 answers, an outage window, accounts that do not exist, and whether it answers at once or later
 through a signed callback. Its accounts are mule accounts (`mules.py`): a stop holds only what
-is still there and reports where the rest went. It honours idempotency keys and counts every
-request received and every stop executed, so a test can prove that no funds were stopped twice.
-It knows nothing but what the requests tell it.
+is still there and reports where the rest went.
+
+It honours idempotency keys: a stop is decided once per key, when the request first arrives, and
+every repeat is answered from that record. An institution that answers by callback owes exactly
+one callback per key, however often it is asked (a double callback is that one callback
+delivered twice), sent one callback delay after the request arrived. It counts every request
+received and every stop executed, so a test can prove that no funds were stopped twice. It
+knows nothing but what the requests tell it.
+
+    POST /institutions/{code}/stops                    StopRequestV1 -> 200 outcome | 202 accepted
+    POST /institutions/{code}/freezes, .../returns     answered at once
+    GET  /stats, /healthz
 """
 
 from __future__ import annotations
@@ -127,9 +136,10 @@ _Order = FreezeRequestV1 | ReturnRequestV1
 
 @dataclass
 class Counts:
-    requests: int = 0
+    stop_requests: int = 0  # POSTs to /stops received, whatever became of them
     stops_executed: int = 0
     double_stops: int = 0
+    callbacks_owed: int = 0  # one per key, at an institution that answers by callback
     callbacks_sent: int = 0
     callbacks_failed: int = 0
     freezes: int = 0
@@ -137,6 +147,19 @@ class Counts:
     double_returns: int = 0
     amount_returned: int = 0
     answers: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class StopRecord:
+    """An institution's record of one stop request (one idempotency key): the outcome it decided
+    when the request arrived, and from when it knows that outcome (monotonic seconds): at once,
+    or, at an institution that answers by callback, when the callback is due."""
+
+    idempotency_key: str
+    hold_id: UUID
+    generation: int
+    outcome: dict[str, Any]  # the answer of an institution that answers at once
+    known_at: float
 
 
 class SimulatedInstitution:
@@ -149,7 +172,7 @@ class SimulatedInstitution:
         self.counts = Counts()
         self._rng = random.Random(f"{seed}:{institution.code}")
         self._seed = seed
-        self._results: dict[str, dict[str, Any]] = {}  # by idempotency key
+        self._stops: dict[str, StopRecord] = {}  # by idempotency key
         # Stops executed per hold and generation: two for one generation is a double stop.
         self._executed_by_hold: Counter[tuple[UUID, int]] = Counter()
         self._held_by_hold: dict[UUID, int] = {}
@@ -171,9 +194,16 @@ class SimulatedInstitution:
             return 0.0
         return self._rng.lognormvariate(0, b.latency_sigma) * b.latency_median_ms / 1000
 
-    def execute(self, request: StopRequestV1) -> dict[str, Any]:
-        """The stop itself, once per idempotency key; repeats get the first result."""
-        known = self._results.get(request.idempotency_key)
+    def callback_delay_s(self) -> float:
+        return self.behaviour.callback_delay_ms / 1000 * (0.5 + self._rng.random())
+
+    def stop_record(self, idempotency_key: str) -> StopRecord | None:
+        return self._stops.get(idempotency_key)
+
+    def execute(self, request: StopRequestV1, now: float) -> StopRecord:
+        """The stop itself, decided at `now` once per idempotency key; repeats get the first
+        record. An institution that answers by callback owes it one callback delay later."""
+        known = self._stops.get(request.idempotency_key)
         if known is not None:
             return known
         account = request.account_number
@@ -193,9 +223,13 @@ class SimulatedInstitution:
             self._executed_by_hold[executed] += 1
             if self._executed_by_hold[executed] > 1:
                 self.counts.double_stops += 1
-        self._results[request.idempotency_key] = result
+        known_at = now + self.callback_delay_s() if self.behaviour.answers_by_callback else now
+        record = StopRecord(
+            request.idempotency_key, request.hold_id, request.generation, result, known_at
+        )
+        self._stops[request.idempotency_key] = record
         self.counts.answers[result["status"]] += 1
-        return result
+        return record
 
     def freeze(self, request: FreezeRequestV1) -> dict[str, Any]:
         """A formal freeze of what the stop holds, once per idempotency key."""
@@ -311,9 +345,11 @@ class Simulation:
         totals: Counter[str] = Counter()
         for code, sim in self.institutions.items():
             counts = {
-                "requests": sim.counts.requests,
+                "requests": sim.counts.stop_requests,  # the older name, still read by others
+                "stop_requests": sim.counts.stop_requests,
                 "stops_executed": sim.counts.stops_executed,
                 "double_stops": sim.counts.double_stops,
+                "callbacks_owed": sim.counts.callbacks_owed,
                 "callbacks_sent": sim.counts.callbacks_sent,
                 "callbacks_failed": sim.counts.callbacks_failed,
                 "freezes": sim.counts.freezes,
@@ -325,26 +361,36 @@ class Simulation:
             per[code] = {**counts, "answers": dict(sim.counts.answers)}
         return {"totals": dict(totals), "institutions": per}
 
-    def owe_callback(
-        self, sim: SimulatedInstitution, request: StopRequestV1, result: dict[str, Any]
-    ) -> None:
-        task = asyncio.create_task(self._send_callback(sim, request, result))
+    def execute(self, sim: SimulatedInstitution, request: StopRequestV1) -> StopRecord:
+        """A stop request `sim` takes on: decided once per idempotency key. At an institution
+        that answers by callback, the first request of a key owes its callback; a repeat owes
+        nothing more."""
+        known = sim.stop_record(request.idempotency_key)
+        if known is not None:
+            return known
+        record = sim.execute(request, time.monotonic())
+        if sim.behaviour.answers_by_callback:
+            self._owe_callback(sim, record)
+        return record
+
+    def _owe_callback(self, sim: SimulatedInstitution, record: StopRecord) -> None:
+        sim.counts.callbacks_owed += 1
+        task = asyncio.create_task(self._send_callback(sim, record))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send_callback(
-        self, sim: SimulatedInstitution, request: StopRequestV1, result: dict[str, Any]
-    ) -> None:
-        await asyncio.sleep(sim.behaviour.callback_delay_ms / 1000 * (0.5 + sim._rng.random()))
+    async def _send_callback(self, sim: SimulatedInstitution, record: StopRecord) -> None:
+        await asyncio.sleep(max(0.0, record.known_at - time.monotonic()))
+        outcome = record.outcome
         body = (
             CallbackV1(
-                hold_id=request.hold_id,
-                idempotency_key=request.idempotency_key,
-                status=result["status"],
-                amount_held=result.get("amount_held"),
-                reason=result.get("reason"),
+                hold_id=record.hold_id,
+                idempotency_key=record.idempotency_key,
+                status=outcome["status"],
+                amount_held=outcome.get("amount_held"),
+                reason=outcome.get("reason"),
                 answered_at=datetime.now(UTC),
-                onward=result.get("onward", []),
+                onward=outcome.get("onward", []),
             )
             .model_dump_json()
             .encode()
@@ -399,7 +445,7 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
         sim = simulation.institutions.get(code)
         if sim is None:
             return JSONResponse({"detail": "no such institution"}, status_code=404)
-        sim.counts.requests += 1
+        sim.counts.stop_requests += 1
         if sim.down(simulation.elapsed_s()):
             return JSONResponse({"detail": "service unavailable"}, status_code=503)
         try:
@@ -414,7 +460,7 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
         if sim.roll(b.error_rate):
             await asyncio.sleep(sim.latency_s())
             return JSONResponse({"detail": "internal error"}, status_code=500)
-        result = sim.execute(stop_request)
+        record = simulation.execute(sim, stop_request)
         if sim.roll(b.timeout_rate):
             # The stop happened, but the answer never arrives in time.
             await simulation.hang(b.hang_s)
@@ -423,9 +469,8 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
         if sim.roll(b.malformed_rate):
             return Response(b"<html>gateway says hello", status_code=200, media_type="text/html")
         if b.answers_by_callback:
-            simulation.owe_callback(sim, stop_request, result)
             return JSONResponse({"status": "accepted"}, status_code=202)
-        return JSONResponse(result, status_code=200)
+        return JSONResponse(record.outcome, status_code=200)
 
     # A plain Starlette route: every stop request of a benchmark comes here, and FastAPI's
     # parameter machinery would cost the simulated banks more than Stopper spends per hold.

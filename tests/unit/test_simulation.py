@@ -1,31 +1,56 @@
-"""The simulated world: the institutions' callback sender, against a hand-written slow Stopper
-on loopback, and the load generator's count of the holds its reports call for."""
+"""The simulated world: the institutions' idempotency (one callback per key) and their callback
+sender, driven through the simulator's app
+against a hand-written Stopper on loopback; and the load generator's count of the holds its
+reports call for."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from uuid import uuid4
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
 
 from bench.loadgen import holds_called_for
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.contracts.institutions import StopRequestV1
 from stopper.registry import load_registry
-from stopper.simulation.institutions import CALLBACK_SENDERS, Behaviour, Simulation
+from stopper.simulation.institutions import (
+    CALLBACK_SENDERS,
+    Behaviour,
+    Simulation,
+    create_simulation_app,
+)
 from stopper.simulation.reports import ReportFactory
 
 REGISTRY = load_registry()
+CODES = list(REGISTRY)
+# No faults, no latency, every account found and all its money still there.
+AT_ONCE = Behaviour(
+    latency_median_ms=0.0, missing_account_rate=0.0, reject_rate=0.0, move_on_rate=0.0
+)
+BY_CALLBACK = replace(AT_ONCE, answers_by_callback=True, callback_delay_ms=0.0)
 
 
 class SlowStopper:
-    """Answers every callback with 204 after `delay_s`, counting how many it holds at once."""
+    """Answers every callback with 204 after `delay_s`, keeping what it received and counting
+    how many connections it holds at once."""
 
-    def __init__(self, delay_s: float) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self.open = 0
         self.most_open = 0
-        self.received = 0
+        self.callbacks: list[dict[str, Any]] = []
+
+    @property
+    def received(self) -> int:
+        return len(self.callbacks)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open += 1
@@ -38,9 +63,9 @@ class SlowStopper:
                     for line in head.split(b"\r\n")
                     if line.lower().startswith(b"content-length:")
                 )
-                await reader.readexactly(length)
+                body = await reader.readexactly(length)
                 await asyncio.sleep(self.delay_s)
-                self.received += 1
+                self.callbacks.append(json.loads(body))
                 writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -50,46 +75,128 @@ class SlowStopper:
             writer.close()
 
 
-def stop_request(code: str) -> StopRequestV1:
+@dataclass
+class World:
+    simulation: Simulation
+    client: httpx.AsyncClient  # to the simulator's app, in process
+    stopper: SlowStopper
+
+
+@asynccontextmanager
+async def simulated(
+    behaviours: dict[str, Behaviour], stopper: SlowStopper | None = None
+) -> AsyncIterator[World]:
+    """The simulator's app, started, with its callbacks going to a `SlowStopper` on loopback."""
+    stopper = stopper or SlowStopper()
+    server = await asyncio.start_server(stopper.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    simulation = Simulation(
+        REGISTRY,
+        {code: behaviours.get(code, AT_ONCE) for code in REGISTRY},
+        secret_for=lambda ref: "secret",
+        stopper_url=f"http://127.0.0.1:{port}",
+    )
+    transport = httpx.ASGITransport(app=create_simulation_app(simulation))
+    async with server:
+        await simulation.start()  # the in-process transport runs no lifespan
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
+                yield World(simulation, client, stopper)
+        finally:
+            await simulation.stop()
+
+
+def stop_request(code: str, *, hold_id: UUID | None = None, generation: int = 0) -> StopRequestV1:
+    hold_id = hold_id or uuid4()
     return StopRequestV1(
-        hold_id=uuid4(),
+        hold_id=hold_id,
         case_id=uuid4(),
         institution_code=code,
         account_number="NL00SIMU0123456789",
         currency="EUR",
         amount=10_000,
         layer=1,
-        idempotency_key=uuid4().hex,
+        idempotency_key=f"stopper-{hold_id}-{generation}",
+        generation=generation,
         requested_at=datetime.now(UTC),
     )
 
 
+async def post_stop(client: httpx.AsyncClient, request: StopRequestV1) -> httpx.Response:
+    return await client.post(
+        f"/institutions/{request.institution_code}/stops",
+        content=request.model_dump_json(),
+        headers={"Idempotency-Key": request.idempotency_key, "content-type": "application/json"},
+    )
+
+
+async def eventually(holds: Callable[[], bool], within_s: float = 3.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not holds():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_repeated_accepted_key_is_accepted_again_and_owes_no_second_callback() -> None:
+    code = CODES[0]
+    async with simulated({code: BY_CALLBACK}) as world:
+        request = stop_request(code)
+        for _ in range(5):
+            answer = await post_stop(world.client, request)
+            assert (answer.status_code, answer.json()) == (202, {"status": "accepted"})
+        await eventually(lambda: world.stopper.received == 1)
+        for _ in range(3):  # asked again after the callback came
+            assert (await post_stop(world.client, request)).status_code == 202
+        other = stop_request(code)
+        assert (await post_stop(world.client, other)).status_code == 202
+        await eventually(lambda: world.stopper.received == 2)
+        await asyncio.sleep(0.2)  # time for any callback wrongly owed to arrive
+        stats = world.simulation.stats()
+    keys = [c["idempotency_key"] for c in world.stopper.callbacks]
+    assert keys == [request.idempotency_key, other.idempotency_key]
+    counts = stats["institutions"][code]
+    assert counts["stop_requests"] == counts["requests"] == 9
+    assert counts["stops_executed"] == 2 and counts["double_stops"] == 0
+    assert counts["callbacks_owed"] == counts["callbacks_sent"] == 2
+    assert stats["totals"]["stop_requests"] == 9 and stats["totals"]["callbacks_owed"] == 2
+
+
+async def test_a_callback_is_owed_when_the_stop_is_decided_even_if_its_answer_is_lost() -> None:
+    code = CODES[0]
+    async with simulated({code: replace(BY_CALLBACK, malformed_rate=1.0)}) as world:
+        request = stop_request(code)
+        for _ in range(3):
+            assert "gateway" in (await post_stop(world.client, request)).text
+        await eventually(lambda: world.stopper.received == 1)
+        await asyncio.sleep(0.2)
+    assert world.stopper.received == 1
+    assert world.simulation.institutions[code].counts.callbacks_owed == 1
+
+
+async def test_a_double_callback_delivers_the_one_callback_owed_twice() -> None:
+    code = CODES[0]
+    async with simulated({code: replace(BY_CALLBACK, double_callback_rate=1.0)}) as world:
+        request = stop_request(code)
+        for _ in range(2):
+            await post_stop(world.client, request)
+        await eventually(lambda: world.stopper.received == 2)
+        await asyncio.sleep(0.2)
+    first, second = world.stopper.callbacks
+    assert first == second and first["idempotency_key"] == request.idempotency_key
+    counts = world.simulation.institutions[code].counts
+    assert (counts.callbacks_owed, counts.callbacks_sent) == (1, 2)
+
+
 async def test_a_burst_of_callbacks_leaves_a_bounded_number_at_a_time_and_all_arrive() -> None:
     stopper = SlowStopper(delay_s=0.05)
-    server = await asyncio.start_server(stopper.handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    at_once = Behaviour(answers_by_callback=True, callback_delay_ms=0)
-    behaviours = dict.fromkeys(REGISTRY, at_once)
-    simulation = Simulation(
-        REGISTRY,
-        behaviours,
-        secret_for=lambda ref: "secret",
-        stopper_url=f"http://127.0.0.1:{port}",
-    )
     owed = 4 * CALLBACK_SENDERS
-    code = next(iter(REGISTRY))
-    sim = simulation.institutions[code]
-    async with server:
-        await simulation.start()
-        try:
-            for _ in range(owed):
-                simulation.owe_callback(sim, stop_request(code), {"status": "not_found"})
-            for _ in range(200):
-                if sim.counts.callbacks_sent + sim.counts.callbacks_failed >= owed:
-                    break
-                await asyncio.sleep(0.05)
-        finally:
-            await simulation.stop()
+    code = CODES[0]
+    async with simulated({code: BY_CALLBACK}, stopper) as world:
+        sim = world.simulation.institutions[code]
+        for _ in range(owed):
+            world.simulation.execute(sim, stop_request(code))
+        await eventually(lambda: sim.counts.callbacks_sent + sim.counts.callbacks_failed >= owed)
+    assert sim.counts.callbacks_owed == owed
     assert sim.counts.callbacks_sent == owed and sim.counts.callbacks_failed == 0
     assert stopper.received == owed
     assert 1 < stopper.most_open <= CALLBACK_SENDERS
