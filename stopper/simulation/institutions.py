@@ -8,11 +8,15 @@ is still there and reports where the rest went.
 It honours idempotency keys: a stop is decided once per key, when the request first arrives, and
 every repeat is answered from that record. An institution that answers by callback owes exactly
 one callback per key, however often it is asked (a double callback is that one callback
-delivered twice), sent one callback delay after the request arrived. It counts every request
-received and every stop executed, so a test can prove that no funds were stopped twice. It
-knows nothing but what the requests tell it.
+delivered twice); it knows its outcome only once the callback is due. Until then a status
+inquiry says `pending`; an institution that answers at once knows at once. It counts every
+request received and every stop executed, so a test can prove that no funds were stopped twice.
+It knows nothing but what the requests tell it.
 
     POST /institutions/{code}/stops                    StopRequestV1 -> 200 outcome | 202 accepted
+    GET  /institutions/{code}/stops/{idempotency_key}  -> StopStatusV1: 200 outcome, 202 pending,
+                                                          404 unknown (never received)
+    POST /institutions/{code}/stops/status             StopStatusQueryV1 -> 200 StopStatusesV1
     POST /institutions/{code}/freezes, .../returns     answered at once
     GET  /stats, /healthz
 """
@@ -44,6 +48,7 @@ from stopper.contracts.institutions import (
     FreezeRequestV1,
     ReturnRequestV1,
     StopRequestV1,
+    StopStatusQueryV1,
 )
 from stopper.contracts.signing import signed_headers
 from stopper.registry import Institution, InstitutionKind, Registry
@@ -137,6 +142,9 @@ _Order = FreezeRequestV1 | ReturnRequestV1
 @dataclass
 class Counts:
     stop_requests: int = 0  # POSTs to /stops received, whatever became of them
+    status_inquiries: int = 0  # GETs of one stop's status
+    status_queries: int = 0  # POSTs to /stops/status
+    status_keys_asked: int = 0  # keys those queries asked about
     stops_executed: int = 0
     double_stops: int = 0
     callbacks_owed: int = 0  # one per key, at an institution that answers by callback
@@ -160,6 +168,30 @@ class StopRecord:
     generation: int
     outcome: dict[str, Any]  # the answer of an institution that answers at once
     known_at: float
+
+    def known(self, now: float) -> bool:
+        return now >= self.known_at
+
+    def status(self, now: float) -> dict[str, Any]:
+        """The answer to a status inquiry about it (a `StopStatusV1`)."""
+        if not self.known(now):
+            return {
+                "idempotency_key": self.idempotency_key,
+                "status": "pending",
+                "hold_id": str(self.hold_id),
+            }
+        return {
+            "idempotency_key": self.idempotency_key,
+            "hold_id": str(self.hold_id),
+            "status": self.outcome["status"],
+            "amount_held": self.outcome.get("amount_held"),
+            "reason": self.outcome.get("reason"),
+            "onward": self.outcome.get("onward", []),
+        }
+
+
+# The HTTP status of a status inquiry's answer, by the status it reports (an outcome: 200).
+_INQUIRY_HTTP_STATUS = {"pending": 202, "unknown": 404}
 
 
 class SimulatedInstitution:
@@ -202,7 +234,8 @@ class SimulatedInstitution:
 
     def execute(self, request: StopRequestV1, now: float) -> StopRecord:
         """The stop itself, decided at `now` once per idempotency key; repeats get the first
-        record. An institution that answers by callback owes it one callback delay later."""
+        record. An institution that answers by callback knows the outcome only once its
+        callback is due, one callback delay later."""
         known = self._stops.get(request.idempotency_key)
         if known is not None:
             return known
@@ -230,6 +263,13 @@ class SimulatedInstitution:
         self._stops[request.idempotency_key] = record
         self.counts.answers[result["status"]] += 1
         return record
+
+    def status(self, idempotency_key: str, now: float) -> dict[str, Any]:
+        """What it can say at `now` of the stop request with this key (a `StopStatusV1`)."""
+        record = self._stops.get(idempotency_key)
+        if record is None:
+            return {"idempotency_key": idempotency_key, "status": "unknown"}
+        return record.status(now)
 
     def freeze(self, request: FreezeRequestV1) -> dict[str, Any]:
         """A formal freeze of what the stop holds, once per idempotency key."""
@@ -347,6 +387,9 @@ class Simulation:
             counts = {
                 "requests": sim.counts.stop_requests,  # the older name, still read by others
                 "stop_requests": sim.counts.stop_requests,
+                "status_inquiries": sim.counts.status_inquiries,
+                "status_queries": sim.counts.status_queries,
+                "status_keys_asked": sim.counts.status_keys_asked,
                 "stops_executed": sim.counts.stops_executed,
                 "double_stops": sim.counts.double_stops,
                 "callbacks_owed": sim.counts.callbacks_owed,
@@ -472,9 +515,41 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
             return JSONResponse({"status": "accepted"}, status_code=202)
         return JSONResponse(record.outcome, status_code=200)
 
-    # A plain Starlette route: every stop request of a benchmark comes here, and FastAPI's
-    # parameter machinery would cost the simulated banks more than Stopper spends per hold.
+    async def stop_status(request: Request) -> Response:
+        """One stop request's status, by its key: refused like a stop when down."""
+        sim = simulation.institutions.get(request.path_params["code"])
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        sim.counts.status_inquiries += 1
+        if sim.down(simulation.elapsed_s()):
+            return JSONResponse({"detail": "service unavailable"}, status_code=503)
+        await asyncio.sleep(sim.latency_s())
+        status = sim.status(request.path_params["idempotency_key"], time.monotonic())
+        return JSONResponse(status, status_code=_INQUIRY_HTTP_STATUS.get(status["status"], 200))
+
+    async def stop_statuses(request: Request) -> Response:
+        """Many stop requests' statuses at once, one entry per key asked, in the order asked."""
+        sim = simulation.institutions.get(request.path_params["code"])
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        sim.counts.status_queries += 1
+        if sim.down(simulation.elapsed_s()):
+            return JSONResponse({"detail": "service unavailable"}, status_code=503)
+        try:
+            query = StopStatusQueryV1.model_validate_json(await request.body())
+        except ValidationError:
+            return JSONResponse({"detail": "invalid status query"}, status_code=422)
+        sim.counts.status_keys_asked += len(query.idempotency_keys)
+        await asyncio.sleep(sim.latency_s())
+        now = time.monotonic()
+        return JSONResponse({"statuses": [sim.status(k, now) for k in query.idempotency_keys]})
+
+    # Plain Starlette routes: every stop request of a benchmark comes here, and FastAPI's
+    # parameter machinery would cost the simulated banks more than Stopper spends per hold; an
+    # inquiry may follow every accepted stop whose callback is late.
     app.add_route("/institutions/{code}/stops", stop, methods=["POST"])
+    app.add_route("/institutions/{code}/stops/status", stop_statuses, methods=["POST"])
+    app.add_route("/institutions/{code}/stops/{idempotency_key}", stop_status, methods=["GET"])
 
     async def order(
         code: str,

@@ -1,5 +1,5 @@
-"""The simulated world: the institutions' idempotency (one callback per key) and their callback
-sender, driven through the simulator's app
+"""The simulated world: the institutions' idempotency (one callback per key), their answers to
+status inquiries, and their callback sender, driven through the simulator's app
 against a hand-written Stopper on loopback; and the load generator's count of the holds its
 reports call for."""
 
@@ -19,7 +19,7 @@ import httpx
 
 from bench.loadgen import holds_called_for
 from stopper.app.intake import parse_report, to_opened_case
-from stopper.contracts.institutions import StopRequestV1
+from stopper.contracts.institutions import StopRequestV1, StopStatusesV1, StopStatusV1
 from stopper.registry import load_registry
 from stopper.simulation.institutions import (
     CALLBACK_SENDERS,
@@ -185,6 +185,148 @@ async def test_a_double_callback_delivers_the_one_callback_owed_twice() -> None:
     assert first == second and first["idempotency_key"] == request.idempotency_key
     counts = world.simulation.institutions[code].counts
     assert (counts.callbacks_owed, counts.callbacks_sent) == (1, 2)
+
+
+def test_a_callback_institution_knows_its_outcome_only_once_the_callback_is_due() -> None:
+    code = CODES[0]
+    simulation = Simulation(
+        REGISTRY,
+        dict.fromkeys(REGISTRY, replace(BY_CALLBACK, callback_delay_ms=1000.0)),
+        secret_for=lambda ref: "secret",
+        stopper_url="http://127.0.0.1:9",
+    )
+    sim = simulation.institutions[code]
+    request = stop_request(code)
+    key = request.idempotency_key
+    record = sim.execute(request, now=100.0)
+    assert 100.5 <= record.known_at < 101.5  # the delay, drawn between half and one and a half
+    pending = {"idempotency_key": key, "status": "pending", "hold_id": str(request.hold_id)}
+    assert sim.status(key, now=100.0) == pending
+    assert sim.status(key, now=record.known_at - 0.001) == pending
+    assert sim.execute(request, now=500.0) is record  # a repeat changes nothing
+    assert sim.status(key, now=record.known_at) == {
+        "idempotency_key": key,
+        "hold_id": str(request.hold_id),
+        "status": "stopped",
+        "amount_held": 10_000,
+        "reason": None,
+        "onward": [],
+    }
+
+
+async def test_an_inquiry_says_pending_until_the_callback_is_due_then_gives_the_outcome() -> None:
+    code = CODES[0]
+    async with simulated({code: replace(BY_CALLBACK, callback_delay_ms=400.0)}) as world:
+        request = stop_request(code)
+        url = f"/institutions/{code}/stops/{request.idempotency_key}"
+        sent = time.monotonic()
+        assert (await post_stop(world.client, request)).status_code == 202
+        answer = await world.client.get(url)
+        assert answer.status_code == 202
+        assert answer.json() == {
+            "idempotency_key": request.idempotency_key,
+            "status": "pending",
+            "hold_id": str(request.hold_id),
+        }
+        inquiries = 1
+        while answer.status_code == 202:
+            assert time.monotonic() - sent < 2.0
+            await asyncio.sleep(0.02)
+            answer = await world.client.get(url)
+            inquiries += 1
+        known_after_s = time.monotonic() - sent
+        await eventually(lambda: world.stopper.received == 1)
+    assert answer.status_code == 200 and 0.2 <= known_after_s
+    status = StopStatusV1.model_validate_json(answer.content)
+    assert (status.idempotency_key, status.hold_id) == (request.idempotency_key, request.hold_id)
+    assert (status.status, status.amount_held) == ("stopped", 10_000)
+    assert world.stopper.callbacks[0]["status"] == "stopped"
+    assert world.simulation.stats()["totals"]["status_inquiries"] == inquiries
+
+
+async def test_an_institution_that_answers_at_once_knows_at_once() -> None:
+    code = CODES[0]
+    async with simulated({code: AT_ONCE}) as world:
+        request = stop_request(code)
+        stopped = await post_stop(world.client, request)
+        answer = await world.client.get(f"/institutions/{code}/stops/{request.idempotency_key}")
+    assert stopped.status_code == 200 and answer.status_code == 200
+    assert answer.json() == {
+        "idempotency_key": request.idempotency_key,
+        "hold_id": str(request.hold_id),
+        "reason": None,
+        **stopped.json(),
+    }
+    assert world.simulation.institutions[code].counts.callbacks_owed == 0
+
+
+async def test_an_inquiry_about_a_key_never_received_is_404_unknown() -> None:
+    code = CODES[0]
+    async with simulated({code: BY_CALLBACK}) as world:
+        key = f"stopper-{uuid4()}-0"
+        answer = await world.client.get(f"/institutions/{code}/stops/{key}")
+    assert answer.status_code == 404
+    assert answer.json() == {"idempotency_key": key, "status": "unknown"}
+    assert StopStatusV1.model_validate_json(answer.content).status == "unknown"
+    assert world.simulation.institutions[code].counts.status_inquiries == 1
+
+
+async def test_a_status_query_answers_every_key_asked_in_the_order_asked() -> None:
+    code = CODES[0]
+    async with simulated({code: replace(BY_CALLBACK, callback_delay_ms=400.0)}) as world:
+        answered, pending = stop_request(code), stop_request(code)
+        never = f"stopper-{uuid4()}-0"
+        await post_stop(world.client, answered)
+        await eventually(lambda: world.stopper.received == 1)  # sent once it is due
+        await post_stop(world.client, pending)
+        keys = [answered.idempotency_key, pending.idempotency_key, never, answered.idempotency_key]
+        answer = await world.client.post(
+            f"/institutions/{code}/stops/status", json={"idempotency_keys": keys}
+        )
+    assert answer.status_code == 200
+    statuses = StopStatusesV1.model_validate_json(answer.content).statuses
+    assert [s.idempotency_key for s in statuses] == keys
+    assert [s.status for s in statuses] == ["stopped", "pending", "unknown", "stopped"]
+    assert [s.hold_id for s in statuses] == [
+        answered.hold_id,
+        pending.hold_id,
+        None,
+        answered.hold_id,
+    ]
+    assert statuses[0].amount_held == 10_000 and statuses[1].amount_held is None
+    counts = world.simulation.stats()["institutions"][code]
+    assert (counts["status_queries"], counts["status_keys_asked"]) == (1, 4)
+
+
+async def test_an_invalid_status_query_is_refused_with_422() -> None:
+    code = CODES[0]
+    invalid = [
+        b"",
+        b"not json",
+        b'{"keys": ["k"]}',
+        b'{"idempotency_keys": []}',
+        b'{"idempotency_keys": [""]}',
+        b'{"idempotency_keys": ["k"], "extra": 1}',
+        json.dumps({"idempotency_keys": ["k"] * 1001}).encode(),
+    ]
+    async with simulated({code: AT_ONCE}) as world:
+        for body in invalid:
+            answer = await world.client.post(f"/institutions/{code}/stops/status", content=body)
+            assert answer.status_code == 422, body
+    counts = world.simulation.institutions[code].counts
+    assert (counts.status_queries, counts.status_keys_asked) == (len(invalid), 0)
+
+
+async def test_inquiries_are_refused_with_503_during_an_outage() -> None:
+    code = CODES[0]
+    async with simulated({code: replace(AT_ONCE, outage=(0.0, 3600.0))}) as world:
+        one = await world.client.get(f"/institutions/{code}/stops/some-key")
+        many = await world.client.post(
+            f"/institutions/{code}/stops/status", json={"idempotency_keys": ["some-key"]}
+        )
+    assert (one.status_code, many.status_code) == (503, 503)
+    counts = world.simulation.stats()["totals"]
+    assert (counts["status_inquiries"], counts["status_queries"]) == (1, 1)
 
 
 async def test_a_burst_of_callbacks_leaves_a_bounded_number_at_a_time_and_all_arrive() -> None:
