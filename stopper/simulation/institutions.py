@@ -10,15 +10,15 @@ every repeat is answered from that record. An institution that answers by callba
 one callback per key, however often it is asked (a double callback is that one callback
 delivered twice); it knows its outcome only once the callback is due. Until then a status
 inquiry says `pending`; an institution that answers at once knows at once. It counts every
-request received and every stop executed, so a test can prove that no funds were stopped twice.
-It knows nothing but what the requests tell it.
+request received and every stop executed, so a test can prove that no funds were stopped twice,
+and keeps a ledger of each hold's newest stop. It knows nothing but what the requests tell it.
 
     POST /institutions/{code}/stops                    StopRequestV1 -> 200 outcome | 202 accepted
     GET  /institutions/{code}/stops/{idempotency_key}  -> StopStatusV1: 200 outcome, 202 pending,
                                                           404 unknown (never received)
     POST /institutions/{code}/stops/status             StopStatusQueryV1 -> 200 StopStatusesV1
     POST /institutions/{code}/freezes, .../returns     answered at once
-    GET  /stats, /healthz
+    GET  /stats, /ledger, /healthz
 """
 
 from __future__ import annotations
@@ -205,6 +205,7 @@ class SimulatedInstitution:
         self._rng = random.Random(f"{seed}:{institution.code}")
         self._seed = seed
         self._stops: dict[str, StopRecord] = {}  # by idempotency key
+        self._newest_by_hold: dict[UUID, StopRecord] = {}  # the newest generation's
         # Stops executed per hold and generation: two for one generation is a double stop.
         self._executed_by_hold: Counter[tuple[UUID, int]] = Counter()
         self._held_by_hold: dict[UUID, int] = {}
@@ -261,6 +262,9 @@ class SimulatedInstitution:
             request.idempotency_key, request.hold_id, request.generation, result, known_at
         )
         self._stops[request.idempotency_key] = record
+        newest = self._newest_by_hold.get(request.hold_id)
+        if newest is None or request.generation > newest.generation:
+            self._newest_by_hold[request.hold_id] = record
         self.counts.answers[result["status"]] += 1
         return record
 
@@ -270,6 +274,23 @@ class SimulatedInstitution:
         if record is None:
             return {"idempotency_key": idempotency_key, "status": "unknown"}
         return record.status(now)
+
+    def ledger(self, now: float) -> list[dict[str, Any]]:
+        """Its record of each hold's newest generation, as far as it knows at `now`."""
+        entries = []
+        for record in self._newest_by_hold.values():
+            known = record.known(now)
+            entries.append(
+                {
+                    "hold_id": str(record.hold_id),
+                    "institution_code": self.institution.code,
+                    "generation": record.generation,
+                    "idempotency_key": record.idempotency_key,
+                    "status": record.outcome["status"] if known else "pending",
+                    "amount_held": record.outcome.get("amount_held") if known else None,
+                }
+            )
+        return entries
 
     def freeze(self, request: FreezeRequestV1) -> dict[str, Any]:
         """A formal freeze of what the stop holds, once per idempotency key."""
@@ -379,6 +400,11 @@ class Simulation:
         for sim in self.institutions.values():
             total.update(sim._executed_by_hold)
         return total
+
+    def ledger(self) -> list[dict[str, Any]]:
+        """Every institution's record of each hold's newest generation (`GET /ledger`)."""
+        now = time.monotonic()
+        return [entry for sim in self.institutions.values() for entry in sim.ledger(now)]
 
     def stats(self) -> dict[str, Any]:
         per: dict[str, dict[str, Any]] = {}
@@ -592,6 +618,11 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
     @app.get("/stats")
     async def stats() -> dict[str, Any]:
         return simulation.stats()
+
+    @app.get("/ledger")
+    async def ledger() -> Response:
+        # Straight to JSON: after a benchmark it lists hundreds of thousands of holds.
+        return JSONResponse({"holds": simulation.ledger()})
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -1,5 +1,5 @@
 """The simulated world: the institutions' idempotency (one callback per key), their answers to
-status inquiries, and their callback sender, driven through the simulator's app
+status inquiries, their ledger, and their callback sender, driven through the simulator's app
 against a hand-written Stopper on loopback; and the load generator's count of the holds its
 reports call for."""
 
@@ -327,6 +327,44 @@ async def test_inquiries_are_refused_with_503_during_an_outage() -> None:
     assert (one.status_code, many.status_code) == (503, 503)
     counts = world.simulation.stats()["totals"]
     assert (counts["status_inquiries"], counts["status_queries"]) == (1, 1)
+
+
+async def test_the_ledger_has_each_holds_newest_generation_as_its_institution_knows_it() -> None:
+    at_once, not_found, late = CODES[:3]
+    behaviours = {
+        at_once: AT_ONCE,
+        not_found: replace(AT_ONCE, missing_account_rate=1.0),
+        late: replace(BY_CALLBACK, callback_delay_ms=60_000.0),
+    }
+    async with simulated(behaviours) as world:
+        renewed = uuid4()
+        first = stop_request(at_once, hold_id=renewed)
+        second = stop_request(at_once, hold_id=renewed, generation=1)
+        missing, accepted = stop_request(not_found), stop_request(late)
+        await post_stop(world.client, first)
+        answer = await post_stop(world.client, second)
+        await post_stop(world.client, first)  # a late retry of the older generation
+        await post_stop(world.client, missing)
+        await post_stop(world.client, accepted)
+        served = await world.client.get("/ledger")
+        in_process = world.simulation.ledger()
+    assert served.status_code == 200 and served.json() == {"holds": in_process}
+
+    def entry(request: StopRequestV1, status: str, amount_held: int | None) -> dict[str, Any]:
+        return {
+            "hold_id": str(request.hold_id),
+            "institution_code": request.institution_code,
+            "generation": request.generation,
+            "idempotency_key": request.idempotency_key,
+            "status": status,
+            "amount_held": amount_held,
+        }
+
+    assert in_process == [
+        entry(second, "stopped", answer.json()["amount_held"]),
+        entry(missing, "not_found", None),
+        entry(accepted, "pending", None),
+    ]
 
 
 async def test_a_burst_of_callbacks_leaves_a_bounded_number_at_a_time_and_all_arrive() -> None:
