@@ -4,11 +4,16 @@ load of reports, while its processes are killed (SIGKILL) and restarted, the bro
 
 - every report Stopper accepted (HTTP 202, or 200 for a repost) has its case;
 - every hold reached a state an institution's answer or Stopper's deadline put it in (none is
-  left `requested` or `sent`);
+  left `requested`, `sent` or `unconfirmed`);
 - no institution executed a stop twice (the simulated institutions count it);
 - every hold's audit trail is a gapless chain from its birth to its current state.
 
-The suite runs a bounded scenario (`tests/crash/test_crash.py`); `make soak` runs a longer one
+A scenario with `ledger_within_s` (`REALISTIC_UNDER_FAULTS`: the packaged registry's real
+timeouts and callback waits, 20 reports/s) checks more, against what the institutions did: that
+long after the last fault and the end of the load, every hold matches its institution's ledger
+(`tests/crash/ledger.py`): no divergence, no hold `failed` whose funds are stopped.
+
+The suite runs bounded scenarios (`tests/crash/test_crash.py`); `make soak` runs a longer one
 (`python -m tests.crash`) and prints the counts.
 """
 
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -36,11 +42,13 @@ from sqlalchemy.engine import make_url
 
 from stopper.registry import load_registry
 from stopper.simulation.reports import ReportFactory
+from tests.crash.ledger import Comparison, LedgerEntry, StopperHold, compare
 from tests.integration.helpers import fast_registry
 from tests.servers import Broker, PostgresServer, create_database, free_port
 
 SETTLED = {"stopped", "not_found", "rejected", "failed"}
-IN_FLIGHT = {"requested", "sent"}
+IN_FLIGHT = {"requested", "sent", "unconfirmed"}  # no answer yet
+LEDGER_POLL_S = 3.0  # between two comparisons with the ledger
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,30 @@ class Scenario:
     revive: bool = True  # False: a killed process stays dead (the others must take its work)
     settle_s: float = 150.0  # after the load: time for everything to settle
     seed: int = 7
+    # True: the packaged registry's timeouts, callback waits and deadlines, as deployed; False:
+    # scaled down for speed (`fast_registry`, 120 s deadlines).
+    packaged_registry: bool = False
+    spread_kills: bool = False  # True: each process is killed once before any is killed twice
+    # > 0: every hold must match its institution's ledger within this many seconds of the
+    # later of the last fault and the end of the load (instead of `settle_s` to settle).
+    ledger_within_s: float = 0.0
+
+
+# The issue's scenario: the realistic profile at 20 reports/s for two minutes on the registry as
+# deployed, the api and both workers SIGKILLed (and restarted), the broker paused for 20 s and
+# PostgreSQL restarted, all mid-load; then 60 s for every hold to match the institutions' ledger.
+REALISTIC_UNDER_FAULTS = Scenario(
+    load_s=120.0,
+    rate_per_s=20.0,
+    kills=4,
+    broker_pause_s=20.0,
+    restart_postgres=True,
+    workers=2,
+    spread_kills=True,
+    packaged_registry=True,
+    ledger_within_s=60.0,
+    seed=20,
+)
 
 
 @dataclass
@@ -66,12 +98,40 @@ class Outcome:
     stops_executed: int = 0
     double_stops: int = 0
     lost: list[str] = field(default_factory=list)  # accepted report ids without a case
-    stuck: int = 0  # holds still requested or sent after the settle time
+    stuck: int = 0  # holds still without an answer (IN_FLIGHT) at the end
     audit_gaps: list[str] = field(default_factory=list)
     disturbances: list[str] = field(default_factory=list)
+    # With a ledger check: the last comparison, and when everything matched (seconds after the
+    # later of the last fault and the end of the load; None: not within the time allowed).
+    ledger: Comparison | None = None
+    matched_after_s: float | None = None
+    last_fault_s: float = 0.0  # seconds after the load began: the end of the last disturbance
+
+    @property
+    def clean(self) -> bool:
+        """Nothing lost, nothing doubled, no gap; with a ledger check, every hold matches."""
+        settled = (
+            self.stuck == 0
+            if self.ledger is None
+            else (
+                self.matched_after_s is not None
+                and self.ledger.divergent == 0
+                and self.ledger.unsettled == 0
+                and not self.ledger.executed_twice
+                and not self.ledger.unknown_to_stopper
+            )
+        )
+        return (
+            settled
+            and not self.lost
+            and self.double_stops == 0
+            and not self.audit_gaps
+            and self.accepted == self.reports_sent
+        )
 
     def lines(self) -> list[str]:
         states = " ".join(f"{k}:{v}" for k, v in sorted(self.holds_by_state.items()))
+        ledger = [] if self.ledger is None else [*self._ledger_lines(), *self.ledger.lines()]
         return [
             f"reports sent      {self.reports_sent}",
             f"accepted          {self.accepted}",
@@ -83,6 +143,17 @@ class Outcome:
             f"stuck in flight   {self.stuck}",
             f"audit gaps        {len(self.audit_gaps)}",
             f"disturbances      {len(self.disturbances)}: {', '.join(self.disturbances)}",
+            *ledger,
+        ]
+
+    def _ledger_lines(self) -> list[str]:
+        if self.matched_after_s is None:
+            when = "not within the time allowed"
+        else:
+            when = f"{self.matched_after_s:.0f} s after the last fault and the load"
+        return [
+            f"last fault        {self.last_fault_s:.0f} s into the load",
+            f"all matched       {when}",
         ]
 
 
@@ -152,18 +223,24 @@ class Harness:
         self.accepted: set[str] = set()
         self.processes: dict[str, Process] = {}
         self.dead: set[str] = set()  # killed for good (`Scenario.revive` False)
+        self.kills: Counter[str] = Counter()
         self.database_url = ""
+        self.load_started = self.load_ended = self.last_fault = 0.0  # monotonic
 
     async def run(self) -> Outcome:
         self.database_url = await fresh_database(self.postgres)
         await self._start_all()
         try:
+            self.load_started = time.monotonic()
             load = asyncio.create_task(self._load())
             chaos = asyncio.create_task(self._chaos())
             await load
             await chaos
             await self._all_up()
-            await self._settle()
+            if self.scenario.ledger_within_s:
+                await self._match_ledger()
+            else:
+                await self._settle()
             await self._check()
         finally:
             for process in self.processes.values():
@@ -175,8 +252,6 @@ class Harness:
     async def _start_all(self) -> None:
         tag = uuid.uuid4().hex[:8]
         api_port, sim_port = free_port(), free_port()
-        # Long enough to outlast the disturbances: holds recover rather than fail.
-        registry = fast_registry(self.workdir, deadline_s=120)
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("STOPPER_")},
             "STOPPER_DATABASE_URL": self.database_url,
@@ -190,12 +265,14 @@ class Harness:
             "STOPPER_KAFKA_INTAKE_GROUP": f"crash-intake-{tag}",
             "STOPPER_KAFKA_DISPATCH_GROUP": f"crash-dispatch-{tag}",
             "STOPPER_KAFKA_TOPIC_PARTITIONS": "4",
-            "STOPPER_REGISTRY_PATH": str(registry),
             "STOPPER_INSTITUTIONS_BASE_URL": f"http://127.0.0.1:{sim_port}",
-            "STOPPER_DISPATCH_FIRST_DISPATCH_GRACE_S": "3",
             "STOPPER_LOG_LEVEL": "WARNING",
             "STOPPER_SIMULATION_SEED": str(self.scenario.seed),
         }
+        if not self.scenario.packaged_registry:
+            # Long enough to outlast the disturbances: holds recover rather than fail.
+            env["STOPPER_REGISTRY_PATH"] = str(fast_registry(self.workdir, deadline_s=120))
+            env["STOPPER_DISPATCH_FIRST_DISPATCH_GRACE_S"] = "3"
         migrate = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "stopper.cli", "migrate"],
@@ -239,6 +316,8 @@ class Harness:
             process.start()
         for process in self.processes.values():
             await process.healthy()
+        if self.scenario.ledger_within_s:
+            await self._ledger()  # before the load: a simulator without a ledger fails at once
 
     async def _all_up(self) -> None:
         for name, process in self.processes.items():
@@ -252,15 +331,19 @@ class Harness:
 
     async def _load(self) -> None:
         factory = ReportFactory(load_registry(), seed=self.scenario.seed)
-        count = int(self.scenario.load_s * self.scenario.rate_per_s)
-        give_up_at = time.monotonic() + self.scenario.load_s + self.scenario.settle_s / 2
+        s = self.scenario
+        count = int(s.load_s * s.rate_per_s)
+        give_up_at = self.load_started + s.load_s + (s.ledger_within_s or s.settle_s / 2)
         async with httpx.AsyncClient(base_url=self.processes["api"].url, timeout=10) as client:
             tasks = []
-            for _ in range(count):
+            for n in range(count):
                 report = factory.report(datetime.now(UTC))
                 self.outcome.reports_sent += 1
                 tasks.append(asyncio.create_task(self._post(client, report, give_up_at)))
-                await asyncio.sleep(1 / self.scenario.rate_per_s)
+                # On a schedule, not a sleep after each: 20 reports/s stay 20 on a busy machine.
+                due = self.load_started + (n + 1) / s.rate_per_s
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+            self.load_ended = time.monotonic()
             await asyncio.gather(*tasks)
         self.outcome.accepted = len(self.accepted)
 
@@ -302,6 +385,8 @@ class Harness:
             else:
                 self.outcome.disturbances.append("postgres restarted")
                 await asyncio.to_thread(self.postgres.restart)
+            self.last_fault = time.monotonic()
+        self.outcome.last_fault_s = self.last_fault - self.load_started
 
     async def _kill_one(self) -> None:
         victims = [
@@ -311,7 +396,11 @@ class Harness:
             and name not in self.dead
             and (name.startswith("worker") or not self.scenario.kill_workers_only)
         ]
+        if self.scenario.spread_kills:
+            fewest = min(self.kills[name] for name in victims)
+            victims = [name for name in victims if self.kills[name] == fewest]
         name = self.rng.choice(victims)
+        self.kills[name] += 1
         process = self.processes[name]
         process.kill()
         self.outcome.disturbances.append(f"SIGKILL {name}")
@@ -330,6 +419,54 @@ class Harness:
             if cases >= len(self.accepted) and in_flight == 0:
                 return
             await asyncio.sleep(1.0)
+
+    async def _match_ledger(self) -> None:
+        """Compare every hold with the institutions' ledger, every few seconds, until all match
+        and every accepted report has its case, or the time allowed is up."""
+        since = max(self.last_fault, self.load_ended)
+        deadline = since + self.scenario.ledger_within_s
+        before: Comparison | None = None
+        while True:
+            holds = await self._holds()  # Stopper first, then the ledger (see still_mismatched)
+            now = compare(holds, await self._ledger())
+            cases, _ = await self._progress()
+            if not now.mismatches and cases >= len(self.accepted):
+                self.outcome.ledger = now
+                self.outcome.matched_after_s = time.monotonic() - since
+                return
+            self.outcome.ledger = now if before is None else now.still_mismatched(before)
+            if time.monotonic() >= deadline:
+                return
+            before = now
+            await asyncio.sleep(min(LEDGER_POLL_S, max(0.0, deadline - time.monotonic())))
+
+    async def _ledger(self) -> list[LedgerEntry]:
+        url = f"{self.processes['institutions'].url}/ledger"
+        async with httpx.AsyncClient(timeout=60) as client:
+            answer = await client.get(url)
+        if answer.status_code == 404:
+            raise RuntimeError(f"the simulated institutions serve no ledger ({url}: 404)")
+        answer.raise_for_status()
+        return [LedgerEntry.from_json(raw) for raw in answer.json()["holds"]]
+
+    async def _holds(self) -> list[StopperHold]:
+        connection = await self._connect()
+        try:
+            rows = await connection.fetch(
+                "SELECT id, institution_code, state, amount_stopped, reapplications FROM holds"
+            )
+        finally:
+            await connection.close()
+        return [
+            StopperHold(
+                UUID(bytes=r["id"].bytes),  # asyncpg's own UUID type, as the standard one
+                r["institution_code"],
+                r["state"],
+                r["amount_stopped"],
+                r["reapplications"],
+            )
+            for r in rows
+        ]
 
     async def _connect(self) -> asyncpg.Connection:
         url = make_url(self.database_url)
