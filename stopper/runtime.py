@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,6 +20,7 @@ from stopper.adapters.db.store import SqlStore
 from stopper.adapters.institutions.http_json import HttpJsonAdapter
 from stopper.adapters.kafka_bus import KafkaBus
 from stopper.adapters.memory_bus import InProcessBus
+from stopper.adapters.sqlite_bus import SqliteBus
 from stopper.app.auth import ApiKeys
 from stopper.app.background import run_periodically
 from stopper.app.callbacks import CallbackHandler
@@ -28,6 +30,7 @@ from stopper.app.dispatch import Dispatcher, StopRequestConsumer, publish_outbox
 from stopper.app.freezes import FreezeDesk
 from stopper.app.intake import IntakeHandler, IntakeTopics
 from stopper.app.ports import Bus, Clock
+from stopper.app.reconcile import Reconciler
 from stopper.app.returns import ReturnDesk
 from stopper.config import Role, Settings
 from stopper.domain.holds import HoldState
@@ -54,6 +57,7 @@ class Runtime:
     freezes: FreezeDesk
     returns: ReturnDesk
     keys: ApiKeys
+    reconciler: Reconciler
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _schema_ready: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -138,6 +142,15 @@ class Runtime:
             ),
         )
         self._spawn(
+            "reconciler",
+            run_periodically(
+                "reconciler",
+                self.reconciler.sweep_once,
+                interval_s=dispatch.reconcile_interval_s,
+                stopping=self._stopping,
+            ),
+        )
+        self._spawn(
             "gauges",
             run_periodically(
                 "gauges", self._refresh_gauges, interval_s=5.0, stopping=self._stopping
@@ -158,6 +171,8 @@ class Runtime:
         for state in HoldState:
             metrics.HOLDS.labels(state.value).set(by_state.get(state.value, 0))
         metrics.OUTBOX_PENDING.set(outbox_pending)
+        overdue = self.clock.now() - timedelta(seconds=self.settings.dispatch.unconfirmed_alert_s)
+        metrics.HOLDS_UNCONFIRMED_OVERDUE.set(await self.store.count_unconfirmed(overdue))
         self.dispatcher.publish_breaker_states()
         await self.store.save_health(
             self.settings.instance_id, self.dispatcher.health_snapshots(), self.clock.now()
@@ -203,7 +218,11 @@ def build_runtime(
     store = SqlStore(engine, settings.kafka.stop_requests_topic)
     kafka = settings.kafka
     bus: Bus
-    if kafka.bootstrap is None:
+    if kafka.bootstrap is None and engine.dialect.name == "sqlite":
+        # The embedded default: the records in the same database file, on a connection of
+        # the bus's own (the outbox relay publishes while holding the store's).
+        bus = SqliteBus(create_engine(settings.database), clock, max_batch=kafka.max_batch)
+    elif kafka.bootstrap is None:
         bus = InProcessBus(clock, max_batch=kafka.max_batch)
     else:
         bus = KafkaBus(
@@ -236,7 +255,6 @@ def build_runtime(
         dispatch=dispatcher,
     )
     callbacks = CallbackHandler(
-        store,
         dispatcher,
         registry,
         clock,
@@ -267,6 +285,7 @@ def build_runtime(
         FreezeDesk(store, adapter, registry, clock, settings.deadlines),
         ReturnDesk(store, adapter, registry, clock),
         ApiKeys(store),
+        Reconciler(store, dispatcher, adapter, registry, clock),
     )
 
 

@@ -40,9 +40,13 @@ from stopper.contracts.institutions import CallbackAcceptedV1, CallbackV1
 from stopper.contracts.operations import (
     CaseListV1,
     CaseSummaryV1,
+    DivergenceListV1,
+    DivergenceV1,
     HoldListItemV1,
     HoldListV1,
     InstitutionStatusListV1,
+    ReconcileV1,
+    ReconciliationV1,
 )
 from stopper.contracts.reports import ErrorV1, FraudReportV1, ReportAcceptedV1
 from stopper.contracts.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -334,6 +338,48 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         since = runtime.clock.now() - timedelta(seconds=FRESH_S)
         views = await runtime.store.institution_health(since)
         body = InstitutionStatusListV1.from_views(runtime.registry, views)
+        return JSONResponse(body.model_dump(mode="json"))
+
+    @app.post(
+        "/v1/reconciliations",
+        response_model=ReconciliationV1,
+        responses={404: {"model": ErrorV1, "description": "No such institution."}},
+        summary="Reconcile now: ask each institution (or the one named) for the outcome of "
+        "every unconfirmed or failed hold, and move each to the institution's record.",
+    )
+    async def reconcile(body: ReconcileV1, _: Annotated[Caller, Depends(operator)]) -> Response:
+        if body.institution is not None and body.institution not in runtime.registry:
+            return _error(404, "no such institution")
+        report = await runtime.reconciler.reconcile(body.institution)
+        answer = ReconciliationV1(
+            outcomes={code: dict(counts) for code, counts in report.outcomes.items()},
+            total=dict(report.total()),
+            unreachable=report.unreachable,
+        )
+        return JSONResponse(answer.model_dump(mode="json"))
+
+    @app.get(
+        "/v1/divergences",
+        response_model=DivergenceListV1,
+        summary="Holds reconciliation found in a state other than their institution's record "
+        "(newest first); each was moved to the institution's truth.",
+    )
+    async def divergences(
+        _: Annotated[Caller, Depends(operator)], limit: int = Query(default=50, ge=1, le=1000)
+    ) -> Response:
+        found = await runtime.store.recent_divergences(limit)
+        body = DivergenceListV1(
+            divergences=[
+                DivergenceV1(
+                    hold_id=d.hold_id,
+                    institution_code=d.institution_code,
+                    stopper_state=d.stopper_state,
+                    institution_status=d.institution_status,
+                    found_at=d.found_at,
+                )
+                for d in found
+            ]
+        )
         return JSONResponse(body.model_dump(mode="json"))
 
     @app.post(

@@ -10,7 +10,9 @@ share the next one:
   holds locked, read, decided and written with a handful of statements;
 - a hold appears at most once per transaction; a second decision for it waits for the next;
 - if a batch fails (a decision raised, a deadlock between trail follows of two cases), its
-  decisions are applied one by one, so one bad hold fails alone.
+  decisions are applied one by one, so one bad hold fails alone;
+- a signed callback's answer carries its nonce, remembered in the same transaction: a callback
+  costs one share of a group commit, and a replayed nonce decides nothing.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import logging
 from collections import deque
 from uuid import UUID
 
-from stopper.app.ports import DispatchStore, HoldDecision, HoldRecord, HoldUpdate
+from stopper.app.ports import CallbackNonce, DispatchStore, HoldDecision, HoldRecord, HoldUpdate
 
 log = logging.getLogger(__name__)
 
 Written = tuple[HoldRecord, HoldUpdate] | None
-_Queued = tuple[UUID, HoldDecision, "asyncio.Future[Written]"]
+# (the nonce was new, what was written)
+_Result = tuple[bool, Written]
+_Queued = tuple[UUID, HoldDecision, CallbackNonce | None, "asyncio.Future[_Result]"]
 
 
 class HoldWriter:
@@ -37,8 +41,20 @@ class HoldWriter:
 
     async def apply(self, hold_id: UUID, decide: HoldDecision) -> Written:
         """`DispatchStore.update_hold`, sharing a transaction with whatever else is queued."""
-        done: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
-        self._queue.append((hold_id, decide, done))
+        return (await self._enqueue(hold_id, decide, None))[1]
+
+    async def apply_signed(
+        self, hold_id: UUID, decide: HoldDecision, nonce: CallbackNonce
+    ) -> tuple[bool, Written]:
+        """`apply` for a signed callback's answer: `nonce` is remembered in the same
+        transaction, and `decide` runs only if it is new. Returns (new nonce, written)."""
+        return await self._enqueue(hold_id, decide, nonce)
+
+    async def _enqueue(
+        self, hold_id: UUID, decide: HoldDecision, nonce: CallbackNonce | None
+    ) -> _Result:
+        done: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
+        self._queue.append((hold_id, decide, nonce, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="hold writer")
         return await done
@@ -52,20 +68,24 @@ class HoldWriter:
         try:
             while self._queue:
                 batch = self._take()
+                nonces = {h: n for h, _, n, _ in batch if n is not None}
+                replayed: set[UUID] = set()
                 try:
-                    written = await self._store.update_holds({h: d for h, d, _ in batch})
+                    written = await self._store.update_holds(
+                        {h: d for h, d, _, _ in batch}, nonces or None, replayed
+                    )
                 except Exception:
                     if len(batch) > 1:
                         log.warning("a batch of %d hold decisions failed; one by one", len(batch))
                     await self._one_by_one(batch)
                     continue
                 results = {record.hold.id: (record, change) for record, change in written}
-                for hold_id, _, done in batch:
+                for hold_id, _, _, done in batch:
                     if not done.done():
-                        done.set_result(results.get(hold_id))
+                        done.set_result((hold_id not in replayed, results.get(hold_id)))
         finally:
             # Cancelled (shutdown): nobody waits forever for a decision that was not written.
-            for _, _, done in [*batch, *self._queue]:
+            for _, _, _, done in [*batch, *self._queue]:
                 done.cancel()
             if self._queue:
                 self._queue.clear()
@@ -82,12 +102,15 @@ class HoldWriter:
         return batch
 
     async def _one_by_one(self, batch: list[_Queued]) -> None:
-        for hold_id, decide, done in batch:
+        for hold_id, decide, nonce, done in batch:
+            replayed: set[UUID] = set()
             try:
-                result = await self._store.update_hold(hold_id, decide)
+                written = await self._store.update_holds(
+                    {hold_id: decide}, {hold_id: nonce} if nonce else None, replayed
+                )
             except Exception as e:
                 if not done.done():
                     done.set_exception(e)
             else:
                 if not done.done():
-                    done.set_result(result)
+                    done.set_result((hold_id not in replayed, written[0] if written else None))

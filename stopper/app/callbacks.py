@@ -3,7 +3,8 @@
 Business rules:
 - the signature (HMAC-SHA256 over timestamp, nonce and body, with the institution's own
   secret) must match, and the timestamp must lie within the window (default 5 minutes): 401;
-- a nonce is accepted once per institution: a replay is refused, 409;
+- a nonce is accepted once per institution: a replay is refused, 409 (remembered in the same
+  transaction as the answer it brings: one share of a group commit per callback);
 - an institution may answer only about a request Stopper sent to it, with the key it sent: 403;
 - a valid answer moves the hold; the same answer again changes nothing (200); an answer the
   hold's state does not allow is refused, 409.
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 
 from stopper import metrics
 from stopper.app.dispatch import AnswerOutcome, Dispatcher
-from stopper.app.ports import Clock, DispatchStore
+from stopper.app.ports import CallbackNonce, Clock, HoldRecord
 from stopper.contracts.institutions import CallbackV1
 from stopper.contracts.signing import (
     NONCE_HEADER,
@@ -49,14 +50,12 @@ class CallbackResult:
 class CallbackHandler:
     def __init__(
         self,
-        store: DispatchStore,
         dispatcher: Dispatcher,
         registry: Registry,
         clock: Clock,
         secret_for: Mapping[str, str],
         window_s: int,
     ) -> None:
-        self._store = store
         self._dispatcher = dispatcher
         self._registry = registry
         self._clock = clock
@@ -92,30 +91,36 @@ class CallbackHandler:
         secret = self._secrets[institution.callback_secret_ref]
         if not signature_matches(secret, timestamp, nonce, body, signature):
             raise CallbackRefused(401, "bad_signature", "signature does not match")
-        if not await self._store.remember_nonce(code, nonce, now):
-            raise CallbackRefused(409, "replayed", "nonce already used")
         try:
             callback = CallbackV1.model_validate_json(body)
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
             raise CallbackRefused(422, "invalid", f"{where}: {first['msg']}") from e
-        record = await self._store.get_hold(callback.hold_id)
-        sent_keys = (
-            {idempotency_key_for(record.hold.id, g) for g in range(record.hold.reapplications + 1)}
-            if record is not None
-            else set()
-        )
-        if (
-            record is None
-            or record.hold.institution_code != code
-            or record.attempts == 0
-            or callback.idempotency_key not in sent_keys
-        ):
-            raise CallbackRefused(403, "not_sent_here", "no such request was sent to you")
+
+        def sent_here(record: HoldRecord) -> bool:
+            hold = record.hold
+            sent_keys = {idempotency_key_for(hold.id, g) for g in range(hold.reapplications + 1)}
+            return (
+                hold.institution_code == code
+                and record.attempts > 0
+                and callback.idempotency_key in sent_keys
+            )
+
+        # One transaction, shared with whatever else is being decided: the nonce, the checks on
+        # the locked row, and the answer.
         outcome = await self._dispatcher.record_answer(
-            callback.hold_id, callback.to_domain(), actor=f"institution:{code}", via="callback"
+            callback.hold_id,
+            callback.to_domain(),
+            actor=f"institution:{code}",
+            via="institution callback",
+            sent_here=sent_here,
+            nonce=CallbackNonce(code, nonce, now),
         )
+        if outcome is AnswerOutcome.REPLAYED:
+            raise CallbackRefused(409, "replayed", "nonce already used")
+        if outcome in (AnswerOutcome.NOT_SENT_HERE, AnswerOutcome.UNKNOWN_HOLD):
+            raise CallbackRefused(403, "not_sent_here", "no such request was sent to you")
         if outcome is AnswerOutcome.CONFLICT:
             raise CallbackRefused(409, "conflict", "the hold's state does not allow this answer")
         return CallbackResult(callback.hold_id, outcome)

@@ -48,6 +48,7 @@ from stopper.app.breaker import CircuitBreaker
 from stopper.app.health import HealthSnapshot, InstitutionHealth
 from stopper.app.intake import publish_dead_letter
 from stopper.app.ports import (
+    CallbackNonce,
     Clock,
     DispatchStore,
     HoldRecord,
@@ -100,6 +101,8 @@ class AnswerOutcome(enum.StrEnum):
     REPEATED = "repeated"  # the hold already says exactly this: nothing to do
     CONFLICT = "conflict"  # the hold's state does not allow this answer
     UNKNOWN_HOLD = "unknown_hold"
+    NOT_SENT_HERE = "not_sent_here"  # the answering institution was never asked about it
+    REPLAYED = "replayed"  # a callback whose nonce was used before: nothing decided
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,16 +339,16 @@ class Dispatcher:
         applied, matched (Stopper already said so), pending, resent, unknown, or the reason a
         status was refused (`other_request`, `other_hold`, `contradicts_final`)."""
         if status.idempotency_key != key:
-            return self._refuse_status(institution, "other_request")
+            return self.refuse_status(institution, "other_request")
         if status.hold_id is not None and status.hold_id != hold_id:
-            return self._refuse_status(institution, "other_hold")
+            return self.refuse_status(institution, "other_hold")
         if status.kind is StatusKind.ANSWERED:
             assert status.answer is not None
             outcome = await self.record_answer(
                 hold_id, status.answer, actor=f"institution:{institution.code}", via=via
             )
             if outcome is AnswerOutcome.CONFLICT:
-                return self._refuse_status(institution, "contradicts_final")
+                return self.refuse_status(institution, "contradicts_final")
             return "matched" if outcome is AnswerOutcome.REPEATED else outcome.value
         if status.kind is StatusKind.PENDING:
             if on_pending is not None:
@@ -357,7 +360,7 @@ class Dispatcher:
         await self.attempt(hold_id, first=False)
         return "resent"
 
-    def _refuse_status(self, institution: Institution, reason: str) -> str:
+    def refuse_status(self, institution: Institution, reason: str) -> str:
         metrics.STATUS_REFUSED.labels(institution.code, reason).inc()
         log.warning(
             "status answer refused", extra={"institution": institution.code, "reason": reason}
@@ -370,15 +373,29 @@ class Dispatcher:
         )
 
     async def record_answer(
-        self, hold_id: UUID, answer: InstitutionAnswer, *, actor: str, via: str = "answer"
+        self,
+        hold_id: UUID,
+        answer: InstitutionAnswer,
+        *,
+        actor: str,
+        via: str = "institution answer",
+        sent_here: Callable[[HoldRecord], bool] | None = None,
+        nonce: CallbackNonce | None = None,
     ) -> AnswerOutcome:
-        """Apply an institution's final answer (at once, or by callback); repeats are harmless."""
+        """Apply an institution's final answer (at once, by callback, found by a status inquiry
+        or by reconciliation: `via` starts the audit cause); repeats are harmless. A callback's
+        answer comes with its `nonce` (remembered in the answer's transaction: a replay decides
+        nothing) and `sent_here`, which says whether the answering institution was asked about
+        this hold at all (checked on the locked row, not by a read of its own)."""
         now = self._clock.now()
         outcome = AnswerOutcome.UNKNOWN_HOLD
 
         def decide(record: HoldRecord) -> HoldUpdate | None:
             nonlocal outcome
             hold = record.hold
+            if sent_here is not None and not sent_here(record):
+                outcome = AnswerOutcome.NOT_SENT_HERE
+                return None
             if hold.state is _ANSWER_STATES[answer.kind] and (
                 answer.kind is not AnswerKind.STOPPED or hold.amount_stopped == answer.amount_held
             ):
@@ -388,7 +405,7 @@ class Dispatcher:
             if answer.kind is AnswerKind.STOPPED:
                 # An institution can only hold what was asked; a larger figure is capped.
                 amount = min(answer.amount_held or 0, hold.amount_asked)
-            cause = f"institution {via}: {answer.kind.value}"
+            cause = f"{via}: {answer.kind.value}"
             if answer.reason:
                 cause += f" ({answer.reason})"
             try:
@@ -412,7 +429,12 @@ class Dispatcher:
             return HoldUpdate(at=now, transitions=[transition], fields=fields, follow=follow)
 
         plans: list[TrailPlan] = []
-        result = await self._writer.apply(hold_id, decide)
+        if nonce is None:
+            result = await self._writer.apply(hold_id, decide)
+        else:
+            fresh, result = await self._writer.apply_signed(hold_id, decide, nonce)
+            if not fresh:
+                return AnswerOutcome.REPLAYED
         if result is not None:
             self._observe_answer(result[0], answer, now)
         for plan in plans[-1:]:  # the plan of the attempt that committed

@@ -19,7 +19,7 @@ from stopper.contracts.institutions import (
     StopRequestV1,
 )
 from stopper.domain.cases import Case
-from stopper.domain.holds import Hold, Transition
+from stopper.domain.holds import Hold, HoldState, Transition
 from stopper.domain.messages import InstitutionAnswer, RequestStop, StopStatus
 from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailNode, TrailPlan
@@ -198,6 +198,15 @@ HoldDecision = Callable[[HoldRecord], HoldUpdate | None]
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackNonce:
+    """The nonce of a signed callback: accepted once per institution."""
+
+    institution_code: str
+    nonce: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxMessage:
     id: int
     topic: str
@@ -216,12 +225,17 @@ class DispatchStore(Protocol):
         ...
 
     async def update_holds(
-        self, decisions: Mapping[UUID, HoldDecision]
+        self,
+        decisions: Mapping[UUID, HoldDecision],
+        nonces: Mapping[UUID, CallbackNonce] | None = None,
+        replayed: set[UUID] | None = None,
     ) -> list[tuple[HoldRecord, HoldUpdate]]:
         """`update_hold` for many holds (each with its own decision) in one transaction, the
         holds locked while they are decided and written: claims of a consumer batch, answers
         that arrived together, sweeps. Returns the changes written; a hold that does not exist
-        or whose decision changed nothing is absent."""
+        or whose decision changed nothing is absent. A decision that came with a callback's
+        nonce (`nonces`, by hold) runs only if the nonce is new, remembered in the same
+        transaction; the holds whose nonce was used before are added to `replayed`."""
         ...
 
     async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
@@ -262,9 +276,37 @@ class DispatchStore(Protocol):
         """Holds with a freeze order whose next attempt is due."""
         ...
 
-    async def remember_nonce(self, institution_code: str, nonce: str, at: datetime) -> bool:
-        """False if this institution used `nonce` before."""
+
+@dataclass(frozen=True, slots=True)
+class ReconcileItem:
+    """A hold whose outcome Stopper does not know, and the key its request was sent with."""
+
+    hold_id: UUID
+    idempotency_key: str
+    state: HoldState
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """Reconciliation found Stopper's state for a hold different from its institution's record
+    (and moved the hold to the institution's truth)."""
+
+    hold_id: UUID
+    institution_code: str
+    stopper_state: str
+    institution_status: str
+    found_at: datetime
+
+
+class ReconcileStore(Protocol):
+    async def holds_to_reconcile(
+        self, institution_code: str, accepted_before: datetime, limit: int
+    ) -> list[ReconcileItem]:
+        """The institution's unconfirmed holds accepted before `accepted_before`, and its
+        failed holds whose request was sent."""
         ...
+
+    async def record_divergence(self, divergence: Divergence) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

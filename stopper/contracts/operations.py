@@ -116,3 +116,30 @@ class InstitutionStatusListV1(BaseModel):
         # The troubled first: open breakers, then the highest error rates.
         rows.sort(key=lambda r: (-BREAKER_STATES.index(r.breaker), -(r.error_rate or 0), r.code))
         return cls(institutions=rows)
+
+
+class ReconcileV1(BaseModel):
+    """`POST /v1/reconciliations`: ask the institutions now (all, or the one named)."""
+
+    institution: str | None = Field(default=None, description="An institution code; all if absent.")
+
+
+class ReconciliationV1(BaseModel):
+    """What one reconciliation pass found: per institution, the holds asked about by outcome
+    (applied = Stopper had diverged and was moved to the institution's record)."""
+
+    outcomes: dict[str, dict[str, int]]
+    total: dict[str, int]
+    unreachable: dict[str, str] = Field(description="Institutions that could not be asked: why.")
+
+
+class DivergenceV1(BaseModel):
+    hold_id: UUID
+    institution_code: str
+    stopper_state: str = Field(description="What Stopper said before reconciliation.")
+    institution_status: str = Field(description="What the institution's record said.")
+    found_at: datetime
+
+
+class DivergenceListV1(BaseModel):
+    divergences: list[DivergenceV1]

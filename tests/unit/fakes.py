@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from stopper.app.ports import (
+    CallbackNonce,
     CaseFunds,
+    Divergence,
     HoldDecision,
     HoldRecord,
     HoldUpdate,
@@ -19,6 +21,7 @@ from stopper.app.ports import (
     OpenedCase,
     OutboxEvent,
     Payout,
+    ReconcileItem,
     RecordOutcome,
     ReturnStart,
     VictimTransfer,
@@ -30,7 +33,7 @@ from stopper.contracts.institutions import (
     ReturnRequestV1,
     StopRequestV1,
 )
-from stopper.domain.holds import Hold, HoldState, Transition
+from stopper.domain.holds import Hold, HoldState, Transition, idempotency_key_for
 from stopper.domain.messages import InstitutionAnswer, StatusKind, StopStatus
 from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailEdge, TrailNode
@@ -142,9 +145,33 @@ class FakeDispatchStore:
         self.events: list[OutboxEvent] = []
         self.transfers: list[VictimTransfer] = []
         self.payouts: list[Payout] = []
+        self.divergences: list[Divergence] = []
 
     def add(self, record: HoldRecord) -> None:
         self.holds[record.hold.id] = record
+
+    async def holds_to_reconcile(
+        self, institution_code: str, accepted_before: datetime, limit: int
+    ) -> list[ReconcileItem]:
+        found = [
+            ReconcileItem(
+                r.hold.id, idempotency_key_for(r.hold.id, r.hold.reapplications), r.hold.state
+            )
+            for r in self.holds.values()
+            if r.hold.institution_code == institution_code
+            and (
+                (
+                    r.hold.state is HoldState.UNCONFIRMED
+                    and r.accepted_at is not None
+                    and r.accepted_at <= accepted_before
+                )
+                or (r.hold.state is HoldState.FAILED and r.attempts > 0)
+            )
+        ]
+        return found[:limit]
+
+    async def record_divergence(self, divergence: Divergence) -> None:
+        self.divergences.append(divergence)
 
     async def update_hold(
         self, hold_id: UUID, decide: HoldDecision
@@ -165,9 +192,19 @@ class FakeDispatchStore:
         return record, change
 
     async def update_holds(
-        self, decisions: Mapping[UUID, HoldDecision]
+        self,
+        decisions: Mapping[UUID, HoldDecision],
+        nonces: Mapping[UUID, CallbackNonce] | None = None,
+        replayed: set[UUID] | None = None,
     ) -> list[tuple[HoldRecord, HoldUpdate]]:
         done = []
+        for hold_id, nonce in (nonces or {}).items():
+            if (nonce.institution_code, nonce.nonce) in self.nonces:
+                if replayed is not None:
+                    replayed.add(hold_id)
+                decisions = {h: d for h, d in decisions.items() if h != hold_id}
+            else:
+                self.nonces.add((nonce.institution_code, nonce.nonce))
         for hold_id, decide in decisions.items():
             result = await self.update_hold(hold_id, decide)
             if result is not None:
@@ -333,12 +370,6 @@ class FakeDispatchStore:
 
     async def relay_outbox(self, publish: Any, limit: int) -> int:
         return 0
-
-    async def remember_nonce(self, institution_code: str, nonce: str, at: datetime) -> bool:
-        if (institution_code, nonce) in self.nonces:
-            return False
-        self.nonces.add((institution_code, nonce))
-        return True
 
 
 Scripted = InstitutionAnswer | InstitutionError

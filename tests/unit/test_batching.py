@@ -12,7 +12,7 @@ import pytest
 
 from stopper.app.background import BackgroundWork
 from stopper.app.batching import HoldWriter
-from stopper.app.ports import HoldDecision, HoldRecord, HoldUpdate
+from stopper.app.ports import CallbackNonce, HoldDecision, HoldRecord, HoldUpdate
 from tests.unit.fakes import FakeDispatchStore, requested_hold
 
 
@@ -25,14 +25,17 @@ class CountingStore(FakeDispatchStore):
         self.fail_next_batch = False
 
     async def update_holds(
-        self, decisions: Mapping[UUID, HoldDecision]
+        self,
+        decisions: Mapping[UUID, HoldDecision],
+        nonces: Mapping[UUID, CallbackNonce] | None = None,
+        replayed: set[UUID] | None = None,
     ) -> list[tuple[HoldRecord, HoldUpdate]]:
         self.batches.append(list(decisions))
         if self.fail_next_batch:
             self.fail_next_batch = False
             raise RuntimeError("deadlock detected")
         await asyncio.sleep(0)  # a transaction takes a while: others queue meanwhile
-        return await super().update_holds(decisions)
+        return await super().update_holds(decisions, nonces, replayed)
 
 
 def attempts_plus_one(record: HoldRecord) -> HoldUpdate:

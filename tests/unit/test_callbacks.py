@@ -32,7 +32,7 @@ async def sent_hold() -> tuple[CallbackHandler, FakeDispatchStore, HoldRecord]:
     record = requested_hold("BK01", at=NOW)
     store.add(record)
     await dispatcher.attempt(record.hold.id, first=True)
-    handler = CallbackHandler(store, dispatcher, REGISTRY, clock, SECRETS, window_s=300)
+    handler = CallbackHandler(dispatcher, REGISTRY, clock, SECRETS, window_s=300)
     return handler, store, record
 
 

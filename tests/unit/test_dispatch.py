@@ -22,13 +22,13 @@ from stopper.domain.messages import (
     StatusKind,
     StopStatus,
 )
-from stopper.metrics import STATUS_REFUSED as REFUSED
 from stopper.errors import (
     InstitutionTimeout,
     InstitutionUnavailable,
     MalformedAnswer,
     RequestRefused,
 )
+from stopper.metrics import STATUS_REFUSED as REFUSED
 from stopper.registry import BreakerPolicy, Institution, Registry, RetryPolicy, load_registry
 from tests.unit.fakes import (
     FakeDispatchStore,
@@ -218,7 +218,7 @@ async def test_accepted_is_unconfirmed_asked_about_at_a_slowing_cadence_never_se
     assert len(adapter.requests) == 1
     assert {key for key in adapter.statuses} == {f"stopper-{record.hold.id}-0"}
     outcome = await dispatcher.record_answer(
-        record.hold.id, STOPPED, actor="institution:BK01", via="callback"
+        record.hold.id, STOPPED, actor="institution:BK01", via="institution callback"
     )
     assert outcome is AnswerOutcome.APPLIED
     assert store.holds[record.hold.id].hold.state is HoldState.STOPPED
@@ -238,9 +238,7 @@ async def test_a_status_inquiry_that_finds_the_outcome_applies_it() -> None:
     record = requested_hold()
     store.add(record)
     key = f"stopper-{record.hold.id}-0"
-    adapter.status_script["BK01"] = [
-        StopStatus(key, StatusKind.ANSWERED, record.hold.id, STOPPED)
-    ]
+    adapter.status_script["BK01"] = [StopStatus(key, StatusKind.ANSWERED, record.hold.id, STOPPED)]
     await dispatcher.attempt(record.hold.id, first=True)
     await run_until_settled(dispatcher, clock, 6)
     stored = store.holds[record.hold.id]

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy import case as sql_case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import TextClause
@@ -39,6 +39,7 @@ from stopper.adapters.db.models import (
     Base,
     CallbackNonceRow,
     CaseRow,
+    DivergenceRow,
     HoldRow,
     HoldTransitionRow,
     InstitutionHealthRow,
@@ -52,13 +53,16 @@ from stopper.adapters.db.models import (
 from stopper.app.auth import KeyRole, StoredKey
 from stopper.app.health import HealthSnapshot
 from stopper.app.ports import (
+    CallbackNonce,
     CaseFunds,
+    Divergence,
     HoldDecision,
     HoldRecord,
     HoldUpdate,
     OpenedCase,
     OutboxMessage,
     Payout,
+    ReconcileItem,
     RecordOutcome,
     ReturnStart,
     VictimTransfer,
@@ -78,7 +82,7 @@ from stopper.app.views import (
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.accounts import account_id, mask_account_number
 from stopper.domain.cases import hold_id_for
-from stopper.domain.holds import Hold, HoldState, Transition
+from stopper.domain.holds import Hold, HoldState, Transition, idempotency_key_for
 from stopper.domain.messages import RequestStop
 from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailNode
@@ -606,12 +610,22 @@ class SqlStore:
         return written[0] if written else None
 
     async def update_holds(
-        self, decisions: Mapping[UUID, HoldDecision]
+        self,
+        decisions: Mapping[UUID, HoldDecision],
+        nonces: Mapping[UUID, CallbackNonce] | None = None,
+        replayed: set[UUID] | None = None,
     ) -> list[tuple[HoldRecord, HoldUpdate]]:
         if not decisions:
             return []
         with _store_errors():
             async with self._engine.begin() as connection:
+                if nonces:
+                    used = await self._remember_nonces(connection, nonces)
+                    if replayed is not None:
+                        replayed.update(used)
+                    decisions = {h: d for h, d in decisions.items() if h not in used}
+                    if not decisions:
+                        return []
                 # Lock the rows, in id order so two batches never wait on each other in a
                 # circle: the decisions below see what is written, and nobody writes in between.
                 ids = list(decisions)
@@ -1076,18 +1090,104 @@ class SqlStore:
                 )
                 return len(rows)
 
-    async def remember_nonce(self, institution_code: str, nonce: str, at: datetime) -> bool:
+    async def holds_to_reconcile(
+        self, institution_code: str, accepted_before: datetime, limit: int
+    ) -> list[ReconcileItem]:
+        """The institution's holds whose outcome Stopper does not know: unconfirmed since
+        before `accepted_before`, or failed after a request was sent; oldest change first."""
         with _store_errors():
-            try:
-                async with self._engine.begin() as connection:
-                    await connection.execute(
-                        insert(CallbackNonceRow).values(
-                            institution_code=institution_code, nonce=nonce, received_at=at
-                        )
+            async with self._reads.connect() as connection:
+                rows = await connection.execute(
+                    select(HoldRow.id, HoldRow.state, HoldRow.reapplications)
+                    .where(
+                        HoldRow.institution_code == institution_code,
+                        or_(
+                            and_(
+                                HoldRow.state == HoldState.UNCONFIRMED.value,
+                                HoldRow.accepted_at <= accepted_before,
+                            ),
+                            and_(HoldRow.state == HoldState.FAILED.value, HoldRow.attempts > 0),
+                        ),
                     )
-            except IntegrityError:
-                return False
-        return True
+                    .order_by(HoldRow.updated_at)
+                    .limit(limit)
+                )
+                return [
+                    ReconcileItem(
+                        r.id, idempotency_key_for(r.id, r.reapplications), HoldState(r.state)
+                    )
+                    for r in rows
+                ]
+
+    async def record_divergence(self, divergence: Divergence) -> None:
+        with _store_errors():
+            async with self._engine.begin() as connection:
+                await connection.execute(
+                    insert(DivergenceRow).values(
+                        hold_id=divergence.hold_id,
+                        institution_code=divergence.institution_code,
+                        stopper_state=divergence.stopper_state,
+                        institution_status=divergence.institution_status,
+                        found_at=divergence.found_at,
+                    )
+                )
+
+    async def recent_divergences(self, limit: int) -> list[Divergence]:
+        with _store_errors():
+            async with self._reads.connect() as connection:
+                rows = await connection.execute(
+                    select(DivergenceRow).order_by(DivergenceRow.found_at.desc()).limit(limit)
+                )
+                return [
+                    Divergence(
+                        r.hold_id,
+                        r.institution_code,
+                        r.stopper_state,
+                        r.institution_status,
+                        r.found_at,
+                    )
+                    for r in rows
+                ]
+
+    async def count_unconfirmed(self, accepted_before: datetime) -> int:
+        """Holds unconfirmed since before `accepted_before` (the alert's gauge)."""
+        with _store_errors():
+            async with self._reads.connect() as connection:
+                count = await connection.scalar(
+                    select(func.count())
+                    .select_from(HoldRow)
+                    .where(
+                        HoldRow.state == HoldState.UNCONFIRMED.value,
+                        HoldRow.accepted_at <= accepted_before,
+                    )
+                )
+                return int(count or 0)
+
+    async def _remember_nonces(
+        self, connection: AsyncConnection, nonces: Mapping[UUID, CallbackNonce]
+    ) -> set[UUID]:
+        """Remember the callbacks' nonces; the holds whose nonce was already used."""
+        inserted = await connection.execute(
+            self._insert(CallbackNonceRow)
+            .values(
+                [
+                    {
+                        "institution_code": n.institution_code,
+                        "nonce": n.nonce,
+                        "received_at": n.received_at,
+                    }
+                    for n in nonces.values()
+                ]
+            )
+            .on_conflict_do_nothing()
+            .returning(CallbackNonceRow.institution_code, CallbackNonceRow.nonce)
+        )
+        fresh = {(r.institution_code, r.nonce) for r in inserted}
+        return {
+            hold_id
+            for hold_id, n in nonces.items()
+            if (n.institution_code, n.nonce) not in fresh
+        }
 
 
 _MAX_CONFLICT_RETRIES = 5

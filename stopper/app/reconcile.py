@@ -1,0 +1,147 @@
+"""Reconciliation: Stopper's view of the holds whose outcome it does not know, checked against
+each institution's own record.
+
+Business rules:
+- every pass asks each institution, in one request (`POST {endpoint}/stops/status`, up to
+  `STATUS_QUERY_MAX_KEYS` keys), for the outcome of each of its holds that is `unconfirmed`
+  (accepted longer than its `callback_wait_s` ago) or `failed` after a request was sent;
+- an outcome is applied as the institution's answer, with the audit cause ``reconciled``; a
+  hold it moved had diverged from the institution: logged, counted, and recorded for the
+  console (a late truth for a failed hold is applied too: it is the truth about the funds);
+- `pending` changes nothing; `unknown` (the institution never received the request) sends an
+  unconfirmed hold's request again with the same key, and leaves a failed hold to a person;
+- a status that is malformed, about a key that was not asked or another hold, or that
+  contradicts a final state, is refused with a counted reason and changes nothing;
+- an institution that cannot be reached is skipped until the next pass; it never fails a hold.
+Every hold asked about is counted in `stopper_reconciled_total{outcome}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from uuid import UUID
+
+from stopper import metrics
+from stopper.app.dispatch import Dispatcher
+from stopper.app.ports import Clock, Divergence, InstitutionAdapter, ReconcileStore
+from stopper.contracts.institutions import STATUS_QUERY_MAX_KEYS
+from stopper.domain.holds import HoldState
+from stopper.domain.messages import StatusKind, StopStatus
+from stopper.errors import InstitutionError
+from stopper.registry import Institution, Registry
+
+log = logging.getLogger(__name__)
+
+_APPLIED = "applied"
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass found: outcomes per institution, and institutions that could not be asked."""
+
+    outcomes: dict[str, Counter[str]] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    def total(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for counts in self.outcomes.values():
+            total.update(counts)
+        return total
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: ReconcileStore,
+        dispatcher: Dispatcher,
+        adapter: InstitutionAdapter,
+        registry: Registry,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._adapter = adapter
+        self._registry = registry
+        self._clock = clock
+
+    async def reconcile(self, institution_code: str | None = None) -> ReconcileReport:
+        """One pass over every institution (or the one named)."""
+        report = ReconcileReport()
+        codes = [institution_code] if institution_code is not None else list(self._registry)
+        for code in codes:
+            institution = self._registry[code]
+            try:
+                counts = await self._reconcile_one(institution)
+            except InstitutionError as e:
+                report.unreachable[code] = str(e)
+                log.warning(
+                    "reconciliation could not ask", extra={"institution": code, "error": str(e)}
+                )
+                continue
+            if counts:
+                report.outcomes[code] = counts
+        return report
+
+    async def sweep_once(self) -> int:
+        """The periodic job: a pass; returns 0 so that the next waits its interval."""
+        report = await self.reconcile()
+        total = report.total()
+        if total[_APPLIED]:
+            log.warning("reconciliation moved holds to their institution's record: %s", total)
+        return 0
+
+    async def _reconcile_one(self, institution: Institution) -> Counter[str]:
+        now = self._clock.now()
+        accepted_before = now - timedelta(seconds=institution.callback_wait_s)
+        items = await self._store.holds_to_reconcile(
+            institution.code, accepted_before, STATUS_QUERY_MAX_KEYS
+        )
+        counts: Counter[str] = Counter()
+        if not items:
+            return counts
+        by_key = {item.idempotency_key: item for item in items}
+        statuses = await self._dispatcher.guarded(
+            institution, lambda: self._adapter.stop_statuses(institution, list(by_key))
+        )
+        answered: set[str] = set()
+        for status in statuses:
+            item = by_key.get(status.idempotency_key)
+            if item is None or status.idempotency_key in answered:
+                outcome = self._dispatcher.refuse_status(institution, "other_request")
+            elif item.state is HoldState.FAILED and status.kind is StatusKind.UNKNOWN:
+                outcome = "unknown"  # never received, and Stopper gave up on it: a person acts
+            else:
+                outcome = await self._dispatcher.apply_status(
+                    status, item.hold_id, item.idempotency_key, institution, via="reconciled"
+                )
+                if outcome == _APPLIED:
+                    await self._diverged(item.hold_id, institution, item.state, status)
+            if item is not None:
+                answered.add(status.idempotency_key)
+            counts[outcome] += 1
+            metrics.RECONCILED.labels(outcome).inc()
+        missing = len(by_key) - len(answered)
+        if missing:
+            counts["unanswered"] += missing
+            metrics.RECONCILED.labels("unanswered").inc(missing)
+        return counts
+
+    async def _diverged(
+        self, hold_id: UUID, institution: Institution, was: HoldState, status: StopStatus
+    ) -> None:
+        said = status.answer.kind.value if status.answer is not None else status.kind.value
+        log.warning(
+            "divergence: Stopper's state differed from the institution's record",
+            extra={
+                "hold_id": str(hold_id),
+                "institution": institution.code,
+                "stopper_state": was.value,
+                "institution_status": said,
+            },
+        )
+        await self._store.record_divergence(
+            Divergence(hold_id, institution.code, was.value, said, self._clock.now())
+        )
