@@ -1,0 +1,195 @@
+"""The truth at the institutions, on the real stack (PostgreSQL, the broker, the simulated
+institutions over HTTP): callbacks that never arrive are found by status inquiry and by
+reconciliation, an accepted request is never sent again, and every hold ends as its
+institution's own ledger says."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from stopper.adapters.db.models import HoldRow, HoldTransitionRow
+from stopper.api.app import create_app
+from stopper.config import (
+    ApiSettings,
+    DatabaseSettings,
+    DispatchSettings,
+    InstitutionsSettings,
+    Role,
+    Settings,
+)
+from stopper.registry import load_registry
+from stopper.runtime import build_runtime
+from stopper.serving import free_port, serving
+from stopper.simulation.institutions import Simulation, create_simulation_app, profile
+from tests.integration.conftest import unique_kafka
+from tests.integration.helpers import eventually, fast_registry
+from tests.integration.test_fanout import post_reports
+
+pytestmark = pytest.mark.integration
+
+_MATCHES = {"stopped": "stopped", "not_found": "not_found", "rejected": "rejected"}
+
+
+async def stopper_holds(settings: Settings, case_ids: list[str]) -> dict[str, tuple[str, int]]:
+    runtime = build_runtime(settings)
+    try:
+        async with runtime.engine.connect() as connection:
+            rows = await connection.execute(
+                select(HoldRow.id, HoldRow.state, HoldRow.amount_stopped).where(
+                    HoldRow.case_id.in_([UUID(c) for c in case_ids])
+                )
+            )
+            return {str(r.id): (r.state, r.amount_stopped) for r in rows}
+    finally:
+        await runtime.engine.dispose()
+
+
+def divergent(ledger: list[dict[str, Any]], holds: dict[str, tuple[str, int]]) -> list[str]:
+    """Holds whose state in Stopper is not what their institution's ledger says."""
+    by_hold = {entry["hold_id"]: entry for entry in ledger}
+    wrong = []
+    for hold_id, (state, amount) in holds.items():
+        entry = by_hold.get(hold_id)
+        if entry is None:
+            if state != "failed":  # never received there, and a person must act: true
+                wrong.append(hold_id)
+        elif _MATCHES.get(entry["status"]) != state or (
+            state == "stopped" and entry["amount_held"] != amount
+        ):
+            wrong.append(hold_id)
+    return wrong
+
+
+@pytest.fixture
+async def lost_callbacks(
+    tmp_path: Path, migrated_postgres: str, kafka_bootstrap: str
+) -> AsyncIterator[tuple[Settings, Simulation, str]]:
+    """Every institution answers by callback, and every callback is lost (sent to a port
+    nobody listens on): only status inquiries and reconciliation can find the outcomes."""
+    registry_path = fast_registry(tmp_path)
+    registry = load_registry(registry_path)
+    behaviours = {
+        code: replace(behaviour, answers_by_callback=True, timeout_rate=0.0)
+        for code, behaviour in profile("realistic", registry).items()
+    }
+    simulation = Simulation(
+        registry,
+        behaviours,
+        secret_for=lambda ref: "unused",
+        stopper_url=f"http://127.0.0.1:{free_port()}",
+    )
+    async with serving(create_simulation_app(simulation)) as sim_url:
+        settings = Settings(
+            registry_path=registry_path,
+            database=DatabaseSettings(url=migrated_postgres, migrate_on_start=False),
+            kafka=unique_kafka(kafka_bootstrap),
+            api=ApiSettings(port=free_port()),
+            dispatch=DispatchSettings(
+                sweep_interval_ms=100, first_dispatch_grace_s=2, reconcile_interval_s=3600
+            ),
+            institutions=InstitutionsSettings(base_url=sim_url),
+        )
+        yield settings, simulation, sim_url
+        simulation.close_requests()
+
+
+async def test_lost_callbacks_are_found_by_status_inquiry_and_never_re_sent(
+    lost_callbacks: tuple[Settings, Simulation, str],
+) -> None:
+    settings, simulation, _ = lost_callbacks
+    runtime = build_runtime(settings)
+    async with serving(create_app(runtime), port=settings.api.port) as url:
+        case_ids = await post_reports(url, 15, seed=21)
+
+        async def settled() -> dict[str, tuple[str, int]] | None:
+            holds = await stopper_holds(settings, case_ids)
+            ledger = simulation.ledger()
+            return holds if holds and not divergent(ledger, holds) else None
+
+        holds = await eventually(settled, timeout=60)
+    totals = simulation.stats()["totals"]
+    # Accepted requests were asked about, not sent again (retries after 5xx are not accepts).
+    assert totals["status_inquiries"] >= len(holds) // 2
+    assert totals["stop_requests"] <= 1.2 * len(holds), totals
+    accepted = await _accepted_then(settings, list(holds))
+    assert accepted, "the holds went through unconfirmed"
+    assert all(to in ("stopped", "not_found", "rejected") for to in accepted.values())
+    assert Counter(state for state, _ in holds.values())["stopped"] > 0
+    assert totals["double_stops"] == 0
+
+
+async def _accepted_then(settings: Settings, hold_ids: list[str]) -> dict[str, str]:
+    """Per hold that was unconfirmed: the state it left unconfirmed for."""
+    runtime = build_runtime(settings)
+    try:
+        async with runtime.engine.connect() as connection:
+            rows = await connection.execute(
+                select(HoldTransitionRow.hold_id, HoldTransitionRow.to_state).where(
+                    HoldTransitionRow.hold_id.in_([UUID(h) for h in hold_ids]),
+                    HoldTransitionRow.from_state == "unconfirmed",
+                )
+            )
+            return {str(r.hold_id): r.to_state for r in rows}
+    finally:
+        await runtime.engine.dispose()
+
+
+async def test_reconciliation_moves_failed_and_unconfirmed_holds_to_the_ledger(
+    lost_callbacks: tuple[Settings, Simulation, str],
+) -> None:
+    settings, simulation, _ = lost_callbacks
+    # Nobody asks by inquiry here (the first inquiry would come after a day): only the
+    # operator's reconciliation finds the outcomes.
+    registry_path = settings.registry_path
+    assert registry_path is not None
+    text = registry_path.read_text().replace("callback_wait_s = 3", "callback_wait_s = 86400")
+    registry_path.write_text(text)
+    runtime = build_runtime(settings)
+    async with serving(create_app(runtime), port=settings.api.port) as url:
+        case_ids = await post_reports(url, 10, seed=22)
+
+        async def all_unconfirmed() -> dict[str, tuple[str, int]] | None:
+            holds = await stopper_holds(settings, case_ids)
+            states = {state for state, _ in holds.values()}
+            return holds if holds and states <= {"unconfirmed", "failed"} else None
+
+        await eventually(all_unconfirmed, timeout=30)
+        # Reconciliation asks only about requests accepted longer ago than callback_wait_s.
+        text = registry_path.read_text().replace("callback_wait_s = 86400", "callback_wait_s = 0")
+        registry_path.write_text(text)
+        second = build_runtime(settings.model_copy(update={"role": Role.API}))
+        async with (
+            serving(create_app(second)) as second_url,
+            httpx.AsyncClient(base_url=second_url, timeout=30) as client,
+        ):
+            answer = await client.post("/v1/reconciliations", json={})
+            assert answer.status_code == 200, answer.text
+            first = answer.json()
+            applied = first["total"].get("applied", 0)
+
+            # Stops that found money moved on open holds a layer deeper, whose callbacks are
+            # lost too: reconcile again until nothing diverges.
+            async def reconciled() -> dict[str, tuple[str, int]] | None:
+                nonlocal applied
+                again = (await client.post("/v1/reconciliations", json={})).json()
+                applied += again["total"].get("applied", 0)
+                holds = await stopper_holds(settings, case_ids)
+                return None if divergent(simulation.ledger(), holds) else holds
+
+            await eventually(reconciled, timeout=60)
+            divergences = (await client.get("/v1/divergences?limit=1000")).json()["divergences"]
+            refused = await client.post("/v1/reconciliations", json={"institution": "NOPE"})
+    assert first["total"].get("applied", 0) > 0
+    assert {d["stopper_state"] for d in divergences} <= {"unconfirmed", "failed"}
+    assert len(divergences) == applied
+    assert refused.status_code == 404
+    assert simulation.stats()["totals"]["status_queries"] >= 1
