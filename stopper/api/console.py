@@ -1,7 +1,9 @@
 """The operator console: one server-rendered page at /console.
 
 It shows, live: the active cases, each hold's state and layer, the countdown to every stop's
-lapse (closest first), the failed holds that need a person, and each institution's health.
+lapse (closest first), the failed holds that need a person, the unconfirmed ones (accepted by
+their institution, its answer owed: oldest first), the divergences reconciliation found, and
+each institution's health.
 The page fetches its panels again every few seconds (`/console/panels`, plain HTML rendered
 here) and ticks the countdowns in the browser between two fetches; there is no front-end build.
 Account numbers appear masked only, as everywhere else.
@@ -20,13 +22,14 @@ from fastapi.responses import HTMLResponse
 from stopper.api.auth import operator
 from stopper.app.auth import Caller
 from stopper.app.health import FRESH_S
+from stopper.app.ports import Divergence
 from stopper.app.views import CaseSummaryView, HoldListView, InstitutionHealthView
 from stopper.contracts.operations import BREAKER_STATES
 from stopper.registry import Registry
 from stopper.runtime import Runtime
 
 REFRESH_S = 3
-_CASES, _LAPSING, _FAILED = 25, 40, 40
+_CASES, _LAPSING, _FAILED, _UNCONFIRMED, _DIVERGENCES = 25, 40, 40, 40, 20
 
 
 def add_console(app: FastAPI, runtime: Runtime) -> None:
@@ -48,6 +51,10 @@ async def panels_html(runtime: Runtime) -> str:
     cases = await store.list_cases(active_only=True, limit=_CASES)
     lapsing = await store.list_holds(states=["stopped"], limit=_LAPSING, soonest_first=True)
     failed = await store.list_holds(states=["failed"], limit=_FAILED)
+    unconfirmed = await store.list_holds(
+        states=["unconfirmed"], limit=_UNCONFIRMED, soonest_first=True
+    )
+    divergences = await store.recent_divergences(_DIVERGENCES)
     health = await store.institution_health(now - timedelta(seconds=FRESH_S))
     by_state = overview.holds_by_state
     return "".join(
@@ -57,6 +64,17 @@ async def panels_html(runtime: Runtime) -> str:
                 "failed",
                 f"Failed holds: a person must act ({by_state.get('failed', 0)})",
                 _failed_table(failed),
+            ),
+            _section(
+                "unconfirmed",
+                "Unconfirmed: accepted by the institution, its answer owed "
+                f"({by_state.get('unconfirmed', 0)}, oldest first)",
+                _unconfirmed_table(unconfirmed),
+            ),
+            _section(
+                "divergences",
+                f"Divergences found by reconciliation (latest {_DIVERGENCES})",
+                _divergences_table(divergences, now),
             ),
             _section(
                 "lapsing",
@@ -128,6 +146,31 @@ def _failed_table(holds: Sequence[HoldListView]) -> str:
         ["hold", "case", "layer", "institution", "account", "state", "asked", "why"],
         ([*_hold_cells(h), escape(h.state_reason or "")] for h in holds),
         "No failed holds.",
+    )
+
+
+def _unconfirmed_table(holds: Sequence[HoldListView]) -> str:
+    return _table(
+        ["hold", "case", "layer", "institution", "account", "state", "asked", "why", "gives up"],
+        ([*_hold_cells(h), escape(h.state_reason or ""), _countdown(h.expires_at)] for h in holds),
+        "Every accepted request is confirmed.",
+    )
+
+
+def _divergences_table(divergences: Sequence[Divergence], now: datetime) -> str:
+    return _table(
+        ["hold", "institution", "Stopper said", "institution said", "found"],
+        (
+            [
+                f'<code title="{escape(str(d.hold_id))}">{escape(str(d.hold_id)[:8])}</code>',
+                escape(d.institution_code),
+                _state(d.stopper_state),
+                _state(d.institution_status),
+                f"{int((now - d.found_at).total_seconds() // 60)} min ago",
+            ]
+            for d in divergences
+        ),
+        "No divergence found.",
     )
 
 
@@ -211,6 +254,7 @@ code { font-size: 12px; }
         border-radius: 1rem; background: #eef1f5; }
 .state-failed, .breaker-open, .urgent, .lapsed { color: #b3261e; font-weight: 600; }
 .state-stopped, .state-frozen, .state-returned { color: #1b6b2f; }
+.state-unconfirmed { color: #8a5a00; }
 .breaker-half_open { color: #a15c00; font-weight: 600; }
 .empty, .stamp { color: #6b7380; }
 #live { color: #6b7380; }

@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import Page, async_playwright
 
 from stopper.api.app import create_app
-from stopper.app.ports import HoldRecord, HoldUpdate
+from stopper.app.ports import Divergence, HoldRecord, HoldUpdate
 from stopper.config import ApiSettings, DatabaseSettings, InstitutionsSettings, Settings
 from stopper.domain.holds import HoldEvent
 from stopper.registry import load_registry
@@ -126,6 +126,15 @@ async def test_the_console_shows_a_live_scenario_to_a_person(live: tuple[Runtime
             )
             assert "failed" in failed
 
+            # Accepted requests awaiting their answer have their own list, not "failed"; a
+            # divergence reconciliation found shows up with what each side said.
+            assert "unconfirmed" in (await panel_text(page, "unconfirmed")).lower()
+            await note_divergence(runtime)
+            divergence = await eventually(
+                lambda: text_with(page, "divergences", "institution said"), timeout=15
+            )
+            assert "unconfirmed" in divergence and "stopped" in divergence
+
             # The workers' view of the institutions arrives within a few seconds.
             health = await eventually(lambda: institutions_with_attempts(page), timeout=20)
             assert re.search(r"(closed|half_open|open)", health)
@@ -149,6 +158,13 @@ async def institutions_with_attempts(page: Page) -> str | None:
     rows = await page.locator("#institutions tbody tr").all_inner_texts()
     busy = [r for r in rows if int(r.split("\t")[4]) > 0]
     return "\n".join(busy) if busy else None
+
+
+async def note_divergence(runtime: Runtime) -> None:
+    holds = await runtime.store.list_holds(states=["stopped"], limit=1)
+    await runtime.store.record_divergence(
+        Divergence(holds[0].hold.hold_id, "BK01", "unconfirmed", "stopped", datetime.now(UTC))
+    )
 
 
 async def give_up_on(runtime: Runtime, case_ids: list[str]) -> Any:
