@@ -219,9 +219,10 @@ def build_runtime(
     kafka = settings.kafka
     bus: Bus
     if kafka.bootstrap is None and engine.dialect.name == "sqlite":
-        # The embedded default: the records in the same database file, on a connection of
-        # the bus's own (the outbox relay publishes while holding the store's).
-        bus = SqliteBus(create_engine(settings.database), clock, max_batch=kafka.max_batch)
+        # The embedded default: the records in the store's database file, on connections of
+        # the bus's own (the outbox relay publishes while it holds the store's only one).
+        writes, reads = create_engine(settings.database), create_engine(settings.database)
+        bus = SqliteBus(writes, reads, clock, max_batch=kafka.max_batch)
     elif kafka.bootstrap is None:
         bus = InProcessBus(clock, max_batch=kafka.max_batch)
     else:

@@ -301,3 +301,35 @@ class ApiKeyRow(Base):
     label: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class BusRecordRow(Base):
+    """A record on a topic of the embedded default's bus (`SqliteBus`), kept until every
+    consumer group reading its topic has committed it."""
+
+    __tablename__ = "bus_records"
+    # AUTOINCREMENT: ids are the topics' offsets, so SQLite must never reuse the id of a
+    # deleted (committed) last record.
+    __table_args__ = (
+        Index("ix_bus_records_topic_id", "topic", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str | None] = mapped_column(String(255))
+    value: Mapped[bytes] = mapped_column()  # LargeBinary
+    headers: Mapped[dict[str, str]] = mapped_column(JSON)
+    published_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class BusOffsetRow(Base):
+    """How far each consumer group of the embedded default's bus has committed, per topic: the
+    id of the last record it is done with."""
+
+    __tablename__ = "bus_offsets"
+
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    consumer_group: Mapped[str] = mapped_column(String(255), primary_key=True)
+    committed: Mapped[int] = mapped_column(BigInteger)
+    committed_at: Mapped[datetime] = mapped_column(Timestamp)
