@@ -12,163 +12,22 @@ Measured in the order (b), (a), (c): (a) leaves the most behind.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
-import time
-import uuid
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, TypeVar
-
-import asyncpg
-import httpx
-from sqlalchemy.engine import make_url
+from typing import Any
 
 from bench.bare import bare_per_s
-from bench.loadgen import Race, Sent, measure, send_http, send_kafka
-from stopper.registry import load_registry
-from stopper.simulation.reports import ReportFactory
-from tests.crash.harness import Process, fresh_database
-from tests.servers import (
-    Broker,
-    PostgresServer,
-    drop_database,
-    free_port,
-    postgres_server,
-    tansu_broker,
-)
+from bench.loadgen import Race, send_kafka
+from bench.stack import Stack, http_load, on_servers, settled
+from tests.crash.harness import fresh_database
+from tests.servers import Broker, PostgresServer, drop_database
 
 RESULTS = Path(__file__).resolve().parent / "results"
-T = TypeVar("T")
-
-
-class Stack:
-    """Stopper's api and workers, and the simulated institutions, as processes."""
-
-    def __init__(self, workdir: Path, database_url: str, broker: Broker, workers: int) -> None:
-        tag = uuid.uuid4().hex[:8]
-        self.reports_topic = f"bench.reports.{tag}"
-        api_port, sim_port = free_port(), free_port()
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("STOPPER_")},
-            "STOPPER_DATABASE_URL": database_url,
-            "STOPPER_DATABASE_MIGRATE_ON_START": "false",
-            "STOPPER_DATABASE_POOL_SIZE": "20",
-            "STOPPER_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "STOPPER_KAFKA_REPORTS_TOPIC": self.reports_topic,
-            "STOPPER_KAFKA_REPORTS_DLQ_TOPIC": f"bench.reports.dlq.{tag}",
-            "STOPPER_KAFKA_STOP_REQUESTS_TOPIC": f"bench.stop-requests.{tag}",
-            "STOPPER_KAFKA_STOP_REQUESTS_DLQ_TOPIC": f"bench.stop-requests.dlq.{tag}",
-            "STOPPER_KAFKA_HOLD_EVENTS_TOPIC": f"bench.hold-events.{tag}",
-            "STOPPER_KAFKA_INTAKE_GROUP": f"bench-intake-{tag}",
-            "STOPPER_KAFKA_DISPATCH_GROUP": f"bench-dispatch-{tag}",
-            "STOPPER_INSTITUTIONS_BASE_URL": f"http://127.0.0.1:{sim_port}",
-            "STOPPER_LOG_LEVEL": "WARNING",
-        }
-        logs = workdir / "logs"
-        logs.mkdir(exist_ok=True)
-        serve = ["serve", "--host", "127.0.0.1", "--port"]
-        self.processes = [
-            Process(
-                "institutions",
-                [
-                    "simulate",
-                    "--port",
-                    str(sim_port),
-                    "--profile",
-                    "instant",
-                    "--stopper-url",
-                    f"http://127.0.0.1:{api_port}",
-                ],
-                self.env,
-                logs,
-            ),
-            Process("api", [*serve, str(api_port), "--role", "api"], self.env, logs),
-        ]
-        for n in range(1, workers + 1):
-            self.processes.append(
-                Process(
-                    f"worker-{n}",
-                    [*serve, str(free_port()), "--role", "worker"],
-                    {**self.env, "STOPPER_INSTANCE_ID": f"worker-{n}"},
-                    logs,
-                )
-            )
-        self.api_url = f"http://127.0.0.1:{api_port}"
-
-    async def start(self) -> None:
-        migrate = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "stopper.cli", "migrate"],
-            env=self.env,
-            capture_output=True,
-        )
-        if migrate.returncode:
-            raise RuntimeError(migrate.stderr.decode()[-2000:])
-        for process in self.processes:
-            process.start()
-        for process in self.processes:
-            await process.healthy()
-        # Consumers join their groups (about 5 s on this broker) before the clock starts.
-        report = ReportFactory(load_registry(), seed=99).report(datetime.now(UTC))
-        async with httpx.AsyncClient(base_url=self.api_url, timeout=30) as client:
-            case_id = (await client.post("/v1/reports", json=report)).json()["case_id"]
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                case = await client.get(f"/v1/cases/{case_id}")
-                if case.status_code == 200 and all(
-                    h["state"] not in ("requested", "sent") for h in case.json()["holds"]
-                ):
-                    return
-                await asyncio.sleep(0.2)
-        raise RuntimeError("Stopper did not settle its warm-up report")
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
-
-
-async def settled(database_url: str, since: datetime, expected: int, timeout: float) -> Race:
-    """The races once every expected hold exists and none is in flight. Polled with two counts:
-    reading every hold each second would steal the machine from what is measured."""
-    deadline = time.monotonic() + timeout
-    while True:
-        holds, in_flight = await _counts(database_url, since)
-        if (holds >= expected and in_flight == 0) or time.monotonic() > deadline:
-            return await measure(database_url, since)
-        await asyncio.sleep(1.0)
-
-
-async def _counts(database_url: str, since: datetime) -> tuple[int, int]:
-    """First-level holds of reports accepted since `since` (as `measure` counts them), and holds
-    still in flight."""
-    url = make_url(database_url)
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database=url.database
-    )
-    try:
-        row = await connection.fetchrow(
-            """
-            SELECT
-              count(*) FILTER (WHERE layer = 1 AND reapplications = 0
-                               AND report_accepted_at >= $1) AS holds,
-              count(*) FILTER (WHERE state IN ('requested', 'sent')) AS in_flight
-            FROM holds
-            """,
-            since,
-        )
-        assert row is not None
-        return int(row["holds"]), int(row["in_flight"])
-    finally:
-        await connection.close()
 
 
 async def bench(
@@ -248,51 +107,6 @@ async def _latency_at_200(
         "report_to_request_ms": Race.percentiles(run.race.requested_ms),
         "report_to_stopped_ms": Race.percentiles(run.race.confirmed_ms),
     }
-
-
-@dataclass(frozen=True)
-class HttpRun:
-    database_url: str
-    since: datetime
-    sent: Sent
-    race: Race
-
-
-async def http_load(
-    pg: PostgresServer,
-    broker: Broker,
-    root: Path,
-    *,
-    workers: int,
-    rate: float,
-    seconds: float,
-    seed: int,
-    timeout: float,
-) -> HttpRun:
-    """Stopper on a fresh database, reports posted over HTTP at `rate` for `seconds`; returns
-    once every hold of theirs has settled (or `timeout`), the processes stopped."""
-    database = await fresh_database(pg)
-    stack = Stack(root, database, broker, workers)
-    await stack.start()
-    try:
-        since = datetime.now(UTC)
-        sent = await send_http(stack.api_url, rate, seconds, seed=seed)
-        race = await settled(database, since, sent.holds, timeout=timeout)
-    finally:
-        stack.stop()
-    return HttpRun(database, since, sent, race)
-
-
-def on_servers(
-    prefix: str, work: Callable[[PostgresServer, Broker, Path], Coroutine[Any, Any, T]]
-) -> T:
-    """Run `work` against a private PostgreSQL and broker, in a temporary directory."""
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        root = Path(tmp)
-        root.chmod(0o755)
-        (root / "pg").mkdir()
-        with postgres_server(root / "pg") as pg, tansu_broker(root) as broker:
-            return asyncio.run(work(pg, broker, root))
 
 
 def machine() -> dict[str, Any]:

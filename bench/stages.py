@@ -28,7 +28,8 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from bench.loadgen import Race
-from bench.run import RESULTS, http_load, machine, on_servers
+from bench.run import RESULTS, machine
+from bench.stack import http_load, on_servers
 from tests.servers import Broker, PostgresServer
 
 STAGES = {
