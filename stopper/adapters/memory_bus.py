@@ -1,8 +1,10 @@
-"""`InProcessBus`: the embedded default's message bus, for one process and no servers.
+"""`InProcessBus`: a message bus in memory, for one process without Kafka on PostgreSQL.
 
 Each topic is an append-only list; each consumer group keeps a committed offset per topic, so
 the semantics match Kafka's where Stopper relies on them (at-least-once, commit after work,
-redelivery from the last commit when a subscription is reopened). Nothing survives the process.
+redelivery from the last commit when a subscription is reopened). Nothing survives the process:
+the embedded default (SQLite) uses `SqliteBus`, which keeps its records in the database file;
+one contract test holds the two alike.
 """
 
 from __future__ import annotations
