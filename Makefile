@@ -1,7 +1,8 @@
 # Two commands on a fresh machine:
 #   make demo   -- set up and run a live demo on the embedded default (no servers)
 #   make test   -- set up and run the whole suite, starting PostgreSQL and a Kafka broker itself
-#   make soak   -- the crash harness for ten minutes (kills, broker pause, database restart)
+#   make soak   -- the crash harness for ten minutes (realistic load, kills, broker pause,
+#                  database restart; every hold checked against the institutions' ledger)
 #   make bench  -- throughput and latency against the machine's bare pipeline (~12-15 min)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -41,8 +42,11 @@ test: $(STAMP) test-binaries
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
-# The crash harness for longer than the suite runs it (10 minutes of load by default;
-# SOAK_ARGS="--minutes 30 --rate 8"), printing what was sent, kept, stopped and doubled.
+# The crash harness for longer than the suite runs it: its realistic scenario (20 reports/s, the
+# api and workers killed, broker paused, PostgreSQL restarted; then every hold must match its
+# institution's ledger within 60 s) for 10 minutes of load by default; SOAK_ARGS="--minutes 30
+# --rate 8", or "--scenario steady" for the earlier one. Prints what was sent, kept, stopped,
+# doubled and out of step with the ledger.
 soak: $(STAMP) test-binaries
 	$(BIN)/python -m tests.crash $(SOAK_ARGS)
 
