@@ -11,6 +11,7 @@
     └── InfrastructureError           a server we depend on misbehaved
         ├── BusUnavailable            the message bus could not take or give messages (retryable)
         ├── StoreUnavailable          the database could not be reached (retryable)
+        │   └── SchemaNotReady        reached, but not at this Stopper's schema (retryable: migrate)
         └── InstitutionError          an institution did not give a usable answer
             ├── InstitutionTimeout    no answer within the attempt's timeout (retryable)
             ├── InstitutionUnavailable  refused connection, 5xx (retryable)
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidAmount",
     "MalformedAnswer",
     "RequestRefused",
+    "SchemaNotReady",
     "StopperError",
     "StoreUnavailable",
 ]
@@ -64,6 +66,12 @@ class BusUnavailable(InfrastructureError):
 
 class StoreUnavailable(InfrastructureError):
     """The database could not be reached."""
+
+
+class SchemaNotReady(StoreUnavailable):
+    """The database answers, but its schema is not the one this Stopper's migrations end at (a
+    table or column missing: `stopper migrate` has not run yet). Retryable: once it has, the same
+    call succeeds."""
 
 
 class InstitutionError(InfrastructureError):

@@ -86,7 +86,7 @@ from stopper.domain.holds import Hold, HoldState, Transition, idempotency_key_fo
 from stopper.domain.messages import RequestStop
 from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailNode
-from stopper.errors import StoreUnavailable
+from stopper.errors import SchemaNotReady, StoreUnavailable
 
 # A hold still in play: something is owed to it or may still happen to it.
 _IN_PLAY = (
@@ -1195,9 +1195,23 @@ _MAX_CONFLICT_RETRIES = 5
 
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
-    """The database not being there is `StoreUnavailable` (retryable); anything else is a bug."""
+    """The database not being there is `StoreUnavailable` (retryable); a table or column it does
+    not have is `SchemaNotReady` (a migration has not run yet); anything else is a bug."""
     try:
         yield
+    except DBAPIError as e:
+        # The driver's own error: SQLite says "no such table: ..." or "no such column: ...";
+        # PostgreSQL's SQLSTATE is 42P01 (undefined table) or 42703 (undefined column).
+        said = str(getattr(e.orig, "__cause__", None) or e.orig).partition("\n")[0]
+        if getattr(e.orig, "sqlstate", None) in ("42P01", "42703") or said.startswith(
+            ("no such table", "no such column")
+        ):
+            raise SchemaNotReady(
+                f"the database schema is behind this Stopper ({said}): run `stopper migrate`"
+            ) from e
+        if isinstance(e, _UNAVAILABLE):
+            raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
+        raise
     except _UNAVAILABLE as e:
         raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
 
