@@ -5,45 +5,87 @@ API as another, so stop requests and signed callbacks cross real HTTP. Realistic
 (with reposts and a few broken ones mixed in) are posted to intake the way a police system
 would; a live line shows the holds move; at the end a summary says what was stopped, how fast,
 and that nothing was stopped twice.
+
+The exit code says whether the race went as it should (`problems`): 1, with each reason on
+stderr, when an accepted report has no case, a hold is left unsettled, a hold failed that the
+profile does not make fail (`profile_makes_fail`), anything was stopped or returned twice, or a
+lapse was silent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import signal
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
 
 import httpx
 
 from stopper.adapters.clock import ScaledClock
 from stopper.api.app import create_app
 from stopper.config import (
+    ApiSettings,
     DatabaseSettings,
     DeadlineSettings,
+    Environment,
     InstitutionsSettings,
     KafkaSettings,
+    Role,
     Settings,
 )
 from stopper.domain.cases import case_id_for
-from stopper.domain.holds import HoldState
-from stopper.registry import load_registry
+from stopper.domain.holds import TRANSITIONS, HoldEvent, HoldState
+from stopper.registry import Institution, load_registry
 from stopper.runtime import build_runtime
 from stopper.serving import free_port, serving
-from stopper.simulation.institutions import Simulation, create_simulation_app, profile
+from stopper.simulation.institutions import (
+    Behaviour,
+    Simulation,
+    create_simulation_app,
+    profile,
+)
 from stopper.simulation.reports import ReportFactory
 
 # A hold is settled once its institution has answered (or Stopper gave up on it) and no return
-# is on its way; with an accelerated clock a stop may lapse, or be frozen, before the last
-# report's holds settle.
-UNSETTLED = {HoldState.REQUESTED, HoldState.SENT, HoldState.RETURNING}
+# is on its way: unsettled are the states Stopper may still give up from (a stop request owed,
+# sent, or accepted and not yet confirmed) and those a return's confirmation leaves. With an
+# accelerated clock a stop may lapse, or be frozen, before the last report's holds settle.
+UNSETTLED = frozenset(
+    state
+    for state, event in TRANSITIONS
+    if event in (HoldEvent.GAVE_UP, HoldEvent.RETURN_CONFIRMED)
+)
+
+# A profile makes a hold fail where its faults can use up the hold's retries: an outage that
+# outlasts the retry deadline, or timeouts, 5xx and unreadable answers so frequent that every
+# attempt meeting one has a chance of at least one in a million (chaos: about 0.38 ** 8 = 5e-4
+# a hold, more once the breaker opens; realistic: about 0.035 ** 8 = 2e-12). Any other failed
+# hold is the race going wrong.
+LIKELY_ENOUGH = 1e-6
+
+
+def profile_makes_fail(behaviour: Behaviour, institution: Institution) -> bool:
+    """Whether `behaviour` can make holds at `institution` fail, under its retry policy."""
+    retry = institution.retry
+    if behaviour.outage is not None:
+        down_from, down_until = behaviour.outage
+        if down_until - down_from >= retry.deadline_s:
+            return True
+    # A request left hanging is a timeout only if it hangs longer than an attempt may wait.
+    hangs = behaviour.timeout_rate if behaviour.hang_s * 1000 > institution.timeout_ms else 0.0
+    usable = (1 - hangs) * (1 - behaviour.error_rate) * (1 - behaviour.malformed_rate)
+    return (1 - usable) ** retry.max_attempts >= LIKELY_ENOUGH
 
 
 @dataclass
@@ -55,6 +97,11 @@ class DemoRun:
     reapplied: int = 0
     freezes_ordered: int = 0
     returns_ordered: int = 0
+    # Failed holds by institution, with the reason of one of them: those the profile makes fail
+    # and the others.
+    failed_by_profile: Counter[str] = field(default_factory=Counter)
+    failed_otherwise: Counter[str] = field(default_factory=Counter)
+    failure_reasons: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,26 +128,38 @@ async def run_demo(
     progress: bool,
     max_wait_s: float,
     clock_speed: float = 1.0,
+    institutions_url: str | None = None,
 ) -> DemoRun:
+    """`institutions_url`: where stop requests go instead of the simulated institutions (which
+    then make nothing fail: every failed hold counts against the run)."""
     registry = load_registry()
     stopper_port = free_port()
+    # The demo is a world of its own: nothing in the environment points it at another database,
+    # bus or registry, makes it production, or asks its own calls for keys.
     base = Settings(
-        database=DatabaseSettings(url=None, embedded_path=db_path),
+        environment=Environment.DEVELOPMENT,
+        role=Role.ALL,
+        registry_path=None,
+        database=DatabaseSettings(url=None, embedded_path=db_path, migrate_on_start=True),
         kafka=KafkaSettings(bootstrap=None),
+        api=ApiSettings(require_keys=False),
         # Look at the deadlines every ten business minutes, however fast business time runs.
         deadlines=DeadlineSettings(
             sweep_interval_ms=max(10, min(1000, int(600_000 / clock_speed)))
         ),
     )
+    behaviours = profile(profile_name, registry)
     simulation = Simulation(
         registry,
-        profile(profile_name, registry),
+        behaviours,
         secret_for=lambda ref: base.institutions.secret_for(ref, base.environment),
         stopper_url=f"http://127.0.0.1:{stopper_port}",
     )
     run = DemoRun()
     async with serving(create_simulation_app(simulation)) as sim_url:
-        settings = base.model_copy(update={"institutions": InstitutionsSettings(base_url=sim_url)})
+        settings = base.model_copy(
+            update={"institutions": InstitutionsSettings(base_url=institutions_url or sim_url)}
+        )
         deadline_clock = ScaledClock(clock_speed) if clock_speed > 1 else None
         runtime = build_runtime(settings, deadline_clock=deadline_clock)
         async with (
@@ -148,6 +207,14 @@ async def run_demo(
             warnings, lapses, silent = await runtime.store.deadline_counts(
                 settings.kafka.hold_events_topic
             )
+            failed = overview.holds_by_state.get(HoldState.FAILED.value, 0)
+            for listed in await runtime.store.list_holds(states=["failed"], limit=failed or 1):
+                code = listed.hold.institution_code
+                by_profile = institutions_url is None and profile_makes_fail(
+                    behaviours[code], registry[code]
+                )
+                (run.failed_by_profile if by_profile else run.failed_otherwise)[code] += 1
+                run.failure_reasons.setdefault(code, listed.state_reason or "no reason recorded")
         stats = simulation.stats()["totals"]
         simulation.close_requests()
         run.summary = _summary(
@@ -163,8 +230,48 @@ async def run_demo(
             "returns_ordered": run.returns_ordered,
             "amount_returned": _money(overview.amount_returned_by_currency),
             "double_returns": stats["double_returns"],
+            "profile": profile_name,
+            "holds_failed_by_profile": run.failed_by_profile.total(),
+            "holds_failed_otherwise": run.failed_otherwise.total(),
         }
+        run.summary["problems"] = problems(run)
     return run
+
+
+def problems(run: DemoRun) -> list[str]:
+    """What went wrong in the race, one line each; none when it went as it should."""
+    s = run.summary
+    found = []
+    missing = s["reports_accepted"] - s["cases_opened"]
+    if missing > 0:
+        found.append(f"{missing} accepted reports have no case")
+    unsettled = {
+        state: count
+        for state, count in s["holds_by_state"].items()
+        if count and HoldState(state) in UNSETTLED
+    }
+    if unsettled:
+        states = ", ".join(f"{state}: {count}" for state, count in sorted(unsettled.items()))
+        found.append(
+            f"{sum(unsettled.values())} holds left unsettled when the run ended ({states})"
+        )
+    if run.failed_otherwise:
+        counts = run.failed_otherwise.most_common()
+        where = ", ".join(f"{code} {count}" for code, count in counts[:5])
+        where += ", ..." if len(counts) > 5 else ""
+        first = counts[0][0]
+        found.append(
+            f"{run.failed_otherwise.total()} holds failed that the {s['profile']} profile does "
+            f"not make fail ({where}); {first}: {run.failure_reasons[first]}"
+        )
+    for key, what in (
+        ("double_stops", "stops executed twice"),
+        ("double_returns", "returns paid twice"),
+        ("silent_lapses", "lapses were silent (their warnings had not gone out ahead)"),
+    ):
+        if s[key]:
+            found.append(f"{s[key]} {what}")
+    return found
 
 
 DEADLINE_HOURS = 72
@@ -302,6 +409,11 @@ def print_table(run: DemoRun) -> None:
     print(f"  holds               {s['holds']}")
     for state, count in s["holds_by_state"].items():
         print(f"    {state:<17} {count:>6}")
+    if s["holds_failed_by_profile"] or s["holds_failed_otherwise"]:
+        print(
+            f"  failed holds        {s['holds_failed_by_profile']} made to fail by the "
+            f"{s['profile']} profile's faults, {s['holds_failed_otherwise']} otherwise"
+        )
     print("  money trail         layer  holds  amount stopped")
     for layer, row in s["holds_by_layer"].items():
         print(f"                      {layer:>5}  {row['holds']:>5}  {row['amount_stopped']:>14}")
@@ -353,6 +465,45 @@ def print_table(run: DemoRun) -> None:
         print(f"    ... and {len(holds) - SAMPLE_ROWS} more holds")
 
 
+_T = TypeVar("_T")
+
+
+def _interruptible(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run `work`; Ctrl-C cancels it and is a KeyboardInterrupt, whatever it broke first.
+
+    The demo's servers take SIGINT over while they run and shut down on it, so what fails next
+    is often a request to a server that is gone; they hand the signal on as they stop, to here.
+    What is logged from then on is the shutdown the person asked for: not shown."""
+    interrupted = False
+    main: asyncio.Task[_T] | None = None
+
+    async def run() -> _T:
+        nonlocal main
+        main = asyncio.current_task()
+        return await work
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        interrupted = True
+        logging.disable(logging.CRITICAL)
+        if main is None or main.done():
+            raise KeyboardInterrupt
+        main.get_loop().call_soon_threadsafe(main.cancel)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        result = asyncio.run(run())
+    except (Exception, asyncio.CancelledError):
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:  # too late to cancel anything, but the run was cut short all the same
+        raise KeyboardInterrupt
+    return result
+
+
 def main(
     reports: int,
     db: Path | None,
@@ -360,10 +511,13 @@ def main(
     profile_name: str = "realistic",
     max_wait_s: float = 180.0,
     clock_speed: float = 1.0,
+    institutions_url: str | None = None,
 ) -> int:
+    """Run the demo and print its summary; 0 if the race went as it should, else 1 with each
+    problem on stderr."""
     with tempfile.TemporaryDirectory(prefix="stopper-demo-") as tmp:
         db_path = db or Path(tmp) / "stopper-demo.db"
-        run = asyncio.run(
+        run = _interruptible(
             run_demo(
                 reports,
                 db_path,
@@ -371,6 +525,7 @@ def main(
                 progress=not as_json and sys.stderr.isatty(),
                 max_wait_s=max_wait_s,
                 clock_speed=clock_speed,
+                institutions_url=institutions_url,
             )
         )
     if as_json:
@@ -387,7 +542,7 @@ def main(
         )
     else:
         print_table(run)
-    s = run.summary
-    complete = s["cases_opened"] == s["reports_accepted"] and _settled(s["holds_by_state"])
-    clean = s["double_stops"] == 0 and s["double_returns"] == 0 and s["silent_lapses"] == 0
-    return 0 if complete and clean else 1
+    sys.stdout.flush()  # the summary first, then what went wrong
+    for problem in run.summary["problems"]:
+        print(f"stopper demo: {problem}", file=sys.stderr)
+    return 1 if run.summary["problems"] else 0
