@@ -22,15 +22,22 @@ def fetch(url: str, path: str, params: dict[str, Any] | None = None, key: str = 
     headers = {"authorization": f"Bearer {key}"} if key else {}
     try:
         response = httpx.get(url.rstrip("/") + path, params=params, headers=headers, timeout=10)
-    except httpx.HTTPError as e:
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
         raise OperatorCommandFailed(f"cannot reach Stopper at {url}: {type(e).__name__}") from e
     if response.status_code != 200:
         try:
             detail = response.json().get("detail", response.text)
-        except ValueError:
+        except (ValueError, AttributeError):  # not JSON, or JSON without a detail
             detail = response.text
         raise OperatorCommandFailed(f"HTTP {response.status_code}: {detail}")
-    return response.json()
+    try:
+        return response.json()
+    except ValueError as e:
+        raise _not_stopper(url) from e
+
+
+def _not_stopper(url: str) -> OperatorCommandFailed:
+    return OperatorCommandFailed(f"{url} did not answer as Stopper's API does: is it Stopper?")
 
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
@@ -170,6 +177,9 @@ def run(
     doc = fetch(url, path, params, key)
     if as_json:
         out.write(json.dumps(doc, indent=2) + "\n")
-    else:
+        return 0
+    try:
         render(doc, datetime.now(UTC), out)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:  # JSON, but not Stopper's
+        raise _not_stopper(url) from e
     return 0
