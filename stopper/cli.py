@@ -4,26 +4,103 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
+import importlib.metadata
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsError
 
-from stopper.config import Settings
-from stopper.errors import ConfigurationError
+from stopper import config
+from stopper.config import DatabaseSettings, Settings
+from stopper.errors import ConfigurationError, SchemaNotReady, StopperError, StoreUnavailable
 from stopper.logs import configure_logging
-from stopper.operator_cli import OperatorCommandFailed
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+_T = TypeVar("_T")
 
 
 def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as e:
+        raise _invalid_settings(e) from e
+    except SettingsError as e:  # a variable that does not parse at all (JSON, say)
         raise ConfigurationError(f"invalid settings: {e}") from e
+
+
+def _settings_section(error: ValidationError) -> type[BaseSettings] | None:
+    """The settings class `error` is about, if it is about settings."""
+    section = getattr(config, error.title, None)
+    if isinstance(section, type) and issubclass(section, BaseSettings):
+        return section
+    return None
+
+
+def _invalid_settings(error: ValidationError) -> ConfigurationError:
+    """One line naming each variable that is wrong and why, never its value (a secret, maybe)."""
+    section = _settings_section(error)
+    prefix = str(section.model_config.get("env_prefix", "")) if section else ""
+    problems = []
+    for problem in error.errors():
+        why = problem["msg"].removeprefix("Value error, ")
+        name = "_".join(str(part) for part in problem["loc"]).upper()
+        problems.append(f"{prefix}{name}: {why}" if name else why)
+    return ConfigurationError("invalid settings: " + "; ".join(problems))
+
+
+def _where(database: DatabaseSettings) -> str:
+    """The database, as a person would look for it (a password never shown)."""
+    if database.is_embedded:
+        return str(database.embedded_path)
+    from sqlalchemy.engine import make_url
+
+    return make_url(database.effective_url).render_as_string(hide_password=True)
+
+
+@contextlib.contextmanager
+def _database_errors(database: DatabaseSettings) -> Iterator[None]:
+    """What the driver and Alembic raise around a command, said in one line: the database cannot
+    be reached, or its schema is one this Stopper does not know."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    try:
+        yield
+    except BrokenPipeError:  # the reader of what a command printed went away: not the database
+        raise
+    except (OperationalError, InterfaceError, OSError) as e:
+        cause = e.orig if isinstance(e, DBAPIError) and e.orig is not None else e
+        said = str(cause).strip().partition("\n")[0] or type(cause).__name__
+        raise StoreUnavailable(f"database unreachable at {_where(database)}: {said}") from e
+    except CommandError as e:
+        raise SchemaNotReady(
+            f"the database schema at {_where(database)} is not one this Stopper knows ({e}); "
+            "was it migrated by a newer Stopper?"
+        ) from e
+
+
+async def _schema_at_head(engine: AsyncEngine, database: DatabaseSettings) -> None:
+    """What a command that needs the schema does first. Like `serve`, it brings the schema to
+    the newest migration, unless STOPPER_DATABASE_MIGRATE_ON_START=false (migrations are then
+    `stopper migrate`'s alone): then it only checks, and says what to run."""
+    from stopper.adapters.db import migrate
+
+    if database.migrate_on_start:
+        await migrate.upgrade(engine)
+    elif not await migrate.at_head(engine):
+        raise SchemaNotReady(
+            f"the database schema at {_where(database)} is not at this Stopper's newest "
+            "migration: run `stopper migrate` first"
+        )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -38,6 +115,10 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     host = args.host or settings.api.host
     port = args.port if args.port is not None else settings.api.port
+    if settings.database.migrate_on_start:
+        # Here rather than at start-up inside the server, where a database that cannot be
+        # reached would end in a traceback; the runtime's own upgrade then finds nothing to do.
+        _run_on_database(settings.database, _schema_at_head)
     app = create_app(build_runtime(settings))
     _settle_garbage_collector()
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
@@ -57,7 +138,7 @@ def _with_role(settings: Settings, role: str) -> Settings:
     try:
         return Settings.model_validate({**settings.model_dump(), "role": role})
     except ValidationError as e:
-        raise ConfigurationError(f"invalid settings: {e}") from e
+        raise _invalid_settings(e) from e
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -89,24 +170,37 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_on_database(
+    database: DatabaseSettings, work: Callable[[AsyncEngine, DatabaseSettings], Awaitable[_T]]
+) -> _T:
+    """`work` on an engine of `database`, disposed of afterwards; what the driver raises is
+    said in one line (`_database_errors`)."""
+    from stopper.adapters.db.engine import create_engine
+
+    async def run() -> _T:
+        engine = create_engine(database)
+        try:
+            return await work(engine, database)
+        finally:
+            await engine.dispose()
+
+    with _database_errors(database):
+        return asyncio.run(run())
+
+
 def _migrate(args: argparse.Namespace) -> int:
     from stopper.adapters.db import migrate
-    from stopper.adapters.db.engine import create_engine
 
     settings = _settings()
     configure_logging(settings.log_level)
 
-    async def run() -> None:
-        engine = create_engine(settings.database)
-        try:
-            if args.downgrade:
-                await migrate.downgrade(engine, args.downgrade)
-            else:
-                await migrate.upgrade(engine)
-        finally:
-            await engine.dispose()
+    async def run(engine: AsyncEngine, _: DatabaseSettings) -> None:
+        if args.downgrade:
+            await migrate.downgrade(engine, args.downgrade)
+        else:
+            await migrate.upgrade(engine)
 
-    asyncio.run(run())
+    _run_on_database(settings.database, run)
     return 0
 
 
@@ -154,63 +248,103 @@ def _list_cases(args: argparse.Namespace) -> int:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from stopper.adapters.db.engine import create_engine
     from stopper.adapters.db.store import SqlStore
-    from stopper.app.auth import KeyRole, new_key
+    from stopper.app.auth import KeyRole, StoredKey, new_key
 
     settings = _settings()
-
-    async def run() -> int:
-        engine = create_engine(settings.database)
-        store = SqlStore(engine, settings.kafka.stop_requests_topic)
+    now = datetime.now(UTC)
+    issued: tuple[StoredKey, str] | None = None
+    if args.keys_command == "add":
         try:
-            now = datetime.now(UTC)
-            if args.keys_command == "add":
-                try:
-                    stored, token = new_key(args.agency, KeyRole(args.role), args.label, now)
-                except ValueError as e:
-                    print(f"stopper: {e}", file=sys.stderr)
-                    return 2
-                await store.add_api_key(stored)
-                print(
-                    f"key {stored.key_id} ({stored.role.value}, agency {stored.agency_code or '-'})"
-                )
-                print("the key itself, shown this once:")
-                print(token)
-                return 0
-            if args.keys_command == "revoke":
-                if await store.revoke_api_key(args.key_id, now):
-                    print(f"key {args.key_id} revoked")
-                    return 0
-                print(f"stopper: no active key {args.key_id}", file=sys.stderr)
-                return 1
-            for key in await store.list_api_keys():
-                state = "revoked" if key.revoked_at else "active"
-                print(
-                    f"{key.key_id}  {key.role.value:<8}  {key.agency_code or '-':<24}  "
-                    f"{state:<7}  {key.created_at:%Y-%m-%d}  {key.label}"
-                )
-            return 0
-        finally:
-            await engine.dispose()
+            issued = new_key(args.agency, KeyRole(args.role), args.label, now)
+        except ValueError as e:
+            print(f"stopper: {e}", file=sys.stderr)
+            return 2
 
-    return asyncio.run(run())
+    async def run(engine: AsyncEngine, database: DatabaseSettings) -> int:
+        await _schema_at_head(engine, database)
+        store = SqlStore(engine, settings.kafka.stop_requests_topic)
+        if issued is not None:
+            stored, token = issued
+            await store.add_api_key(stored)
+            print(f"key {stored.key_id} ({stored.role.value}, agency {stored.agency_code or '-'})")
+            print("the key itself, shown this once:")
+            print(token)
+            return 0
+        if args.keys_command == "revoke":
+            if await store.revoke_api_key(args.key_id, now):
+                print(f"key {args.key_id} revoked")
+                return 0
+            print(f"stopper: no active key {args.key_id}", file=sys.stderr)
+            return 1
+        for key in await store.list_api_keys():
+            state = "revoked" if key.revoked_at else "active"
+            print(
+                f"{key.key_id}  {key.role.value:<8}  {key.agency_code or '-':<24}  "
+                f"{state:<7}  {key.created_at:%Y-%m-%d}  {key.label}"
+            )
+        return 0
+
+    return _run_on_database(settings.database, run)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from stopper import demo
 
+    if args.db is not None:
+        # A file of the user's: one that cannot be opened, or whose schema this Stopper does not
+        # know, is said here in one line rather than by the server failing to start.
+        database = DatabaseSettings(url=None, embedded_path=args.db, migrate_on_start=True)
+        _run_on_database(database, _schema_at_head)
     configure_logging("WARNING")
     # Breaker, failure and lapse events would flood the live display; the summary counts them.
     logging.getLogger("stopper.app").setLevel(logging.CRITICAL)
-    return demo.main(
-        args.reports, args.db, args.json, args.profile, args.max_wait, args.clock_speed
-    )
+    try:
+        return demo.main(
+            args.reports,
+            args.db,
+            args.json,
+            args.profile,
+            args.max_wait,
+            args.clock_speed,
+            institutions_url=args.institutions_url,
+        )
+    except ValidationError as e:  # the demo reads the sections it does not set from the environment
+        if _settings_section(e) is None:
+            raise
+        raise _invalid_settings(e) from e
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("stopper")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _at_least(minimum: float, kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"at least {minimum:g}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stopper", description="Emergency payment-stop coordinator."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error (without it: one line on stderr, exit code 1)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -310,7 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     mig.set_defaults(run=_migrate)
 
     demo = commands.add_parser("demo", help="a live run on the embedded default")
-    demo.add_argument("--reports", type=int, default=300, help="how many reports (default 300)")
+    demo.add_argument(
+        "--reports", type=_at_least(1, int), default=300, help="how many reports (default 300)"
+    )
     demo.add_argument(
         "--db", type=Path, default=None, help="keep the SQLite file here (default: a temporary one)"
     )
@@ -323,35 +459,60 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--clock-speed",
-        type=float,
+        type=_at_least(1, float),
         default=1.0,
         help="run the 48-hour deadlines this many times faster and let 72 hours pass "
         "(e.g. 3600: 72 h in 72 s); default 1: no deadline phase",
     )
     demo.add_argument(
         "--max-wait",
-        type=float,
+        type=_at_least(0, float),
         default=180.0,
         help="seconds to wait for every hold to settle (default 180)",
+    )
+    demo.add_argument(
+        "--institutions-url",
+        default=None,
+        metavar="URL",
+        help="send stop requests there instead of to the simulated institutions, which then "
+        "make no hold fail (e.g. a port nothing listens on: every hold fails, and the exit code "
+        "says so)",
     )
     demo.set_defaults(run=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 1 it failed, said in one line on stderr (`--debug`: the traceback);
+    2 a usage error or unusable settings (argparse's own for the former); 130 interrupted."""
     args = build_parser().parse_args(argv)
-    try:
+    if args.debug:
         code: int = args.run(args)
+        return code
+    try:
+        code = args.run(args)
     except ConfigurationError as e:
         print(f"stopper: {e}", file=sys.stderr)
         return 2
-    except OperatorCommandFailed as e:
+    except StopperError as e:  # the database, the API, the schema: the message says which
         print(f"stopper: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("stopper: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # `stopper ... | head`: the reader has all it wanted.
         sys.stderr.close()
         return 0
+    except Exception as e:
+        # A bug, or a condition nobody foresaw: still one line, and the way to the rest.
+        lines = str(e).strip().splitlines()
+        print(
+            f"stopper: unexpected {type(e).__name__}: {lines[0] if lines else '(no message)'} "
+            "(`stopper --debug ...` shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     return code
 
 
