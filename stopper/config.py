@@ -1,7 +1,7 @@
 """Settings, in sections, read from the environment (prefix ``STOPPER_``) and validated at start-up.
 
 This is the only module that reads the environment. No database URL and no Kafka bootstrap
-means the embedded default: a SQLite file and the in-process bus, no servers needed.
+means the embedded default: a SQLite file holding the store and the bus, no servers needed.
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STOPPER_KAFKA_", extra="ignore")
 
     bootstrap: str | None = Field(
-        default=None, description="host:port[,host:port]. Unset: the in-process bus."
+        default=None,
+        description="host:port[,host:port]. Unset: the bus in the SQLite file (embedded "
+        "default), or in process memory beside PostgreSQL.",
     )
     reports_topic: str = "stopper.reports"
     reports_dlq_topic: str = "stopper.reports.dlq"

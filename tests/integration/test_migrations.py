@@ -32,6 +32,9 @@ TABLES = {
     "institution_health",
     "api_keys",
     "processed_messages",
+    "reconciliation_divergences",
+    "bus_records",
+    "bus_offsets",
 }
 
 
