@@ -3,7 +3,7 @@
 #   make test   -- set up and run the whole suite, starting PostgreSQL and a Kafka broker itself
 #   make soak   -- the crash harness for ten minutes (realistic load, kills, broker pause,
 #                  database restart; every hold checked against the institutions' ledger)
-#   make bench  -- throughput and latency against the machine's bare pipeline (~12-15 min)
+#   make bench  -- throughput, latency and the realistic run against the bare pipelines (~25-30 min)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -50,9 +50,11 @@ test: $(STAMP) test-binaries
 soak: $(STAMP) test-binaries
 	$(BIN)/python -m tests.crash $(SOAK_ARGS)
 
-# The benchmark (bench/run.py): Stopper on PostgreSQL and the broker against the bare pipeline;
-# writes bench/results/latest.json and the table in bench/README.md. About 12 to 15 minutes
-# (a sustained run of about 6); BENCH_ARGS="--reports 20000 --latency-seconds 10" for a quick look.
+# The benchmark (bench/run.py): Stopper on PostgreSQL and the broker against the bare pipelines,
+# and the realistic run (d) on a PostgreSQL with fsync on; writes bench/results/latest.json and
+# the table in bench/README.md. About 25 to 30 minutes ((a) about 7, (d) up to 15);
+# BENCH_ARGS="--quick" for a quick look, "--only d" (or a, b, c, c2) for one part: those write
+# bench/results/partial.json instead.
 bench: $(STAMP) test-binaries
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 

@@ -1,12 +1,22 @@
-"""`make bench`: Stopper on the real broker and PostgreSQL, with simulated institutions that
-answer at once, against the bare limit of this machine. Writes bench/results/latest.json.
+"""`make bench`: Stopper on the real broker and PostgreSQL against the bare limits of this
+machine. A full run writes bench/results/latest.json and the results table of bench/README.md;
+a run with `--quick` or `--only` writes bench/results/partial.json (not kept in git) instead.
 
+(b) p50/p95/p99 report -> stop request sent and report -> stop confirmed, reports posted over
+    HTTP at 200 per second for `--latency-seconds`, `--latency-runs` times (each on a fresh
+    database), each run right after a run of the bare hop at the same rate for as long
+    (bench/bare.py: produce -> arrival on the output topic); `latency_ratio_p99` = the median
+    of (b)'s p99 report -> request over the median of the bare p99s;
 (a) sustained holds per second: `--reports` reports produced straight onto the reports topic as
     fast as the broker takes them; holds settled / (last hold settled - first report accepted);
-(b) p50/p95/p99 report -> stop request sent and report -> stop confirmed, reports posted over
-    HTTP at 200 per second for `--latency-seconds`;
-(c) the bare pipeline (bench/bare.py) moving as many records as (a) settled holds.
-Measured in the order (b), (a), (c): (a) leaves the most behind.
+(c) the bare pipeline moving as many records as (a) settled holds; `ratio` = (a) / (c);
+(c') the bare pipeline with Stopper's I/O per hold (a POST per record to a server answering at
+    once, rows inserted and updated): `ratio_same_io` = (a) / (c');
+    all four on a PostgreSQL with fsync off, in the order (b), (a), (c), (c'): (a) leaves the
+    most behind;
+(d) the realistic run (bench/realistic.py): api, two workers and the realistic simulator,
+    reports over HTTP in steps of rising rate, every hold compared with the institutions'
+    ledger, on a PostgreSQL of its own with fsync and synchronous_commit on.
 """
 
 from __future__ import annotations
@@ -15,74 +25,135 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench.bare import bare_per_s
+from bench.bare import bare_latency_ms, bare_per_s, bare_same_io_per_s
 from bench.loadgen import Race, send_kafka
+from bench.realistic import Steps, durable_postgres_server, realistic
 from bench.stack import Stack, http_load, on_servers, settled
 from tests.crash.harness import fresh_database
 from tests.servers import Broker, PostgresServer, drop_database
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ("a", "b", "c", "c'", "d")
+ALIASES = {"c2": "c'", "cprime": "c'"}  # c' is awkward to type in a shell
+
+# Defaults of a full run, and of `--quick` (a minute or two a part, to see that it works).
+FULL: dict[str, Any] = {
+    "reports": 330_000,
+    "latency_seconds": 30.0,
+    "latency_runs": 3,
+    "same_io_records": 200_000,
+    "realistic_rates": "10,20,50,100,200",
+    "realistic_step_seconds": 120.0,
+}
+QUICK: dict[str, Any] = {
+    "reports": 20_000,
+    "latency_seconds": 10.0,
+    "latency_runs": 1,
+    "same_io_records": 20_000,
+    "realistic_rates": "10,20",
+    "realistic_step_seconds": 15.0,
+}
 
 
 async def bench(
     args: argparse.Namespace, pg: PostgresServer, broker: Broker, root: Path
 ) -> dict[str, Any]:
+    """(b), (a), (c) and (c'), as asked for, on the fsync-off server."""
     results: dict[str, Any] = {}
-
-    # (b) latency at 200 reports per second over HTTP, with each number of workers asked for;
-    # first, while the servers hold none of (a)'s rows. The headline is `--latency-workers`: at
-    # 200 reports/s one worker has room, and on two cores a second one mostly adds contention
-    # (both are recorded).
-    by_workers: dict[str, Any] = {}
-    for workers in sorted({args.latency_workers, args.workers}):
-        by_workers[str(workers)] = await _latency_at_200(args, pg, broker, root, workers)
-    headline = by_workers[str(args.latency_workers)]
-    results["latency_at_200"] = headline
-    results["latency_at_200_by_workers"] = by_workers
-    results["p99_ms_report_to_request_at_200"] = headline["report_to_request_ms"]["p99"]
-    results["p99_ms_report_to_stopped_at_200"] = headline["report_to_stopped_ms"]["p99"]
-
-    # (a) sustained holds per second, intake straight from the topic.
-    database = await fresh_database(pg)
-    stack = Stack(root, database, broker, args.workers)
-    await stack.start()
-    try:
-        since = datetime.now(UTC)
-        sent = await send_kafka(broker.bootstrap, stack.reports_topic, args.reports, seed=1)
-        race = await settled(database, since, sent.holds, timeout=args.timeout)
-        assert race.first_accepted and race.last_settled
-        span = (race.last_settled - race.first_accepted).total_seconds()
-        if race.holds != sent.holds:
-            raise RuntimeError(f"{race.holds} of {sent.holds} holds settled in {args.timeout} s")
-        if race.states.get("failed"):
-            # The institutions answer at once and never fail: a hold given up is a defect, and
-            # a hold that never reached its institution is no throughput.
-            raise RuntimeError(f"{race.states['failed']} of {race.holds} holds failed")
-        results["throughput"] = {
-            "reports": sent.reports,
-            "holds": race.holds,
-            "states": race.states,
-            "seconds": round(span, 1),
-            "produce_seconds": round(sent.seconds, 1),
-        }
-        results["holds_per_s"] = round(race.holds / span, 1)
-    finally:
-        stack.stop()
-    # Its hundreds of thousands of rows would be vacuumed while (c) runs.
-    await drop_database(database)
-
-    # (c) the bare pipeline, moving as many records as (a) settled holds.
-    database = await fresh_database(pg)
-    bare = await bare_per_s(broker.bootstrap, database, results["throughput"]["holds"])
-    results["bare_per_s"] = round(bare, 1)
-    results["ratio"] = round(results["holds_per_s"] / bare, 3)
+    if "b" in args.parts:
+        results |= await latency(args, pg, broker, root)
+    if "a" in args.parts:
+        results |= await throughput(args, pg, broker, root)
+    holds = results.get("throughput", {}).get("holds")
+    if "c" in args.parts:
+        # As many records as (a) settled holds.
+        database = await fresh_database(pg)
+        count = args.bare_records or holds or 100_000
+        bare = await bare_per_s(broker.bootstrap, database, count)
+        await drop_database(database)
+        results["bare_records"] = count
+        results["bare_per_s"] = round(bare, 1)
+        if "holds_per_s" in results:
+            results["ratio"] = round(results["holds_per_s"] / bare, 3)
+    if "c'" in args.parts:
+        database = await fresh_database(pg)
+        processes = args.same_io_processes or args.workers
+        same_io = await bare_same_io_per_s(
+            broker.bootstrap, database, args.same_io_records, processes=processes
+        )
+        await drop_database(database)
+        results["bare_same_io_records"] = args.same_io_records
+        results["bare_same_io_processes"] = processes
+        results["bare_same_io_per_s"] = round(same_io, 1)
+        if "holds_per_s" in results:
+            results["ratio_same_io"] = round(results["holds_per_s"] / same_io, 3)
     return results
+
+
+async def latency(
+    args: argparse.Namespace, pg: PostgresServer, broker: Broker, root: Path
+) -> dict[str, Any]:
+    """(b) at 200 reports/s over HTTP, `--latency-runs` times with the headline's workers, each
+    right after the bare hop at the same rate; then once with `--workers` workers, as context.
+    First of all, while the servers hold none of (a)'s rows. The headline is one worker: at
+    200 reports/s it has room, and on two cores a second one mostly adds contention."""
+    runs, bare_runs = [], []
+    for _ in range(args.latency_runs):
+        database = await fresh_database(pg)
+        ms = await bare_latency_ms(broker.bootstrap, database, 200.0, args.latency_seconds)
+        await drop_database(database)
+        bare_runs.append({"records": len(ms), **Race.percentiles(ms)})
+        runs.append(await _latency_at_200(args, pg, broker, root, args.latency_workers))
+    by_workers = {str(args.latency_workers): runs[_median_index(runs)]}
+    if args.workers != args.latency_workers:
+        by_workers[str(args.workers)] = await _latency_at_200(args, pg, broker, root, args.workers)
+
+    p99s = [r["report_to_request_ms"]["p99"] for r in runs]
+    bare_p99s = [r["p99"] for r in bare_runs]
+    return {
+        "latency_at_200": by_workers[str(args.latency_workers)],  # the run of the median p99
+        "latency_at_200_by_workers": by_workers,
+        "latency_at_200_runs": runs,
+        "latency_at_200_spread": {
+            "report_to_request_p50_ms": _spread([r["report_to_request_ms"]["p50"] for r in runs]),
+            "report_to_request_p99_ms": _spread(p99s),
+            "report_to_stopped_p99_ms": _spread([r["report_to_stopped_ms"]["p99"] for r in runs]),
+        },
+        "p99_ms_report_to_request_at_200": statistics.median(p99s),
+        "p99_ms_report_to_stopped_at_200": statistics.median(
+            r["report_to_stopped_ms"]["p99"] for r in runs
+        ),
+        "bare_latency_at_200_runs": bare_runs,
+        "bare_latency_at_200_spread": {
+            "p50_ms": _spread([r["p50"] for r in bare_runs]),
+            "p99_ms": _spread(bare_p99s),
+        },
+        "bare_p50_ms_at_200": statistics.median(r["p50"] for r in bare_runs),
+        "bare_p99_ms_at_200": statistics.median(bare_p99s),
+        "latency_ratio_p99": round(statistics.median(p99s) / statistics.median(bare_p99s), 3),
+    }
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "runs": len(values),
+    }
+
+
+def _median_index(runs: list[dict[str, Any]]) -> int:
+    """The run whose p99 report -> request is the median (the lower middle of an even count)."""
+    order = sorted(range(len(runs)), key=lambda i: runs[i]["report_to_request_ms"]["p99"])
+    return order[(len(order) - 1) // 2]
 
 
 async def _latency_at_200(
@@ -109,6 +180,41 @@ async def _latency_at_200(
     }
 
 
+async def throughput(
+    args: argparse.Namespace, pg: PostgresServer, broker: Broker, root: Path
+) -> dict[str, Any]:
+    """(a) sustained holds per second, intake straight from the topic."""
+    database = await fresh_database(pg)
+    stack = Stack(root, database, broker, args.workers)
+    await stack.start()
+    try:
+        since = datetime.now(UTC)
+        sent = await send_kafka(broker.bootstrap, stack.reports_topic, args.reports, seed=1)
+        race = await settled(database, since, sent.holds, timeout=args.timeout)
+        assert race.first_accepted and race.last_settled
+        span = (race.last_settled - race.first_accepted).total_seconds()
+        if race.holds != sent.holds:
+            raise RuntimeError(f"{race.holds} of {sent.holds} holds settled in {args.timeout} s")
+        if race.states.get("failed"):
+            # The institutions answer at once and never fail: a hold given up is a defect, and
+            # a hold that never reached its institution is no throughput.
+            raise RuntimeError(f"{race.states['failed']} of {race.holds} holds failed")
+    finally:
+        stack.stop()
+    # Its hundreds of thousands of rows would be vacuumed while (c) runs.
+    await drop_database(database)
+    return {
+        "throughput": {
+            "reports": sent.reports,
+            "holds": race.holds,
+            "states": race.states,
+            "seconds": round(span, 1),
+            "produce_seconds": round(sent.seconds, 1),
+        },
+        "holds_per_s": round(race.holds / span, 1),
+    }
+
+
 def machine() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
@@ -121,39 +227,117 @@ def machine() -> dict[str, Any]:
     }
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help="the parts to run, comma-separated, of a, b, c, c' (or c2), d (default: all)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="short defaults to see that each part works: "
+        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()),
+    )
+    parser.add_argument(
+        "--output", type=Path, help="default: results/latest.json, partial.json if partial"
+    )
+    a = parser.add_argument_group("(a) sustained throughput")
+    a.add_argument("--reports", type=int, help=f"reports produced (default {FULL['reports']})")
+    a.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    b = parser.add_argument_group("(b) latency at 200 reports/s, and the bare hop's")
+    b.add_argument("--latency-seconds", type=float, help="each run (default 30)")
+    b.add_argument("--latency-runs", type=int, help="runs of each (default 3)")
+    b.add_argument("--latency-workers", type=int, default=1, help="the headline's workers")
+    c = parser.add_argument_group("(c), (c') the bare pipelines")
+    c.add_argument("--bare-records", type=int, help="(c); default: as many as (a)'s holds")
+    c.add_argument("--same-io-records", type=int, help="(c'); default 200000")
+    c.add_argument(
+        "--same-io-processes", type=int, help="(c'); default: as many as (a)'s --workers"
+    )
+    d = parser.add_argument_group("(d) the realistic run")
+    d.add_argument("--realistic-rates", help="reports/s of each step (default 10,20,50,100,200)")
+    d.add_argument("--realistic-step-seconds", type=float, help="each step (default 120)")
+    d.add_argument(
+        "--realistic-settle-s",
+        type=float,
+        default=60.0,
+        help="how long after a step's load to wait for every hold to match (default 60)",
+    )
+    d.add_argument("--realistic-workers", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=600.0, help="(a), (b): settling")
+    args = parser.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    parts = [ALIASES.get(p.strip(), p.strip()) for p in args.only.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown parts {unknown}; known: {', '.join(PARTS)}")
+    if args.latency_runs < 1:
+        parser.error("--latency-runs must be at least 1")
+    args.parts = [p for p in PARTS if p in parts]
+    args.full = not args.quick and args.parts == list(PARTS)
+    if args.output is None:
+        args.output = RESULTS / ("latest.json" if args.full else "partial.json")
+    return args
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument(
-        "--reports", type=int, default=330_000, help="(a): reports produced (over 5 min)"
-    )
-    parser.add_argument("--latency-seconds", type=float, default=30.0, help="(b): how long")
-    parser.add_argument("--workers", type=int, default=2, help="(a): worker processes")
-    parser.add_argument(
-        "--latency-workers", type=int, default=1, help="(b): worker processes of the headline"
-    )
-    parser.add_argument("--timeout", type=float, default=600.0)
-    args = parser.parse_args()
+    args = parse_args()
     started = datetime.now(UTC)
-    results = on_servers("stopper-bench-", lambda pg, broker, root: bench(args, pg, broker, root))
+    results: dict[str, Any] = {}
+    if set(args.parts) - {"d"}:
+        results |= on_servers(
+            "stopper-bench-", lambda pg, broker, root: bench(args, pg, broker, root)
+        )
+    if "d" in args.parts:
+        steps = Steps(
+            rates=tuple(_number(r) for r in args.realistic_rates.split(",")),
+            seconds=args.realistic_step_seconds,
+            settle_s=args.realistic_settle_s,
+            workers=args.realistic_workers,
+        )
+        results |= on_servers(
+            "stopper-bench-realistic-",
+            lambda pg, broker, root: realistic(steps, pg, broker, root),
+            postgres=durable_postgres_server,
+        )
     document = {
         "started_at": started.isoformat(timespec="seconds"),
         "machine": machine(),
         "settings": {
+            "parts": args.parts,
+            "quick": args.quick,
             "reports": args.reports,
             "latency_seconds": args.latency_seconds,
+            "latency_runs": args.latency_runs,
             "workers": args.workers,
             "latency_workers": args.latency_workers,
-            "institutions": "simulated, profile instant (answer at once)",
+            "same_io_records": args.same_io_records,
+            "institutions": "simulated, profile instant (answer at once); (d): realistic",
             "broker": "Tansu 0.6.0 (memory storage), loopback",
-            "database": "PostgreSQL 15, loopback, fsync off",
+            "database": "PostgreSQL 15, loopback, fsync off; (d): fsync and synchronous_commit on",
         },
         **results,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
-    write_table(document)
+    args.output.parent.mkdir(exist_ok=True)
+    args.output.write_text(json.dumps(document, indent=2) + "\n")
+    if args.full:
+        write_table(document)
     print(json.dumps(document, indent=2))
     return 0
+
+
+def _number(text: str) -> float:
+    """A rate as given: 10 stays 10 in the results, 12.5 is 12.5."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
 
 
 def write_table(doc: dict[str, Any]) -> None:
@@ -161,41 +345,92 @@ def write_table(doc: dict[str, Any]) -> None:
     readme = RESULTS.parent / "README.md"
     text = readme.read_text()
     start, end = "<!-- results -->", "<!-- /results -->"
-    settings = doc["settings"]
-    latency_rows = []
-    for workers, lat in doc["latency_at_200_by_workers"].items():
-        req, stop = lat["report_to_request_ms"], lat["report_to_stopped_ms"]
-        who = f"{workers} worker{'s' if workers != '1' else ''}"
-        target = "p99 ≤ 20" if int(workers) == settings["latency_workers"] else ""
-        latency_rows += [
-            f"| (b) report → stop request p50 / p95 / p99 at 200 reports/s, {who}, ms | "
-            f"{req['p50']:,} / {req['p95']:,} / {req['p99']:,} | {target} |",
-            f"| (b) report → stop confirmed p50 / p95 / p99 at 200 reports/s, {who}, ms | "
-            f"{stop['p50']:,} / {stop['p95']:,} / {stop['p99']:,} | |",
-        ]
-    table = "\n".join(
-        [
-            start,
-            f"Run of {doc['started_at']} on {doc['machine']['cpus']} cores "
-            f"(`--reports {settings['reports']} --latency-seconds {settings['latency_seconds']:g}"
-            f" --workers {settings['workers']} --latency-workers {settings['latency_workers']}`):",
-            "",
-            "| measure | result | target |",
-            "|---|---|---|",
-            f"| (a) holds settled per second, {settings['workers']} workers | "
-            f"{doc['holds_per_s']:,.1f} "
-            f"({doc['throughput']['holds']:,} holds in {doc['throughput']['seconds']} s: "
-            f"{_states(doc['throughput'])}) "
-            "| ≥ 2,000 for 5 min |",
-            f"| (c) bare pipeline, records per second | {doc['bare_per_s']:,.1f} | |",
-            f"| ratio (a) / (c) | {doc['ratio']:.3f} | ≥ 0.5 |",
-            *latency_rows,
-            end,
-        ]
-    )
+    table = "\n".join([start, *table_lines(doc), end])
     before, _, rest = text.partition(start)
     _, _, after = rest.partition(end)
     readme.write_text(before + table + after)
+
+
+def table_lines(doc: dict[str, Any]) -> list[str]:
+    s = doc["settings"]
+    lines = [
+        f"Run of {doc['started_at']} on {doc['machine']['cpus']} cores "
+        f"(`--reports {s['reports']} --latency-seconds {s['latency_seconds']:g}"
+        f" --latency-runs {s['latency_runs']} --workers {s['workers']}"
+        f" --latency-workers {s['latency_workers']} --same-io-records {s['same_io_records']}`;"
+        f" (d): PostgreSQL {doc['postgres_durability']}):",
+        "",
+        "| measure | result | target |",
+        "|---|---|---|",
+        f"| (a) holds settled per second, {s['workers']} workers | {doc['holds_per_s']:,.1f} "
+        f"({doc['throughput']['holds']:,} holds in {doc['throughput']['seconds']} s: "
+        f"{_states(doc['throughput'])}) | ≥ 2,000 for 5 min |",
+        f"| (c) bare pipeline (consume → COPY → produce), records per second "
+        f"| {doc['bare_per_s']:,.1f} | |",
+        f"| ratio (a) / (c) | {doc['ratio']:.3f} | (context) |",
+        f"| (c') bare pipeline with Stopper's I/O (insert, a POST each, update), records per "
+        f"second | {doc['bare_same_io_per_s']:,.1f} | |",
+        f"| **ratio_same_io** (a) / (c') | {doc['ratio_same_io']:.3f} | ≥ 0.5 |",
+    ]
+    runs = doc["latency_at_200_runs"]
+    p99s = ", ".join(f"{r['report_to_request_ms']['p99']:,}" for r in runs)
+    bare_p99s = ", ".join(f"{r['p99']:,}" for r in doc["bare_latency_at_200_runs"])
+    lines += [
+        f"| (b) report → stop request p99 at 200 reports/s, {s['latency_workers']} worker, "
+        f"median of {len(runs)} runs, ms | {doc['p99_ms_report_to_request_at_200']:,} "
+        f"(runs: {p99s}) | |",
+        f"| bare hop produce → arrival p50 / p99 at 200 records/s, median of "
+        f"{len(doc['bare_latency_at_200_runs'])} runs, ms | {doc['bare_p50_ms_at_200']:,} / "
+        f"{doc['bare_p99_ms_at_200']:,} (p99 runs: {bare_p99s}) | |",
+        f"| **latency_ratio_p99** (b) / bare | {doc['latency_ratio_p99']:.3f} | ≤ 1.0 |",
+    ]
+    for workers, lat in doc["latency_at_200_by_workers"].items():
+        req, stop = lat["report_to_request_ms"], lat["report_to_stopped_ms"]
+        who = f"{workers} worker{'s' if workers != '1' else ''}"
+        which = " (the median run)" if int(workers) == s["latency_workers"] else ""
+        lines += [
+            f"| (b) report → stop request p50 / p95 / p99 at 200 reports/s, {who}{which}, ms | "
+            f"{req['p50']:,} / {req['p95']:,} / {req['p99']:,} | |",
+            f"| (b) report → stop confirmed p50 / p95 / p99 at 200 reports/s, {who}{which}, ms | "
+            f"{stop['p50']:,} / {stop['p95']:,} / {stop['p99']:,} | |",
+        ]
+    lines.append(
+        f"| **(d) realistic_max_reports_per_s** (every hold matching the ledger within 10 s of "
+        f"its step's end) | {doc['realistic_max_reports_per_s']:g} | ≥ 100 |"
+    )
+    for step in doc["realistic_steps"]:
+        lines.append(_step_row(step))
+    return lines
+
+
+def _step_row(step: dict[str, Any]) -> str:
+    confirmed = step["report_to_stopped_ms"]
+    matched = f"{step['matched']:,}" if "matched" in step else step.get("ledger", "?")
+    when = (
+        f"all matched {step['seconds_to_match']:g} s after the load"
+        if step["seconds_to_match"] is not None
+        else "not all matched"
+    )
+    cpu = ", ".join(
+        f"{name} {v:.2f}" for name, v in step["cpu_ms_per_confirmed_hold"].items() if v is not None
+    )
+    requests = step.get("stop_requests_per_hold")
+    callbacks = step.get("callbacks_per_hold")
+    return (
+        f"| (d) {step['rate']:g} reports/s for {step['seconds']:g} s: "
+        f"{'passed' if step['passed'] else '**failed**'} | {matched} of {step['holds']:,} "
+        f"holds matched, {step.get('divergent', '?')} divergent, {when}; "
+        f"{requests} stop requests and {callbacks} callbacks per hold; report → stop confirmed "
+        f"p50 / p99 {confirmed['p50']:,} / {confirmed['p99']:,} ms; CPU ms per confirmed hold: "
+        f"{cpu} | {_step_target(step)} |"
+    )
+
+
+def _step_target(step: dict[str, Any]) -> str:
+    targets = ["all match ≤ 10 s", "≤ 1.2 requests per hold"]
+    if step["rate"] == 50:
+        targets.append("p99 confirmed ≤ 1,500 ms")
+    return ", ".join(targets)
 
 
 def _states(throughput: dict[str, Any]) -> str:
