@@ -666,7 +666,11 @@ class Dispatcher:
                 breaker_wait = self._breakers[institution.code].retry_after_s()
                 delay = max(delay, timedelta(seconds=breaker_wait))
         deadline = record.dispatch_deadline_at
-        out_of_budget = claim.attempt >= institution.retry.max_attempts
+        # An open breaker means the request was not even made: it costs the hold no attempt of
+        # its budget (a herd of holds waiting on a half-open breaker would otherwise use theirs
+        # up without reaching the institution); only the deadline bounds it.
+        not_made = isinstance(error, BreakerOpen)
+        out_of_budget = not not_made and claim.attempt >= institution.retry.max_attempts
         if delay is None or out_of_budget or (deadline is not None and now + delay >= deadline):
             why = "not retryable" if delay is None else "retries exhausted before the deadline"
             cause = f"{reason}; {why}; a person must act"
@@ -676,7 +680,10 @@ class Dispatcher:
                 transitions=[transition],
                 fields={"next_attempt_at": None, "state_reason": cause},
             )
-        return HoldUpdate(at=now, fields={"next_attempt_at": now + delay, "state_reason": reason})
+        fields: dict[str, object] = {"next_attempt_at": now + delay, "state_reason": reason}
+        if not_made:
+            fields["attempts"] = record.attempts - 1
+        return HoldUpdate(at=now, fields=fields)
 
     # --- calling the institution ------------------------------------------------------------
 

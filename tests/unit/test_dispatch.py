@@ -479,3 +479,29 @@ async def test_an_attempt_queued_past_its_lease_is_renewed_not_repeated() -> Non
     # Once done, nothing is left to renew.
     clock.at += timedelta(seconds=30)
     assert await dispatcher.renew_leases() == 0
+
+
+async def test_attempts_an_open_breaker_stopped_cost_no_attempt_of_the_budget() -> None:
+    """A herd of holds waiting on an institution whose breaker is open does not use up its
+    retry budget without reaching it: only the deadline bounds those."""
+    reg = registry(
+        breaker=BreakerPolicy(failure_threshold=1, cooldown_s=0.2),
+        retry=RetryPolicy(max_attempts=2, initial_backoff_ms=10, max_backoff_ms=20, deadline_s=60),
+    )
+    dispatcher, store, adapter, clock = setup([InstitutionUnavailable("503"), STOPPED], reg)
+    first = requested_hold()
+    store.add(first)
+    await dispatcher.attempt(first.hold.id, first=True)  # 503: the breaker opens
+    herd = [requested_hold() for _ in range(5)]
+    for record in herd:
+        store.add(record)
+        await dispatcher.attempt(record.hold.id, first=True)  # not made: breaker open
+    for _ in range(3):  # each hold meets the open breaker again before it closes
+        clock.at += timedelta(seconds=1)
+        await dispatcher.sweep_once()
+        await dispatcher.wait_idle()
+    assert {store.holds[r.hold.id].hold.state for r in herd} == {HoldState.SENT}
+    assert all(store.holds[r.hold.id].attempts == 0 for r in herd)
+    await asyncio.sleep(0.25)  # the cooldown passes; the next attempt probes and succeeds
+    await run_until_settled(dispatcher, clock, 5)
+    assert {store.holds[r.hold.id].hold.state for r in [first, *herd]} == {HoldState.STOPPED}
