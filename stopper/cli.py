@@ -233,6 +233,19 @@ def _ask(
     return run
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    from stopper import operator_cli
+
+    return operator_cli.run(
+        _api_url(args),
+        "/v1/reconciliations",
+        operator_cli.reconciliation,
+        as_json=args.json,
+        key=_api_key(args),
+        body={"institution": args.institution},
+    )
+
+
 def _list_cases(args: argparse.Namespace) -> int:
     params = {"active": "false" if args.all_cases else "true", "limit": args.limit}
     from stopper import operator_cli
@@ -408,6 +421,15 @@ def build_parser() -> argparse.ArgumentParser:
     failed = operator_command(holds, "failed", "holds Stopper gave up on: a person must act")
     failed.add_argument("--limit", type=int, default=100)
     failed.set_defaults(run=_ask("/v1/holds", "holds_list", {"state": "failed", "limit": None}))
+    unconfirmed = operator_command(
+        holds, "unconfirmed", "holds their institution accepted and has not confirmed, oldest first"
+    )
+    unconfirmed.add_argument("--limit", type=int, default=100)
+    unconfirmed.set_defaults(
+        run=_ask(
+            "/v1/holds", "holds_list", {"state": "unconfirmed", "order": "deadline", "limit": None}
+        )
+    )
     lapsing = operator_command(holds, "lapsing", "stopped holds, the closest to lapsing first")
     lapsing.add_argument("--limit", type=int, default=100)
     lapsing.set_defaults(
@@ -423,6 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
         institutions, "status", "breaker, attempts, error rate and latency per institution"
     )
     status.set_defaults(run=_ask("/v1/institutions/status", "institutions_status"))
+
+    reconcile = operator_command(
+        commands,
+        "reconcile",
+        "ask the institutions now for the outcome of every unconfirmed or failed hold",
+    )
+    reconcile.add_argument("--institution", default=None, help="one institution's code")
+    reconcile.set_defaults(run=_reconcile)
 
     keys = commands.add_parser(
         "keys", help="API keys of intake systems and operators (in the database)"

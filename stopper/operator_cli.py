@@ -1,5 +1,5 @@
-"""`stopper cases|holds|institutions status`: what operators and scripts ask a running Stopper,
-through its API. Readable tables by default, the API's JSON with `--json`."""
+"""`stopper cases|holds|institutions status|reconcile`: what operators and scripts ask a running
+Stopper, through its API. Readable tables by default, the API's JSON with `--json`."""
 
 from __future__ import annotations
 
@@ -18,10 +18,26 @@ class OperatorCommandFailed(StopperError):
     """The API could not be reached or refused the question; the message says why."""
 
 
-def fetch(url: str, path: str, params: dict[str, Any] | None = None, key: str = "") -> Any:
+def fetch(
+    url: str,
+    path: str,
+    params: dict[str, Any] | None = None,
+    key: str = "",
+    body: dict[str, Any] | None = None,
+) -> Any:
+    """GET `path` (POST with `body` as JSON when it is given) and return the JSON answer."""
     headers = {"authorization": f"Bearer {key}"} if key else {}
+    # A reconciliation asks every institution: give it longer than a read.
+    timeout = 10 if body is None else 120
     try:
-        response = httpx.get(url.rstrip("/") + path, params=params, headers=headers, timeout=10)
+        if body is None:
+            response = httpx.get(
+                url.rstrip("/") + path, params=params, headers=headers, timeout=timeout
+            )
+        else:
+            response = httpx.post(
+                url.rstrip("/") + path, params=params, json=body, headers=headers, timeout=timeout
+            )
     except (httpx.HTTPError, httpx.InvalidURL) as e:
         raise OperatorCommandFailed(f"cannot reach Stopper at {url}: {type(e).__name__}") from e
     if response.status_code != 200:
@@ -160,6 +176,25 @@ def institutions_status(doc: Any, now: datetime, out: TextIO) -> None:
     table(rows, ["CODE", "KIND", "NAME", "BREAKER", "ATTEMPTS 5M", "ERRORS", "P95"], out)
 
 
+def reconciliation(doc: Any, now: datetime, out: TextIO) -> None:
+    outcomes = sorted({o for counts in doc["outcomes"].values() for o in counts})
+    rows = [
+        [code, *(str(counts.get(o, 0)) for o in outcomes)]
+        for code, counts in sorted(doc["outcomes"].items())
+    ]
+    rows.append(["all", *(str(doc["total"].get(o, 0)) for o in outcomes)])
+    table(rows, ["INST", *(o.upper() for o in outcomes)], out)
+    applied = doc["total"].get("applied", 0)
+    out.write(
+        f"{applied} holds had diverged from their institution's record and were moved to it"
+        " (GET /v1/divergences lists them).\n"
+        if applied
+        else "No divergence: Stopper's view matches every institution asked.\n"
+    )
+    for code, why in sorted(doc["unreachable"].items()):
+        out.write(f"{code}: could not be asked ({why})\n")
+
+
 Render = Callable[[Any, datetime, TextIO], None]
 
 
@@ -172,9 +207,10 @@ def run(
     params: dict[str, Any] | None = None,
     key: str = "",
     out: TextIO | None = None,
+    body: dict[str, Any] | None = None,
 ) -> int:
     out = out or sys.stdout
-    doc = fetch(url, path, params, key)
+    doc = fetch(url, path, params, key, body)
     if as_json:
         out.write(json.dumps(doc, indent=2) + "\n")
         return 0

@@ -5,6 +5,10 @@ institution's own ledger says."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -16,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from stopper import cli
 from stopper.adapters.db.models import HoldRow, HoldTransitionRow
 from stopper.api.app import create_app
 from stopper.config import (
@@ -127,6 +132,14 @@ async def test_lost_callbacks_are_found_by_status_inquiry_and_never_re_sent(
     assert totals["double_stops"] == 0
 
 
+async def command(args: list[str]) -> tuple[int, str]:
+    """A `stopper` command, as an operator runs it against the running API."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = await asyncio.to_thread(cli.main, args)
+    return code, out.getvalue()
+
+
 async def _accepted_then(settings: Settings, hold_ids: list[str]) -> dict[str, str]:
     """Per hold that was unconfirmed: the state it left unconfirmed for."""
     runtime = build_runtime(settings)
@@ -163,6 +176,8 @@ async def test_reconciliation_moves_failed_and_unconfirmed_holds_to_the_ledger(
             return holds if holds and states <= {"unconfirmed", "failed"} else None
 
         await eventually(all_unconfirmed, timeout=30)
+        code, listed = await command(["holds", "unconfirmed", "--url", url])
+        assert code == 0 and "unconfirmed" in listed and "accepted by the institution" in listed
         # Reconciliation asks only about requests accepted longer ago than callback_wait_s.
         text = registry_path.read_text().replace("callback_wait_s = 86400", "callback_wait_s = 0")
         registry_path.write_text(text)
@@ -171,9 +186,9 @@ async def test_reconciliation_moves_failed_and_unconfirmed_holds_to_the_ledger(
             serving(create_app(second)) as second_url,
             httpx.AsyncClient(base_url=second_url, timeout=30) as client,
         ):
-            answer = await client.post("/v1/reconciliations", json={})
-            assert answer.status_code == 200, answer.text
-            first = answer.json()
+            code, printed = await command(["reconcile", "--json", "--url", second_url])
+            assert code == 0, printed
+            first = json.loads(printed)
             applied = first["total"].get("applied", 0)
 
             # Stops that found money moved on open holds a layer deeper, whose callbacks are
@@ -186,6 +201,8 @@ async def test_reconciliation_moves_failed_and_unconfirmed_holds_to_the_ledger(
                 return None if divergent(simulation.ledger(), holds) else holds
 
             await eventually(reconciled, timeout=60)
+            code, printed = await command(["reconcile", "--url", second_url])
+            assert code == 0 and "No divergence" in printed, printed
             divergences = (await client.get("/v1/divergences?limit=1000")).json()["divergences"]
             refused = await client.post("/v1/reconciliations", json={"institution": "NOPE"})
     assert first["total"].get("applied", 0) > 0

@@ -339,6 +339,8 @@ class SqlStore:
         expires = sql_case(
             (HoldRow.state == "stopped", HoldRow.stop_expires_at),
             (HoldRow.state == "frozen", HoldRow.freeze_expires_at),
+            # An unconfirmed hold's deadline: when Stopper gives up on hearing from it.
+            (HoldRow.state == "unconfirmed", HoldRow.dispatch_deadline_at),
         )
         order = expires.asc() if soonest_first else HoldRow.updated_at.desc()
         with _store_errors():
@@ -361,6 +363,8 @@ class SqlStore:
                 if row.state == "stopped"
                 else row.freeze_expires_at
                 if row.state == "frozen"
+                else row.dispatch_deadline_at
+                if row.state == "unconfirmed"
                 else None,
             )
             for row in rows
