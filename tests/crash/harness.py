@@ -158,7 +158,7 @@ class Outcome:
         if self.matched_after_s is None:
             when = "not within the time allowed"
         else:
-            when = f"{self.matched_after_s:.0f} s after the last fault and the load"
+            when = f"{self.matched_after_s:.0f} s after the later of the last fault and the load"
         return [
             f"last fault        {self.last_fault_s:.0f} s into the load",
             f"all matched       {when}",
