@@ -896,15 +896,18 @@ class SqlStore:
                 )
                 .on_conflict_do_nothing()
             )
-            await connection.execute(
-                insert(HoldRow),
+            # One statement per table whatever the number of rows (`_insert_rows`): a trail
+            # follow runs inside the answers' shared transaction, which waits on each trip.
+            await self._insert_rows(
+                connection,
+                HoldRow,
                 [
                     _hold_row(h, requested_at=at, report_accepted_at=record.report_accepted_at)
                     for h in plan.new_holds
                 ],
             )
-            await connection.execute(insert(HoldTransitionRow), _transition_rows(plan.births))
-            await connection.execute(
+            await self._insert_rows(connection, HoldTransitionRow, _transition_rows(plan.births))
+            await connection.execute(  # JSON payloads: no array parameter for them
                 insert(OutboxRow),
                 [
                     _stop_request_row(self._stop_request_topic, h.stop_request(at), at)
@@ -917,26 +920,26 @@ class SqlStore:
                 .where(HoldRow.id == raised_id)
                 .values(amount_asked=amount, version=HoldRow.version + 1, updated_at=at)
             )
-        if plan.edges:
-            await connection.execute(
-                insert(TrailEdgeRow),
-                [
-                    {
-                        "case_id": case_id,
-                        "from_hold_id": e.from_hold_id,
-                        "to_hold_id": e.to_hold_id,
-                        "kind": e.transfer.kind.value,
-                        "institution_code": e.transfer.institution_code,
-                        "account_number": e.transfer.account_number,
-                        "amount": e.transfer.amount,
-                        "amount_traced": e.amount_traced,
-                        "transferred_at": e.transfer.transferred_at,
-                        "outcome": e.outcome.value,
-                        "recorded_at": at,
-                    }
-                    for e in plan.edges
-                ],
-            )
+        await self._insert_rows(
+            connection,
+            TrailEdgeRow,
+            [
+                {
+                    "case_id": case_id,
+                    "from_hold_id": e.from_hold_id,
+                    "to_hold_id": e.to_hold_id,
+                    "kind": e.transfer.kind.value,
+                    "institution_code": e.transfer.institution_code,
+                    "account_number": e.transfer.account_number,
+                    "amount": e.transfer.amount,
+                    "amount_traced": e.amount_traced,
+                    "transferred_at": e.transfer.transferred_at,
+                    "outcome": e.outcome.value,
+                    "recorded_at": at,
+                }
+                for e in plan.edges
+            ],
+        )
 
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
         with _store_errors():
@@ -1188,9 +1191,7 @@ class SqlStore:
         )
         fresh = {(r.institution_code, r.nonce) for r in inserted}
         return {
-            hold_id
-            for hold_id, n in nonces.items()
-            if (n.institution_code, n.nonce) not in fresh
+            hold_id for hold_id, n in nonces.items() if (n.institution_code, n.nonce) not in fresh
         }
 
 
