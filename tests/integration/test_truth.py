@@ -115,12 +115,19 @@ async def test_lost_callbacks_are_found_by_status_inquiry_and_never_re_sent(
     async with serving(create_app(runtime), port=settings.api.port) as url:
         case_ids = await post_reports(url, 15, seed=21)
 
+        last: Counter[str] = Counter()
+
         async def settled() -> dict[str, tuple[str, int]] | None:
             holds = await stopper_holds(settings, case_ids)
-            ledger = simulation.ledger()
-            return holds if holds and not divergent(ledger, holds) else None
+            wrong = divergent(simulation.ledger(), holds)
+            last.clear()
+            last.update(holds[h][0] for h in wrong)
+            return holds if holds and not wrong else None
 
-        holds = await eventually(settled, timeout=60)
+        try:
+            holds = await eventually(settled, timeout=90)
+        except AssertionError as e:
+            raise AssertionError(f"still divergent, by Stopper's state: {dict(last)}") from e
     totals = simulation.stats()["totals"]
     # Accepted requests were asked about, not sent again (retries after 5xx are not accepts).
     assert totals["status_inquiries"] >= len(holds) // 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -736,9 +736,10 @@ class SqlStore:
         ]
         if events:
             await connection.execute(insert(OutboxRow), events)
+        follows = [(record, change) for record, change in changes if change.follow is not None]
+        if follows:
+            await self._follow_trails(connection, follows)
         for record, change in changes:
-            if change.follow is not None:
-                await self._follow_trail(connection, record, change)
             if change.settle_payouts is not None:
                 await connection.execute(
                     update(PayoutRow)
@@ -857,15 +858,24 @@ class SqlStore:
                 )
                 return list(rows.scalars())
 
-    async def _follow_trail(
-        self, connection: AsyncConnection, record: HoldRecord, change: HoldUpdate
+    async def _follow_trails(
+        self, connection: AsyncConnection, follows: Sequence[tuple[HoldRecord, HoldUpdate]]
     ) -> None:
-        assert change.follow is not None
-        case_id = record.hold.case_id
+        """Follow the money trail of every answer in the transaction that found money moved
+        on: their cases locked and read at once, each plan seeing what the plans before it in
+        the same case added, and what they add written with one statement per table."""
+        case_ids = sorted({record.hold.case_id for record, _ in follows})
         # One trail change per case at a time: sibling answers may reach the same account.
-        await connection.execute(select(CaseRow.id).where(CaseRow.id == case_id).with_for_update())
+        # Locked in id order, so two transactions never wait on each other in a circle.
+        await connection.execute(
+            select(CaseRow.id)
+            .where(self._id_among(CaseRow.id, case_ids))
+            .order_by(CaseRow.id)
+            .with_for_update()
+        )
         rows = await connection.execute(
             select(
+                HoldRow.case_id,
                 HoldRow.id,
                 HoldRow.institution_code,
                 AccountRow.account_number,
@@ -875,55 +885,54 @@ class SqlStore:
                 HoldRow.currency,
             )
             .join(AccountRow, AccountRow.id == HoldRow.account_id)
-            .where(HoldRow.case_id == case_id)
+            .where(self._id_among(HoldRow.case_id, case_ids))
         )
-        plan = change.follow([TrailNode(*row) for row in rows])
-        at = change.at
-        if plan.new_holds:
-            await connection.execute(
-                self._insert(AccountRow)
-                .values(
-                    [
-                        {
-                            "id": account_id(h.institution_code, h.account_number),
-                            "institution_code": h.institution_code,
-                            "account_number": h.account_number,
-                            "holder_name": None,
-                            "first_seen_at": at,
-                        }
-                        for h in plan.new_holds
-                    ]
+        nodes: dict[UUID, list[TrailNode]] = {case_id: [] for case_id in case_ids}
+        for row in rows:
+            nodes[row.case_id].append(TrailNode(*row[1:]))
+        accounts: dict[UUID, dict[str, Any]] = {}
+        holds: list[dict[str, Any]] = []
+        births: list[Transition] = []
+        requests: list[dict[str, Any]] = []
+        raised: dict[UUID, tuple[int, datetime]] = {}
+        edges: list[dict[str, Any]] = []
+        for record, change in follows:
+            assert change.follow is not None
+            case_id, at = record.hold.case_id, change.at
+            plan = change.follow(nodes[case_id])
+            nodes[case_id] = [
+                replace(n, amount_asked=plan.raised.get(n.hold_id, n.amount_asked))
+                for n in nodes[case_id]
+            ] + [
+                TrailNode(
+                    h.id,
+                    h.institution_code,
+                    h.account_number,
+                    h.layer,
+                    h.parent_id,
+                    h.amount_asked,
+                    h.currency,
                 )
-                .on_conflict_do_nothing()
-            )
-            # One statement per table whatever the number of rows (`_insert_rows`): a trail
-            # follow runs inside the answers' shared transaction, which waits on each trip.
-            await self._insert_rows(
-                connection,
-                HoldRow,
-                [
+                for h in plan.new_holds
+            ]
+            for h in plan.new_holds:
+                accounts.setdefault(
+                    account_id(h.institution_code, h.account_number),
+                    {
+                        "id": account_id(h.institution_code, h.account_number),
+                        "institution_code": h.institution_code,
+                        "account_number": h.account_number,
+                        "holder_name": None,
+                        "first_seen_at": at,
+                    },
+                )
+                holds.append(
                     _hold_row(h, requested_at=at, report_accepted_at=record.report_accepted_at)
-                    for h in plan.new_holds
-                ],
-            )
-            await self._insert_rows(connection, HoldTransitionRow, _transition_rows(plan.births))
-            await connection.execute(  # JSON payloads: no array parameter for them
-                insert(OutboxRow),
-                [
-                    _stop_request_row(self._stop_request_topic, h.stop_request(at), at)
-                    for h in plan.new_holds
-                ],
-            )
-        for raised_id, amount in plan.raised.items():
-            await connection.execute(
-                update(HoldRow)
-                .where(HoldRow.id == raised_id)
-                .values(amount_asked=amount, version=HoldRow.version + 1, updated_at=at)
-            )
-        await self._insert_rows(
-            connection,
-            TrailEdgeRow,
-            [
+                )
+                requests.append(_stop_request_row(self._stop_request_topic, h.stop_request(at), at))
+            births += plan.births
+            raised.update({hold_id: (amount, at) for hold_id, amount in plan.raised.items()})
+            edges += [
                 {
                     "case_id": case_id,
                     "from_hold_id": e.from_hold_id,
@@ -938,8 +947,25 @@ class SqlStore:
                     "recorded_at": at,
                 }
                 for e in plan.edges
-            ],
-        )
+            ]
+        if accounts:
+            await connection.execute(
+                self._insert(AccountRow).values(list(accounts.values())).on_conflict_do_nothing()
+            )
+        # One statement per table whatever the number of rows (`_insert_rows`): the follows
+        # run inside the answers' shared transaction, which waits on every trip.
+        await self._insert_rows(connection, HoldRow, holds)
+        await self._insert_rows(connection, HoldTransitionRow, _transition_rows(births))
+        if requests:
+            # JSON payloads: no array parameter for them, an executemany.
+            await connection.execute(insert(OutboxRow), requests)
+        for raised_id, (amount, at) in raised.items():
+            await connection.execute(
+                update(HoldRow)
+                .where(HoldRow.id == raised_id)
+                .values(amount_asked=amount, version=HoldRow.version + 1, updated_at=at)
+            )
+        await self._insert_rows(connection, TrailEdgeRow, edges)
 
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
         with _store_errors():
