@@ -165,6 +165,11 @@ class DispatchSettings(BaseSettings):
         "and the stop-request consumer wait for some to finish (a burst then waits on the "
         "broker, as consumer lag); an institution with room is never held up by another.",
     )
+    hedge: bool = Field(
+        default=True,
+        description="Send a stop attempt slower than the institution's usual answer (its "
+        "recent 95th percentile) once more, same key; the first answer wins.",
+    )
     inquiry_max_interval_s: float = Field(
         default=900.0,
         gt=0,

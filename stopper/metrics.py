@@ -166,3 +166,9 @@ HOLDS_UNCONFIRMED_OVERDUE = Gauge(
     "Holds whose stop request the institution accepted and has not confirmed for longer "
     "than STOPPER_DISPATCH_UNCONFIRMED_ALERT_S.",
 )
+STOP_HEDGES = Counter(
+    "stopper_stop_hedges_total",
+    "Stop attempts slower than the institution's usual answer, sent once more with the same key, "
+    "by institution and which answered first (first, hedge, neither).",
+    ["institution", "winner"],
+)

@@ -46,6 +46,7 @@ from stopper.app.background import BackgroundWork
 from stopper.app.batching import HoldWriter
 from stopper.app.breaker import CircuitBreaker
 from stopper.app.health import HealthSnapshot, InstitutionHealth
+from stopper.app.hedging import HedgeDelay, hedged
 from stopper.app.intake import publish_dead_letter
 from stopper.app.ports import (
     CallbackNonce,
@@ -138,6 +139,12 @@ class Dispatcher:
         self._deadline_clock = deadline_clock or clock
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
         self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
+        # Slow stop attempts are sent once more with the same key (see `hedging`).
+        self._hedges = (
+            {code: HedgeDelay(i.timeout_ms / 1000) for code, i in registry.items()}
+            if settings.hedge
+            else None
+        )
         # Attempts under way in this process, per institution (backpressure is per institution).
         self._in_flight = {code: BackgroundWork("stop attempt") for code in registry}
         # Attempts this process has started and not finished: hold -> (attempt, lease end).
@@ -721,10 +728,17 @@ class Dispatcher:
                 metrics.BREAKER_STATE.labels(institution.code).set(breaker.state.value)
 
     async def _call(self, institution: Institution, request: StopRequestV1) -> InstitutionAnswer:
+        def stop() -> Awaitable[InstitutionAnswer]:
+            return self._adapter.request_stop(institution, request)
+
         try:
-            answer = await self.guarded(
-                institution, lambda: self._adapter.request_stop(institution, request)
-            )
+            if self._hedges is None:
+                answer = await self.guarded(institution, stop)
+            else:
+                delay = self._hedges[institution.code]
+                answer = await self.guarded(
+                    institution, lambda: hedged(stop, delay, institution.code)
+                )
         except InstitutionError as e:
             metrics.STOP_ATTEMPTS.labels(institution.code, _failure_label(e)).inc()
             if isinstance(e, InstitutionTimeout):
