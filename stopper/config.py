@@ -81,7 +81,21 @@ class KafkaSettings(BaseSettings):
     )
     topic_partitions: int = Field(default=6, ge=1, le=1000)
     # A long fetch wait costs ~max-wait per hop on some brokers (see shared/MEASURED.md).
-    fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
+    fetch_max_wait_ms: int = Field(
+        default=5,
+        ge=0,
+        le=10_000,
+        description="How long a fetch of the reports waits for records: it sets report -> "
+        "stop request on a broker that waits out the maximum (Tansu does).",
+    )
+    dispatch_fetch_max_wait_ms: int = Field(
+        default=50,
+        ge=0,
+        le=10_000,
+        description="The same for the stop-request consumer (trail holds and re-applied stops "
+        "only; intake's first requests do not travel through it): every idle fetch costs the "
+        "broker and the worker, so this one waits longer.",
+    )
     max_batch: int = Field(default=500, ge=1, le=10_000)
     request_timeout_ms: int = Field(default=10_000, ge=100)
     client_id: str = "stopper"

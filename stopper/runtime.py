@@ -89,7 +89,11 @@ class Runtime:
         self._spawn(
             "consumer:dispatch",
             consume(
-                self.bus.subscribe(kafka.stop_requests_topic, kafka.dispatch_group),
+                self.bus.subscribe(
+                    kafka.stop_requests_topic,
+                    kafka.dispatch_group,
+                    fetch_max_wait_ms=kafka.dispatch_fetch_max_wait_ms,
+                ),
                 stop_requests.handle_batch,
                 name="dispatch",
                 stopping=self._stopping,

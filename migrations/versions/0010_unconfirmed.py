@@ -23,9 +23,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("holds", sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=True))
-    op.add_column(
-        "holds", sa.Column("inquiries", sa.Integer(), nullable=False, server_default="0")
-    )
+    op.add_column("holds", sa.Column("inquiries", sa.Integer(), nullable=False, server_default="0"))
     op.create_table(
         "reconciliation_divergences",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
@@ -41,9 +39,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(
-        "ix_reconciliation_divergences_found_at", table_name="reconciliation_divergences"
-    )
+    op.drop_index("ix_reconciliation_divergences_found_at", table_name="reconciliation_divergences")
     op.drop_table("reconciliation_divergences")
     with op.batch_alter_table("holds") as batch_op:
         batch_op.drop_column("inquiries")

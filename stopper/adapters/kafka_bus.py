@@ -92,8 +92,10 @@ class KafkaBus:
         except KafkaError as e:
             raise BusUnavailable(f"Kafka did not take the record: {type(e).__name__}") from e
 
-    def subscribe(self, topic: str, group: str) -> KafkaSubscription:
-        return KafkaSubscription(self._settings, topic, group)
+    def subscribe(
+        self, topic: str, group: str, fetch_max_wait_ms: int | None = None
+    ) -> KafkaSubscription:
+        return KafkaSubscription(self._settings, topic, group, fetch_max_wait_ms)
 
     async def _ensure_topics(self) -> None:
         if not self._topics:
@@ -120,7 +122,13 @@ class KafkaBus:
 class KafkaSubscription:
     """One consumer in a group, reading in batches, committing only what it is told to."""
 
-    def __init__(self, settings: KafkaSettings, topic: str, group: str) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topic: str,
+        group: str,
+        fetch_max_wait_ms: int | None = None,
+    ) -> None:
         self._settings = settings
         self._topic = topic
         self._consumer = AIOKafkaConsumer(
@@ -130,7 +138,9 @@ class KafkaSubscription:
             client_id=f"{settings.client_id}-{group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            fetch_max_wait_ms=(
+                settings.fetch_max_wait_ms if fetch_max_wait_ms is None else fetch_max_wait_ms
+            ),
             max_poll_records=settings.max_batch,
             request_timeout_ms=settings.request_timeout_ms,
         )

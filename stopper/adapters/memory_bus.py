@@ -44,7 +44,9 @@ class InProcessBus:
             )
             self._appended.notify_all()
 
-    def subscribe(self, topic: str, group: str) -> InProcessSubscription:
+    def subscribe(
+        self, topic: str, group: str, fetch_max_wait_ms: int | None = None
+    ) -> InProcessSubscription:
         return InProcessSubscription(self, topic, group)
 
     async def _read(self, topic: str, position: int) -> Sequence[Message]:

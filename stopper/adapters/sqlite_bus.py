@@ -200,7 +200,9 @@ class SqliteBus:
         self._offsets[key] = max(self._offsets.get(key, 0), offset)
         await self._written()
 
-    def subscribe(self, topic: str, group: str) -> SqliteSubscription:
+    def subscribe(
+        self, topic: str, group: str, fetch_max_wait_ms: int | None = None
+    ) -> SqliteSubscription:
         return SqliteSubscription(self, topic, group)
 
     async def _wait_for_publish(self, topic: str, seen: int) -> bool:

@@ -76,7 +76,13 @@ class Bus(Publisher, Protocol):
 
     async def stop(self) -> None: ...
 
-    def subscribe(self, topic: str, group: str) -> Subscription: ...
+    def subscribe(
+        self, topic: str, group: str, fetch_max_wait_ms: int | None = None
+    ) -> Subscription:
+        """A membership of `group` on `topic`. `fetch_max_wait_ms`: how long a fetch may wait
+        for records on a broker that has them (default: the bus's setting); buses that are not
+        polled ignore it."""
+        ...
 
     async def ready(self) -> bool: ...
 

@@ -170,8 +170,8 @@ class StopStatusQueryV1(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    idempotency_keys: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = (
-        Field(min_length=1, max_length=STATUS_QUERY_MAX_KEYS)
+    idempotency_keys: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
+        min_length=1, max_length=STATUS_QUERY_MAX_KEYS
     )
 
 

@@ -488,7 +488,7 @@ async def test_attempts_an_open_breaker_stopped_cost_no_attempt_of_the_budget() 
         breaker=BreakerPolicy(failure_threshold=1, cooldown_s=0.2),
         retry=RetryPolicy(max_attempts=2, initial_backoff_ms=10, max_backoff_ms=20, deadline_s=60),
     )
-    dispatcher, store, adapter, clock = setup([InstitutionUnavailable("503"), STOPPED], reg)
+    dispatcher, store, _, clock = setup([InstitutionUnavailable("503"), STOPPED], reg)
     first = requested_hold()
     store.add(first)
     await dispatcher.attempt(first.hold.id, first=True)  # 503: the breaker opens
