@@ -56,6 +56,18 @@ class TrailNode:
     def key(self) -> tuple[str, str]:
         return (self.institution_code, self.account_number)
 
+    @classmethod
+    def of(cls, hold: Hold) -> TrailNode:
+        return cls(
+            hold.id,
+            hold.institution_code,
+            hold.account_number,
+            hold.layer,
+            hold.parent_id,
+            hold.amount_asked,
+            hold.currency,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TrailEdge:

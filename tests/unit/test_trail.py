@@ -184,18 +184,7 @@ def test_following_any_mule_graph_terminates_within_depth_and_never_over_asks(
             )
             for n in nodes
         ]
-        new_nodes = [
-            TrailNode(
-                h.id,
-                h.institution_code,
-                h.account_number,
-                h.layer,
-                h.parent_id,
-                h.amount_asked,
-                h.currency,
-            )
-            for h in result.new_holds
-        ]
+        new_nodes = [TrailNode.of(h) for h in result.new_holds]
         nodes += new_nodes
         queue += new_nodes
         keys = [n.key for n in nodes]

@@ -903,18 +903,7 @@ class SqlStore:
             nodes[case_id] = [
                 replace(n, amount_asked=plan.raised.get(n.hold_id, n.amount_asked))
                 for n in nodes[case_id]
-            ] + [
-                TrailNode(
-                    h.id,
-                    h.institution_code,
-                    h.account_number,
-                    h.layer,
-                    h.parent_id,
-                    h.amount_asked,
-                    h.currency,
-                )
-                for h in plan.new_holds
-            ]
+            ] + [TrailNode.of(h) for h in plan.new_holds]
             for h in plan.new_holds:
                 accounts.setdefault(
                     account_id(h.institution_code, h.account_number),
