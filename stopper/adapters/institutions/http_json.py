@@ -3,7 +3,8 @@
 POST {endpoint}/stops with the StopRequestV1 body and an `Idempotency-Key` header. The
 institution answers 200 with the outcome, or 202 when the outcome follows by callback.
 GET {endpoint}/stops/{idempotency_key} asks what became of a request the institution accepted
-(200 with the outcome, 202 while pending, 404 when it never received it), and
+(200 with the outcome, 202 while pending, 404 with status `unknown` when it never received it;
+any other 404 is unreadable, not "unknown"), and
 POST {endpoint}/stops/status (StopStatusQueryV1) asks the same of many at once (reconciliation).
 POST {endpoint}/freezes with FreezeRequestV1 turns a stop into a formal freeze, and
 POST {endpoint}/returns with ReturnRequestV1 pays frozen funds back to the victims (both answered
@@ -34,7 +35,7 @@ from stopper.contracts.institutions import (
     StopStatusQueryV1,
     StopStatusV1,
 )
-from stopper.domain.messages import InstitutionAnswer, StatusKind, StopStatus
+from stopper.domain.messages import InstitutionAnswer, StopStatus
 from stopper.errors import (
     InstitutionTimeout,
     InstitutionUnavailable,
@@ -99,12 +100,14 @@ class HttpJsonAdapter:
         response = await self._send(
             institution, "GET", f"stops/{quote(idempotency_key, safe='')}", None, None, (404,)
         )
-        if response.status_code == 404:
-            return StopStatus(idempotency_key, StatusKind.UNKNOWN)
         try:
             status = StopStatusV1.model_validate_json(response.content)
         except ValidationError as e:
+            # A 404 that is not the institution's "unknown" (a wrong endpoint, say) must not
+            # read as "never received": that would send the request again.
             raise MalformedAnswer(f"unreadable status (HTTP {response.status_code})") from e
+        if (response.status_code == 404) != (status.status == "unknown"):
+            raise MalformedAnswer(f"status {status.status!r} with HTTP {response.status_code}")
         if (response.status_code == 202) != (status.status == "pending"):
             raise MalformedAnswer(f"status {status.status!r} with HTTP {response.status_code}")
         return status.to_status()
