@@ -21,6 +21,8 @@ import pytest
 from sqlalchemy import select
 
 from stopper import cli
+from stopper.adapters.db import migrate
+from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.models import HoldRow, HoldTransitionRow
 from stopper.api.app import create_app
 from stopper.config import (
@@ -38,6 +40,7 @@ from stopper.simulation.institutions import Simulation, create_simulation_app, p
 from tests.integration.conftest import unique_kafka
 from tests.integration.helpers import eventually, fast_registry
 from tests.integration.test_fanout import post_reports
+from tests.servers import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -76,10 +79,16 @@ def divergent(ledger: list[dict[str, Any]], holds: dict[str, tuple[str, int]]) -
 
 @pytest.fixture
 async def lost_callbacks(
-    tmp_path: Path, migrated_postgres: str, kafka_bootstrap: str
+    tmp_path: Path, postgres_url: str, kafka_bootstrap: str
 ) -> AsyncIterator[tuple[Settings, Simulation, str]]:
     """Every institution answers by callback, and every callback is lost (sent to a port
-    nobody listens on): only status inquiries and reconciliation can find the outcomes."""
+    nobody listens on): only status inquiries and reconciliation can find the outcomes. A
+    database of its own: the sweepers and reconciliation would otherwise also ask about
+    other tests' holds, and the requests counted here are this test's."""
+    database_url = await create_database(postgres_url, "truth")
+    engine = create_engine(DatabaseSettings(url=database_url))
+    await migrate.upgrade(engine)
+    await engine.dispose()
     registry_path = fast_registry(tmp_path)
     registry = load_registry(registry_path)
     behaviours = {
@@ -95,7 +104,7 @@ async def lost_callbacks(
     async with serving(create_simulation_app(simulation)) as sim_url:
         settings = Settings(
             registry_path=registry_path,
-            database=DatabaseSettings(url=migrated_postgres, migrate_on_start=False),
+            database=DatabaseSettings(url=database_url, migrate_on_start=False),
             kafka=unique_kafka(kafka_bootstrap),
             api=ApiSettings(port=free_port()),
             dispatch=DispatchSettings(
@@ -105,6 +114,7 @@ async def lost_callbacks(
         )
         yield settings, simulation, sim_url
         simulation.close_requests()
+    await drop_database(database_url)
 
 
 async def test_lost_callbacks_are_found_by_status_inquiry_and_never_re_sent(
