@@ -369,16 +369,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     ) -> Response:
         found = await runtime.store.recent_divergences(limit)
         body = DivergenceListV1(
-            divergences=[
-                DivergenceV1(
-                    hold_id=d.hold_id,
-                    institution_code=d.institution_code,
-                    stopper_state=d.stopper_state,
-                    institution_status=d.institution_status,
-                    found_at=d.found_at,
-                )
-                for d in found
-            ]
+            divergences=[DivergenceV1.model_validate(d, from_attributes=True) for d in found]
         )
         return JSONResponse(body.model_dump(mode="json"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -1144,15 +1144,7 @@ class SqlStore:
     async def record_divergence(self, divergence: Divergence) -> None:
         with _store_errors():
             async with self._engine.begin() as connection:
-                await connection.execute(
-                    insert(DivergenceRow).values(
-                        hold_id=divergence.hold_id,
-                        institution_code=divergence.institution_code,
-                        stopper_state=divergence.stopper_state,
-                        institution_status=divergence.institution_status,
-                        found_at=divergence.found_at,
-                    )
-                )
+                await connection.execute(insert(DivergenceRow).values(asdict(divergence)))
 
     async def recent_divergences(self, limit: int) -> list[Divergence]:
         with _store_errors():
