@@ -37,6 +37,11 @@ Rules the table encodes:
 * ``returned``, ``rejected``, ``not_found`` and ``released`` are terminal.
 
 An illegal event raises `IllegalTransition` and leaves the hold exactly as it was.
+
+Every "may it?" asked elsewhere is derived from the table, never listed again: `can(state,
+event)`, `states_allowing(*events)`, `leads_to(event)`, and the sets `IN_PLAY` (work is left in
+the hold), `AWAITING_ANSWER` (a request went out, its answer is owed), `ANSWERABLE` (an
+institution's answer may apply), `FREEZABLE` and `TERMINAL_STATES`.
 """
 
 from __future__ import annotations
@@ -124,6 +129,56 @@ TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingPro
     }
 )
 
+# What the rest of Stopper asks of a state ("may it?"), derived from the table and never
+# listed again, as h11's `_state.py` derives its guards.
+
+_ALLOWING: Final[Mapping[HoldEvent, frozenset[HoldState]]] = MappingProxyType(
+    {event: frozenset(s for s, e in TRANSITIONS if e is event) for event in HoldEvent}
+)
+
+
+def can(state: HoldState, event: HoldEvent) -> bool:
+    """Whether `event` may happen to a hold in `state`."""
+    return (state, event) in TRANSITIONS
+
+
+def states_allowing(*events: HoldEvent) -> frozenset[HoldState]:
+    """The states at least one of `events` may apply to."""
+    return frozenset().union(*(_ALLOWING[event] for event in events))
+
+
+def leads_to(event: HoldEvent) -> HoldState:
+    """The one state `event` leads to from wherever it applies (an answer's own state: a
+    hold already there has heard it); `ValueError` for an event whose target depends on the
+    state it applies to."""
+    targets = {t for (_, e), t in TRANSITIONS.items() if e is event}
+    if len(targets) != 1:
+        raise ValueError(f"{event.value} does not lead to one state")
+    return targets.pop()
+
+
+# An institution's answer to a stop request: what the request found.
+ANSWER_EVENTS: Final[frozenset[HoldEvent]] = frozenset(
+    {HoldEvent.STOP_CONFIRMED, HoldEvent.NOT_FOUND, HoldEvent.REJECTED}
+)
+# The states an institution's answer may apply to.
+ANSWERABLE: Final[frozenset[HoldState]] = states_allowing(*ANSWER_EVENTS)
+# A request went out and its answer is owed: the states sending it, or the institution
+# accepting it, lead to. The retry sweeper makes their next attempt (a retry, a lapsed lease,
+# a status inquiry).
+AWAITING_ANSWER: Final[frozenset[HoldState]] = frozenset(
+    leads_to(event) for event in (HoldEvent.REQUEST_SENT, HoldEvent.ACCEPTED)
+)
+# The states a formal freeze may be ordered in: a first freeze, or its renewal.
+FREEZABLE: Final[frozenset[HoldState]] = states_allowing(
+    HoldEvent.FREEZE_CONFIRMED, HoldEvent.FREEZE_RENEWED
+)
+# A hold still in play: something is owed to it or may still happen to it without a person
+# starting it again (a re-application is a new generation, not work left in the old one).
+IN_PLAY: Final[frozenset[HoldState]] = frozenset(
+    s for s, e in TRANSITIONS if e is not HoldEvent.REAPPLIED
+)
+# Nothing may happen to a hold in these states any more.
 TERMINAL_STATES: Final[frozenset[HoldState]] = frozenset(
     s for s in HoldState if not any(src == s for src, _ in TRANSITIONS)
 )

@@ -10,12 +10,19 @@ import pytest
 
 from stopper.domain.errors import IllegalTransition, InvalidAmount
 from stopper.domain.holds import (
+    ANSWERABLE,
+    AWAITING_ANSWER,
+    FREEZABLE,
+    IN_PLAY,
     TERMINAL_STATES,
     TRANSITIONS,
     Hold,
     HoldEvent,
     HoldState,
+    can,
+    leads_to,
     next_state,
+    states_allowing,
 )
 
 AT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -95,6 +102,40 @@ def test_terminal_states() -> None:
         HoldState.RETURNED,
         HoldState.RELEASED,
     }
+
+
+S = HoldState
+
+
+def test_the_guards_others_ask_are_the_table_s() -> None:
+    assert IN_PLAY == {
+        S.REQUESTED,
+        S.SENT,
+        S.UNCONFIRMED,
+        S.STOPPED,
+        S.FAILED,
+        S.FROZEN,
+        S.RETURNING,
+    }
+    assert AWAITING_ANSWER == {S.SENT, S.UNCONFIRMED}
+    assert ANSWERABLE == {S.SENT, S.UNCONFIRMED, S.FAILED}
+    assert FREEZABLE == {S.STOPPED, S.FROZEN}
+    assert states_allowing(HoldEvent.REAPPLIED) == {S.EXPIRED, S.STOPPED, S.FAILED}
+    assert states_allowing() == set()
+    assert IN_PLAY.isdisjoint(TERMINAL_STATES)
+
+
+@pytest.mark.parametrize(("state", "event"), ALL_PAIRS, ids=lambda v: str(v))
+def test_can_says_what_apply_does(state: HoldState, event: HoldEvent) -> None:
+    assert can(state, event) is ((state, event) in EXPECTED)
+    assert (state in states_allowing(event)) is can(state, event)
+
+
+def test_an_answer_leads_to_its_own_state() -> None:
+    assert leads_to(HoldEvent.STOP_CONFIRMED) is S.STOPPED
+    assert leads_to(HoldEvent.NOT_FOUND) is S.NOT_FOUND
+    assert leads_to(HoldEvent.REJECTED) is S.REJECTED
+    assert leads_to(HoldEvent.LAPSED) is S.EXPIRED
 
 
 @pytest.mark.parametrize(("state", "event"), ALLOWED, ids=lambda v: str(v))
