@@ -19,6 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stopper import metrics
 from stopper.api.auth import AuthRefused, caller, operator
 from stopper.api.console import add_console
+from stopper.api.wire import (
+    case_summary_v1,
+    case_v1,
+    hold_list_item_v1,
+    institution_status_list_v1,
+    returns_ordered_v1,
+    trail_v1,
+)
 from stopper.app.auth import Caller
 from stopper.app.callbacks import CallbackRefused
 from stopper.app.deadlines import ReapplyOutcome
@@ -39,10 +47,8 @@ from stopper.contracts.cases import (
 from stopper.contracts.institutions import CallbackAcceptedV1, CallbackV1
 from stopper.contracts.operations import (
     CaseListV1,
-    CaseSummaryV1,
     DivergenceListV1,
     DivergenceV1,
-    HoldListItemV1,
     HoldListV1,
     InstitutionStatusListV1,
     ReconcileV1,
@@ -271,7 +277,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         view = await runtime.store.get_case(case_id)
         if view is None or not who.sees_agency(view.agency_code):
             return _error(404, "no such case; a report accepted moments ago may still be queued")
-        return JSONResponse(CaseV1.from_view(view).model_dump(mode="json"))
+        return JSONResponse(case_v1(view).model_dump(mode="json"))
 
     @app.get(
         "/v1/cases/{case_id}/trail",
@@ -284,7 +290,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         view = await runtime.store.get_trail(case_id)
         if view is None or agency is None or not who.sees_agency(agency):
             return _error(404, "no such case; a report accepted moments ago may still be queued")
-        return JSONResponse(TrailV1.from_view(view).model_dump(mode="json"))
+        return JSONResponse(trail_v1(view).model_dump(mode="json"))
 
     @app.get(
         "/v1/cases",
@@ -301,7 +307,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
             limit=limit,
             agency_code=None if who.is_operator else who.agency_code,
         )
-        body = CaseListV1(cases=[CaseSummaryV1.from_view(v) for v in views])
+        body = CaseListV1(cases=[case_summary_v1(v) for v in views])
         return JSONResponse(body.model_dump(mode="json"))
 
     @app.get(
@@ -325,7 +331,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
             limit=limit,
             soonest_first=order == "deadline",
         )
-        body = HoldListV1(holds=[HoldListItemV1.from_view(v) for v in views])
+        body = HoldListV1(holds=[hold_list_item_v1(v) for v in views])
         return JSONResponse(body.model_dump(mode="json"))
 
     @app.get(
@@ -337,7 +343,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     async def institutions_status(_: Annotated[Caller, Depends(operator)]) -> Response:
         since = runtime.clock.now() - timedelta(seconds=FRESH_S)
         views = await runtime.store.institution_health(since)
-        body = InstitutionStatusListV1.from_views(runtime.registry, views)
+        body = institution_status_list_v1(runtime.registry, views)
         return JSONResponse(body.model_dump(mode="json"))
 
     @app.post(
@@ -459,7 +465,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
             reasons = sorted(set(result.skipped.values())) or ["the case has no holds"]
             return _error(409, "nothing to return: " + "; ".join(reasons))
         return JSONResponse(
-            ReturnsOrderedV1.from_result(case_id, result).model_dump(mode="json"),
+            returns_ordered_v1(case_id, result).model_dump(mode="json"),
             status_code=202,
         )
 

@@ -9,10 +9,6 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stopper.app.returns import ReturnOrderResult
-from stopper.app.views import CaseView, HoldView, TrailView
-from stopper.domain.accounts import mask_account_number
-
 Operator = Annotated[
     str,
     Field(
@@ -25,6 +21,7 @@ Operator = Annotated[
 
 
 def to_major(minor: int) -> Decimal:
+    """Minor units (what Stopper counts in) as the wire's amounts: major units, two decimals."""
     return (Decimal(minor) / 100).quantize(Decimal("0.01"))
 
 
@@ -41,23 +38,6 @@ class HoldV1(BaseModel):
     amount_frozen: Decimal
     amount_returned: Decimal
     updated_at: datetime
-
-
-def hold_v1(h: HoldView) -> HoldV1:
-    return HoldV1(
-        hold_id=h.hold_id,
-        institution_code=h.institution_code,
-        account=h.account_masked,
-        state=h.state,
-        layer=h.layer,
-        parent_hold_id=h.parent_hold_id,
-        currency=h.currency,
-        amount_asked=to_major(h.amount_asked),
-        amount_stopped=to_major(h.amount_stopped),
-        amount_frozen=to_major(h.amount_frozen),
-        amount_returned=to_major(h.amount_returned),
-        updated_at=h.updated_at,
-    )
 
 
 class PayoutV1(BaseModel):
@@ -84,36 +64,6 @@ class CaseV1(BaseModel):
     holds_by_state: dict[str, int]
     holds: list[HoldV1]
     payouts: list[PayoutV1] = Field(description="Returns to the victims, in the order made.")
-
-    @classmethod
-    def from_view(cls, view: CaseView) -> CaseV1:
-        by_state: dict[str, int] = {}
-        for hold in view.holds:
-            by_state[hold.state] = by_state.get(hold.state, 0) + 1
-        return cls(
-            case_id=view.case_id,
-            report_id=view.report_id,
-            agency_code=view.agency_code,
-            reported_at=view.reported_at,
-            accepted_at=view.accepted_at,
-            opened_at=view.opened_at,
-            victims=view.victim_count,
-            transfers=view.transfer_count,
-            holds_by_state=by_state,
-            holds=[hold_v1(h) for h in view.holds],
-            payouts=[
-                PayoutV1(
-                    hold_id=p.hold_id,
-                    round=p.round,
-                    victim_ref=p.victim_ref,
-                    currency=p.currency,
-                    amount=to_major(p.amount),
-                    account=p.account_masked,
-                    status=p.status,
-                )
-                for p in view.payouts
-            ],
-        )
 
 
 class TrailEdgeV1(BaseModel):
@@ -147,42 +97,6 @@ class TrailV1(BaseModel):
     holds: list[HoldV1]
     edges: list[TrailEdgeV1]
     unrecoverable: Decimal = Field(description="Traced money that left as cash.")
-
-    @classmethod
-    def from_view(cls, view: TrailView) -> TrailV1:
-        layers: dict[int, list[HoldView]] = {}
-        for hold in view.holds:
-            layers.setdefault(hold.layer, []).append(hold)
-        return cls(
-            case_id=view.case_id,
-            layers=[
-                TrailLayerV1(
-                    layer=layer,
-                    holds=len(holds),
-                    amount_asked=to_major(sum(h.amount_asked for h in holds)),
-                    amount_stopped=to_major(sum(h.amount_stopped for h in holds)),
-                )
-                for layer, holds in sorted(layers.items())
-            ],
-            holds=[hold_v1(h) for h in view.holds],
-            edges=[
-                TrailEdgeV1(
-                    from_hold_id=e.from_hold_id,
-                    to_hold_id=e.to_hold_id,
-                    kind=e.kind,
-                    institution_code=e.institution_code,
-                    account=e.account_masked,
-                    amount=to_major(e.amount),
-                    amount_traced=to_major(e.amount_traced),
-                    transferred_at=e.transferred_at,
-                    outcome=e.outcome,
-                )
-                for e in view.edges
-            ],
-            unrecoverable=to_major(
-                sum(e.amount_traced for e in view.edges if e.outcome == "unrecoverable")
-            ),
-        )
 
 
 class ReapplyV1(BaseModel):
@@ -260,28 +174,3 @@ class ReturnsOrderedV1(BaseModel):
     case_id: UUID
     returns: list[ReturnStartedV1]
     skipped: list[SkippedHoldV1]
-
-    @classmethod
-    def from_result(cls, case_id: UUID, result: ReturnOrderResult) -> ReturnsOrderedV1:
-        return cls(
-            case_id=case_id,
-            returns=[
-                ReturnStartedV1(
-                    hold_id=r.hold_id,
-                    currency=r.currency,
-                    amount=to_major(r.amount),
-                    unallocated=to_major(r.unallocated),
-                    resent=r.resent,
-                    payouts=[
-                        PayoutOrderedV1(
-                            victim_ref=p.victim_ref,
-                            amount=to_major(p.amount),
-                            account=mask_account_number(p.account_number),
-                        )
-                        for p in r.payouts
-                    ],
-                )
-                for r in result.started
-            ],
-            skipped=[SkippedHoldV1(hold_id=h, reason=why) for h, why in result.skipped.items()],
-        )

@@ -3,7 +3,6 @@ Account numbers appear masked only."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -11,9 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from stopper.app.views import CaseSummaryView, HoldListView, InstitutionHealthView
-from stopper.contracts.cases import HoldV1, hold_v1, to_major
-from stopper.registry import Registry
+from stopper.contracts.cases import HoldV1
 
 BREAKER_STATES = ("closed", "half_open", "open")
 
@@ -31,20 +28,6 @@ class CaseSummaryV1(BaseModel):
     )
     needs_person: int = Field(description="Holds failed: a person must act.")
 
-    @classmethod
-    def from_view(cls, v: CaseSummaryView) -> CaseSummaryV1:
-        return cls(
-            case_id=v.case_id,
-            report_id=v.report_id,
-            agency_code=v.agency_code,
-            opened_at=v.opened_at,
-            holds_by_state=v.holds_by_state,
-            amount_reported={c: to_major(a) for c, a in sorted(v.amount_asked.items())},
-            amount_stopped={c: to_major(a) for c, a in sorted(v.amount_stopped.items())},
-            next_lapse_at=v.next_lapse_at,
-            needs_person=v.holds_by_state.get("failed", 0),
-        )
-
 
 class CaseListV1(BaseModel):
     cases: list[CaseSummaryV1]
@@ -56,15 +39,6 @@ class HoldListItemV1(HoldV1):
     expires_at: datetime | None = Field(
         description="A stopped hold's lapse, or a frozen hold's freeze expiry."
     )
-
-    @classmethod
-    def from_view(cls, v: HoldListView) -> HoldListItemV1:
-        return cls(
-            **hold_v1(v.hold).model_dump(),
-            case_id=v.case_id,
-            state_reason=v.state_reason,
-            expires_at=v.expires_at,
-        )
 
 
 class HoldListV1(BaseModel):
@@ -88,34 +62,6 @@ class InstitutionStatusV1(BaseModel):
 
 class InstitutionStatusListV1(BaseModel):
     institutions: list[InstitutionStatusV1]
-
-    @classmethod
-    def from_views(
-        cls, registry: Registry, views: Sequence[InstitutionHealthView]
-    ) -> InstitutionStatusListV1:
-        by_code = {v.institution_code: v for v in views}
-        rows = []
-        for code, institution in registry.items():
-            v = by_code.get(code)
-            attempts = v.attempts if v else 0
-            failures = v.failures if v else 0
-            rows.append(
-                InstitutionStatusV1(
-                    code=code,
-                    name=institution.name,
-                    kind=institution.kind.value,
-                    breaker=BREAKER_STATES[v.breaker_state] if v else "closed",
-                    attempts=attempts,
-                    failures=failures,
-                    error_rate=round(failures / attempts, 3) if attempts else None,
-                    latency_p95_ms=v.latency_p95_ms if v else None,
-                    instances=v.instances if v else 0,
-                    updated_at=v.updated_at if v else None,
-                )
-            )
-        # The troubled first: open breakers, then the highest error rates.
-        rows.sort(key=lambda r: (-BREAKER_STATES.index(r.breaker), -(r.error_rate or 0), r.code))
-        return cls(institutions=rows)
 
 
 class ReconcileV1(BaseModel):
