@@ -14,13 +14,12 @@ In short (the table is the authority)::
     sent      --accepted--> unconfirmed (the institution took it; its answer is owed)
     unconfirmed --stop_confirmed / not_found / rejected--> stopped / not_found / rejected
     unconfirmed --request_sent--> sent (it says it never received the request: sent again)
-    requested, sent, unconfirmed --gave_up--> failed --reapplied--> requested
+    requested, sent, unconfirmed --gave_up--> failed
     stopped, frozen --lapsed--> expired --reapplied--> requested
     stopped --reapplied--> requested (an expiring stop renewed before it lapses)
     frozen --freeze_renewed--> frozen (a new legal document extends the freeze)
     frozen --return_started--> returning --return_confirmed--> returned
     returning --return_refused--> frozen (the institution refused: the funds stay frozen)
-    requested, sent, unconfirmed, stopped, frozen, failed --released--> released
 
 Rules the table encodes:
 
@@ -31,10 +30,14 @@ Rules the table encodes:
 * A business answer (``not_found``, ``rejected``) is final for that request.
 * ``failed`` means a person must act. An answer that arrives late for a failed hold is still the
   truth about the funds, so a failed hold accepts ``stop_confirmed``, ``not_found`` and
-  ``rejected``; an operator may also ``reapply`` it.
+  ``rejected``. It is not re-applied: re-application renews a stop that was in force
+  (``stopped``, or lapsed to ``expired``); a failed request was never answered.
 * An emergency stop lapses (``expired``) unless it became ``frozen`` first; an expired stop may
   be re-applied (the limit on how often is the caller's rule, kept in `Hold.reapplications`).
-* ``returned``, ``rejected``, ``not_found`` and ``released`` are terminal.
+* ``returned``, ``rejected`` and ``not_found`` are terminal.
+* ``released`` (the hold lifted: report withdrawn, account cleared) is a state no event reaches
+  yet; lifting a hold comes with its feature (issue #17). The state stays because the API's
+  ``state`` filter and the ``stopper_holds`` gauge's ``state`` label already offer it.
 
 An illegal event raises `IllegalTransition` and leaves the hold exactly as it was.
 
@@ -87,7 +90,6 @@ class HoldEvent(enum.StrEnum):
     RETURN_STARTED = "return_started"
     RETURN_CONFIRMED = "return_confirmed"
     RETURN_REFUSED = "return_refused"
-    RELEASED = "released"
 
 
 S = HoldState
@@ -97,33 +99,26 @@ TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingPro
     {
         (S.REQUESTED, E.REQUEST_SENT): S.SENT,
         (S.REQUESTED, E.GAVE_UP): S.FAILED,
-        (S.REQUESTED, E.RELEASED): S.RELEASED,
         (S.SENT, E.STOP_CONFIRMED): S.STOPPED,
         (S.SENT, E.NOT_FOUND): S.NOT_FOUND,
         (S.SENT, E.REJECTED): S.REJECTED,
         (S.SENT, E.GAVE_UP): S.FAILED,
-        (S.SENT, E.RELEASED): S.RELEASED,
         (S.SENT, E.ACCEPTED): S.UNCONFIRMED,
         (S.UNCONFIRMED, E.STOP_CONFIRMED): S.STOPPED,
         (S.UNCONFIRMED, E.NOT_FOUND): S.NOT_FOUND,
         (S.UNCONFIRMED, E.REJECTED): S.REJECTED,
         (S.UNCONFIRMED, E.REQUEST_SENT): S.SENT,
         (S.UNCONFIRMED, E.GAVE_UP): S.FAILED,
-        (S.UNCONFIRMED, E.RELEASED): S.RELEASED,
         (S.FAILED, E.STOP_CONFIRMED): S.STOPPED,
         (S.FAILED, E.NOT_FOUND): S.NOT_FOUND,
         (S.FAILED, E.REJECTED): S.REJECTED,
-        (S.FAILED, E.REAPPLIED): S.REQUESTED,
-        (S.FAILED, E.RELEASED): S.RELEASED,
         (S.STOPPED, E.FREEZE_CONFIRMED): S.FROZEN,
         (S.STOPPED, E.LAPSED): S.EXPIRED,
-        (S.STOPPED, E.RELEASED): S.RELEASED,
         (S.STOPPED, E.REAPPLIED): S.REQUESTED,
         (S.EXPIRED, E.REAPPLIED): S.REQUESTED,
         (S.FROZEN, E.LAPSED): S.EXPIRED,
         (S.FROZEN, E.FREEZE_RENEWED): S.FROZEN,
         (S.FROZEN, E.RETURN_STARTED): S.RETURNING,
-        (S.FROZEN, E.RELEASED): S.RELEASED,
         (S.RETURNING, E.RETURN_CONFIRMED): S.RETURNED,
         (S.RETURNING, E.RETURN_REFUSED): S.FROZEN,
     }

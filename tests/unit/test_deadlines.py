@@ -115,3 +115,19 @@ async def test_reapplication_is_allowed_twice_with_a_new_key_each_time() -> None
     assert store.holds[record.hold.id].hold.reapplications == 2
     unknown = await deadlines.reapply(requested_hold().hold.id, actor="operator:7", reason="x")
     assert unknown is ReapplyOutcome.UNKNOWN_HOLD
+
+
+async def test_only_a_stop_in_force_or_lapsed_is_reapplied() -> None:
+    store = FakeDispatchStore()
+    clock = FixedClock(requested_hold().requested_at)
+    failed = requested_hold(at=clock.at)
+    failed.hold.apply(HoldEvent.GAVE_UP, cause="t", actor="t", at=clock.at)
+    waiting = requested_hold(at=clock.at)
+    store.add(failed)
+    store.add(waiting)
+    deadlines = keeper(store, clock)
+    for record in (failed, waiting):
+        outcome = await deadlines.reapply(record.hold.id, actor="operator:7", reason="renew")
+        assert outcome is ReapplyOutcome.NOT_ALLOWED
+        assert store.holds[record.hold.id].hold.reapplications == 0
+    assert store.events == []
