@@ -19,7 +19,7 @@ from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate, Outb
 from stopper.config import DeadlineSettings
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.deadlines import MAX_REAPPLICATIONS, deadline_due, may_reapply
-from stopper.domain.holds import HoldEvent, HoldState
+from stopper.domain.holds import HoldEvent, HoldState, can
 from stopper.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,7 @@ class DeadlineKeeper:
         def decide(record: HoldRecord) -> HoldUpdate | None:
             nonlocal outcome
             hold = record.hold
-            if hold.state not in (HoldState.EXPIRED, HoldState.STOPPED) or not may_reapply(
-                hold.reapplications
-            ):
+            if not can(hold.state, HoldEvent.REAPPLIED) or not may_reapply(hold.reapplications):
                 outcome = ReapplyOutcome.NOT_ALLOWED
                 return None
             transition = hold.apply(

@@ -62,7 +62,7 @@ from stopper.app.ports import (
 from stopper.config import DispatchSettings
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.errors import DomainError
-from stopper.domain.holds import Hold, HoldEvent, HoldState, idempotency_key_for
+from stopper.domain.holds import Hold, HoldEvent, HoldState, can, idempotency_key_for, leads_to
 from stopper.domain.messages import AnswerKind, InstitutionAnswer, StatusKind, StopStatus
 from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
 from stopper.errors import (
@@ -88,11 +88,6 @@ _ANSWER_EVENTS = {
     AnswerKind.STOPPED: HoldEvent.STOP_CONFIRMED,
     AnswerKind.NOT_FOUND: HoldEvent.NOT_FOUND,
     AnswerKind.REJECTED: HoldEvent.REJECTED,
-}
-_ANSWER_STATES = {
-    AnswerKind.STOPPED: HoldState.STOPPED,
-    AnswerKind.NOT_FOUND: HoldState.NOT_FOUND,
-    AnswerKind.REJECTED: HoldState.REJECTED,
 }
 _T = TypeVar("_T")
 
@@ -403,7 +398,7 @@ class Dispatcher:
             if sent_here is not None and not sent_here(record):
                 outcome = AnswerOutcome.NOT_SENT_HERE
                 return None
-            if hold.state is _ANSWER_STATES[answer.kind] and (
+            if hold.state is leads_to(_ANSWER_EVENTS[answer.kind]) and (
                 answer.kind is not AnswerKind.STOPPED or hold.amount_stopped == answer.amount_held
             ):
                 outcome = AnswerOutcome.REPEATED
@@ -599,7 +594,7 @@ class Dispatcher:
         is asked about (not sent again) once the callback is overdue, until its stop would have
         lapsed."""
         hold = record.hold
-        if hold.state is not HoldState.SENT or record.attempts != claim.attempt:
+        if not can(hold.state, HoldEvent.ACCEPTED) or record.attempts != claim.attempt:
             return None  # the callback already came, or another attempt took over
         now = self._clock.now()
         reason = f"accepted by the institution at {now:%Y-%m-%d %H:%M:%S}Z; its answer is owed"

@@ -24,11 +24,10 @@ from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate, Inst
 from stopper.config import DeadlineSettings
 from stopper.contracts.institutions import FreezeRequestV1
 from stopper.domain.errors import DomainError
-from stopper.domain.holds import HoldEvent, HoldState
+from stopper.domain.holds import FREEZABLE, HoldEvent, HoldState
 from stopper.registry import Institution, Registry
 
 FREEZE_ACTOR = "stopper:freezes"
-_FREEZABLE = (HoldState.STOPPED, HoldState.FROZEN)
 
 
 class FreezeOrderOutcome(enum.StrEnum):
@@ -62,7 +61,7 @@ class FreezeDesk(InstitutionOrders):
 
         def decide(record: HoldRecord) -> HoldUpdate | None:
             nonlocal outcome
-            if record.hold.state not in _FREEZABLE:
+            if record.hold.state not in FREEZABLE:
                 outcome = FreezeOrderOutcome.NOT_ALLOWED
                 return None
             outcome = FreezeOrderOutcome.ORDERED
@@ -87,7 +86,7 @@ class FreezeDesk(InstitutionOrders):
         return {"freeze_attempts": attempts, "freeze_next_attempt_at": next_attempt_at}
 
     def _may_send(self, record: HoldRecord) -> bool:
-        return record.hold.state in _FREEZABLE
+        return record.hold.state in FREEZABLE
 
     async def _due(self, now: datetime, limit: int) -> list[UUID]:
         return await self._store.freezes_due(now, limit)

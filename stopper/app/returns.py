@@ -38,7 +38,7 @@ from stopper.app.ports import (
     ReturnStore,
 )
 from stopper.contracts.institutions import PayoutV1, ReturnRequestV1
-from stopper.domain.holds import HoldEvent, HoldState
+from stopper.domain.holds import HoldEvent, HoldState, can
 from stopper.domain.returns import FrozenFunds, HoldReturn, plan_returns, traced_claims
 from stopper.errors import MalformedAnswer
 from stopper.registry import Institution, Registry
@@ -118,7 +118,7 @@ class ReturnDesk(InstitutionOrders):
             record = known.get(hold_id)
             if record is None:
                 result.skipped[hold_id] = "no such hold in this case"
-            elif record.hold.state is HoldState.FROZEN and record.hold.amount_frozen > 0:
+            elif can(record.hold.state, HoldEvent.RETURN_STARTED) and record.hold.amount_frozen > 0:
                 frozen.append(record)
             elif record.hold.state is HoldState.RETURNING and record.return_next_attempt_at is None:
                 starts.append(self._resend(record, funds.payouts, result, now, actor))
@@ -209,7 +209,7 @@ class ReturnDesk(InstitutionOrders):
         return {"return_attempts": attempts, "return_next_attempt_at": next_attempt_at}
 
     def _may_send(self, record: HoldRecord) -> bool:
-        return record.hold.state is HoldState.RETURNING
+        return can(record.hold.state, HoldEvent.RETURN_CONFIRMED)
 
     async def _due(self, now: datetime, limit: int) -> list[UUID]:
         return await self._returns.returns_due(now, limit)
