@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stopper.app.policies import DeadlinePolicy, DispatchPolicy
 
 
 class Environment(StrEnum):
@@ -207,6 +210,15 @@ class DispatchSettings(BaseSettings):
         default=5, ge=1, le=20, description="Layers of the money trail followed, first included."
     )
 
+    def policy(self) -> DispatchPolicy:
+        return DispatchPolicy(
+            stop_lapse=timedelta(hours=self.stop_lapse_hours),
+            first_dispatch_grace=timedelta(seconds=self.first_dispatch_grace_s),
+            inquiry_max_interval=timedelta(seconds=self.inquiry_max_interval_s),
+            max_queued_per_institution=self.max_queued_per_institution,
+            trail_max_depth=self.trail_max_depth,
+        )
+
 
 class DeadlineSettings(BaseSettings):
     """The 48-hour lapse of emergency stops: when to warn, how often to look."""
@@ -230,6 +242,13 @@ class DeadlineSettings(BaseSettings):
         if not leads or any(h <= 0 for h in leads):
             raise ValueError("give at least one positive lead time")
         return sorted(leads, reverse=True)
+
+    def policy(self) -> DeadlinePolicy:
+        return DeadlinePolicy(
+            stop_warnings=tuple(timedelta(hours=h) for h in self.warn_before_hours),
+            freeze_warnings=tuple(timedelta(hours=h) for h in self.freeze_warn_before_hours),
+            freeze_validity=timedelta(days=self.freeze_validity_days),
+        )
 
 
 class SimulationSettings(BaseSettings):

@@ -202,7 +202,7 @@ async def run_demo(
             elapsed = time.monotonic() - started
             overview = await runtime.store.overview()
             latencies = await runtime.store.race_latencies()
-            trips = sum(runtime.dispatcher.breaker(code).trips for code in registry)
+            trips = sum(runtime.dispatcher.gateway.breaker(code).trips for code in registry)
             sample = (await client.get(f"/v1/cases/{_sample_case(documents)}")).json()
             warnings, lapses, silent = await runtime.store.deadline_counts(
                 settings.kafka.hold_events_topic

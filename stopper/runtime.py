@@ -28,6 +28,7 @@ from stopper.app.consuming import consume
 from stopper.app.deadlines import DeadlineKeeper
 from stopper.app.dispatch import Dispatcher, StopRequestConsumer, publish_outbox
 from stopper.app.freezes import FreezeDesk
+from stopper.app.gateway import InstitutionGateway
 from stopper.app.intake import IntakeHandler, IntakeTopics
 from stopper.app.ports import Bus, Clock
 from stopper.app.reconcile import Reconciler
@@ -177,9 +178,9 @@ class Runtime:
         metrics.OUTBOX_PENDING.set(outbox_pending)
         overdue = self.clock.now() - timedelta(seconds=self.settings.dispatch.unconfirmed_alert_s)
         metrics.HOLDS_UNCONFIRMED_OVERDUE.set(await self.store.count_unconfirmed(overdue))
-        self.dispatcher.publish_breaker_states()
+        self.dispatcher.gateway.publish_breaker_states()
         await self.store.save_health(
-            self.settings.instance_id, self.dispatcher.health_snapshots(), self.clock.now()
+            self.settings.instance_id, self.dispatcher.gateway.health_snapshots(), self.clock.now()
         )
         return 0
 
@@ -242,12 +243,12 @@ def build_runtime(
         )
     outbox_written = asyncio.Event()
     adapter = HttpJsonAdapter(settings.institutions.base_url)
+    gateway = InstitutionGateway(adapter, registry, hedge=settings.dispatch.hedge)
     dispatcher = Dispatcher(
         store,
-        adapter,
-        registry,
+        gateway,
         clock,
-        settings.dispatch,
+        settings.dispatch.policy(),
         on_outbox=outbox_written.set,
         deadline_clock=deadline_clock,
     )
@@ -282,15 +283,15 @@ def build_runtime(
             store,
             registry,
             deadline_clock or clock,
-            settings.deadlines,
+            settings.deadlines.policy(),
             events_topic=kafka.hold_events_topic,
             stop_requests_topic=kafka.stop_requests_topic,
             on_outbox=outbox_written.set,
         ),
-        FreezeDesk(store, adapter, registry, clock, settings.deadlines),
-        ReturnDesk(store, adapter, registry, clock),
+        FreezeDesk(store, gateway, clock, settings.deadlines.policy()),
+        ReturnDesk(store, gateway, clock),
         ApiKeys(store),
-        Reconciler(store, dispatcher, adapter, registry, clock),
+        Reconciler(store, dispatcher, clock),
     )
 
 

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from stopper import metrics
+from stopper.app.policies import DeadlinePolicy
 from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate, OutboxEvent
-from stopper.config import DeadlineSettings
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.deadlines import MAX_REAPPLICATIONS, deadline_due, may_reapply
 from stopper.domain.holds import HoldEvent, HoldState, can
@@ -51,7 +51,7 @@ class DeadlineKeeper:
         store: DispatchStore,
         registry: Registry,
         clock: Clock,
-        settings: DeadlineSettings,
+        policy: DeadlinePolicy,
         *,
         events_topic: str,
         stop_requests_topic: str,
@@ -60,8 +60,8 @@ class DeadlineKeeper:
         self._store = store
         self._registry = registry
         self._clock = clock
-        self._leads = [timedelta(hours=h) for h in settings.warn_before_hours]
-        self._freeze_leads = [timedelta(hours=h) for h in settings.freeze_warn_before_hours]
+        self._leads = policy.stop_warnings
+        self._freeze_leads = policy.freeze_warnings
         self._events_topic = events_topic
         self._stop_requests_topic = stop_requests_topic
         self._on_outbox = on_outbox

@@ -19,8 +19,9 @@ Business rules:
 - when the retry budget or the overall deadline (`deadline_s` from the first attempt) is
   spent, the hold becomes `failed` with the reason, for a person to act on; a hold is always
   asked for at least once, however long it waited before its first attempt;
-- at most `concurrency` requests are in flight to one institution per process, and a circuit
-  breaker per institution stops hammering one that is down; intake waits (a second at most)
+- every request goes through the `InstitutionGateway` (at most `concurrency` in flight to one
+  institution per process, a circuit breaker per institution that stops hammering one that is
+  down, hedging, health and metrics); intake waits (a second at most)
   only for institutions with `max_queued_per_institution` attempts already under way here, so
   one slow institution does not hold up the others.
 """
@@ -32,11 +33,9 @@ import enum
 import json
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -44,34 +43,26 @@ from pydantic import ValidationError
 from stopper import metrics
 from stopper.app.background import BackgroundWork
 from stopper.app.batching import HoldWriter
-from stopper.app.breaker import CircuitBreaker
-from stopper.app.health import HealthSnapshot, InstitutionHealth
-from stopper.app.hedging import HedgeDelay, hedged
+from stopper.app.gateway import InstitutionGateway
 from stopper.app.intake import publish_dead_letter
+from stopper.app.policies import DispatchPolicy
 from stopper.app.ports import (
     CallbackNonce,
     Clock,
     DispatchStore,
     HoldRecord,
     HoldUpdate,
-    InstitutionAdapter,
     Message,
     OutboxMessage,
     Publisher,
 )
-from stopper.config import DispatchSettings
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.errors import DomainError
 from stopper.domain.holds import Hold, HoldEvent, HoldState, can, idempotency_key_for, leads_to
 from stopper.domain.messages import AnswerKind, InstitutionAnswer, StatusKind, StopStatus
 from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
-from stopper.errors import (
-    BreakerOpen,
-    InstitutionError,
-    InstitutionTimeout,
-    InstitutionUnavailable,
-)
-from stopper.registry import Institution, Registry
+from stopper.errors import BreakerOpen, InstitutionError
+from stopper.registry import Institution
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +80,6 @@ _ANSWER_EVENTS = {
     AnswerKind.NOT_FOUND: HoldEvent.NOT_FOUND,
     AnswerKind.REJECTED: HoldEvent.REJECTED,
 }
-_T = TypeVar("_T")
 
 
 class AnswerOutcome(enum.StrEnum):
@@ -116,47 +106,26 @@ class Dispatcher:
     def __init__(
         self,
         store: DispatchStore,
-        adapter: InstitutionAdapter,
-        registry: Registry,
+        gateway: InstitutionGateway,
         clock: Clock,
-        settings: DispatchSettings,
+        policy: DispatchPolicy,
         rng: random.Random | None = None,
         on_outbox: Callable[[], None] | None = None,
         deadline_clock: Clock | None = None,
     ) -> None:
         self._store = store
-        self._adapter = adapter
-        self._registry = registry
+        self.gateway = gateway
+        self._registry = registry = gateway.registry
         self._clock = clock
-        self._settings = settings
+        self._policy = policy
         self._rng = rng or random.Random()
         self._on_outbox = on_outbox
         self._deadline_clock = deadline_clock or clock
-        self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
-        self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
-        # Slow stop attempts are sent once more with the same key (see `hedging`).
-        self._hedges = (
-            {code: HedgeDelay(i.timeout_ms / 1000) for code, i in registry.items()}
-            if settings.hedge
-            else None
-        )
         # Attempts under way in this process, per institution (backpressure is per institution).
         self._in_flight = {code: BackgroundWork("stop attempt") for code in registry}
         # Attempts this process has started and not finished: hold -> (attempt, lease end).
         self._leases: dict[UUID, tuple[int, datetime]] = {}
         self._writer = HoldWriter(store)
-        self.health = InstitutionHealth()
-
-    def breaker(self, code: str) -> CircuitBreaker:
-        return self._breakers[code]
-
-    def health_snapshots(self) -> list[HealthSnapshot]:
-        """This instance's view of every institution in the registry (attempts 0 for those it
-        has not called lately)."""
-        return [
-            self.health.snapshot(code, breaker.state.value)
-            for code, breaker in self._breakers.items()
-        ]
 
     async def attempt(self, hold_id: UUID, *, first: bool) -> None:
         """Claim the hold and make one attempt, waiting for its outcome."""
@@ -219,7 +188,7 @@ class Dispatcher:
         rather than in memory, and one slow institution does not hold up intake for the others
         while it has room; but at most a second, so a slow institution slows intake down to a
         batch a second instead of stopping it."""
-        limit = self._settings.max_queued_per_institution
+        limit = self._policy.max_queued_per_institution
         loop = asyncio.get_running_loop()
         until = loop.time() + 1.0
         for code in set(institutions):
@@ -294,7 +263,7 @@ class Dispatcher:
             await self._inquire(claim, institution)
             return
         try:
-            answer = await self._call(institution, claim.request)
+            answer = await self.gateway.request_stop(institution, claim.request)
         except InstitutionError as e:
             await self._after_failure(hold_id, claim, institution, e)
             return
@@ -307,15 +276,10 @@ class Dispatcher:
         """Ask the institution what became of a request it accepted, and act on the answer."""
         request = claim.request
         try:
-            status = await self.guarded(
-                institution,
-                lambda: self._adapter.stop_status(institution, request.idempotency_key),
-            )
+            status = await self.gateway.stop_status(institution, request.idempotency_key)
         except InstitutionError as e:
-            metrics.STATUS_INQUIRIES.labels(institution.code, _failure_label(e)).inc()
             await self._ask_later(claim, institution, f"status inquiry {claim.inquiry}: {e}")
             return
-        metrics.STATUS_INQUIRIES.labels(institution.code, status.kind.value).inc()
         await self.apply_status(
             status,
             request.hold_id,
@@ -423,9 +387,7 @@ class Dispatcher:
             if answer.kind is AnswerKind.STOPPED:
                 fields["confirmed_at"] = now
                 # The lapse is business time: an accelerated run moves it, timeouts stay real.
-                fields["stop_expires_at"] = self._deadline_clock.now() + timedelta(
-                    hours=self._settings.stop_lapse_hours
-                )
+                fields["stop_expires_at"] = self._deadline_clock.now() + self._policy.stop_lapse
                 if answer.onward:
                     follow = self._trail_follower(hold, answer, now, plans)
             return HoldUpdate(at=now, transitions=[transition], fields=fields, follow=follow)
@@ -455,7 +417,7 @@ class Dispatcher:
                 case_id=hold.case_id,
                 case_nodes=case_nodes,
                 known_institutions=self._registry,
-                max_depth=self._settings.trail_max_depth,
+                max_depth=self._policy.trail_max_depth,
                 at=now,
             )
             plans.append(plan)
@@ -476,17 +438,13 @@ class Dispatcher:
         due; returns how many were looked at."""
         await self.renew_leases()
         now = self._clock.now()
-        grace = timedelta(seconds=self._settings.first_dispatch_grace_s)
+        grace = self._policy.first_dispatch_grace
         due = await self._store.due_holds(now, now - grace, limit=500)
         claims = await asyncio.gather(*(self.claim(hold_id, first=False) for hold_id in due))
         for claim in claims:
             if claim is not None:
                 self.start(claim)
         return len(due)
-
-    def publish_breaker_states(self) -> None:
-        for code, breaker in self._breakers.items():
-            metrics.BREAKER_STATE.labels(code).set(breaker.state.value)
 
     # --- decisions (pure functions of the stored hold) -------------------------------------
 
@@ -606,7 +564,7 @@ class Dispatcher:
                 "accepted_at": now,
                 "inquiries": 0,
                 "next_attempt_at": now + timedelta(seconds=institution.callback_wait_s),
-                "dispatch_deadline_at": now + timedelta(hours=self._settings.stop_lapse_hours),
+                "dispatch_deadline_at": now + self._policy.stop_lapse,
                 "state_reason": reason,
             },
         )
@@ -621,7 +579,7 @@ class Dispatcher:
         now = self._clock.now()
         wait_s = min(
             institution.callback_wait_s * 2 ** min(claim.inquiry, 20),
-            self._settings.inquiry_max_interval_s,
+            self._policy.inquiry_max_interval.total_seconds(),
         ) * self._rng.uniform(0.8, 1.2)
         fields: dict[str, object] = {"next_attempt_at": now + timedelta(seconds=wait_s)}
         since = record.accepted_at or now
@@ -661,12 +619,7 @@ class Dispatcher:
             return None
         now = self._clock.now()
         reason = f"attempt {claim.attempt}: {error}"
-        delay: timedelta | None = None
-        if error.retryable:
-            delay = institution.retry.backoff(claim.attempt, self._rng)
-            if isinstance(error, InstitutionUnavailable):
-                breaker_wait = self._breakers[institution.code].retry_after_s()
-                delay = max(delay, timedelta(seconds=breaker_wait))
+        delay = self.gateway.retry_after(institution, claim.attempt, error)
         deadline = record.dispatch_deadline_at
         # An open breaker means the request was not even made: it costs the hold no attempt of
         # its budget (a herd of holds waiting on a half-open breaker would otherwise use theirs
@@ -686,61 +639,6 @@ class Dispatcher:
         if not_made:
             fields["attempts"] = record.attempts - 1
         return HoldUpdate(at=now, fields=fields)
-
-    # --- calling the institution ------------------------------------------------------------
-
-    async def guarded(self, institution: Institution, call: Callable[[], Awaitable[_T]]) -> _T:
-        """One call to the institution under its slots and breaker, its latency and failures in
-        the institution's health: stops, status inquiries, reconciliation."""
-        breaker = self._breakers[institution.code]
-        async with self._slots[institution.code]:
-            if not breaker.allow():
-                self.health.record(institution.code, failed=True, latency_s=0.0)
-                raise BreakerOpen("circuit breaker open")
-            trips = breaker.trips
-            started = time.monotonic()
-            try:
-                result = await call()
-            except InstitutionError as e:
-                self.health.record(
-                    institution.code, failed=True, latency_s=time.monotonic() - started
-                )
-                if e.retryable:
-                    breaker.record_failure()
-                else:
-                    breaker.record_success()  # it answered; the request was the problem
-                raise
-            else:
-                self.health.record(
-                    institution.code, failed=False, latency_s=time.monotonic() - started
-                )
-                breaker.record_success()
-                return result
-            finally:
-                if breaker.trips > trips:
-                    metrics.BREAKER_TRIPS.labels(institution.code).inc()
-                    log.warning("breaker opened", extra={"institution": institution.code})
-                metrics.BREAKER_STATE.labels(institution.code).set(breaker.state.value)
-
-    async def _call(self, institution: Institution, request: StopRequestV1) -> InstitutionAnswer:
-        def stop() -> Awaitable[InstitutionAnswer]:
-            return self._adapter.request_stop(institution, request)
-
-        try:
-            if self._hedges is None:
-                answer = await self.guarded(institution, stop)
-            else:
-                delay = self._hedges[institution.code]
-                answer = await self.guarded(
-                    institution, lambda: hedged(stop, delay, institution.code)
-                )
-        except InstitutionError as e:
-            metrics.STOP_ATTEMPTS.labels(institution.code, _failure_label(e)).inc()
-            if isinstance(e, InstitutionTimeout):
-                metrics.STOP_TIMEOUTS.labels(institution.code).inc()
-            raise
-        metrics.STOP_ATTEMPTS.labels(institution.code, answer.kind.value).inc()
-        return answer
 
     async def _after_failure(
         self, hold_id: UUID, claim: Claim, institution: Institution, error: InstitutionError
@@ -768,17 +666,6 @@ class Dispatcher:
             metrics.REPORT_TO_STOP_CONFIRMED.labels(
                 institution.kind.value, institution.code
             ).observe(max(0.0, (now - record.report_accepted_at).total_seconds()))
-
-
-def _failure_label(error: InstitutionError) -> str:
-    names = {
-        "BreakerOpen": "breaker_open",
-        "InstitutionTimeout": "timeout",
-        "InstitutionUnavailable": "unavailable",
-        "MalformedAnswer": "malformed",
-        "RequestRefused": "refused",
-    }
-    return names.get(type(error).__name__, "error")
 
 
 class StopRequestConsumer:

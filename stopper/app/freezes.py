@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import enum
 import random
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
-from stopper import metrics
-from stopper.app.orders import InstitutionOrders, OrderAnswer
-from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate, InstitutionAdapter
-from stopper.config import DeadlineSettings
+from stopper.app.gateway import InstitutionGateway
+from stopper.app.orders import InstitutionOrders
+from stopper.app.policies import DeadlinePolicy
+from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate
 from stopper.contracts.institutions import FreezeRequestV1
 from stopper.domain.errors import DomainError
 from stopper.domain.holds import FREEZABLE, HoldEvent, HoldState
-from stopper.registry import Institution, Registry
+from stopper.domain.messages import OrderAnswer
+from stopper.registry import Institution
 
 FREEZE_ACTOR = "stopper:freezes"
 
@@ -38,21 +39,17 @@ class FreezeOrderOutcome(enum.StrEnum):
 
 class FreezeDesk(InstitutionOrders):
     name = "freeze"
-    attempts_metric = metrics.FREEZE_ATTEMPTS
-    done_label = "frozen"
 
     def __init__(
         self,
         store: DispatchStore,
-        adapter: InstitutionAdapter,
-        registry: Registry,
+        gateway: InstitutionGateway,
         clock: Clock,
-        settings: DeadlineSettings,
+        policy: DeadlinePolicy,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(store, registry, clock, rng)
-        self._adapter = adapter
-        self._validity = timedelta(days=settings.freeze_validity_days)
+        super().__init__(store, gateway, clock, rng)
+        self._validity = policy.freeze_validity
 
     async def order(self, hold_id: UUID, *, document_ref: str, actor: str) -> FreezeOrderOutcome:
         """Record the order and send it at once; the sweeper retries if needed."""
@@ -107,8 +104,7 @@ class FreezeDesk(InstitutionOrders):
             renewal=hold.state is HoldState.FROZEN,
             requested_at=now,
         )
-        answer = await self._adapter.request_freeze(institution, request)
-        return OrderAnswer(answer.status == "frozen", answer.amount_frozen or 0, answer.reason)
+        return await self._gateway.request_freeze(institution, request)
 
     def _done(self, record: HoldRecord, answer: OrderAnswer, now: datetime) -> HoldUpdate | None:
         hold = record.hold

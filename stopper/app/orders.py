@@ -7,51 +7,42 @@ What they share:
   timeout), so two attempts never overlap; the request carries the order's idempotency key, so
   sending again never acts twice;
 - a failure is retried with exponential backoff and full jitter up to the institution's attempt
-  limit; the last failure, or a refusal, is recorded and left for a person.
+  limit; the last failure, or a refusal, is recorded and left for a person;
+- every attempt goes through the `InstitutionGateway` (slots, breaker, timeout, health, the
+  order's attempt metric), like stop requests do.
 """
 
 from __future__ import annotations
 
 import abc
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
 from uuid import UUID
 
-from prometheus_client import Counter
-
 from stopper.app.background import BackgroundWork
+from stopper.app.gateway import InstitutionGateway
 from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate
-from stopper.errors import InstitutionError
-from stopper.registry import Institution, Registry
+from stopper.domain.messages import OrderAnswer
+from stopper.errors import BreakerOpen, InstitutionError
+from stopper.registry import Institution
 
 _LEASE_MARGIN = timedelta(seconds=2)
 
 
-@dataclass(frozen=True, slots=True)
-class OrderAnswer:
-    """What the institution said: done (with the amount it acted on), or refused and why."""
-
-    done: bool
-    amount: int = 0
-    reason: str | None = None
-
-
 class InstitutionOrders(abc.ABC):
     name: ClassVar[str]
-    attempts_metric: ClassVar[Counter]  # labels: institution, outcome (done_label, rejected, error)
-    done_label: ClassVar[str]
 
     def __init__(
         self,
         store: DispatchStore,
-        registry: Registry,
+        gateway: InstitutionGateway,
         clock: Clock,
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
-        self._registry = registry
+        self._gateway = gateway
+        self._registry = gateway.registry
         self._clock = clock
         self._rng = rng or random.Random()
         self._in_flight = BackgroundWork(f"{self.name} attempt")
@@ -125,20 +116,17 @@ class InstitutionOrders(abc.ABC):
         try:
             answer = await self._send(institution, record, now)
         except InstitutionError as e:
-            self.attempts_metric.labels(institution.code, "error").inc()
-            failure, retryable = f"{self.name} attempt {attempt}: {e}", e.retryable
+            failure, error = f"{self.name} attempt {attempt}: {e}", e
             await self._store.update_hold(
-                hold_id, lambda r: self._retry_later(r, attempt, failure, retryable)
+                hold_id, lambda r: self._retry_later(r, attempt, failure, error)
             )
             return
         if not answer.done:
-            self.attempts_metric.labels(institution.code, "rejected").inc()
             reason = f"{self.name} refused by the institution: {answer.reason or 'no reason given'}"
             await self._store.update_hold(
-                hold_id, lambda r: self._retry_later(r, attempt, reason, retryable=False)
+                hold_id, lambda r: self._retry_later(r, attempt, reason, None)
             )
             return
-        self.attempts_metric.labels(institution.code, self.done_label).inc()
         await self._store.update_hold(
             hold_id,
             lambda r: (
@@ -161,17 +149,22 @@ class InstitutionOrders(abc.ABC):
         )
 
     def _retry_later(
-        self, record: HoldRecord, attempt: int, reason: str, retryable: bool
+        self, record: HoldRecord, attempt: int, reason: str, error: InstitutionError | None
     ) -> HoldUpdate | None:
+        """After a failed attempt (`error`) or a refusal (no error): the next attempt, or the
+        refusal or the last failure recorded for a person."""
         if not self._current(record, attempt):
             return None
         now = self._clock.now()
-        policy = self._registry[record.hold.institution_code].retry
-        if not retryable:
+        institution = self._registry[record.hold.institution_code]
+        delay = None if error is None else self._gateway.retry_after(institution, attempt, error)
+        if delay is None:
             return self._refused(record, reason, now)
-        if attempt >= policy.max_attempts:
+        # An open breaker means the request was never made: it costs the order no attempt.
+        if isinstance(error, BreakerOpen):
+            attempt -= 1
+        elif attempt >= institution.retry.max_attempts:
             return self._gave_up(record, reason, now)
-        delay = policy.backoff(attempt, self._rng)
         return HoldUpdate(
             at=now,
             fields={**self._bookkeeping(attempt, now + delay), "state_reason": reason},

@@ -11,16 +11,10 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 from uuid import UUID
 
-from stopper.contracts.institutions import (
-    FreezeAnswerV1,
-    FreezeRequestV1,
-    ReturnAnswerV1,
-    ReturnRequestV1,
-    StopRequestV1,
-)
+from stopper.contracts.institutions import FreezeRequestV1, ReturnRequestV1, StopRequestV1
 from stopper.domain.cases import Case
 from stopper.domain.holds import Hold, HoldState, Transition
-from stopper.domain.messages import InstitutionAnswer, RequestStop, StopStatus
+from stopper.domain.messages import InstitutionAnswer, OrderAnswer, RequestStop, StopStatus
 from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailNode, TrailPlan
 from stopper.registry import Institution
@@ -379,6 +373,10 @@ class ReturnStore(DispatchStore, Protocol):
 
 
 class InstitutionAdapter(Protocol):
+    """One institution's side of Stopper: each method makes one request (bounded by the
+    institution's timeout, never retried) and returns the domain's reading of the answer.
+    Use cases call it through `InstitutionGateway` (slots, breaker, retries, metrics)."""
+
     async def request_stop(
         self, institution: Institution, request: StopRequestV1
     ) -> InstitutionAnswer:
@@ -400,12 +398,12 @@ class InstitutionAdapter(Protocol):
 
     async def request_freeze(
         self, institution: Institution, request: FreezeRequestV1
-    ) -> FreezeAnswerV1:
+    ) -> OrderAnswer:
         """One freeze attempt, errors as for `request_stop`."""
         ...
 
     async def request_return(
         self, institution: Institution, request: ReturnRequestV1
-    ) -> ReturnAnswerV1:
+    ) -> OrderAnswer:
         """One return attempt (the payouts to the victims' accounts), errors as for stops."""
         ...

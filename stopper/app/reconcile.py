@@ -26,12 +26,12 @@ from uuid import UUID
 
 from stopper import metrics
 from stopper.app.dispatch import Dispatcher
-from stopper.app.ports import Clock, Divergence, InstitutionAdapter, ReconcileStore
+from stopper.app.ports import Clock, Divergence, ReconcileStore
 from stopper.contracts.institutions import STATUS_QUERY_MAX_KEYS
 from stopper.domain.holds import HoldState
 from stopper.domain.messages import StatusKind, StopStatus
 from stopper.errors import InstitutionError
-from stopper.registry import Institution, Registry
+from stopper.registry import Institution
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,12 @@ class Reconciler:
         self,
         store: ReconcileStore,
         dispatcher: Dispatcher,
-        adapter: InstitutionAdapter,
-        registry: Registry,
         clock: Clock,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
-        self._adapter = adapter
-        self._registry = registry
+        self._gateway = dispatcher.gateway
+        self._registry = dispatcher.gateway.registry
         self._clock = clock
 
     async def reconcile(self, institution_code: str | None = None) -> ReconcileReport:
@@ -103,9 +101,7 @@ class Reconciler:
         if not items:
             return counts
         by_key = {item.idempotency_key: item for item in items}
-        statuses = await self._dispatcher.guarded(
-            institution, lambda: self._adapter.stop_statuses(institution, list(by_key))
-        )
+        statuses = await self._gateway.stop_statuses(institution, list(by_key))
         answered: set[str] = set()
         for status in statuses:
             item = by_key.get(status.idempotency_key)

@@ -26,22 +26,23 @@ from datetime import datetime
 from uuid import UUID
 
 from stopper import metrics
-from stopper.app.orders import InstitutionOrders, OrderAnswer
+from stopper.app.gateway import InstitutionGateway
+from stopper.app.orders import InstitutionOrders
 from stopper.app.ports import (
     CaseFunds,
     Clock,
     HoldRecord,
     HoldUpdate,
-    InstitutionAdapter,
     Payout,
     ReturnStart,
     ReturnStore,
 )
 from stopper.contracts.institutions import PayoutV1, ReturnRequestV1
 from stopper.domain.holds import HoldEvent, HoldState, can
+from stopper.domain.messages import OrderAnswer
 from stopper.domain.returns import FrozenFunds, HoldReturn, plan_returns, traced_claims
 from stopper.errors import MalformedAnswer
-from stopper.registry import Institution, Registry
+from stopper.registry import Institution
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,20 +63,16 @@ class ReturnOrderResult:
 
 class ReturnDesk(InstitutionOrders):
     name = "return"
-    attempts_metric = metrics.RETURN_ATTEMPTS
-    done_label = "returned"
 
     def __init__(
         self,
         store: ReturnStore,
-        adapter: InstitutionAdapter,
-        registry: Registry,
+        gateway: InstitutionGateway,
         clock: Clock,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(store, registry, clock, rng)
+        super().__init__(store, gateway, clock, rng)
         self._returns = store
-        self._adapter = adapter
 
     async def order(
         self,
@@ -239,10 +236,10 @@ class ReturnDesk(InstitutionOrders):
             idempotency_key=f"stopper-return-{hold.id}-{record.return_round}",
             requested_at=now,
         )
-        answer = await self._adapter.request_return(institution, request)
-        if answer.status == "rejected":
-            return OrderAnswer(False, reason=answer.reason)
-        returned = answer.amount_returned or 0
+        answer = await self._gateway.request_return(institution, request)
+        if not answer.done:
+            return answer
+        returned = answer.amount
         if returned > request.amount:
             raise MalformedAnswer(f"returned {returned}, more than the {request.amount} asked")
         note = (

@@ -13,6 +13,7 @@ from stopper.domain.messages import (
     InstitutionAnswer,
     OnwardKind,
     OnwardTransfer,
+    OrderAnswer,
     RequestStop,
     StatusKind,
     StopStatus,
@@ -212,6 +213,9 @@ class FreezeAnswerV1(BaseModel):
             raise ValueError("a frozen answer must say amount_frozen")
         return self
 
+    def to_domain(self) -> OrderAnswer:
+        return OrderAnswer(self.status == "frozen", self.amount_frozen or 0, self.reason)
+
 
 class PayoutV1(BaseModel):
     """Pay this much of the frozen funds to this victim's own account."""
@@ -244,3 +248,6 @@ class ReturnAnswerV1(BaseModel):
         if self.status == "returned" and self.amount_returned is None:
             raise ValueError("a returned answer must say amount_returned")
         return self
+
+    def to_domain(self) -> OrderAnswer:
+        return OrderAnswer(self.status == "returned", self.amount_returned or 0, self.reason)

@@ -82,6 +82,16 @@ class InstitutionAnswer:
     onward: tuple[OnwardTransfer, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class OrderAnswer:
+    """An institution's answer to an order about a stopped hold (a formal freeze, a return):
+    done, with the amount it acted on, or refused and why."""
+
+    done: bool
+    amount: int = 0
+    reason: str | None = None
+
+
 class StatusKind(enum.StrEnum):
     """What an institution's record of one stop request says, asked by its idempotency key."""
 

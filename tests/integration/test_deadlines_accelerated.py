@@ -20,16 +20,13 @@ from stopper.adapters.db.models import HoldRow, HoldTransitionRow, OutboxRow
 from stopper.adapters.db.store import SqlStore
 from stopper.app.deadlines import DeadlineKeeper, ReapplyOutcome
 from stopper.app.freezes import FreezeDesk
+from stopper.app.gateway import InstitutionGateway
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.config import DatabaseSettings, DeadlineSettings
-from stopper.contracts.institutions import (
-    FreezeAnswerV1,
-    FreezeRequestV1,
-    ReturnRequestV1,
-    StopRequestV1,
-)
+from stopper.contracts.institutions import FreezeRequestV1, ReturnRequestV1, StopRequestV1
 from stopper.domain.holds import HoldEvent
+from stopper.domain.messages import OrderAnswer
 from stopper.registry import Institution, load_registry
 from tests.factories import report_doc
 
@@ -46,8 +43,8 @@ class FreezesAtOnce:
 
     async def request_freeze(
         self, institution: Institution, request: FreezeRequestV1
-    ) -> FreezeAnswerV1:
-        return FreezeAnswerV1(status="frozen", amount_frozen=request.amount)
+    ) -> OrderAnswer:
+        return OrderAnswer(True, request.amount)
 
     async def request_return(self, institution: Institution, request: ReturnRequestV1) -> Any:
         raise AssertionError("no returns in this test")
@@ -140,7 +137,7 @@ async def test_72_hours_of_deadlines(store: SqlStore) -> None:
         store,
         registry,
         clock,
-        DeadlineSettings(),
+        DeadlineSettings().policy(),
         events_topic=events_topic,
         stop_requests_topic="stops",
     )
@@ -149,7 +146,12 @@ async def test_72_hours_of_deadlines(store: SqlStore) -> None:
     renewed = hold_ids[::7]
     # Another operator orders the formal freeze of these when warned; the bank confirms at once.
     frozen = [h for h in hold_ids[3::11] if h not in set(renewed)]
-    freezes = FreezeDesk(store, FreezesAtOnce(), registry, clock, DeadlineSettings())
+    freezes = FreezeDesk(
+        store,
+        InstitutionGateway(FreezesAtOnce(), registry, hedge=True),
+        clock,
+        DeadlineSettings().policy(),
+    )
     refused: set[uuid.UUID] = set()
     while clock.now() < start + timedelta(hours=72):
         clock.advance(STEP)

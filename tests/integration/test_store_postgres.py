@@ -25,6 +25,7 @@ from stopper.adapters.db.models import (
 )
 from stopper.adapters.db.store import SqlStore
 from stopper.app.dispatch import Dispatcher
+from stopper.app.gateway import InstitutionGateway
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.app.ports import HoldRecord, HoldUpdate, OpenedCase
 from stopper.app.returns import ReturnDesk
@@ -145,8 +146,13 @@ async def test_intake_claims_the_first_attempts_with_the_case_and_only_once(
     the attempt's bookkeeping and both transitions; a redelivery claims nothing, and the
     dispatcher's own claim finds nothing owed (no request is sent twice)."""
     clock = FixedClock()
+    rng = random.Random(1)
     dispatcher = Dispatcher(
-        store, ScriptedAdapter({}), load_registry(), clock, DispatchSettings(), random.Random(1)
+        store,
+        InstitutionGateway(ScriptedAdapter({}), load_registry(), hedge=True, rng=rng),
+        clock,
+        DispatchSettings().policy(),
+        rng,
     )
     case = opened_case()
     first, again = [await store.record_opened_cases([case], dispatcher.claim_new) for _ in range(2)]
@@ -175,8 +181,13 @@ async def test_leases_are_renewed_only_for_the_attempt_given_and_never_shortened
     store: SqlStore,
 ) -> None:
     clock = FixedClock()
+    rng = random.Random(1)
     dispatcher = Dispatcher(
-        store, ScriptedAdapter({}), load_registry(), clock, DispatchSettings(), random.Random(1)
+        store,
+        InstitutionGateway(ScriptedAdapter({}), load_registry(), hedge=True, rng=rng),
+        clock,
+        DispatchSettings().policy(),
+        rng,
     )
     outcome = await store.record_opened_cases([opened_case(), opened_case()], dispatcher.claim_new)
     ids = [record.hold.id for record, _ in outcome.claimed]
@@ -246,7 +257,9 @@ async def test_racing_return_orders_allocate_the_frozen_money_once(store: SqlSto
     for hold in case.case.holds:
         await store.update_hold(hold.id, freeze_all)
     adapter = ScriptedAdapter({})
-    desk = ReturnDesk(store, adapter, load_registry(), FixedClock(now))
+    desk = ReturnDesk(
+        store, InstitutionGateway(adapter, load_registry(), hedge=True), FixedClock(now)
+    )
     results = await asyncio.gather(
         *[
             desk.order(case.case.id, document_ref=f"RET-{i}", actor="operator:test")

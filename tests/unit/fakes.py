@@ -34,7 +34,7 @@ from stopper.contracts.institutions import (
     StopRequestV1,
 )
 from stopper.domain.holds import Hold, HoldState, Transition, idempotency_key_for
-from stopper.domain.messages import InstitutionAnswer, StatusKind, StopStatus
+from stopper.domain.messages import InstitutionAnswer, OrderAnswer, StatusKind, StopStatus
 from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailEdge, TrailNode
 from stopper.errors import InstitutionError, StoreUnavailable
@@ -418,21 +418,23 @@ class ScriptedAdapter:
 
     async def request_freeze(
         self, institution: Institution, request: FreezeRequestV1
-    ) -> FreezeAnswerV1:
+    ) -> OrderAnswer:
         self.freezes.append(request)
-        return await _answer_from(
+        answer = await _answer_from(
             self.freeze_script.get(institution.code, []),
             FreezeAnswerV1(status="frozen", amount_frozen=request.amount),
         )
+        return answer.to_domain()
 
     async def request_return(
         self, institution: Institution, request: ReturnRequestV1
-    ) -> ReturnAnswerV1:
+    ) -> OrderAnswer:
         self.returns.append(request)
-        return await _answer_from(
+        answer = await _answer_from(
             self.return_script.get(institution.code, []),
             ReturnAnswerV1(status="returned", amount_returned=request.amount),
         )
+        return answer.to_domain()
 
 
 async def _answer_from(steps: list[_A | InstitutionError], default: _A) -> _A:

@@ -11,6 +11,7 @@ import pytest
 
 from stopper.app.callbacks import CallbackHandler, CallbackRefused
 from stopper.app.dispatch import AnswerOutcome, Dispatcher
+from stopper.app.gateway import InstitutionGateway
 from stopper.app.ports import HoldRecord
 from stopper.config import DispatchSettings
 from stopper.contracts.signing import signed_headers
@@ -28,7 +29,14 @@ async def sent_hold() -> tuple[CallbackHandler, FakeDispatchStore, HoldRecord]:
     store = FakeDispatchStore()
     clock = FixedClock(NOW)
     adapter = ScriptedAdapter({"BK01": [InstitutionAnswer(AnswerKind.ACCEPTED)]})
-    dispatcher = Dispatcher(store, adapter, REGISTRY, clock, DispatchSettings(), random.Random(1))
+    rng = random.Random(1)
+    dispatcher = Dispatcher(
+        store,
+        InstitutionGateway(adapter, REGISTRY, hedge=True, rng=rng),
+        clock,
+        DispatchSettings().policy(),
+        rng,
+    )
     record = requested_hold("BK01", at=NOW)
     store.add(record)
     await dispatcher.attempt(record.hold.id, first=True)

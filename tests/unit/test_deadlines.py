@@ -28,7 +28,7 @@ def keeper(store: FakeDispatchStore, clock: FixedClock) -> DeadlineKeeper:
         store,
         load_registry(),
         clock,
-        DeadlineSettings(),
+        DeadlineSettings().policy(),
         events_topic="events",
         stop_requests_topic="stops",
     )

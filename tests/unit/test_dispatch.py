@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from stopper.app.dispatch import AnswerOutcome, Dispatcher
+from stopper.app.gateway import InstitutionGateway
 from stopper.config import DispatchSettings
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.holds import HoldState
@@ -56,8 +57,13 @@ def setup(
     store = FakeDispatchStore()
     adapter = ScriptedAdapter({"BK01": script})
     clock = FixedClock(requested_hold().requested_at)
+    rng = random.Random(1)
     dispatcher = Dispatcher(
-        store, adapter, reg or registry(), clock, DispatchSettings(), random.Random(1)
+        store,
+        InstitutionGateway(adapter, reg or registry(), hedge=True, rng=rng),
+        clock,
+        DispatchSettings().policy(),
+        rng,
     )
     return dispatcher, store, adapter, clock
 
@@ -310,7 +316,10 @@ async def test_an_unconfirmed_hold_fails_only_when_its_stop_would_have_lapsed() 
     store = FakeDispatchStore()
     adapter = ScriptedAdapter({"BK01": [ACCEPTED]})
     clock = FixedClock(NOW)
-    dispatcher = Dispatcher(store, adapter, reg, clock, settings, random.Random(1))
+    rng = random.Random(1)
+    dispatcher = Dispatcher(
+        store, InstitutionGateway(adapter, reg, hedge=True, rng=rng), clock, settings.policy(), rng
+    )
     record = requested_hold()
     store.add(record)
     await dispatcher.attempt(record.hold.id, first=True)
@@ -328,7 +337,14 @@ async def test_one_institution_at_its_queue_limit_does_not_hold_up_another() -> 
     adapter = GatedAdapter({"BK01": [STOPPED], "BK02": [STOPPED]})
     clock = FixedClock(NOW)
     settings = DispatchSettings(max_queued_per_institution=2)
-    dispatcher = Dispatcher(store, adapter, registry(), clock, settings, random.Random(1))
+    rng = random.Random(1)
+    dispatcher = Dispatcher(
+        store,
+        InstitutionGateway(adapter, registry(), hedge=True, rng=rng),
+        clock,
+        settings.policy(),
+        rng,
+    )
     for _ in range(2):
         record = requested_hold("BK01")
         store.add(record)
@@ -353,7 +369,7 @@ async def test_the_breaker_stops_calls_to_an_institution_that_is_down() -> None:
         store.add(record)
         await dispatcher.attempt(record.hold.id, first=True)
     assert len(adapter.requests) == 3
-    assert dispatcher.breaker("BK01").trips == 1
+    assert dispatcher.gateway.breaker("BK01").trips == 1
     assert all(store.holds[r.hold.id].hold.state is HoldState.SENT for r in records)
 
 
@@ -414,13 +430,13 @@ async def test_money_that_moved_on_is_followed_one_layer_deeper_at_once() -> Non
         }
     )
     clock = FixedClock(NOW)
+    rng = random.Random(1)
     dispatcher = Dispatcher(
         store,
-        adapter,
-        registry(),
+        InstitutionGateway(adapter, registry(), hedge=True, rng=rng),
         clock,
-        DispatchSettings(),
-        random.Random(1),
+        DispatchSettings().policy(),
+        rng,
         on_outbox=lambda: wakes.append(True),
     )
     record = requested_hold(amount=100_000, at=NOW)
@@ -455,7 +471,14 @@ async def test_an_attempt_queued_past_its_lease_is_renewed_not_repeated() -> Non
     adapter = GatedAdapter({"BK01": [STOPPED]})
     clock = FixedClock(requested_hold().requested_at)
     reg = registry(concurrency=1)
-    dispatcher = Dispatcher(store, adapter, reg, clock, DispatchSettings(), random.Random(1))
+    rng = random.Random(1)
+    dispatcher = Dispatcher(
+        store,
+        InstitutionGateway(adapter, reg, hedge=True, rng=rng),
+        clock,
+        DispatchSettings().policy(),
+        rng,
+    )
     records = [requested_hold() for _ in range(3)]
     for record in records:
         store.add(record)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from stopper.app.deadlines import DeadlineKeeper
 from stopper.app.freezes import FreezeDesk, FreezeOrderOutcome
+from stopper.app.gateway import InstitutionGateway
 from stopper.app.ports import HoldRecord
 from stopper.config import DeadlineSettings
 from stopper.contracts.institutions import FreezeAnswerV1
@@ -31,7 +32,13 @@ def desk() -> tuple[FreezeDesk, FakeDispatchStore, ScriptedAdapter, FixedClock]:
     adapter = ScriptedAdapter({})
     clock = FixedClock(requested_hold().requested_at)
     return (
-        FreezeDesk(store, adapter, REGISTRY, clock, DeadlineSettings(), random.Random(3)),
+        FreezeDesk(
+            store,
+            InstitutionGateway(adapter, REGISTRY, hedge=True),
+            clock,
+            DeadlineSettings().policy(),
+            random.Random(3),
+        ),
         store,
         adapter,
         clock,
@@ -112,7 +119,7 @@ async def test_a_freeze_expiry_is_warned_about_and_recorded() -> None:
         store,
         REGISTRY,
         clock,
-        DeadlineSettings(),
+        DeadlineSettings().policy(),
         events_topic="events",
         stop_requests_topic="stops",
     )

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from stopper.app.dispatch import Dispatcher
+from stopper.app.gateway import InstitutionGateway
 from stopper.app.ports import HoldRecord
 from stopper.app.reconcile import Reconciler
 from stopper.config import DispatchSettings
@@ -27,8 +28,15 @@ def setup() -> tuple[Reconciler, FakeDispatchStore, ScriptedAdapter, FixedClock]
     store = FakeDispatchStore()
     adapter = ScriptedAdapter({code: [InstitutionAnswer(AnswerKind.ACCEPTED)] for code in REGISTRY})
     clock = FixedClock(NOW + timedelta(minutes=10))
-    dispatcher = Dispatcher(store, adapter, REGISTRY, clock, DispatchSettings(), random.Random(1))
-    return Reconciler(store, dispatcher, adapter, REGISTRY, clock), store, adapter, clock
+    rng = random.Random(1)
+    dispatcher = Dispatcher(
+        store,
+        InstitutionGateway(adapter, REGISTRY, hedge=True, rng=rng),
+        clock,
+        DispatchSettings().policy(),
+        rng,
+    )
+    return Reconciler(store, dispatcher, clock), store, adapter, clock
 
 
 def in_state(state: HoldState, code: str = "BK01", attempts: int = 1) -> HoldRecord:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import timedelta
 from uuid import UUID
 
+from stopper.app.gateway import InstitutionGateway
 from stopper.app.ports import HoldRecord, VictimTransfer
 from stopper.app.returns import ReturnDesk
 from stopper.contracts.institutions import ReturnAnswerV1
@@ -13,7 +15,7 @@ from stopper.domain.holds import Hold, HoldEvent, HoldState
 from stopper.domain.messages import OnwardKind, OnwardTransfer
 from stopper.domain.trail import EdgeOutcome, TrailEdge
 from stopper.errors import InstitutionError, InstitutionTimeout
-from stopper.registry import load_registry
+from stopper.registry import BreakerPolicy, Registry, load_registry
 from tests.unit.fakes import FakeDispatchStore, FixedClock, ScriptedAdapter, new_record
 
 REGISTRY = load_registry()
@@ -45,10 +47,19 @@ def paid_in(store: FakeDispatchStore, victim: str, hold: HoldRecord, amount: int
     )
 
 
-def desk() -> tuple[ReturnDesk, FakeDispatchStore, ScriptedAdapter, FixedClock]:
+def desk(
+    registry: Registry = REGISTRY,
+) -> tuple[ReturnDesk, FakeDispatchStore, ScriptedAdapter, FixedClock]:
     store, adapter = FakeDispatchStore(), ScriptedAdapter({})
     clock = FixedClock()
-    return ReturnDesk(store, adapter, REGISTRY, clock, random.Random(5)), store, adapter, clock
+    return (
+        ReturnDesk(
+            store, InstitutionGateway(adapter, registry, hedge=True), clock, random.Random(5)
+        ),
+        store,
+        adapter,
+        clock,
+    )
 
 
 async def test_one_account_with_two_victims_pays_each_pro_rata_to_their_own_account() -> None:
@@ -127,7 +138,10 @@ async def test_a_refused_return_keeps_the_funds_frozen_and_a_new_order_is_a_new_
 
 
 async def test_an_unknown_outcome_is_left_for_a_person_who_resends_the_same_request() -> None:
-    returns, store, adapter, clock = desk()
+    # The breaker's cooldown is real time, which this test does not advance: keep it closed so
+    # that every attempt of the budget reaches the institution.
+    bk01 = replace(REGISTRY["BK01"], breaker=BreakerPolicy(failure_threshold=100, cooldown_s=5))
+    returns, store, adapter, clock = desk(Registry({**REGISTRY.institutions, "BK01": bk01}))
     hold = frozen(clock, 5_000)
     store.add(hold)
     paid_in(store, "V1", hold, 5_000)

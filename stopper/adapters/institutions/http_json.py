@@ -35,7 +35,7 @@ from stopper.contracts.institutions import (
     StopStatusQueryV1,
     StopStatusV1,
 )
-from stopper.domain.messages import InstitutionAnswer, StopStatus
+from stopper.domain.messages import InstitutionAnswer, OrderAnswer, StopStatus
 from stopper.errors import (
     InstitutionTimeout,
     InstitutionUnavailable,
@@ -127,13 +127,15 @@ class HttpJsonAdapter:
 
     async def request_freeze(
         self, institution: Institution, request: FreezeRequestV1
-    ) -> FreezeAnswerV1:
-        return await self._ask(institution, "freezes", request, FreezeAnswerV1)
+    ) -> OrderAnswer:
+        answer = await self._ask(institution, "freezes", request, FreezeAnswerV1)
+        return answer.to_domain()
 
     async def request_return(
         self, institution: Institution, request: ReturnRequestV1
-    ) -> ReturnAnswerV1:
-        return await self._ask(institution, "returns", request, ReturnAnswerV1)
+    ) -> OrderAnswer:
+        answer = await self._ask(institution, "returns", request, ReturnAnswerV1)
+        return answer.to_domain()
 
     async def _ask(
         self,

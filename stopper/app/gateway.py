@@ -1,0 +1,263 @@
+"""`InstitutionGateway`: every call Stopper makes to an institution goes through here.
+
+Stop requests, status inquiries, reconciliation queries, freeze orders and return orders all
+leave through `InstitutionGateway`, which wraps the institution port (`InstitutionAdapter`) with
+what every call to one institution shares, per institution and per process:
+- slots: at most the institution's `concurrency` calls at once;
+- a circuit breaker: while it is open a call is refused with `BreakerOpen` before anything is
+  sent; a retryable failure counts against it, an answer (even a refusal) for it;
+- a timeout: the adapter bounds each request by the institution's `timeout_ms`; the gateway
+  bounds the whole call (a hedged one is two requests) so that nothing waits forever on an
+  adapter that does not;
+- hedging of stop requests (see `hedging`), when enabled;
+- the institution's health (latency, failures) and each operation's attempt metric;
+- `retry_after`: when a failed call may be made again, by the institution's retry policy and
+  no sooner than its breaker lets calls through.
+The use cases keep their own bookkeeping (leases, attempt counters, deadlines on the hold);
+what a call may cost and how it is made is decided here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import TypeVar
+
+from prometheus_client import Counter
+
+from stopper import metrics
+from stopper.app.breaker import CircuitBreaker
+from stopper.app.health import HealthSnapshot, InstitutionHealth
+from stopper.app.hedging import HedgeDelay, hedged
+from stopper.app.ports import InstitutionAdapter
+from stopper.contracts.institutions import FreezeRequestV1, ReturnRequestV1, StopRequestV1
+from stopper.domain.messages import InstitutionAnswer, OrderAnswer, StopStatus
+from stopper.errors import BreakerOpen, InstitutionError, InstitutionTimeout, InstitutionUnavailable
+from stopper.registry import Institution, Registry
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+# Past the adapter's own bound: the slack a call is given before the gateway cuts it.
+_TIMEOUT_SLACK_S = 1.0
+
+
+class Operation(enum.StrEnum):
+    STOP = "stop"
+    STATUS = "status"
+    STATUSES = "statuses"
+    FREEZE = "freeze"
+    RETURN = "return"
+
+
+class InstitutionGateway:
+    def __init__(
+        self,
+        adapter: InstitutionAdapter,
+        registry: Registry,
+        *,
+        hedge: bool,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._adapter = adapter
+        self.registry = registry
+        self._rng = rng or random.Random()
+        self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
+        self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
+        # Slow stop attempts are sent once more with the same key (see `hedging`).
+        self._hedges = (
+            {code: HedgeDelay(i.timeout_ms / 1000) for code, i in registry.items()}
+            if hedge
+            else None
+        )
+        self.health = InstitutionHealth()
+
+    # --- the operations -----------------------------------------------------------------------
+
+    async def request_stop(
+        self, institution: Institution, request: StopRequestV1
+    ) -> InstitutionAnswer:
+        """One stop attempt (hedged when enabled), counted in `stopper_stop_attempts_total`."""
+
+        def stop() -> Awaitable[InstitutionAnswer]:
+            return self._adapter.request_stop(institution, request)
+
+        hedges = self._hedges
+        try:
+            if hedges is None:
+                answer = await self._call(institution, Operation.STOP, stop)
+            else:
+                answer = await self._call(
+                    institution,
+                    Operation.STOP,
+                    lambda: hedged(stop, hedges[institution.code], institution.code),
+                    requests=2,
+                )
+        except InstitutionError as e:
+            metrics.STOP_ATTEMPTS.labels(institution.code, failure_label(e)).inc()
+            if isinstance(e, InstitutionTimeout):
+                metrics.STOP_TIMEOUTS.labels(institution.code).inc()
+            raise
+        metrics.STOP_ATTEMPTS.labels(institution.code, answer.kind.value).inc()
+        return answer
+
+    async def stop_status(self, institution: Institution, idempotency_key: str) -> StopStatus:
+        """A status inquiry, counted in `stopper_status_inquiries_total`."""
+        try:
+            status = await self._call(
+                institution,
+                Operation.STATUS,
+                lambda: self._adapter.stop_status(institution, idempotency_key),
+            )
+        except InstitutionError as e:
+            metrics.STATUS_INQUIRIES.labels(institution.code, failure_label(e)).inc()
+            raise
+        metrics.STATUS_INQUIRIES.labels(institution.code, status.kind.value).inc()
+        return status
+
+    async def stop_statuses(
+        self, institution: Institution, idempotency_keys: Sequence[str]
+    ) -> list[StopStatus]:
+        """Reconciliation's query about many requests at once."""
+        return await self._call(
+            institution,
+            Operation.STATUSES,
+            lambda: self._adapter.stop_statuses(institution, idempotency_keys),
+        )
+
+    async def request_freeze(
+        self, institution: Institution, request: FreezeRequestV1
+    ) -> OrderAnswer:
+        """One freeze attempt, counted in `stopper_freeze_attempts_total`."""
+        return await self._order(
+            institution,
+            Operation.FREEZE,
+            lambda: self._adapter.request_freeze(institution, request),
+            metrics.FREEZE_ATTEMPTS,
+            "frozen",
+        )
+
+    async def request_return(
+        self, institution: Institution, request: ReturnRequestV1
+    ) -> OrderAnswer:
+        """One return attempt, counted in `stopper_return_attempts_total`."""
+        return await self._order(
+            institution,
+            Operation.RETURN,
+            lambda: self._adapter.request_return(institution, request),
+            metrics.RETURN_ATTEMPTS,
+            "returned",
+        )
+
+    # --- retries, breakers, health ------------------------------------------------------------
+
+    def retry_after(
+        self, institution: Institution, attempt: int, error: InstitutionError
+    ) -> timedelta | None:
+        """How long to wait before the attempt after `attempt`, which failed with `error`:
+        exponential backoff with full jitter (the institution's retry policy), and no sooner than
+        its breaker lets calls through again. None: not to be retried (the error says so)."""
+        if not error.retryable:
+            return None
+        delay = institution.retry.backoff(attempt, self._rng)
+        if isinstance(error, InstitutionUnavailable):
+            breaker_wait = timedelta(seconds=self._breakers[institution.code].retry_after_s())
+            delay = max(delay, breaker_wait)
+        return delay
+
+    def breaker(self, code: str) -> CircuitBreaker:
+        return self._breakers[code]
+
+    def health_snapshots(self) -> list[HealthSnapshot]:
+        """This instance's view of every institution in the registry (attempts 0 for those it
+        has not called lately)."""
+        return [
+            self.health.snapshot(code, breaker.state.value)
+            for code, breaker in self._breakers.items()
+        ]
+
+    def publish_breaker_states(self) -> None:
+        for code, breaker in self._breakers.items():
+            metrics.BREAKER_STATE.labels(code).set(breaker.state.value)
+
+    # --- the one way a call is made -----------------------------------------------------------
+
+    async def _order(
+        self,
+        institution: Institution,
+        operation: Operation,
+        call: Callable[[], Awaitable[OrderAnswer]],
+        attempts: Counter,
+        done_label: str,
+    ) -> OrderAnswer:
+        try:
+            answer = await self._call(institution, operation, call)
+        except InstitutionError:
+            attempts.labels(institution.code, "error").inc()
+            raise
+        attempts.labels(institution.code, done_label if answer.done else "rejected").inc()
+        return answer
+
+    async def _call(
+        self,
+        institution: Institution,
+        operation: Operation,
+        call: Callable[[], Awaitable[_T]],
+        requests: int = 1,
+    ) -> _T:
+        """`call()` under the institution's slots and breaker, bounded in time, its latency and
+        failure in the institution's health. `requests`: how many timeouts in a row the call
+        may take (a hedged stop request is two requests)."""
+        breaker = self._breakers[institution.code]
+        bound_s = requests * institution.timeout_ms / 1000 + _TIMEOUT_SLACK_S
+        async with self._slots[institution.code]:
+            if not breaker.allow():
+                self.health.record(institution.code, failed=True, latency_s=0.0)
+                raise BreakerOpen("circuit breaker open")
+            trips = breaker.trips
+            started = time.monotonic()
+            try:
+                try:
+                    async with asyncio.timeout(bound_s):
+                        result = await call()
+                except TimeoutError as e:
+                    raise InstitutionTimeout(
+                        f"{operation.value}: no answer within {bound_s:.1f} s"
+                    ) from e
+            except InstitutionError as e:
+                self.health.record(
+                    institution.code, failed=True, latency_s=time.monotonic() - started
+                )
+                if e.retryable:
+                    breaker.record_failure()
+                else:
+                    breaker.record_success()  # it answered; the request was the problem
+                raise
+            else:
+                self.health.record(
+                    institution.code, failed=False, latency_s=time.monotonic() - started
+                )
+                breaker.record_success()
+                return result
+            finally:
+                if breaker.trips > trips:
+                    metrics.BREAKER_TRIPS.labels(institution.code).inc()
+                    log.warning("breaker opened", extra={"institution": institution.code})
+                metrics.BREAKER_STATE.labels(institution.code).set(breaker.state.value)
+
+
+def failure_label(error: InstitutionError) -> str:
+    """The metric label of a failed call."""
+    names = {
+        "BreakerOpen": "breaker_open",
+        "InstitutionTimeout": "timeout",
+        "InstitutionUnavailable": "unavailable",
+        "MalformedAnswer": "malformed",
+        "RequestRefused": "refused",
+    }
+    return names.get(type(error).__name__, "error")

@@ -1,0 +1,31 @@
+"""The policies the use cases follow, as small values decided once at start-up.
+
+`config.py` builds them from the validated settings (`DispatchSettings.policy()`,
+`DeadlineSettings.policy()`); the use cases never see a settings class, and a test states the
+policy it runs under in one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPolicy:
+    """How stop requests are made and followed up."""
+
+    stop_lapse: timedelta  # an emergency stop lapses this long after it is confirmed
+    first_dispatch_grace: timedelta  # a hold requested this long ago is the sweeper's to send
+    inquiry_max_interval: timedelta  # the longest wait between two status inquiries
+    max_queued_per_institution: int  # attempts under way to one institution before intake waits
+    trail_max_depth: int  # layers of the money trail followed, the first included
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlinePolicy:
+    """When lapses are warned of, and how long a formal freeze holds."""
+
+    stop_warnings: tuple[timedelta, ...]  # lead times of lapse warnings, longest first
+    freeze_warnings: tuple[timedelta, ...]  # lead times of freeze-expiry warnings, longest first
+    freeze_validity: timedelta

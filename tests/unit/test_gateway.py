@@ -1,0 +1,167 @@
+"""The institution gateway with a hand-written adapter: one breaker, one set of slots and one
+timeout for stops, status inquiries, freezes and returns alike."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from stopper.app.gateway import InstitutionGateway
+from stopper.contracts.institutions import FreezeAnswerV1, FreezeRequestV1, StopRequestV1
+from stopper.domain.messages import AnswerKind, InstitutionAnswer, OrderAnswer
+from stopper.errors import (
+    BreakerOpen,
+    InstitutionTimeout,
+    InstitutionUnavailable,
+    RequestRefused,
+)
+from stopper.metrics import FREEZE_ATTEMPTS
+from stopper.registry import BreakerPolicy, Institution, Registry, load_registry
+from tests.unit.fakes import ScriptedAdapter, requested_hold
+
+STOPPED = InstitutionAnswer(AnswerKind.STOPPED, amount_held=60_000)
+
+
+def registry(**changes: object) -> Registry:
+    base = load_registry()
+    bk01 = replace(base["BK01"], **changes)  # type: ignore[arg-type]
+    return Registry({**base.institutions, "BK01": bk01})
+
+
+def stop_request() -> StopRequestV1:
+    record = requested_hold("BK01")
+    return StopRequestV1.from_command(record.hold.stop_request(record.requested_at))
+
+
+def freeze_request() -> FreezeRequestV1:
+    record = requested_hold("BK01")
+    hold = record.hold
+    return FreezeRequestV1(
+        hold_id=hold.id,
+        case_id=hold.case_id,
+        institution_code="BK01",
+        account_number=hold.account_number,
+        currency=hold.currency,
+        amount=1_000,
+        legal_document_ref="FRZ-1",
+        idempotency_key=f"stopper-freeze-{hold.id}-FRZ-1",
+        renewal=False,
+        requested_at=record.requested_at,
+    )
+
+
+class GatedStops(ScriptedAdapter):
+    """Stop requests wait until `release` is set; everything else answers at once."""
+
+    def __init__(self) -> None:
+        super().__init__({"BK01": [STOPPED]})
+        self.release = asyncio.Event()
+        self.stops_started = 0
+
+    async def request_stop(
+        self, institution: Institution, request: StopRequestV1
+    ) -> InstitutionAnswer:
+        self.stops_started += 1
+        await self.release.wait()
+        return await super().request_stop(institution, request)
+
+
+class Silent(ScriptedAdapter):
+    """An adapter that ignores its own timeout: the gateway must still end the call."""
+
+    async def request_freeze(
+        self, institution: Institution, request: FreezeRequestV1
+    ) -> OrderAnswer:
+        await asyncio.sleep(3600)
+        return OrderAnswer(True, request.amount)
+
+
+async def test_freezes_wait_for_the_slots_stop_requests_hold() -> None:
+    adapter = GatedStops()
+    gateway = InstitutionGateway(adapter, registry(concurrency=1), hedge=False)
+    bk01 = gateway.registry["BK01"]
+    stop = asyncio.create_task(gateway.request_stop(bk01, stop_request()))
+    await asyncio.sleep(0.01)
+    freeze = asyncio.create_task(gateway.request_freeze(bk01, freeze_request()))
+    await asyncio.sleep(0.01)
+    assert adapter.stops_started == 1 and adapter.freezes == []  # the one slot is the stop's
+    adapter.release.set()
+    assert (await stop).kind is AnswerKind.STOPPED
+    answer = await freeze
+    assert answer.done and answer.amount == 1_000
+    assert len(adapter.freezes) == 1
+
+
+async def test_an_open_breaker_refuses_a_return_before_anything_is_sent() -> None:
+    adapter = ScriptedAdapter({"BK01": [InstitutionUnavailable("down")]})
+    reg = registry(breaker=BreakerPolicy(failure_threshold=2, cooldown_s=60))
+    gateway = InstitutionGateway(adapter, reg, hedge=False)
+    bk01 = gateway.registry["BK01"]
+    for _ in range(2):
+        with pytest.raises(InstitutionUnavailable):
+            await gateway.request_stop(bk01, stop_request())
+    adapter.freeze_script["BK01"] = [FreezeAnswerV1(status="frozen", amount_frozen=1_000)]
+    with pytest.raises(BreakerOpen):
+        await gateway.request_freeze(bk01, freeze_request())
+    assert adapter.freezes == []
+    assert gateway.breaker("BK01").trips == 1
+
+
+async def test_a_refusal_is_an_answer_and_counts_for_the_breaker_not_against_it() -> None:
+    adapter = ScriptedAdapter({"BK01": [RequestRefused("HTTP 400")]})
+    reg = registry(breaker=BreakerPolicy(failure_threshold=1, cooldown_s=60))
+    gateway = InstitutionGateway(adapter, reg, hedge=False)
+    bk01 = gateway.registry["BK01"]
+    for _ in range(3):
+        with pytest.raises(RequestRefused):
+            await gateway.request_stop(bk01, stop_request())
+    assert gateway.breaker("BK01").trips == 0
+    assert len(adapter.requests) == 3
+
+
+async def test_freeze_attempts_are_counted_by_outcome() -> None:
+    adapter = ScriptedAdapter({"BK01": [STOPPED]})
+    gateway = InstitutionGateway(adapter, registry(), hedge=False)
+    bk01 = gateway.registry["BK01"]
+    rejected = FREEZE_ATTEMPTS.labels("BK01", "rejected")
+    frozen = FREEZE_ATTEMPTS.labels("BK01", "frozen")
+    before = (rejected._value.get(), frozen._value.get())
+    adapter.freeze_script["BK01"] = [
+        FreezeAnswerV1(status="rejected", reason="no document"),
+        FreezeAnswerV1(status="frozen", amount_frozen=1_000),
+    ]
+    refused = await gateway.request_freeze(bk01, freeze_request())
+    done = await gateway.request_freeze(bk01, freeze_request())
+    assert not refused.done and refused.reason == "no document"
+    assert done.done
+    assert (rejected._value.get(), frozen._value.get()) == (before[0] + 1, before[1] + 1)
+
+
+async def test_a_call_the_adapter_never_ends_is_cut_by_the_gateway() -> None:
+    gateway = InstitutionGateway(Silent({}), registry(timeout_ms=50), hedge=False)
+    bk01 = gateway.registry["BK01"]
+    with pytest.raises(InstitutionTimeout, match="freeze"):
+        await asyncio.wait_for(gateway.request_freeze(bk01, freeze_request()), timeout=5)
+    assert gateway.health.snapshot("BK01", 0).failures == 1
+
+
+async def test_retry_after_follows_the_policy_and_waits_for_the_breaker() -> None:
+    reg = registry(breaker=BreakerPolicy(failure_threshold=1, cooldown_s=30))
+    gateway = InstitutionGateway(
+        ScriptedAdapter({"BK01": [InstitutionUnavailable("down")]}),
+        reg,
+        hedge=False,
+        rng=random.Random(1),
+    )
+    bk01 = gateway.registry["BK01"]
+    assert gateway.retry_after(bk01, 1, RequestRefused("HTTP 400")) is None
+    first = gateway.retry_after(bk01, 1, InstitutionTimeout("slow"))
+    assert first is not None and first <= timedelta(milliseconds=bk01.retry.initial_backoff_ms)
+    with pytest.raises(InstitutionUnavailable):
+        await gateway.request_stop(bk01, stop_request())
+    waited = gateway.retry_after(bk01, 1, InstitutionUnavailable("down"))
+    assert waited is not None and waited > timedelta(seconds=25)  # the breaker's cooldown
