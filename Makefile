@@ -39,6 +39,7 @@ demo: $(STAMP)
 
 test: $(STAMP) test-binaries
 	$(BIN)/ruff check stopper tests migrations bench
+	$(BIN)/ruff format --check stopper tests migrations bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
@@ -60,7 +61,7 @@ bench: $(STAMP) test-binaries
 
 lint: $(STAMP)
 	$(BIN)/ruff check stopper tests migrations bench
-	$(BIN)/ruff format --check stopper tests migrations bench || true
+	$(BIN)/ruff format --check stopper tests migrations bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
