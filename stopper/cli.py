@@ -1,331 +1,16 @@
-"""The `stopper` command."""
+"""The `stopper` command: its arguments and exit codes (what each subcommand does is in
+`commands`)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import gc
 import importlib.metadata
-import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
 
-from pydantic import ValidationError
-from pydantic_settings import BaseSettings, SettingsError
-
-from stopper import config
-from stopper.config import DatabaseSettings, Settings
-from stopper.errors import ConfigurationError, SchemaNotReady, StopperError, StoreUnavailable
-from stopper.logs import configure_logging
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
-_T = TypeVar("_T")
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as e:
-        raise _invalid_settings(e) from e
-    except SettingsError as e:  # a variable that does not parse at all (JSON, say)
-        raise ConfigurationError(f"invalid settings: {e}") from e
-
-
-def _settings_section(error: ValidationError) -> type[BaseSettings] | None:
-    """The settings class `error` is about, if it is about settings."""
-    section = getattr(config, error.title, None)
-    if isinstance(section, type) and issubclass(section, BaseSettings):
-        return section
-    return None
-
-
-def _invalid_settings(error: ValidationError) -> ConfigurationError:
-    """One line naming each variable that is wrong and why, never its value (a secret, maybe)."""
-    section = _settings_section(error)
-    prefix = str(section.model_config.get("env_prefix", "")) if section else ""
-    problems = []
-    for problem in error.errors():
-        why = problem["msg"].removeprefix("Value error, ")
-        name = "_".join(str(part) for part in problem["loc"]).upper()
-        problems.append(f"{prefix}{name}: {why}" if name else why)
-    return ConfigurationError("invalid settings: " + "; ".join(problems))
-
-
-def _where(database: DatabaseSettings) -> str:
-    """The database, as a person would look for it (a password never shown)."""
-    if database.is_embedded:
-        return str(database.embedded_path)
-    from sqlalchemy.engine import make_url
-
-    return make_url(database.effective_url).render_as_string(hide_password=True)
-
-
-@contextlib.contextmanager
-def _database_errors(database: DatabaseSettings) -> Iterator[None]:
-    """What the driver and Alembic raise around a command, said in one line: the database cannot
-    be reached, or its schema is one this Stopper does not know."""
-    from alembic.util import CommandError
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    try:
-        yield
-    except BrokenPipeError:  # the reader of what a command printed went away: not the database
-        raise
-    except (OperationalError, InterfaceError, OSError) as e:
-        cause = e.orig if isinstance(e, DBAPIError) and e.orig is not None else e
-        said = str(cause).strip().partition("\n")[0] or type(cause).__name__
-        raise StoreUnavailable(f"database unreachable at {_where(database)}: {said}") from e
-    except CommandError as e:
-        raise SchemaNotReady(
-            f"the database schema at {_where(database)} is not one this Stopper knows ({e}); "
-            "was it migrated by a newer Stopper?"
-        ) from e
-
-
-async def _schema_at_head(engine: AsyncEngine, database: DatabaseSettings) -> None:
-    """What a command that needs the schema does first. Like `serve`, it brings the schema to
-    the newest migration, unless STOPPER_DATABASE_MIGRATE_ON_START=false (migrations are then
-    `stopper migrate`'s alone): then it only checks, and says what to run."""
-    from stopper.adapters.db import migrate
-
-    if database.migrate_on_start:
-        await migrate.upgrade(engine)
-    elif not await migrate.at_head(engine):
-        raise SchemaNotReady(
-            f"the database schema at {_where(database)} is not at this Stopper's newest "
-            "migration: run `stopper migrate` first"
-        )
-
-
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from stopper.api.app import create_app
-    from stopper.runtime import build_runtime
-
-    settings = _settings()
-    if args.role:
-        settings = _with_role(settings, args.role)
-    configure_logging(settings.log_level)
-    host = args.host or settings.api.host
-    port = args.port if args.port is not None else settings.api.port
-    if settings.database.migrate_on_start:
-        # Here rather than at start-up inside the server, where a database that cannot be
-        # reached would end in a traceback; the runtime's own upgrade then finds nothing to do.
-        _run_on_database(settings.database, _schema_at_head)
-    app = create_app(build_runtime(settings))
-    _settle_garbage_collector()
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
-    return 0
-
-
-def _settle_garbage_collector() -> None:
-    """A server makes many short-lived objects per request while what it imported lives for
-    ever: take the latter out of the collector's sight and collect the young less often (what
-    it bought is in bench/README.md)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-
-
-def _with_role(settings: Settings, role: str) -> Settings:
-    try:
-        return Settings.model_validate({**settings.model_dump(), "role": role})
-    except ValidationError as e:
-        raise _invalid_settings(e) from e
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from stopper.registry import load_registry
-    from stopper.simulation.institutions import Simulation, create_simulation_app, profile
-
-    settings = _settings()
-    configure_logging(settings.log_level)
-    sim = settings.simulation
-    registry = load_registry(settings.registry_path)
-    simulation = Simulation(
-        registry,
-        profile(args.profile or sim.profile, registry),
-        secret_for=lambda ref: settings.institutions.secret_for(ref, settings.environment),
-        stopper_url=args.stopper_url or sim.stopper_url,
-        seed=sim.seed,
-    )
-    app = create_simulation_app(simulation)
-    _settle_garbage_collector()
-    uvicorn.run(
-        app,
-        host=args.host or sim.host,
-        port=args.port if args.port is not None else sim.port,
-        log_config=None,
-        access_log=False,
-    )
-    return 0
-
-
-def _run_on_database(
-    database: DatabaseSettings, work: Callable[[AsyncEngine, DatabaseSettings], Awaitable[_T]]
-) -> _T:
-    """`work` on an engine of `database`, disposed of afterwards; what the driver raises is
-    said in one line (`_database_errors`)."""
-    from stopper.adapters.db.engine import create_engine
-
-    async def run() -> _T:
-        engine = create_engine(database)
-        try:
-            return await work(engine, database)
-        finally:
-            await engine.dispose()
-
-    with _database_errors(database):
-        return asyncio.run(run())
-
-
-def _migrate(args: argparse.Namespace) -> int:
-    from stopper.adapters.db import migrate
-
-    settings = _settings()
-    configure_logging(settings.log_level)
-
-    async def run(engine: AsyncEngine, _: DatabaseSettings) -> None:
-        if args.downgrade:
-            await migrate.downgrade(engine, args.downgrade)
-        else:
-            await migrate.upgrade(engine)
-
-    _run_on_database(settings.database, run)
-    return 0
-
-
-def _api_url(args: argparse.Namespace) -> str:
-    if args.url:
-        return str(args.url)
-    api = _settings().api
-    return api.url or f"http://127.0.0.1:{api.port}"
-
-
-def _api_key(args: argparse.Namespace) -> str:
-    return str(args.key or _settings().api.key)
-
-
-def _ask(
-    path: str, render: str, params: dict[str, object] | None = None
-) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from stopper import operator_cli
-
-        return operator_cli.run(
-            _api_url(args),
-            path.format(**vars(args)),
-            getattr(operator_cli, render),
-            as_json=args.json,
-            params={k: (getattr(args, k) if v is None else v) for k, v in (params or {}).items()},
-            key=_api_key(args),
-        )
-
-    return run
-
-
-def _reconcile(args: argparse.Namespace) -> int:
-    from stopper import operator_cli
-
-    return operator_cli.run(
-        _api_url(args),
-        "/v1/reconciliations",
-        operator_cli.reconciliation,
-        as_json=args.json,
-        key=_api_key(args),
-        body={"institution": args.institution},
-    )
-
-
-def _list_cases(args: argparse.Namespace) -> int:
-    params = {"active": "false" if args.all_cases else "true", "limit": args.limit}
-    from stopper import operator_cli
-
-    return operator_cli.run(
-        _api_url(args),
-        "/v1/cases",
-        operator_cli.cases_list,
-        as_json=args.json,
-        params=params,
-        key=_api_key(args),
-    )
-
-
-def _keys(args: argparse.Namespace) -> int:
-    from stopper.adapters.db.store import SqlStore
-    from stopper.app.auth import KeyRole, StoredKey, new_key
-
-    settings = _settings()
-    now = datetime.now(UTC)
-    issued: tuple[StoredKey, str] | None = None
-    if args.keys_command == "add":
-        try:
-            issued = new_key(args.agency, KeyRole(args.role), args.label, now)
-        except ValueError as e:
-            print(f"stopper: {e}", file=sys.stderr)
-            return 2
-
-    async def run(engine: AsyncEngine, database: DatabaseSettings) -> int:
-        await _schema_at_head(engine, database)
-        store = SqlStore(engine, settings.kafka.stop_requests_topic)
-        if issued is not None:
-            stored, token = issued
-            await store.add_api_key(stored)
-            print(f"key {stored.key_id} ({stored.role.value}, agency {stored.agency_code or '-'})")
-            print("the key itself, shown this once:")
-            print(token)
-            return 0
-        if args.keys_command == "revoke":
-            if await store.revoke_api_key(args.key_id, now):
-                print(f"key {args.key_id} revoked")
-                return 0
-            print(f"stopper: no active key {args.key_id}", file=sys.stderr)
-            return 1
-        for key in await store.list_api_keys():
-            state = "revoked" if key.revoked_at else "active"
-            print(
-                f"{key.key_id}  {key.role.value:<8}  {key.agency_code or '-':<24}  "
-                f"{state:<7}  {key.created_at:%Y-%m-%d}  {key.label}"
-            )
-        return 0
-
-    return _run_on_database(settings.database, run)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from stopper import demo
-
-    if args.db is not None:
-        # A file of the user's: one that cannot be opened, or whose schema this Stopper does not
-        # know, is said here in one line rather than by the server failing to start.
-        database = DatabaseSettings(url=None, embedded_path=args.db, migrate_on_start=True)
-        _run_on_database(database, _schema_at_head)
-    configure_logging("WARNING")
-    # Breaker, failure and lapse events would flood the live display; the summary counts them.
-    logging.getLogger("stopper.app").setLevel(logging.CRITICAL)
-    try:
-        return demo.main(
-            args.reports,
-            args.db,
-            args.json,
-            args.profile,
-            args.max_wait,
-            args.clock_speed,
-            institutions_url=args.institutions_url,
-        )
-    except ValidationError as e:  # the demo reads the sections it does not set from the environment
-        if _settings_section(e) is None:
-            raise
-        raise _invalid_settings(e) from e
+from stopper import commands
+from stopper.errors import ConfigurationError, StopperError
 
 
 def _version() -> str:
@@ -359,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show the traceback of an error (without it: one line on stderr, exit code 1)",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    subcommands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser(
+    serve = subcommands.add_parser(
         "serve", help="run the HTTP API and the consumers (embedded default without servers)"
     )
     serve.add_argument("--host", default=None, help="default: STOPPER_API_HOST or 127.0.0.1")
@@ -373,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="all (default: STOPPER_ROLE or all), api (HTTP only) or worker (consumers and "
         "sweepers; HTTP for health and metrics)",
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=commands.serve)
 
-    simulate = commands.add_parser(
+    simulate = subcommands.add_parser(
         "simulate", help="run the simulated banks and payment institutions over HTTP"
     )
     simulate.add_argument("--host", default=None, help="default: 127.0.0.1")
@@ -389,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--stopper-url", default=None, help="where callbacks go (default: http://127.0.0.1:8080)"
     )
-    simulate.set_defaults(run=_simulate)
+    simulate.set_defaults(run=commands.simulate)
 
     def operator_command(
         group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
@@ -404,76 +89,78 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return command
 
-    cases = commands.add_parser("cases", help="cases, from a running Stopper").add_subparsers(
+    cases = subcommands.add_parser("cases", help="cases, from a running Stopper").add_subparsers(
         dest="cases_command", required=True
     )
     listing = operator_command(cases, "list", "cases with a hold still in play, newest first")
     listing.add_argument("--all", dest="all_cases", action="store_true", help="every case")
     listing.add_argument("--limit", type=int, default=50)
-    listing.set_defaults(run=_list_cases)
+    listing.set_defaults(run=commands.list_cases)
     show = operator_command(cases, "show", "one case: its holds, layers, amounts and payouts")
     show.add_argument("case_id")
-    show.set_defaults(run=_ask("/v1/cases/{case_id}", "case_show"))
+    show.set_defaults(run=commands.ask("/v1/cases/{case_id}", "case_show"))
 
-    holds = commands.add_parser("holds", help="holds, from a running Stopper").add_subparsers(
+    holds = subcommands.add_parser("holds", help="holds, from a running Stopper").add_subparsers(
         dest="holds_command", required=True
     )
     failed = operator_command(holds, "failed", "holds Stopper gave up on: a person must act")
     failed.add_argument("--limit", type=int, default=100)
-    failed.set_defaults(run=_ask("/v1/holds", "holds_list", {"state": "failed", "limit": None}))
+    failed.set_defaults(
+        run=commands.ask("/v1/holds", "holds_list", {"state": "failed", "limit": None})
+    )
     unconfirmed = operator_command(
         holds, "unconfirmed", "holds their institution accepted and has not confirmed, oldest first"
     )
     unconfirmed.add_argument("--limit", type=int, default=100)
     unconfirmed.set_defaults(
-        run=_ask(
+        run=commands.ask(
             "/v1/holds", "holds_list", {"state": "unconfirmed", "order": "deadline", "limit": None}
         )
     )
     lapsing = operator_command(holds, "lapsing", "stopped holds, the closest to lapsing first")
     lapsing.add_argument("--limit", type=int, default=100)
     lapsing.set_defaults(
-        run=_ask(
+        run=commands.ask(
             "/v1/holds", "holds_list", {"state": "stopped", "order": "deadline", "limit": None}
         )
     )
 
-    institutions = commands.add_parser(
+    institutions = subcommands.add_parser(
         "institutions", help="institutions, from a running Stopper"
     ).add_subparsers(dest="institutions_command", required=True)
     status = operator_command(
         institutions, "status", "breaker, attempts, error rate and latency per institution"
     )
-    status.set_defaults(run=_ask("/v1/institutions/status", "institutions_status"))
+    status.set_defaults(run=commands.ask("/v1/institutions/status", "institutions_status"))
 
     reconcile = operator_command(
-        commands,
+        subcommands,
         "reconcile",
         "ask the institutions now for the outcome of every unconfirmed or failed hold",
     )
     reconcile.add_argument("--institution", default=None, help="one institution's code")
-    reconcile.set_defaults(run=_reconcile)
+    reconcile.set_defaults(run=commands.reconcile)
 
-    keys = commands.add_parser(
+    keys = subcommands.add_parser(
         "keys", help="API keys of intake systems and operators (in the database)"
     ).add_subparsers(dest="keys_command", required=True)
     add = keys.add_parser("add", help="create a key and print it (once)")
     add.add_argument("--role", choices=["intake", "operator"], required=True)
     add.add_argument("--agency", default=None, help="the agency an intake key files reports for")
     add.add_argument("--label", default="", help="who or what holds the key")
-    add.set_defaults(run=_keys)
+    add.set_defaults(run=commands.keys)
     keys.add_parser("list", help="every key: id, role, agency, active or revoked").set_defaults(
-        run=_keys
+        run=commands.keys
     )
     revoke = keys.add_parser("revoke", help="revoke a key (effective within seconds)")
     revoke.add_argument("key_id")
-    revoke.set_defaults(run=_keys)
+    revoke.set_defaults(run=commands.keys)
 
-    mig = commands.add_parser("migrate", help="upgrade the database schema to the newest")
+    mig = subcommands.add_parser("migrate", help="upgrade the database schema to the newest")
     mig.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION instead")
-    mig.set_defaults(run=_migrate)
+    mig.set_defaults(run=commands.migrate)
 
-    demo = commands.add_parser("demo", help="a live run on the embedded default")
+    demo = subcommands.add_parser("demo", help="a live run on the embedded default")
     demo.add_argument(
         "--reports", type=_at_least(1, int), default=300, help="how many reports (default 300)"
     )
@@ -508,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         "make no hold fail (e.g. a port nothing listens on: every hold fails, and the exit code "
         "says so)",
     )
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=commands.demo)
     return parser
 
 
