@@ -8,6 +8,11 @@
     │   ├── InvalidAmount             an amount outside what the rule allows
     │   └── InconsistentReport        a report whose parts contradict each other
     ├── ConfigurationError            settings or registry unusable: refuse to start
+    ├── Refused                       Stopper will not act on what it was sent (never retried);
+    │   │                             `reason` says why, the API maps reasons to status codes
+    │   ├── ReportRejected            a report that can never become a case (ReportRejection)
+    │   ├── CallbackRefused           an institution's callback not taken (CallbackRefusal)
+    │   └── AuthRefused               the caller may not do this (AuthRefusal)
     └── InfrastructureError           a server we depend on misbehaved
         ├── BusUnavailable            the message bus could not take or give messages (retryable)
         ├── StoreUnavailable          the database could not be reached (retryable)
@@ -19,10 +24,14 @@
             ├── MalformedAnswer       an answer we cannot read (retryable: ask again, same key)
             └── RequestRefused        a 4xx: our request itself is wrong (not retryable)
 
-`InfrastructureError.retryable` tells callers whether trying again may help.
+`InfrastructureError.retryable` tells callers whether trying again may help. A refusal's
+`reason` is a small enum (callbacks and authentication count refusals by its value); `detail`
+says it to a person and never repeats the input (account numbers and names stay out of errors).
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from stopper.domain.errors import (
     DomainError,
@@ -33,8 +42,12 @@ from stopper.domain.errors import (
 )
 
 __all__ = [
+    "AuthRefusal",
+    "AuthRefused",
     "BreakerOpen",
     "BusUnavailable",
+    "CallbackRefusal",
+    "CallbackRefused",
     "ConfigurationError",
     "DomainError",
     "IllegalTransition",
@@ -45,6 +58,9 @@ __all__ = [
     "InstitutionUnavailable",
     "InvalidAmount",
     "MalformedAnswer",
+    "Refused",
+    "ReportRejected",
+    "ReportRejection",
     "RequestRefused",
     "SchemaNotReady",
     "StopperError",
@@ -54,6 +70,65 @@ __all__ = [
 
 class ConfigurationError(StopperError):
     """Settings or the registry are unusable; Stopper refuses to start."""
+
+
+class Refused(StopperError):
+    """Stopper will not act on what it was sent; the same request again changes nothing."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ReportRejection(StrEnum):
+    UNREADABLE = "unreadable"  # not UTF-8 JSON
+    INVALID = "invalid"  # breaks a rule of the report contract or the domain
+    REPORT_ID_REUSED = "report_id_reused"  # a known report_id with different content
+
+
+class ReportRejected(Refused):
+    """A report that can never become a case: refused to its sender, or dead-lettered with
+    `detail` when it came from the bus. `errors` says where, for a sender to fix it."""
+
+    def __init__(
+        self,
+        reason: ReportRejection,
+        detail: str,
+        errors: list[dict[str, object]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.errors = errors or []
+
+
+class CallbackRefusal(StrEnum):
+    UNKNOWN_INSTITUTION = "unknown_institution"
+    BAD_SIGNATURE = "bad_signature"  # missing, malformed or not matching
+    STALE = "stale"  # timestamp outside the accepted window
+    INVALID = "invalid"  # signed, but not a valid callback
+    REPLAYED = "replayed"  # the nonce was used before
+    NOT_SENT_HERE = "not_sent_here"  # no such request was sent to this institution
+    CONFLICT = "conflict"  # the hold's state does not allow this answer
+
+
+class CallbackRefused(Refused):
+    def __init__(self, reason: CallbackRefusal, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class AuthRefusal(StrEnum):
+    MISSING = "missing"  # no key where keys are required
+    INVALID = "invalid"  # malformed, unknown, wrong or revoked
+    NOT_OPERATOR = "not_operator"
+    NOT_INTAKE = "not_intake"  # an operator key filing a report
+    OTHER_AGENCY = "other_agency"  # a report of another agency than the key's
+
+
+class AuthRefused(Refused):
+    def __init__(self, reason: AuthRefusal, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class InfrastructureError(StopperError):

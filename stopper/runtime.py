@@ -21,6 +21,7 @@ from stopper.adapters.institutions.http_json import HttpJsonAdapter
 from stopper.adapters.kafka_bus import KafkaBus
 from stopper.adapters.memory_bus import InProcessBus
 from stopper.adapters.sqlite_bus import SqliteBus
+from stopper.app.acceptance import ReportAcceptance
 from stopper.app.auth import ApiKeys
 from stopper.app.background import run_periodically
 from stopper.app.callbacks import CallbackHandler
@@ -59,6 +60,7 @@ class Runtime:
     returns: ReturnDesk
     keys: ApiKeys
     reconciler: Reconciler
+    acceptance: ReportAcceptance
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _schema_ready: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -292,6 +294,7 @@ def build_runtime(
         ReturnDesk(store, gateway, clock),
         ApiKeys(store),
         Reconciler(store, dispatcher, clock),
+        ReportAcceptance(store, bus, clock, registry, kafka.reports_topic),
     )
 
 

@@ -11,14 +11,14 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stopper import metrics
-from stopper.api.auth import AuthRefused, caller, operator
+from stopper.api.auth import caller, filer, operator
 from stopper.api.console import add_console
+from stopper.api.refusals import add_error_handlers, error_response
 from stopper.api.wire import (
     case_summary_v1,
     case_v1,
@@ -28,11 +28,9 @@ from stopper.api.wire import (
     trail_v1,
 )
 from stopper.app.auth import Caller
-from stopper.app.callbacks import CallbackRefused
 from stopper.app.deadlines import ReapplyOutcome
 from stopper.app.freezes import FreezeOrderOutcome
 from stopper.app.health import FRESH_S
-from stopper.app.intake import ACCEPTED_AT_HEADER, SOURCE_HEADER, ReportRejected, parse_report
 from stopper.config import Role
 from stopper.contracts.cases import (
     CaseV1,
@@ -56,9 +54,8 @@ from stopper.contracts.operations import (
 )
 from stopper.contracts.reports import ErrorV1, FraudReportV1, ReportAcceptedV1
 from stopper.contracts.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
-from stopper.domain.cases import case_id_for
 from stopper.domain.holds import HoldState
-from stopper.errors import BusUnavailable, StoreUnavailable
+from stopper.errors import BusUnavailable
 from stopper.runtime import Runtime
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -148,26 +145,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     app.add_middleware(BodyLimit, limit=limit)
     public_url = runtime.settings.api.public_url.rstrip("/")
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's default answer echoes the input; ours never does (it may hold account data).
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        return _error(422, "the request is not valid", errors)
-
-    @app.exception_handler(AuthRefused)
-    async def _auth_refused(request: Request, exc: AuthRefused) -> JSONResponse:
-        metrics.AUTH_REFUSED.labels(reason=exc.reason).inc()
-        headers = {}
-        if exc.status == 401:
-            console = request.url.path.startswith("/console")
-            headers["WWW-Authenticate"] = (
-                'Basic realm="Stopper console"' if console else 'Bearer realm="Stopper"'
-            )
-        return _error(exc.status, exc.detail, headers=headers)
-
-    @app.exception_handler(StoreUnavailable)
-    async def _store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
-        return _error(503, "the database is unavailable; retry later", headers={"Retry-After": "5"})
+    add_error_handlers(app)
 
     @app.get("/healthz", summary="Liveness: the process answers.")
     async def healthz() -> dict[str, str]:
@@ -215,57 +193,34 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         },
         summary="File a fraud report: opens its case and asks for a stop on every account.",
     )
-    async def post_report(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
+    async def post_report(request: Request, who: Annotated[Caller, Depends(filer)]) -> Response:
         started = time.perf_counter()
-        if who.is_operator and who.key_id is not None:
-            raise AuthRefused(403, "reports are filed with an intake key", "not_intake")
         try:
             raw = await _read_capped(request, limit)
         except BodyTooLarge:
+            # Refused before acceptance could see it; counted with the reports it rejects.
             metrics.REPORTS_RECEIVED.labels(outcome="rejected").inc()
             return _error(413, f"the body is larger than {limit} bytes")
         try:
-            report = parse_report(raw, runtime.registry)
-        except ReportRejected as e:
-            metrics.REPORTS_RECEIVED.labels(outcome="rejected").inc()
-            status = 400 if _is_encoding_error(e) else 422
-            return _error(status, e.reason, e.errors)
-
-        if not who.sees_agency(report.agency.code):
-            metrics.REPORTS_RECEIVED.labels(outcome="rejected").inc()
-            raise AuthRefused(403, "this key files reports for its own agency only", "other_agency")
-        case_id = case_id_for(report.report_id)
-        accepted = ReportAcceptedV1(
-            report_id=report.report_id,
-            case_id=str(case_id),
-            status_url=f"{public_url}/v1/cases/{case_id}",
-        )
-        known = await runtime.store.case_fingerprint(case_id)
-        if known is not None:
-            if known != report.fingerprint():
-                metrics.REPORTS_RECEIVED.labels(outcome="conflict").inc()
-                return _error(409, "report_id was already used for a different report")
-            metrics.REPORTS_RECEIVED.labels(outcome="duplicate").inc()
-            duplicate = accepted.model_copy(update={"duplicate": True})
-            return JSONResponse(duplicate.model_dump(mode="json"), status_code=200)
-        try:
-            await runtime.bus.publish(
-                runtime.settings.kafka.reports_topic,
-                report.report_id,
-                raw,
-                {ACCEPTED_AT_HEADER: runtime.clock.now().isoformat(), SOURCE_HEADER: "http"},
-            )
+            accepted = await runtime.acceptance.accept(raw, who)
         except BusUnavailable as e:
             log.warning("a report could not be queued: %s", e)
             return _error(
                 503, "the report could not be queued; retry later", headers={"Retry-After": "5"}
             )
-        metrics.REPORTS_RECEIVED.labels(outcome="accepted").inc()
+        answer = ReportAcceptedV1(
+            report_id=accepted.report_id,
+            case_id=str(accepted.case_id),
+            status_url=f"{public_url}/v1/cases/{accepted.case_id}",
+        )
+        if accepted.duplicate:
+            duplicate = answer.model_copy(update={"duplicate": True})
+            return JSONResponse(duplicate.model_dump(mode="json"), status_code=200)
         metrics.HTTP_INTAKE_DURATION.observe(time.perf_counter() - started)
         return JSONResponse(
-            accepted.model_dump(mode="json"),
+            answer.model_dump(mode="json"),
             status_code=202,
-            headers={"Location": accepted.status_url},
+            headers={"Location": answer.status_url},
         )
 
     @app.get(
@@ -500,10 +455,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
             body = await _read_capped(request, _CALLBACK_LIMIT)
         except BodyTooLarge:
             return _error(413, f"the body is larger than {_CALLBACK_LIMIT} bytes")
-        try:
-            result = await runtime.callbacks.handle(code, request.headers, body)
-        except CallbackRefused as refused:
-            return _error(refused.status, refused.detail)
+        result = await runtime.callbacks.handle(code, request.headers, body)
         return JSONResponse(
             CallbackAcceptedV1(hold_id=result.hold_id, outcome=result.outcome.value).model_dump(
                 mode="json"
@@ -528,16 +480,4 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _is_encoding_error(rejected: ReportRejected) -> bool:
-    return any(e.get("type") in {"json_invalid", "utf8_invalid"} for e in rejected.errors)
-
-
-def _error(
-    status: int,
-    detail: str,
-    errors: list[dict[str, object]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    return JSONResponse(
-        {"detail": detail, "errors": errors or []}, status_code=status, headers=headers
-    )
+_error = error_response

@@ -1,6 +1,6 @@
-"""FastAPI dependencies that say who is calling (`stopper.app.auth`): any caller, or operators
-only. The API key comes as `Authorization: Bearer <key>`, or, from a browser (the console), as
-the password of HTTP Basic authentication."""
+"""FastAPI dependencies that say who is calling (`stopper.app.auth`): any caller, operators
+only, or a filer of reports. The API key comes as `Authorization: Bearer <key>`, or, from a
+browser (the console), as the password of HTTP Basic authentication."""
 
 from __future__ import annotations
 
@@ -11,14 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from stopper.app.auth import ANONYMOUS, Caller
-
-
-class AuthRefused(Exception):
-    """Answered with `status` and `detail`; counted by `reason`."""
-
-    def __init__(self, status: int, detail: str, reason: str) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.reason = status, detail, reason
+from stopper.errors import AuthRefusal, AuthRefused
 
 
 def presented_key(request: Request) -> str | None:
@@ -42,14 +35,23 @@ async def caller(request: Request) -> Caller:
     if key is None:
         if not runtime.settings.keys_required:
             return ANONYMOUS
-        raise AuthRefused(401, "an API key is required: Authorization: Bearer <key>", "missing")
+        raise AuthRefused(
+            AuthRefusal.MISSING, "an API key is required: Authorization: Bearer <key>"
+        )
     found: Caller | None = await runtime.keys.authenticate(key)
     if found is None:
-        raise AuthRefused(401, "the API key is not valid", "invalid")
+        raise AuthRefused(AuthRefusal.INVALID, "the API key is not valid")
     return found
 
 
 async def operator(who: Annotated[Caller, Depends(caller)]) -> Caller:
     if not who.is_operator:
-        raise AuthRefused(403, "this needs an operator key", "not_operator")
+        raise AuthRefused(AuthRefusal.NOT_OPERATOR, "this needs an operator key")
+    return who
+
+
+async def filer(who: Annotated[Caller, Depends(caller)]) -> Caller:
+    """A caller who may file reports; refused before the body is read."""
+    if not who.files_reports:
+        raise AuthRefused(AuthRefusal.NOT_INTAKE, "reports are filed with an intake key")
     return who

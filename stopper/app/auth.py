@@ -60,6 +60,12 @@ class Caller:
     def sees_agency(self, agency_code: str) -> bool:
         return self.is_operator or self.agency_code == agency_code
 
+    @property
+    def files_reports(self) -> bool:
+        """Intake keys file reports (for `sees_agency`), and the anonymous developer; an
+        operator key files none."""
+        return not (self.is_operator and self.key_id is not None)
+
     def actor(self, person: str) -> str:
         """How the audit trail names an action this caller took for `person`."""
         who = f"key:{self.key_id}" if self.key_id else "anonymous"

@@ -1,14 +1,18 @@
 """Institution callbacks: the later answer to a stop request, signed by the institution.
 
 Business rules:
+- the institution must be in the registry (else `unknown_institution`);
 - the signature (HMAC-SHA256 over timestamp, nonce and body, with the institution's own
-  secret) must match, and the timestamp must lie within the window (default 5 minutes): 401;
-- a nonce is accepted once per institution: a replay is refused, 409 (remembered in the same
-  transaction as the answer it brings: one share of a group commit per callback);
-- an institution may answer only about a request Stopper sent to it, with the key it sent: 403;
-- a valid answer moves the hold; the same answer again changes nothing (200); an answer the
-  hold's state does not allow is refused, 409.
-Every refusal is counted by institution and reason.
+  secret) must match (`bad_signature`), and the timestamp must lie within the window (default
+  5 minutes; `stale`); a signed body must be a valid callback (`invalid`);
+- a nonce is accepted once per institution: a replay is refused (`replayed`; remembered in the
+  same transaction as the answer it brings: one share of a group commit per callback);
+- an institution may answer only about a request Stopper sent to it, with the key it sent
+  (`not_sent_here`);
+- a valid answer moves the hold; the same answer again changes nothing; an answer the hold's
+  state does not allow is refused (`conflict`).
+Refusals are `CallbackRefused` with one of these reasons (the API maps them to status codes);
+every refusal is counted by institution and reason.
 """
 
 from __future__ import annotations
@@ -30,15 +34,8 @@ from stopper.contracts.signing import (
     signature_matches,
 )
 from stopper.domain.holds import idempotency_key_for
+from stopper.errors import CallbackRefusal, CallbackRefused
 from stopper.registry import Registry
-
-
-class CallbackRefused(Exception):
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +63,7 @@ class CallbackHandler:
         try:
             result = await self._handle(code, headers, body)
         except CallbackRefused as refused:
-            metrics.CALLBACKS.labels(self._label(code), refused.reason).inc()
+            metrics.CALLBACKS.labels(self._label(code), refused.reason.value).inc()
             raise
         metrics.CALLBACKS.labels(code, result.outcome.value).inc()
         return result
@@ -78,25 +75,27 @@ class CallbackHandler:
     async def _handle(self, code: str, headers: Mapping[str, str], body: bytes) -> CallbackResult:
         institution = self._registry.get(code)
         if institution is None:
-            raise CallbackRefused(404, "unknown_institution", "no such institution")
+            raise CallbackRefused(CallbackRefusal.UNKNOWN_INSTITUTION, "no such institution")
         timestamp_text = headers.get(TIMESTAMP_HEADER.lower(), "")
         nonce = headers.get(NONCE_HEADER.lower(), "")
         signature = headers.get(SIGNATURE_HEADER.lower(), "")
         if not (timestamp_text.isdigit() and 8 <= len(nonce) <= 64 and signature):
-            raise CallbackRefused(401, "bad_signature", "missing or malformed signature headers")
+            raise CallbackRefused(
+                CallbackRefusal.BAD_SIGNATURE, "missing or malformed signature headers"
+            )
         timestamp = int(timestamp_text)
         now = self._clock.now()
         if abs(now.timestamp() - timestamp) > self._window_s:
-            raise CallbackRefused(401, "stale", "timestamp outside the accepted window")
+            raise CallbackRefused(CallbackRefusal.STALE, "timestamp outside the accepted window")
         secret = self._secrets[institution.callback_secret_ref]
         if not signature_matches(secret, timestamp, nonce, body, signature):
-            raise CallbackRefused(401, "bad_signature", "signature does not match")
+            raise CallbackRefused(CallbackRefusal.BAD_SIGNATURE, "signature does not match")
         try:
             callback = CallbackV1.model_validate_json(body)
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise CallbackRefused(422, "invalid", f"{where}: {first['msg']}") from e
+            raise CallbackRefused(CallbackRefusal.INVALID, f"{where}: {first['msg']}") from e
 
         def sent_here(record: HoldRecord) -> bool:
             hold = record.hold
@@ -118,9 +117,11 @@ class CallbackHandler:
             nonce=CallbackNonce(code, nonce, now),
         )
         if outcome is AnswerOutcome.REPLAYED:
-            raise CallbackRefused(409, "replayed", "nonce already used")
+            raise CallbackRefused(CallbackRefusal.REPLAYED, "nonce already used")
         if outcome in (AnswerOutcome.NOT_SENT_HERE, AnswerOutcome.UNKNOWN_HOLD):
-            raise CallbackRefused(403, "not_sent_here", "no such request was sent to you")
+            raise CallbackRefused(CallbackRefusal.NOT_SENT_HERE, "no such request was sent to you")
         if outcome is AnswerOutcome.CONFLICT:
-            raise CallbackRefused(409, "conflict", "the hold's state does not allow this answer")
+            raise CallbackRefused(
+                CallbackRefusal.CONFLICT, "the hold's state does not allow this answer"
+            )
         return CallbackResult(callback.hold_id, outcome)

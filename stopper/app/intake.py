@@ -26,6 +26,7 @@ from stopper.contracts.reports import FraudReportV1
 from stopper.domain.accounts import AccountRef
 from stopper.domain.cases import TransferFact, open_case
 from stopper.domain.errors import DomainError
+from stopper.errors import ReportRejected, ReportRejection
 from stopper.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -38,23 +39,16 @@ DLQ_REASON_HEADER = "stopper-dlq-reason"
 DLQ_ORIGIN_HEADER = "stopper-dlq-origin"
 
 
-class ReportRejected(Exception):
-    """A record that can never become a case; it goes to the dead-letter topic with `reason`."""
-
-    def __init__(self, reason: str, errors: list[dict[str, object]] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.errors = errors or []
-
-
 def parse_report(raw: bytes, registry: Registry) -> FraudReportV1:
-    """Validate a raw report; `ReportRejected` carries a reason a person can act on.
+    """Validate a raw report; `ReportRejected` carries a detail a person can act on: unreadable
+    when it is not UTF-8 JSON, invalid when it breaks a rule.
 
-    The reason never repeats the input (account numbers and names stay out of errors)."""
+    The detail never repeats the input (account numbers and names stay out of errors)."""
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ReportRejected(
+            ReportRejection.UNREADABLE,
             f"body: not valid UTF-8 (byte {e.start})",
             [{"loc": [], "msg": "not valid UTF-8", "type": "utf8_invalid"}],
         ) from e
@@ -67,7 +61,9 @@ def parse_report(raw: bytes, registry: Registry) -> FraudReportV1:
         first = errors[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"  # type: ignore[attr-defined]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ReportRejected(f"{where}: {first['msg']}{more}", errors) from e
+        unreadable = any(err["type"] == "json_invalid" for err in errors)
+        reason = ReportRejection.UNREADABLE if unreadable else ReportRejection.INVALID
+        raise ReportRejected(reason, f"{where}: {first['msg']}{more}", errors) from e
 
 
 def to_opened_case(
@@ -179,7 +175,7 @@ class IntakeHandler:
             try:
                 case = self._open(message, now)
             except ReportRejected as e:
-                result.dead_letters.append(DeadLetter(message, e.reason))
+                result.dead_letters.append(DeadLetter(message, e.detail))
                 continue
             earlier = opened.get(case.case.report_id)
             if earlier is None:
@@ -214,7 +210,7 @@ class IntakeHandler:
     def _open(self, message: Message, now: datetime) -> OpenedCase:
         report = parse_report(message.value, self._registry)
         if message.key is not None and message.key != report.report_id:
-            raise ReportRejected("record key differs from report_id")
+            raise ReportRejected(ReportRejection.INVALID, "record key differs from report_id")
         accepted_at = _accepted_at(message)
         try:
             return to_opened_case(
@@ -224,7 +220,7 @@ class IntakeHandler:
                 source=message.headers.get(SOURCE_HEADER, "kafka"),
             )
         except DomainError as e:
-            raise ReportRejected(str(e)) from e
+            raise ReportRejected(ReportRejection.INVALID, str(e)) from e
 
     def _observe_created(
         self,

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from stopper.app.callbacks import CallbackHandler, CallbackRefused
+from stopper.api.refusals import CALLBACK_STATUS
+from stopper.app.callbacks import CallbackHandler
 from stopper.app.dispatch import AnswerOutcome, Dispatcher
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.ports import HoldRecord
@@ -17,6 +18,7 @@ from stopper.config import DispatchSettings
 from stopper.contracts.signing import signed_headers
 from stopper.domain.holds import HoldState
 from stopper.domain.messages import AnswerKind, InstitutionAnswer
+from stopper.errors import CallbackRefused
 from stopper.registry import load_registry
 from tests.unit.fakes import FakeDispatchStore, FixedClock, ScriptedAdapter, requested_hold
 
@@ -101,40 +103,40 @@ async def test_forged_stale_and_replayed_callbacks_are_refused_and_change_nothin
     ]
     for headers, status, reason in cases:
         error = await refused(handler, "BK01", headers, body)
-        assert (error.status, error.reason) == (status, reason)
+        assert (CALLBACK_STATUS[error.reason], error.reason) == (status, reason)
     assert store.holds[record.hold.id].hold.state is HoldState.UNCONFIRMED
 
     await handler.handle("BK01", signed(body, nonce="nonce-used"), body)
     replay = await refused(handler, "BK01", signed(body, nonce="nonce-used"), body)
-    assert (replay.status, replay.reason) == (409, "replayed")
+    assert (CALLBACK_STATUS[replay.reason], replay.reason) == (409, "replayed")
 
 
 async def test_an_institution_may_answer_only_what_was_sent_to_it() -> None:
     handler, store, record = await sent_hold()
     body = callback(record)
     other = await refused(handler, "BK02", signed(body, code="BK02"), body)
-    assert (other.status, other.reason) == (403, "not_sent_here")
+    assert (CALLBACK_STATUS[other.reason], other.reason) == (403, "not_sent_here")
     wrong_key = callback(record, idempotency_key="stopper-made-up")
     error = await refused(handler, "BK01", signed(wrong_key, nonce="nonce-0003"), wrong_key)
-    assert error.status == 403
+    assert CALLBACK_STATUS[error.reason] == 403
     unknown = callback(record, hold_id="00000000-0000-0000-0000-000000000001")
     error = await refused(handler, "BK01", signed(unknown, nonce="nonce-0004"), unknown)
-    assert error.status == 403
+    assert CALLBACK_STATUS[error.reason] == 403
     never_sent = requested_hold("BK01", at=NOW)
     store.add(never_sent)
     body = callback(never_sent)
     error = await refused(handler, "BK01", signed(body, nonce="nonce-0005"), body)
-    assert error.status == 403
+    assert CALLBACK_STATUS[error.reason] == 403
     assert store.holds[record.hold.id].hold.state is HoldState.UNCONFIRMED
 
 
 async def test_unknown_institution_invalid_body_and_conflicting_answer() -> None:
     handler, _, record = await sent_hold()
     body = callback(record)
-    assert (await refused(handler, "ZZ99", {}, body)).status == 404
+    assert CALLBACK_STATUS[(await refused(handler, "ZZ99", {}, body)).reason] == 404
     junk = b'{"hold_id": "nope"}'
-    assert (await refused(handler, "BK01", signed(junk), junk)).status == 422
+    assert CALLBACK_STATUS[(await refused(handler, "BK01", signed(junk), junk)).reason] == 422
     await handler.handle("BK01", signed(body, nonce="nonce-0006"), body)
     not_found = callback(record, status="not_found", amount_held=None)
     error = await refused(handler, "BK01", signed(not_found, nonce="nonce-0007"), not_found)
-    assert (error.status, error.reason) == (409, "conflict")
+    assert (CALLBACK_STATUS[error.reason], error.reason) == (409, "conflict")

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from stopper.app.intake import ReportRejected, parse_report
+from stopper.app.intake import parse_report
+from stopper.errors import ReportRejected, ReportRejection
 from stopper.registry import load_registry
 from tests.factories import report_doc
 
@@ -71,31 +72,43 @@ def with_transfer(**change: Any) -> dict[str, Any]:
 )
 def test_bad_reports_are_rejected_with_where_and_why(doc: dict[str, Any], where: str) -> None:
     error = rejected(doc)
-    assert error.reason.startswith(f"{where}:"), error.reason
+    assert error.detail.startswith(f"{where}:"), error.detail
+    assert error.reason is ReportRejection.INVALID
 
 
 def test_too_many_transfers() -> None:
     doc = report_doc()
     doc["transfers"] = doc["transfers"][:1] * 501
-    assert rejected(doc).reason.startswith("transfers:")
+    assert rejected(doc).detail.startswith("transfers:")
 
 
 def test_one_account_in_two_currencies() -> None:
     doc = report_doc()
     doc["transfers"][1]["currency"] = "USD"
-    assert "two currencies" in rejected(doc).reason
+    assert "two currencies" in rejected(doc).detail
 
 
 def test_transfer_after_the_report_is_refused() -> None:
     doc = report_doc()
     doc["transfers"][0]["transferred_at"] = datetime.now(UTC).isoformat()
     doc["reported_at"] = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
-    assert "after reported_at" in rejected(doc).reason
+    assert "after reported_at" in rejected(doc).detail
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"\xff\xfe{}", b"[1, 2]", b"null"])
-def test_garbage_is_rejected(raw: bytes) -> None:
-    assert rejected(raw).reason
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", ReportRejection.UNREADABLE),
+        (b"{", ReportRejection.UNREADABLE),
+        (b"\xff\xfe{}", ReportRejection.UNREADABLE),
+        (b"[1, 2]", ReportRejection.INVALID),
+        (b"null", ReportRejection.INVALID),
+    ],
+)
+def test_garbage_is_rejected(raw: bytes, reason: ReportRejection) -> None:
+    error = rejected(raw)
+    assert error.detail
+    assert error.reason is reason
 
 
 def test_errors_never_repeat_account_numbers_or_names() -> None:
@@ -103,7 +116,7 @@ def test_errors_never_repeat_account_numbers_or_names() -> None:
     doc["transfers"][0]["receiving_account"]["account_number"] = "SECRET99887766"
     doc["victims"][0]["name"] = "x" * 500
     error = rejected(doc)
-    text = error.reason + json.dumps(error.errors)
+    text = error.detail + json.dumps(error.errors)
     assert "SECRET99887766" not in text and "xxxxx" not in text
 
 
