@@ -147,7 +147,9 @@ def simulate(args: argparse.Namespace) -> int:
     import uvicorn
 
     from stopper.registry import load_registry
-    from stopper.simulation.institutions import Simulation, create_simulation_app, profile
+    from stopper.simulation.institutions import Simulation
+    from stopper.simulation.profiles import profile
+    from stopper.simulation.server import create_simulation_app
 
     settings = _settings()
     configure_logging(settings.log_level)

@@ -49,13 +49,10 @@ from stopper.domain.holds import TRANSITIONS, HoldEvent, HoldState
 from stopper.registry import Institution, load_registry
 from stopper.runtime import build_runtime
 from stopper.serving import free_port, serving
-from stopper.simulation.institutions import (
-    Behaviour,
-    Simulation,
-    create_simulation_app,
-    profile,
-)
+from stopper.simulation.institutions import Simulation
+from stopper.simulation.profiles import Behaviour, profile
 from stopper.simulation.reports import ReportFactory
+from stopper.simulation.server import create_simulation_app
 
 # A hold is settled once its institution has answered (or Stopper gave up on it) and no return
 # is on its way: unsettled are the states Stopper may still give up from (a stop request owed,

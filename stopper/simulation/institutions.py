@@ -31,28 +31,24 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import aiohttp
-from fastapi import FastAPI, Header, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 
 from stopper.contracts.institutions import (
     CallbackV1,
     FreezeRequestV1,
     ReturnRequestV1,
     StopRequestV1,
-    StopStatusQueryV1,
 )
 from stopper.contracts.signing import signed_headers
-from stopper.registry import Institution, InstitutionKind, Registry
+from stopper.registry import Institution, Registry
 from stopper.simulation.mules import MuleWorld
+from stopper.simulation.profiles import Behaviour
 
 log = logging.getLogger(__name__)
 
@@ -66,77 +62,6 @@ CALLBACK_SENDERS = 32
 # (0.2 to 3.2 s); an answer below 500 (even a refusal) ends it, as a real sender would.
 CALLBACK_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 CALLBACK_ATTEMPTS = 6
-
-
-@dataclass(frozen=True, slots=True)
-class Behaviour:
-    answers_by_callback: bool = False
-    latency_median_ms: float = 80.0
-    latency_sigma: float = 0.6
-    callback_delay_ms: float = 300.0
-    timeout_rate: float = 0.0
-    error_rate: float = 0.0
-    malformed_rate: float = 0.0
-    double_callback_rate: float = 0.0
-    missing_account_rate: float = 0.06
-    reject_rate: float = 0.02
-    move_on_rate: float = 0.6  # first-level accounts whose money (partly) moved on
-    cash_out_rate: float = 0.15  # of those, the ones that took it out as cash
-    hang_s: float = 10.0
-    outage: tuple[float, float] | None = None  # seconds after start: down from, until
-
-
-def profile(name: str, registry: Registry) -> dict[str, Behaviour]:
-    """Behaviours for every institution of `registry` under a named profile.
-
-    realistic: most answer within a few hundred ms, a few percent of faults, payment
-    institutions and every third bank answer by callback, one payment institution is down
-    from 2 s to 12 s after start.
-    chaos: 30 % timeouts, 10 % 5xx, some garbage and double callbacks, and the first bank down
-    from 3 s to 20 s after start.
-    instant: answers at once, no faults (benchmarks).
-    """
-    behaviours: dict[str, Behaviour] = {}
-    banks = [i.code for i in registry.of_kind(InstitutionKind.BANK)]
-    payment = [i.code for i in registry.of_kind(InstitutionKind.PAYMENT_INSTITUTION)]
-    for index, institution in enumerate(registry.values()):
-        callback = institution.kind is InstitutionKind.PAYMENT_INSTITUTION or index % 3 == 2
-        if name == "instant":
-            behaviours[institution.code] = Behaviour(
-                latency_median_ms=0.0,
-                latency_sigma=0.0,
-                callback_delay_ms=0.0,
-                missing_account_rate=0.0,
-                reject_rate=0.0,
-                move_on_rate=0.0,
-            )
-            continue
-        base = Behaviour(
-            answers_by_callback=callback,
-            latency_median_ms=60.0 if institution.kind is InstitutionKind.BANK else 120.0,
-            timeout_rate=0.01,
-            error_rate=0.02,
-            malformed_rate=0.005,
-            double_callback_rate=0.03,
-        )
-        if name == "chaos":
-            base = replace(
-                base,
-                timeout_rate=0.30,
-                error_rate=0.10,
-                malformed_rate=0.02,
-                double_callback_rate=0.10,
-                hang_s=5.0,
-            )
-        behaviours[institution.code] = base
-    if name == "realistic" and payment:
-        behaviours[payment[-10]] = replace(behaviours[payment[-10]], outage=(2.0, 12.0))
-    if name == "chaos" and banks:
-        behaviours[banks[0]] = replace(behaviours[banks[0]], outage=(3.0, 20.0))
-    return behaviours
-
-
-_Order = FreezeRequestV1 | ReturnRequestV1
 
 
 @dataclass
@@ -191,7 +116,7 @@ class StopRecord:
 
 
 # The HTTP status of a status inquiry's answer, by the status it reports (an outcome: 200).
-_INQUIRY_HTTP_STATUS = {"pending": 202, "unknown": 404}
+INQUIRY_HTTP_STATUS = {"pending": 202, "unknown": 404}  # the others: 200
 
 
 class SimulatedInstitution:
@@ -495,137 +420,3 @@ class Simulation:
                 return
         sim.counts.callbacks_failed += 1
         log.warning("callback undeliverable", extra={"institution": code})
-
-
-def create_simulation_app(simulation: Simulation) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await simulation.start()
-        try:
-            yield
-        finally:
-            await simulation.stop()
-
-    app = FastAPI(title="Stopper: simulated institutions", lifespan=lifespan)
-
-    async def stop(request: Request) -> Response:
-        code = request.path_params["code"]
-        idempotency_key = request.headers.get("idempotency-key")
-        sim = simulation.institutions.get(code)
-        if sim is None:
-            return JSONResponse({"detail": "no such institution"}, status_code=404)
-        sim.counts.stop_requests += 1
-        if sim.down(simulation.elapsed_s()):
-            return JSONResponse({"detail": "service unavailable"}, status_code=503)
-        try:
-            stop_request = StopRequestV1.model_validate_json(await request.body())
-        except ValidationError:
-            return JSONResponse({"detail": "invalid stop request"}, status_code=422)
-        if idempotency_key != stop_request.idempotency_key or stop_request.institution_code != code:
-            return JSONResponse(
-                {"detail": "idempotency key or institution mismatch"}, status_code=400
-            )
-        b = sim.behaviour
-        if sim.roll(b.error_rate):
-            await asyncio.sleep(sim.latency_s())
-            return JSONResponse({"detail": "internal error"}, status_code=500)
-        record = simulation.execute(sim, stop_request)
-        if sim.roll(b.timeout_rate):
-            # The stop happened, but the answer never arrives in time.
-            await simulation.hang(b.hang_s)
-        else:
-            await asyncio.sleep(sim.latency_s())
-        if sim.roll(b.malformed_rate):
-            return Response(b"<html>gateway says hello", status_code=200, media_type="text/html")
-        if b.answers_by_callback:
-            return JSONResponse({"status": "accepted"}, status_code=202)
-        return JSONResponse(record.outcome, status_code=200)
-
-    async def stop_status(request: Request) -> Response:
-        """One stop request's status, by its key: refused like a stop when down."""
-        sim = simulation.institutions.get(request.path_params["code"])
-        if sim is None:
-            return JSONResponse({"detail": "no such institution"}, status_code=404)
-        sim.counts.status_inquiries += 1
-        if sim.down(simulation.elapsed_s()):
-            return JSONResponse({"detail": "service unavailable"}, status_code=503)
-        await asyncio.sleep(sim.latency_s())
-        status = sim.status(request.path_params["idempotency_key"], time.monotonic())
-        return JSONResponse(status, status_code=_INQUIRY_HTTP_STATUS.get(status["status"], 200))
-
-    async def stop_statuses(request: Request) -> Response:
-        """Many stop requests' statuses at once, one entry per key asked, in the order asked."""
-        sim = simulation.institutions.get(request.path_params["code"])
-        if sim is None:
-            return JSONResponse({"detail": "no such institution"}, status_code=404)
-        sim.counts.status_queries += 1
-        if sim.down(simulation.elapsed_s()):
-            return JSONResponse({"detail": "service unavailable"}, status_code=503)
-        try:
-            query = StopStatusQueryV1.model_validate_json(await request.body())
-        except ValidationError:
-            return JSONResponse({"detail": "invalid status query"}, status_code=422)
-        sim.counts.status_keys_asked += len(query.idempotency_keys)
-        await asyncio.sleep(sim.latency_s())
-        now = time.monotonic()
-        return JSONResponse({"statuses": [sim.status(k, now) for k in query.idempotency_keys]})
-
-    # Plain Starlette routes: every stop request of a benchmark comes here, and FastAPI's
-    # parameter machinery would cost the simulated banks more than Stopper spends per hold; an
-    # inquiry may follow every accepted stop whose callback is late.
-    app.add_route("/institutions/{code}/stops", stop, methods=["POST"])
-    app.add_route("/institutions/{code}/stops/status", stop_statuses, methods=["POST"])
-    app.add_route("/institutions/{code}/stops/{idempotency_key}", stop_status, methods=["GET"])
-
-    async def order(
-        code: str,
-        request: Request,
-        idempotency_key: str | None,
-        model: type[_Order],
-        carry_out: Callable[[SimulatedInstitution, Any], dict[str, Any]],
-    ) -> Response:
-        """A freeze or a return: refused like a stop when down, answered at once."""
-        sim = simulation.institutions.get(code)
-        if sim is None:
-            return JSONResponse({"detail": "no such institution"}, status_code=404)
-        if sim.down(simulation.elapsed_s()):
-            return JSONResponse({"detail": "service unavailable"}, status_code=503)
-        try:
-            parsed = model.model_validate_json(await request.body())
-        except ValidationError:
-            return JSONResponse({"detail": "invalid request"}, status_code=422)
-        if idempotency_key != parsed.idempotency_key:
-            return JSONResponse({"detail": "idempotency key mismatch"}, status_code=400)
-        await asyncio.sleep(sim.latency_s())
-        return JSONResponse(carry_out(sim, parsed))
-
-    @app.post("/institutions/{code}/freezes")
-    async def freeze(
-        code: str, request: Request, idempotency_key: str | None = Header(default=None)
-    ) -> Response:
-        return await order(
-            code, request, idempotency_key, FreezeRequestV1, SimulatedInstitution.freeze
-        )
-
-    @app.post("/institutions/{code}/returns")
-    async def pay_back(
-        code: str, request: Request, idempotency_key: str | None = Header(default=None)
-    ) -> Response:
-        return await order(
-            code, request, idempotency_key, ReturnRequestV1, SimulatedInstitution.pay_back
-        )
-
-    @app.get("/stats")
-    async def stats() -> dict[str, Any]:
-        return simulation.stats()
-
-    @app.get("/ledger")
-    async def ledger() -> Response:
-        # Straight to JSON: after a benchmark it lists hundreds of thousands of holds.
-        return JSONResponse({"holds": simulation.ledger()})
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app

@@ -22,7 +22,7 @@ from stopper.config import DatabaseSettings
 from stopper.demo import profile_makes_fail
 from stopper.errors import SchemaNotReady
 from stopper.registry import load_registry
-from stopper.simulation.institutions import profile
+from stopper.simulation.profiles import profile
 from tests.servers import free_port
 
 

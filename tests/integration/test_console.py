@@ -22,8 +22,10 @@ from stopper.domain.holds import HoldEvent
 from stopper.registry import load_registry
 from stopper.runtime import Runtime, build_runtime
 from stopper.serving import free_port, serving
-from stopper.simulation.institutions import Simulation, create_simulation_app, profile
+from stopper.simulation.institutions import Simulation
+from stopper.simulation.profiles import profile
 from stopper.simulation.reports import ReportFactory
+from stopper.simulation.server import create_simulation_app
 from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.integration

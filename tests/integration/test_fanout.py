@@ -39,9 +39,11 @@ from stopper.logs import KeyValueFormatter
 from stopper.registry import load_registry
 from stopper.runtime import Runtime, build_runtime
 from stopper.serving import free_port, serving
-from stopper.simulation.institutions import Simulation, create_simulation_app, profile
+from stopper.simulation.institutions import Simulation
 from stopper.simulation.mules import Destination, MulePlan
+from stopper.simulation.profiles import profile
 from stopper.simulation.reports import ReportFactory
+from stopper.simulation.server import create_simulation_app
 from tests.factories import report_doc
 from tests.integration.conftest import unique_kafka
 from tests.integration.helpers import DEADLINE_S, eventually, fast_registry

@@ -36,7 +36,9 @@ from stopper.config import (
 from stopper.registry import load_registry
 from stopper.runtime import build_runtime
 from stopper.serving import free_port, serving
-from stopper.simulation.institutions import Simulation, create_simulation_app, profile
+from stopper.simulation.institutions import Simulation
+from stopper.simulation.profiles import profile
+from stopper.simulation.server import create_simulation_app
 from tests.integration.conftest import unique_kafka
 from tests.integration.helpers import eventually, fast_registry
 from tests.integration.test_fanout import post_reports

@@ -21,13 +21,10 @@ from bench.loadgen import holds_called_for
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.contracts.institutions import StopRequestV1, StopStatusesV1, StopStatusV1
 from stopper.registry import load_registry
-from stopper.simulation.institutions import (
-    CALLBACK_SENDERS,
-    Behaviour,
-    Simulation,
-    create_simulation_app,
-)
+from stopper.simulation.institutions import CALLBACK_SENDERS, Simulation
+from stopper.simulation.profiles import Behaviour
 from stopper.simulation.reports import ReportFactory
+from stopper.simulation.server import create_simulation_app
 
 REGISTRY = load_registry()
 CODES = list(REGISTRY)

@@ -1,0 +1,161 @@
+"""The simulated institutions' HTTP side (`stopper simulate`): the routes listed in
+`simulation.institutions`, served by FastAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from stopper.contracts.institutions import (
+    FreezeRequestV1,
+    ReturnRequestV1,
+    StopRequestV1,
+    StopStatusQueryV1,
+)
+from stopper.simulation.institutions import INQUIRY_HTTP_STATUS, SimulatedInstitution, Simulation
+
+_Order = FreezeRequestV1 | ReturnRequestV1
+
+log = logging.getLogger(__name__)
+
+
+def create_simulation_app(simulation: Simulation) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await simulation.start()
+        try:
+            yield
+        finally:
+            await simulation.stop()
+
+    app = FastAPI(title="Stopper: simulated institutions", lifespan=lifespan)
+
+    async def stop(request: Request) -> Response:
+        code = request.path_params["code"]
+        idempotency_key = request.headers.get("idempotency-key")
+        sim = simulation.institutions.get(code)
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        sim.counts.stop_requests += 1
+        if sim.down(simulation.elapsed_s()):
+            return JSONResponse({"detail": "service unavailable"}, status_code=503)
+        try:
+            stop_request = StopRequestV1.model_validate_json(await request.body())
+        except ValidationError:
+            return JSONResponse({"detail": "invalid stop request"}, status_code=422)
+        if idempotency_key != stop_request.idempotency_key or stop_request.institution_code != code:
+            return JSONResponse(
+                {"detail": "idempotency key or institution mismatch"}, status_code=400
+            )
+        b = sim.behaviour
+        if sim.roll(b.error_rate):
+            await asyncio.sleep(sim.latency_s())
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+        record = simulation.execute(sim, stop_request)
+        if sim.roll(b.timeout_rate):
+            # The stop happened, but the answer never arrives in time.
+            await simulation.hang(b.hang_s)
+        else:
+            await asyncio.sleep(sim.latency_s())
+        if sim.roll(b.malformed_rate):
+            return Response(b"<html>gateway says hello", status_code=200, media_type="text/html")
+        if b.answers_by_callback:
+            return JSONResponse({"status": "accepted"}, status_code=202)
+        return JSONResponse(record.outcome, status_code=200)
+
+    async def stop_status(request: Request) -> Response:
+        """One stop request's status, by its key: refused like a stop when down."""
+        sim = simulation.institutions.get(request.path_params["code"])
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        sim.counts.status_inquiries += 1
+        if sim.down(simulation.elapsed_s()):
+            return JSONResponse({"detail": "service unavailable"}, status_code=503)
+        await asyncio.sleep(sim.latency_s())
+        status = sim.status(request.path_params["idempotency_key"], time.monotonic())
+        return JSONResponse(status, status_code=INQUIRY_HTTP_STATUS.get(status["status"], 200))
+
+    async def stop_statuses(request: Request) -> Response:
+        """Many stop requests' statuses at once, one entry per key asked, in the order asked."""
+        sim = simulation.institutions.get(request.path_params["code"])
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        sim.counts.status_queries += 1
+        if sim.down(simulation.elapsed_s()):
+            return JSONResponse({"detail": "service unavailable"}, status_code=503)
+        try:
+            query = StopStatusQueryV1.model_validate_json(await request.body())
+        except ValidationError:
+            return JSONResponse({"detail": "invalid status query"}, status_code=422)
+        sim.counts.status_keys_asked += len(query.idempotency_keys)
+        await asyncio.sleep(sim.latency_s())
+        now = time.monotonic()
+        return JSONResponse({"statuses": [sim.status(k, now) for k in query.idempotency_keys]})
+
+    # Plain Starlette routes: every stop request of a benchmark comes here, and FastAPI's
+    # parameter machinery would cost the simulated banks more than Stopper spends per hold; an
+    # inquiry may follow every accepted stop whose callback is late.
+    app.add_route("/institutions/{code}/stops", stop, methods=["POST"])
+    app.add_route("/institutions/{code}/stops/status", stop_statuses, methods=["POST"])
+    app.add_route("/institutions/{code}/stops/{idempotency_key}", stop_status, methods=["GET"])
+
+    async def order(
+        code: str,
+        request: Request,
+        idempotency_key: str | None,
+        model: type[_Order],
+        carry_out: Callable[[SimulatedInstitution, Any], dict[str, Any]],
+    ) -> Response:
+        """A freeze or a return: refused like a stop when down, answered at once."""
+        sim = simulation.institutions.get(code)
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        if sim.down(simulation.elapsed_s()):
+            return JSONResponse({"detail": "service unavailable"}, status_code=503)
+        try:
+            parsed = model.model_validate_json(await request.body())
+        except ValidationError:
+            return JSONResponse({"detail": "invalid request"}, status_code=422)
+        if idempotency_key != parsed.idempotency_key:
+            return JSONResponse({"detail": "idempotency key mismatch"}, status_code=400)
+        await asyncio.sleep(sim.latency_s())
+        return JSONResponse(carry_out(sim, parsed))
+
+    @app.post("/institutions/{code}/freezes")
+    async def freeze(
+        code: str, request: Request, idempotency_key: str | None = Header(default=None)
+    ) -> Response:
+        return await order(
+            code, request, idempotency_key, FreezeRequestV1, SimulatedInstitution.freeze
+        )
+
+    @app.post("/institutions/{code}/returns")
+    async def pay_back(
+        code: str, request: Request, idempotency_key: str | None = Header(default=None)
+    ) -> Response:
+        return await order(
+            code, request, idempotency_key, ReturnRequestV1, SimulatedInstitution.pay_back
+        )
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        return simulation.stats()
+
+    @app.get("/ledger")
+    async def ledger() -> Response:
+        # Straight to JSON: after a benchmark it lists hundreds of thousands of holds.
+        return JSONResponse({"holds": simulation.ledger()})
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
