@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from stopper import metrics
+from stopper.app.hold_changes import Reapplied, WarningsSent
 from stopper.app.policies import DeadlinePolicy
 from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate, OutboxEvent
 from stopper.contracts.institutions import StopRequestV1
@@ -104,14 +105,10 @@ class DeadlineKeeper:
             return HoldUpdate(
                 at=now,
                 transitions=[transition],
-                fields={
-                    "attempts": 0,
-                    "next_attempt_at": None,
-                    "dispatch_deadline_at": now + timedelta(seconds=institution.retry.deadline_s),
-                    "stop_expires_at": None,
-                    "warnings_sent": 0,
-                    "state_reason": reason,
-                },
+                change=Reapplied(
+                    dispatch_deadline_at=now + timedelta(seconds=institution.retry.deadline_s),
+                    reason=reason,
+                ),
                 events=[
                     OutboxEvent(
                         self._stop_requests_topic, str(hold.id), request.model_dump(mode="json")
@@ -166,7 +163,7 @@ class DeadlineKeeper:
         return HoldUpdate(
             at=now,
             transitions=transitions,
-            fields={"warnings_sent": record.warnings_sent + len(due.warnings)},
+            change=WarningsSent(record.warnings_sent + len(due.warnings)),
             events=events,
         )
 

@@ -44,6 +44,17 @@ from stopper import metrics
 from stopper.app.background import BackgroundWork
 from stopper.app.batching import HoldWriter
 from stopper.app.gateway import InstitutionGateway
+from stopper.app.hold_changes import (
+    Accepted,
+    AttemptClaimed,
+    Backoff,
+    Concluded,
+    Confirmed,
+    HoldChange,
+    InquiryClaimed,
+    NotAttempted,
+    Resent,
+)
 from stopper.app.intake import publish_dead_letter
 from stopper.app.policies import DispatchPolicy
 from stopper.app.ports import (
@@ -169,8 +180,7 @@ class Dispatcher:
         if record.hold.state is HoldState.FAILED:
             self._count_failed(record)
             return None
-        lease = change.fields.get("next_attempt_at")
-        claim = self._claim_of(record, lease if isinstance(lease, datetime) else None)
+        claim = self._claim_of(record, change.applied(record).next_attempt_at)
         if claim.inquiry:
             return claim
         institution = self._registry[claim.request.institution_code]
@@ -382,15 +392,15 @@ class Dispatcher:
                 outcome = AnswerOutcome.CONFLICT
                 return None
             outcome = AnswerOutcome.APPLIED
-            fields: dict[str, object] = {"next_attempt_at": None, "state_reason": answer.reason}
+            change: HoldChange = Concluded(answer.reason)
             follow = None
             if answer.kind is AnswerKind.STOPPED:
-                fields["confirmed_at"] = now
                 # The lapse is business time: an accelerated run moves it, timeouts stay real.
-                fields["stop_expires_at"] = self._deadline_clock.now() + self._policy.stop_lapse
+                expires_at = self._deadline_clock.now() + self._policy.stop_lapse
+                change = Confirmed(answer.reason, confirmed_at=now, stop_expires_at=expires_at)
                 if answer.onward:
                     follow = self._trail_follower(hold, answer, now, plans)
-            return HoldUpdate(at=now, transitions=[transition], fields=fields, follow=follow)
+            return HoldUpdate(at=now, transitions=[transition], change=change, follow=follow)
 
         plans: list[TrailPlan] = []
         if nonce is None:
@@ -476,7 +486,7 @@ class Dispatcher:
             return HoldUpdate(
                 at=now,
                 transitions=[gave_up],
-                fields={"next_attempt_at": None, "state_reason": reason},
+                change=Concluded(reason),
             )
         transitions = []
         if hold.state is HoldState.REQUESTED:
@@ -492,12 +502,12 @@ class Dispatcher:
         return HoldUpdate(
             at=now,
             transitions=transitions,
-            fields={
-                "attempts": record.attempts + 1,
-                "next_attempt_at": now + lease,
-                "dispatch_deadline_at": deadline,
-                "sent_at": record.sent_at or now,
-            },
+            change=AttemptClaimed(
+                attempts=record.attempts + 1,
+                next_attempt_at=now + lease,
+                dispatch_deadline_at=deadline,
+                sent_at=record.sent_at or now,
+            ),
         )
 
     def _claim_inquiry(
@@ -517,11 +527,11 @@ class Dispatcher:
             return HoldUpdate(
                 at=now,
                 transitions=[gave_up],
-                fields={"next_attempt_at": None, "state_reason": reason},
+                change=Concluded(reason),
             )
         lease = timedelta(milliseconds=institution.timeout_ms) + LEASE_MARGIN
         return HoldUpdate(
-            at=now, fields={"inquiries": record.inquiries + 1, "next_attempt_at": now + lease}
+            at=now, change=InquiryClaimed(record.inquiries + 1, next_attempt_at=now + lease)
         )
 
     def _claim_of(self, record: HoldRecord, lease_until: datetime | None) -> Claim:
@@ -560,13 +570,12 @@ class Dispatcher:
         return HoldUpdate(
             at=now,
             transitions=[transition],
-            fields={
-                "accepted_at": now,
-                "inquiries": 0,
-                "next_attempt_at": now + timedelta(seconds=institution.callback_wait_s),
-                "dispatch_deadline_at": now + self._policy.stop_lapse,
-                "state_reason": reason,
-            },
+            change=Accepted(
+                accepted_at=now,
+                next_attempt_at=now + timedelta(seconds=institution.callback_wait_s),
+                dispatch_deadline_at=now + self._policy.stop_lapse,
+                reason=reason,
+            ),
         )
 
     def _next_inquiry(
@@ -581,13 +590,12 @@ class Dispatcher:
             institution.callback_wait_s * 2 ** min(claim.inquiry, 20),
             self._policy.inquiry_max_interval.total_seconds(),
         ) * self._rng.uniform(0.8, 1.2)
-        fields: dict[str, object] = {"next_attempt_at": now + timedelta(seconds=wait_s)}
         since = record.accepted_at or now
-        fields["state_reason"] = (
+        reason = (
             f"accepted by the institution at {since:%Y-%m-%d %H:%M:%S}Z; unconfirmed"
             f" after {claim.inquiry} status inquiries" + (f" (last: {why})" if why else "")
         )
-        return HoldUpdate(at=now, fields=fields)
+        return HoldUpdate(at=now, change=Backoff(now + timedelta(seconds=wait_s), reason))
 
     def _resend(self, record: HoldRecord, key: str, institution: Institution) -> HoldUpdate | None:
         """The institution has no record of a request it accepted (or that Stopper believes it
@@ -603,12 +611,11 @@ class Dispatcher:
         return HoldUpdate(
             at=now,
             transitions=[transition],
-            fields={
-                "next_attempt_at": now,
-                "dispatch_deadline_at": now + timedelta(seconds=institution.retry.deadline_s),
-                "accepted_at": None,
-                "state_reason": cause,
-            },
+            change=Resent(
+                next_attempt_at=now,
+                dispatch_deadline_at=now + timedelta(seconds=institution.retry.deadline_s),
+                reason=cause,
+            ),
         )
 
     def _retry_or_give_up(
@@ -633,12 +640,11 @@ class Dispatcher:
             return HoldUpdate(
                 at=now,
                 transitions=[transition],
-                fields={"next_attempt_at": None, "state_reason": cause},
+                change=Concluded(cause),
             )
-        fields: dict[str, object] = {"next_attempt_at": now + delay, "state_reason": reason}
         if not_made:
-            fields["attempts"] = record.attempts - 1
-        return HoldUpdate(at=now, fields=fields)
+            return HoldUpdate(at=now, change=NotAttempted(record.attempts - 1, now + delay, reason))
+        return HoldUpdate(at=now, change=Backoff(now + delay, reason))
 
     async def _after_failure(
         self, hold_id: UUID, claim: Claim, institution: Institution, error: InstitutionError

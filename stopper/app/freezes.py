@@ -19,6 +19,7 @@ from datetime import datetime
 from uuid import UUID
 
 from stopper.app.gateway import InstitutionGateway
+from stopper.app.hold_changes import FreezeClaimed, FreezeOrdered, FreezeProgress, Frozen
 from stopper.app.orders import InstitutionOrders
 from stopper.app.policies import DeadlinePolicy
 from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate
@@ -64,11 +65,11 @@ class FreezeDesk(InstitutionOrders):
             outcome = FreezeOrderOutcome.ORDERED
             return HoldUpdate(
                 at=now,
-                fields={
-                    "freeze_document_ref": document_ref,
-                    **self._bookkeeping(0, now),
-                    "state_reason": f"freeze ordered by {actor} under {document_ref}",
-                },
+                change=FreezeOrdered(
+                    document_ref,
+                    next_attempt_at=now,
+                    reason=f"freeze ordered by {actor} under {document_ref}",
+                ),
             )
 
         await self._store.update_hold(hold_id, decide)
@@ -79,8 +80,13 @@ class FreezeDesk(InstitutionOrders):
     def _progress(self, record: HoldRecord) -> tuple[int, datetime | None]:
         return record.freeze_attempts, record.freeze_next_attempt_at
 
-    def _bookkeeping(self, attempts: int, next_attempt_at: datetime | None) -> dict[str, object]:
-        return {"freeze_attempts": attempts, "freeze_next_attempt_at": next_attempt_at}
+    def _leased(self, attempts: int, until: datetime) -> FreezeClaimed:
+        return FreezeClaimed(attempts, until)
+
+    def _bookkeeping(
+        self, attempts: int, next_attempt_at: datetime | None, reason: str
+    ) -> FreezeProgress:
+        return FreezeProgress(attempts, next_attempt_at, reason)
 
     def _may_send(self, record: HoldRecord) -> bool:
         return record.hold.state in FREEZABLE
@@ -126,12 +132,7 @@ class FreezeDesk(InstitutionOrders):
         return HoldUpdate(
             at=now,
             transitions=[transition],
-            fields={
-                "freeze_next_attempt_at": None,
-                "freeze_expires_at": now + self._validity,
-                "warnings_sent": 0,
-                "state_reason": None,
-            },
+            change=Frozen(freeze_expires_at=now + self._validity),
         )
 
     def _refused(self, record: HoldRecord, reason: str, now: datetime) -> HoldUpdate:

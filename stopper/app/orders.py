@@ -22,6 +22,7 @@ from uuid import UUID
 
 from stopper.app.background import BackgroundWork
 from stopper.app.gateway import InstitutionGateway
+from stopper.app.hold_changes import HoldChange
 from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate
 from stopper.domain.messages import OrderAnswer
 from stopper.errors import BreakerOpen, InstitutionError
@@ -54,8 +55,14 @@ class InstitutionOrders(abc.ABC):
         """Attempts made so far and when the next is due (None: nothing to send)."""
 
     @abc.abstractmethod
-    def _bookkeeping(self, attempts: int, next_attempt_at: datetime | None) -> dict[str, object]:
-        """The hold columns that record `_progress`."""
+    def _leased(self, attempts: int, until: datetime) -> HoldChange:
+        """The change that records an attempt about to be sent, its lease ending `until`."""
+
+    @abc.abstractmethod
+    def _bookkeeping(
+        self, attempts: int, next_attempt_at: datetime | None, reason: str
+    ) -> HoldChange:
+        """The change that records `_progress` after an attempt, and why."""
 
     @abc.abstractmethod
     def _may_send(self, record: HoldRecord) -> bool: ...
@@ -81,10 +88,9 @@ class InstitutionOrders(abc.ABC):
         have acted without answering), so nothing moves: a person asks again, with the same key."""
         return HoldUpdate(
             at=now,
-            fields={
-                **self._bookkeeping(self._progress(record)[0], None),
-                "state_reason": f"{reason}; a person must act",
-            },
+            change=self._bookkeeping(
+                self._progress(record)[0], None, f"{reason}; a person must act"
+            ),
         )
 
     # The shared mechanics.
@@ -144,9 +150,7 @@ class InstitutionOrders(abc.ABC):
         if not self._may_send(record) or due is None or due > now:
             return None
         timeout = timedelta(milliseconds=self._registry[record.hold.institution_code].timeout_ms)
-        return HoldUpdate(
-            at=now, fields=self._bookkeeping(attempts + 1, now + timeout + _LEASE_MARGIN)
-        )
+        return HoldUpdate(at=now, change=self._leased(attempts + 1, now + timeout + _LEASE_MARGIN))
 
     def _retry_later(
         self, record: HoldRecord, attempt: int, reason: str, error: InstitutionError | None
@@ -165,7 +169,4 @@ class InstitutionOrders(abc.ABC):
             attempt -= 1
         elif attempt >= institution.retry.max_attempts:
             return self._gave_up(record, reason, now)
-        return HoldUpdate(
-            at=now,
-            fields={**self._bookkeeping(attempt, now + delay), "state_reason": reason},
-        )
+        return HoldUpdate(at=now, change=self._bookkeeping(attempt, now + delay, reason))

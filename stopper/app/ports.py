@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 from uuid import UUID
 
+from stopper.app.hold_changes import HoldChange
 from stopper.contracts.institutions import FreezeRequestV1, ReturnRequestV1, StopRequestV1
 from stopper.domain.cases import Case
 from stopper.domain.holds import Hold, HoldState, Transition
@@ -179,19 +180,22 @@ class OutboxEvent:
 
 @dataclass(frozen=True, slots=True)
 class HoldUpdate:
-    """What a decision changes: the transitions it made on `HoldRecord.hold`, and other columns
-    (attempts, next_attempt_at, dispatch_deadline_at, sent_at, confirmed_at, stop_expires_at,
-    state_reason)."""
+    """What a decision changes: the transitions it made on `HoldRecord.hold`, and what it sets
+    on the record's bookkeeping (`change`, one of `stopper.app.hold_changes`)."""
 
     at: datetime
     transitions: Sequence[Transition] = ()
-    fields: Mapping[str, object] = field(default_factory=dict)
+    change: HoldChange | None = None
     # Follow the money trail in the same transaction: given the case's holds, what to add.
     follow: Callable[[Sequence[TrailNode]], TrailPlan] | None = None
     # Messages for other systems, leaving through the outbox with this change.
     events: Sequence[OutboxEvent] = ()
     # The hold's pending payouts (of its current return round) become paid or cancelled.
     settle_payouts: Literal["paid", "cancelled"] | None = None
+
+    def applied(self, record: HoldRecord) -> HoldRecord:
+        """`record` as this update leaves it (a copy if `change` sets anything)."""
+        return record if self.change is None else self.change.apply(record)
 
 
 HoldDecision = Callable[[HoldRecord], HoldUpdate | None]

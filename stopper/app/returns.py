@@ -27,6 +27,7 @@ from uuid import UUID
 
 from stopper import metrics
 from stopper.app.gateway import InstitutionGateway
+from stopper.app.hold_changes import ReturnClaimed, ReturnOrdered, ReturnProgress, ReturnResent
 from stopper.app.orders import InstitutionOrders
 from stopper.app.ports import (
     CaseFunds,
@@ -163,12 +164,7 @@ class ReturnDesk(InstitutionOrders):
         update = HoldUpdate(
             at=now,
             transitions=[transition],
-            fields={
-                "return_document_ref": document_ref,
-                "return_round": round_,
-                **self._bookkeeping(0, now),
-                "state_reason": reason,
-            },
+            change=ReturnOrdered(document_ref, round_, next_attempt_at=now, reason=reason),
         )
         result.started.append(
             StartedReturn(hold.id, hold.currency, allocation.paid, allocation.unallocated, payouts)
@@ -187,10 +183,7 @@ class ReturnDesk(InstitutionOrders):
         same = [p for p in payouts if p.hold_id == hold.id and p.round == record.return_round]
         update = HoldUpdate(
             at=now,
-            fields={
-                **self._bookkeeping(0, now),
-                "state_reason": f"return sent again by {actor}",
-            },
+            change=ReturnResent(next_attempt_at=now, reason=f"return sent again by {actor}"),
         )
         result.started.append(
             StartedReturn(hold.id, hold.currency, sum(p.amount for p in same), 0, same, True)
@@ -202,8 +195,13 @@ class ReturnDesk(InstitutionOrders):
     def _progress(self, record: HoldRecord) -> tuple[int, datetime | None]:
         return record.return_attempts, record.return_next_attempt_at
 
-    def _bookkeeping(self, attempts: int, next_attempt_at: datetime | None) -> dict[str, object]:
-        return {"return_attempts": attempts, "return_next_attempt_at": next_attempt_at}
+    def _leased(self, attempts: int, until: datetime) -> ReturnClaimed:
+        return ReturnClaimed(attempts, until)
+
+    def _bookkeeping(
+        self, attempts: int, next_attempt_at: datetime | None, reason: str | None
+    ) -> ReturnProgress:
+        return ReturnProgress(attempts, next_attempt_at, reason)
 
     def _may_send(self, record: HoldRecord) -> bool:
         return can(record.hold.state, HoldEvent.RETURN_CONFIRMED)
@@ -262,10 +260,7 @@ class ReturnDesk(InstitutionOrders):
         return HoldUpdate(
             at=now,
             transitions=[transition],
-            fields={
-                **self._bookkeeping(record.return_attempts, None),
-                "state_reason": answer.reason,
-            },
+            change=self._bookkeeping(record.return_attempts, None, answer.reason),
             settle_payouts="paid",
         )
 
@@ -280,10 +275,9 @@ class ReturnDesk(InstitutionOrders):
         return HoldUpdate(
             at=now,
             transitions=[transition],
-            fields={
-                **self._bookkeeping(record.return_attempts, None),
-                "state_reason": f"{reason}; the funds stay frozen, a person must act",
-            },
+            change=self._bookkeeping(
+                record.return_attempts, None, f"{reason}; the funds stay frozen, a person must act"
+            ),
             settle_payouts="cancelled",
         )
 

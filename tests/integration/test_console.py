@@ -16,6 +16,7 @@ import pytest
 from playwright.async_api import Page, async_playwright
 
 from stopper.api.app import create_app
+from stopper.app.hold_changes import Concluded
 from stopper.app.ports import Divergence, HoldRecord, HoldUpdate
 from stopper.config import ApiSettings, DatabaseSettings, InstitutionsSettings, Settings
 from stopper.domain.holds import HoldEvent
@@ -183,7 +184,7 @@ async def give_up_on(runtime: Runtime, case_ids: list[str]) -> Any:
         return HoldUpdate(
             at=now,
             transitions=moved,
-            fields={"state_reason": "institution unreachable for 40 minutes"},
+            change=Concluded("institution unreachable for 40 minutes"),
         )
 
     return await runtime.store.update_hold(holds[0].hold.hold_id, fail)

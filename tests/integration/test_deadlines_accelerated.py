@@ -21,6 +21,7 @@ from stopper.adapters.db.store import SqlStore
 from stopper.app.deadlines import DeadlineKeeper, ReapplyOutcome
 from stopper.app.freezes import FreezeDesk
 from stopper.app.gateway import InstitutionGateway
+from stopper.app.hold_changes import Confirmed
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.config import DatabaseSettings, DeadlineSettings
@@ -102,11 +103,7 @@ def confirm(at: datetime) -> Any:
         return HoldUpdate(
             at=at,
             transitions=transitions,
-            fields={
-                "confirmed_at": at,
-                "stop_expires_at": at + timedelta(hours=48),
-                "warnings_sent": 0,
-            },
+            change=Confirmed(None, confirmed_at=at, stop_expires_at=at + timedelta(hours=48)),
         )
 
     return decide

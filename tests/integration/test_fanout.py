@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from stopper import cli
 from stopper.adapters.db.models import HoldRow, HoldTransitionRow
 from stopper.api.app import create_app
+from stopper.app.hold_changes import Concluded
 from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.config import (
     ApiSettings,
@@ -473,7 +474,7 @@ async def give_up_on_one_hold(runtime: Runtime, case_ids: list[str]) -> tuple[UU
             for event in (HoldEvent.REAPPLIED, HoldEvent.GAVE_UP)
         ]
         return HoldUpdate(
-            at=now, transitions=moved, fields={"state_reason": "operator test: institution gone"}
+            at=now, transitions=moved, change=Concluded("operator test: institution gone")
         )
 
     await runtime.store.update_hold(target, fail)

@@ -26,6 +26,7 @@ from stopper.adapters.db.models import (
 from stopper.adapters.db.store import SqlStore
 from stopper.app.dispatch import Dispatcher
 from stopper.app.gateway import InstitutionGateway
+from stopper.app.hold_changes import AttemptClaimed
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.app.ports import HoldRecord, HoldUpdate, OpenedCase
 from stopper.app.returns import ReturnDesk
@@ -296,7 +297,7 @@ async def test_racing_batches_and_single_writers_lose_no_change(store: SqlStore)
     now = datetime.now(UTC)
 
     def one_more(record: HoldRecord) -> HoldUpdate:
-        return HoldUpdate(at=now, fields={"attempts": record.attempts + 1})
+        return HoldUpdate(at=now, change=AttemptClaimed(record.attempts + 1, now, now, now))
 
     await asyncio.gather(
         *[store.update_holds({h: one_more for h in holds}) for _ in range(3)],

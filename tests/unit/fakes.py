@@ -183,9 +183,7 @@ class FakeDispatchStore:
         change = decide(record)
         if change is None:
             return None
-        written = copy.deepcopy(record)
-        for name, value in change.fields.items():
-            setattr(written, name, value)
+        written = change.applied(copy.deepcopy(record))
         self._write(written, change)
         if change.follow is not None:
             self._follow(written, change)
@@ -246,9 +244,7 @@ class FakeDispatchStore:
         )
         starts = decide(funds)
         for start in starts:
-            written = copy.deepcopy(records[start.hold_id])
-            for name, value in start.update.fields.items():
-                setattr(written, name, value)
+            written = start.update.applied(copy.deepcopy(records[start.hold_id]))
             self._write(written, start.update)
             self.payouts += start.payouts
         return starts

@@ -12,6 +12,7 @@ import pytest
 
 from stopper.app.background import BackgroundWork
 from stopper.app.batching import HoldWriter
+from stopper.app.hold_changes import AttemptClaimed
 from stopper.app.ports import CallbackNonce, HoldDecision, HoldRecord, HoldUpdate
 from tests.unit.fakes import FakeDispatchStore, requested_hold
 
@@ -39,10 +40,8 @@ class CountingStore(FakeDispatchStore):
 
 
 def attempts_plus_one(record: HoldRecord) -> HoldUpdate:
-    return HoldUpdate(
-        at=record.requested_at + timedelta(seconds=1),
-        fields={"attempts": record.attempts + 1},
-    )
+    at = record.requested_at + timedelta(seconds=1)
+    return HoldUpdate(at=at, change=AttemptClaimed(record.attempts + 1, at, at, at))
 
 
 def store_with(count: int) -> tuple[CountingStore, list[UUID]]:

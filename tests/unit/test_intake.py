@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stopper.app.consuming import consume
+from stopper.app.hold_changes import AttemptClaimed
 from stopper.app.intake import (
     ACCEPTED_AT_HEADER,
     DLQ_REASON_HEADER,
@@ -37,7 +38,7 @@ class FakeDispatcher:
     def claim_new(self, record: HoldRecord) -> HoldUpdate | None:
         at = FixedClock().now()
         sent = record.hold.apply(HoldEvent.REQUEST_SENT, cause="fake", actor="test", at=at)
-        return HoldUpdate(at=at, transitions=[sent], fields={"attempts": 1, "sent_at": at})
+        return HoldUpdate(at=at, transitions=[sent], change=AttemptClaimed(1, at, at, at))
 
     async def start_new(self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]]) -> None:
         if self.dispatched is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -694,26 +695,25 @@ class SqlStore:
         self, connection: AsyncConnection, changes: Sequence[tuple[HoldRecord, int, HoldUpdate]]
     ) -> None:
         """Write the changes (record, version read, change) of holds this transaction has
-        locked: one statement per shape of change (the columns it sets), not one per hold."""
-        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for record, version, change in changes:
-            columns = _hold_columns(record, version, change)
-            shapes.setdefault(tuple(sorted(columns)), []).append(
-                {"hold_id": record.hold.id, **columns}
-            )
+        locked: every change sets the same columns (`_hold_columns`), so one statement for all."""
+        if not changes:
+            return
+        rows = [
+            {"hold_id": record.hold.id, **_hold_columns(record, version, change)}
+            for record, version, change in changes
+        ]
         table = HoldRow.__table__
         assert isinstance(table, Table)
-        postgres = connection.dialect.name == "postgresql"
-        for shape, rows in shapes.items():
-            if postgres:
-                # One statement over arrays, as `_insert_rows` does for inserts.
-                await connection.execute(
-                    _unnest_update(connection.dialect, table, shape),
-                    {c: [row[c] for row in rows] for c in ("hold_id", *shape)},
-                )
-            else:
-                statement = update(table).where(table.c.id == bindparam("hold_id"))
-                await connection.execute(statement, rows)
+        if connection.dialect.name == "postgresql":
+            # One statement over arrays, as `_insert_rows` does for inserts.
+            shape = tuple(rows[0])[1:]
+            await connection.execute(
+                _unnest_update(connection.dialect, table, shape),
+                {c: [row[c] for row in rows] for c in ("hold_id", *shape)},
+            )
+        else:
+            statement = update(table).where(table.c.id == bindparam("hold_id"))
+            await connection.execute(statement, rows)
         await self._write_with(connection, [(record, change) for record, _, change in changes])
 
     async def _write_with(
@@ -915,9 +915,10 @@ class SqlStore:
                         "first_seen_at": at,
                     },
                 )
-                holds.append(
-                    _hold_row(h, requested_at=at, report_accepted_at=record.report_accepted_at)
+                born = HoldRecord.born(
+                    h, requested_at=at, report_accepted_at=record.report_accepted_at
                 )
+                holds.append(_hold_row(born, version=h.version, updated_at=at))
                 requests.append(_stop_request_row(self._stop_request_topic, h.stop_request(at), at))
             births += plan.births
             raised.update({hold_id: (amount, at) for hold_id, amount in plan.raised.items()})
@@ -1280,20 +1281,17 @@ class _CaseRows:
                 )
             rows.transitions += _transition_rows(opened.births)
             for h in case.holds:
-                row = _hold_row(
-                    h, requested_at=case.opened_at, report_accepted_at=opened.accepted_at
-                )
-                rows.holds.append(row)
-                if claim is None:
-                    continue
+                version = h.version  # as born: a claim moves the hold on
                 born = HoldRecord.born(
                     h, requested_at=case.opened_at, report_accepted_at=opened.accepted_at
                 )
-                change = claim(born)
-                if change is not None:
-                    row.update(_hold_columns(born, row["version"], change))
-                    rows.transitions += _transition_rows(change.transitions)
-                    rows.claimed.append((born, change))
+                change = None if claim is None else claim(born)
+                if change is None:
+                    rows.holds.append(_hold_row(born, version=version, updated_at=case.opened_at))
+                    continue
+                rows.holds.append(_hold_row(born, version=version, update=change))
+                rows.transitions += _transition_rows(change.transitions)
+                rows.claimed.append((born, change))
         # In id order: two batches that share accounts take their index entries in one order.
         rows.accounts = [accounts[k] for k in sorted(accounts)]
         return rows
@@ -1312,7 +1310,7 @@ class _CaseRows:
 
 
 # The columns `_record_cases` writes, per table (what `_case_row`, `_CaseRows` and
-# `_hold_columns` give; a claim sets the dispatch columns of a hold).
+# `_hold_row` give).
 _RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
     "cases": (
         "id",
@@ -1326,32 +1324,7 @@ _RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "accounts": ("id", "institution_code", "account_number", "holder_name", "first_seen_at"),
     "victims": ("case_id", "victim_ref", "name"),
-    "holds": (
-        "id",
-        "case_id",
-        "account_id",
-        "institution_code",
-        "state",
-        "state_reason",
-        "version",
-        "currency",
-        "amount_asked",
-        "amount_stopped",
-        "amount_frozen",
-        "amount_returned",
-        "layer",
-        "parent_hold_id",
-        "reapplications",
-        "requested_at",
-        "stop_expires_at",
-        "freeze_expires_at",
-        "updated_at",
-        "report_accepted_at",
-        "attempts",
-        "next_attempt_at",
-        "dispatch_deadline_at",
-        "sent_at",
-    ),
+    "holds": tuple(HoldRow.__table__.columns.keys()),
     "transfers": (
         "case_id",
         "seq",
@@ -1443,19 +1416,28 @@ def _hold_with_account(hold_id: UUID) -> Select[Any]:
     )
 
 
-def _hold_columns(record: HoldRecord, version: int, change: HoldUpdate) -> dict[str, Any]:
-    """The hold's columns after `change`, which was decided on the hold at `version`."""
+# The one list of a hold's columns besides the domain hold's own: every field of `HoldRecord`
+# but `hold` is stored in the column of its name (`_hold_record` reads them, `_hold_state`
+# writes them).
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(HoldRecord) if f.name != "hold")
+
+
+def _hold_state(record: HoldRecord) -> dict[str, Any]:
+    """The columns a change of the hold may set: its state, amounts and bookkeeping."""
     hold = record.hold
     return {
         "state": hold.state.value,
-        "version": version + 1,
         "amount_stopped": hold.amount_stopped,
         "amount_frozen": hold.amount_frozen,
         "amount_returned": hold.amount_returned,
         "reapplications": hold.reapplications,
-        "updated_at": change.at,
-        **change.fields,
+        **{name: getattr(record, name) for name in _RECORD_FIELDS},
     }
+
+
+def _hold_columns(record: HoldRecord, version: int, update: HoldUpdate) -> dict[str, Any]:
+    """The hold's columns after `update`, which was decided on the hold at `version`."""
+    return {**_hold_state(update.applied(record)), "version": version + 1, "updated_at": update.at}
 
 
 def _transition_rows(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
@@ -1474,30 +1456,30 @@ def _transition_rows(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
 
 
 def _hold_row(
-    hold: Hold, *, requested_at: datetime, report_accepted_at: datetime | None
+    record: HoldRecord,
+    *,
+    version: int,
+    updated_at: datetime | None = None,
+    update: HoldUpdate | None = None,
 ) -> dict[str, Any]:
+    """Every column of a new hold: as born (at `version`, `updated_at`), or as `update` leaves it
+    (decided on the hold at `version`)."""
+    hold = record.hold
+    if update is not None:
+        columns = _hold_columns(record, version, update)
+    else:
+        assert updated_at is not None
+        columns = {**_hold_state(record), "version": version, "updated_at": updated_at}
     return {
         "id": hold.id,
         "case_id": hold.case_id,
         "account_id": account_id(hold.institution_code, hold.account_number),
         "institution_code": hold.institution_code,
-        "state": hold.state.value,
-        "state_reason": None,
-        "version": hold.version,
         "currency": hold.currency,
         "amount_asked": hold.amount_asked,
-        "amount_stopped": hold.amount_stopped,
-        "amount_frozen": hold.amount_frozen,
-        "amount_returned": hold.amount_returned,
         "layer": hold.layer,
         "parent_hold_id": hold.parent_id,
-        "reapplications": hold.reapplications,
-        "requested_at": requested_at,
-        "stop_expires_at": None,
-        "freeze_expires_at": None,
-        "updated_at": requested_at,
-        "report_accepted_at": report_accepted_at,
-        "attempts": 0,
+        **columns,
     }
 
 
@@ -1530,29 +1512,7 @@ def _hold_record(row: Any) -> HoldRecord:
         amount_returned=h.amount_returned,
         reapplications=h.reapplications,
     )
-    return HoldRecord(
-        hold=hold,
-        attempts=h.attempts,
-        report_accepted_at=h.report_accepted_at,
-        requested_at=h.requested_at,
-        next_attempt_at=h.next_attempt_at,
-        dispatch_deadline_at=h.dispatch_deadline_at,
-        sent_at=h.sent_at,
-        confirmed_at=h.confirmed_at,
-        stop_expires_at=h.stop_expires_at,
-        state_reason=h.state_reason,
-        warnings_sent=h.warnings_sent,
-        freeze_expires_at=h.freeze_expires_at,
-        freeze_document_ref=h.freeze_document_ref,
-        freeze_attempts=h.freeze_attempts,
-        freeze_next_attempt_at=h.freeze_next_attempt_at,
-        return_document_ref=h.return_document_ref,
-        return_round=h.return_round,
-        return_attempts=h.return_attempts,
-        return_next_attempt_at=h.return_next_attempt_at,
-        accepted_at=h.accepted_at,
-        inquiries=h.inquiries,
-    )
+    return HoldRecord(hold=hold, **{name: getattr(h, name) for name in _RECORD_FIELDS})
 
 
 def _hold_view(h: Any) -> HoldView:  # a Core row: the hold's columns and the account number
