@@ -20,6 +20,7 @@ In short (the table is the authority)::
     frozen --freeze_renewed--> frozen (a new legal document extends the freeze)
     frozen --return_started--> returning --return_confirmed--> returned
     returning --return_refused--> frozen (the institution refused: the funds stay frozen)
+    any state but a terminal one --merged--> the same state (the trail reached it again)
 
 Rules the table encodes:
 
@@ -34,6 +35,11 @@ Rules the table encodes:
   (``stopped``, or lapsed to ``expired``); a failed request was never answered.
 * An emergency stop lapses (``expired``) unless it became ``frozen`` first; an expired stop may
   be re-applied (the limit on how often is the caller's rule, kept in `Hold.reapplications`).
+* A *merge*: money moving on along another path of the case's trail reached an account that
+  already has a hold, and the hold asks for that much more (``amount_asked`` rises, the state
+  stays). It is recorded like any other event. A hold whose stop is over (a terminal state) is
+  not asked for more; an expired one is, for the day it is re-applied. Sending the institution
+  the extra comes with issue #17.
 * ``returned``, ``rejected`` and ``not_found`` are terminal.
 * ``released`` (the hold lifted: report withdrawn, account cleared) is a state no event reaches
   yet; lifting a hold comes with its feature (issue #17). The state stays because the API's
@@ -90,6 +96,7 @@ class HoldEvent(enum.StrEnum):
     RETURN_STARTED = "return_started"
     RETURN_CONFIRMED = "return_confirmed"
     RETURN_REFUSED = "return_refused"
+    MERGED = "merged"
 
 
 S = HoldState
@@ -99,28 +106,36 @@ TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingPro
     {
         (S.REQUESTED, E.REQUEST_SENT): S.SENT,
         (S.REQUESTED, E.GAVE_UP): S.FAILED,
+        (S.REQUESTED, E.MERGED): S.REQUESTED,
         (S.SENT, E.STOP_CONFIRMED): S.STOPPED,
         (S.SENT, E.NOT_FOUND): S.NOT_FOUND,
         (S.SENT, E.REJECTED): S.REJECTED,
         (S.SENT, E.GAVE_UP): S.FAILED,
         (S.SENT, E.ACCEPTED): S.UNCONFIRMED,
+        (S.SENT, E.MERGED): S.SENT,
         (S.UNCONFIRMED, E.STOP_CONFIRMED): S.STOPPED,
         (S.UNCONFIRMED, E.NOT_FOUND): S.NOT_FOUND,
         (S.UNCONFIRMED, E.REJECTED): S.REJECTED,
         (S.UNCONFIRMED, E.REQUEST_SENT): S.SENT,
         (S.UNCONFIRMED, E.GAVE_UP): S.FAILED,
+        (S.UNCONFIRMED, E.MERGED): S.UNCONFIRMED,
         (S.FAILED, E.STOP_CONFIRMED): S.STOPPED,
         (S.FAILED, E.NOT_FOUND): S.NOT_FOUND,
         (S.FAILED, E.REJECTED): S.REJECTED,
+        (S.FAILED, E.MERGED): S.FAILED,
         (S.STOPPED, E.FREEZE_CONFIRMED): S.FROZEN,
         (S.STOPPED, E.LAPSED): S.EXPIRED,
         (S.STOPPED, E.REAPPLIED): S.REQUESTED,
+        (S.STOPPED, E.MERGED): S.STOPPED,
         (S.EXPIRED, E.REAPPLIED): S.REQUESTED,
+        (S.EXPIRED, E.MERGED): S.EXPIRED,
         (S.FROZEN, E.LAPSED): S.EXPIRED,
         (S.FROZEN, E.FREEZE_RENEWED): S.FROZEN,
         (S.FROZEN, E.RETURN_STARTED): S.RETURNING,
+        (S.FROZEN, E.MERGED): S.FROZEN,
         (S.RETURNING, E.RETURN_CONFIRMED): S.RETURNED,
         (S.RETURNING, E.RETURN_REFUSED): S.FROZEN,
+        (S.RETURNING, E.MERGED): S.RETURNING,
     }
 )
 
@@ -169,9 +184,10 @@ FREEZABLE: Final[frozenset[HoldState]] = states_allowing(
     HoldEvent.FREEZE_CONFIRMED, HoldEvent.FREEZE_RENEWED
 )
 # A hold still in play: something is owed to it or may still happen to it without a person
-# starting it again (a re-application is a new generation, not work left in the old one).
+# starting it again (a re-application is a new generation, not work left in the old one; a
+# merge asks for more but leaves no work of its own).
 IN_PLAY: Final[frozenset[HoldState]] = frozenset(
-    s for s, e in TRANSITIONS if e is not HoldEvent.REAPPLIED
+    s for s, e in TRANSITIONS if e not in (HoldEvent.REAPPLIED, HoldEvent.MERGED)
 )
 # Nothing may happen to a hold in these states any more.
 TERMINAL_STATES: Final[frozenset[HoldState]] = frozenset(
@@ -206,6 +222,21 @@ class Transition:
     cause: str
     actor: str
     at: datetime
+
+    @classmethod
+    def of(
+        cls,
+        hold_id: UUID,
+        state: HoldState,
+        event: HoldEvent,
+        *,
+        cause: str,
+        actor: str,
+        at: datetime,
+    ) -> Transition:
+        """The record of `event` on a hold in `state`, or `IllegalTransition`. `Hold.apply`
+        makes it; so does the money trail, which sees a hold as a trail node, not whole."""
+        return cls(hold_id, state, next_state(state, event), event, cause, actor, at)
 
 
 @dataclass(slots=True)
@@ -262,9 +293,10 @@ class Hold:
         """Move the hold by `event`; raise and change nothing if the event is not allowed.
 
         `amount` is the amount the institution reports for ``stop_confirmed`` (what it actually
-        holds, at most what was asked) and ``freeze_confirmed`` (at most what was stopped).
+        holds, at most what was asked) and ``freeze_confirmed`` (at most what was stopped); for
+        ``merged``, how much more is asked.
         """
-        target = next_state(self.state, event)
+        transition = Transition.of(self.id, self.state, event, cause=cause, actor=actor, at=at)
         if event is HoldEvent.STOP_CONFIRMED:
             self.amount_stopped = _checked(amount, ceiling=self.amount_asked, what="stopped")
         elif event in (HoldEvent.FREEZE_CONFIRMED, HoldEvent.FREEZE_RENEWED):
@@ -273,8 +305,11 @@ class Hold:
             self.amount_returned = _checked(amount, ceiling=self.amount_frozen, what="returned")
         elif event is HoldEvent.REAPPLIED:
             self.reapplications += 1
-        transition = Transition(self.id, self.state, target, event, cause, actor, at)
-        self.state = target
+        elif event is HoldEvent.MERGED:
+            if amount is None or amount <= 0:
+                raise InvalidAmount("a merge asks for a positive amount more")
+            self.amount_asked += amount
+        self.state = transition.to_state
         self.version += 1
         self.history.append(transition)
         return transition

@@ -6,7 +6,8 @@ Rules (DOMAIN.md):
   traced up to what left the account (asked minus held), in the order they happened, so a
   downstream account is never asked for more than the traced amount;
 - an account that already has a hold in the case, reached by another path, keeps its one hold
-  and the caps are summed (a merge);
+  and the caps are summed (a merge: the hold's ``merged`` event, in its audit); a hold whose stop
+  is over (a state the hold table allows no merge in) is not asked for more, the edge is kept;
 - money that returns to an account on its own path (a cycle) is not followed again;
 - below the maximum depth nothing more is followed (default 5 layers);
 - a cash withdrawal is recorded as unrecoverable and not followed; so is a transfer to an
@@ -24,7 +25,7 @@ from uuid import UUID
 
 from stopper.domain.accounts import AccountRef
 from stopper.domain.cases import hold_id_for
-from stopper.domain.holds import Hold, HoldState, Transition
+from stopper.domain.holds import Hold, HoldEvent, HoldState, Transition, can
 from stopper.domain.messages import OnwardKind, OnwardTransfer
 
 TRAIL_ACTOR = "stopper:money-trail"
@@ -51,6 +52,7 @@ class TrailNode:
     parent_id: UUID | None
     amount_asked: int
     currency: str
+    state: HoldState
 
     @property
     def key(self) -> tuple[str, str]:
@@ -66,6 +68,7 @@ class TrailNode:
             hold.parent_id,
             hold.amount_asked,
             hold.currency,
+            hold.state,
         )
 
 
@@ -83,6 +86,7 @@ class TrailPlan:
     new_holds: list[Hold] = field(default_factory=list)
     births: list[Transition] = field(default_factory=list)
     raised: dict[UUID, int] = field(default_factory=dict)  # hold id -> new amount asked
+    merges: list[Transition] = field(default_factory=list)  # the raises, for the holds' audit
     edges: list[TrailEdge] = field(default_factory=list)
 
 
@@ -143,9 +147,21 @@ def plan_trail(
         elif outcome is EdgeOutcome.MERGED and target is not None:
             key = (transfer.institution_code or "", transfer.account_number or "")
             if key in planned:
-                planned[key].amount_asked += traced
-            else:
-                plan.raised[target] = plan.raised.get(target, nodes[target].amount_asked) + traced
+                planned[key].amount_asked += traced  # not born yet: its birth asks for the sum
+            elif can(nodes[target].state, HoldEvent.MERGED):
+                asked = plan.raised.get(target, nodes[target].amount_asked) + traced
+                plan.raised[target] = asked
+                plan.merges.append(
+                    Transition.of(
+                        target,
+                        nodes[target].state,
+                        HoldEvent.MERGED,
+                        cause=f"money moved on from layer {parent.layer} reached this account"
+                        f" by another path: {traced} more asked, {asked} in all",
+                        actor=TRAIL_ACTOR,
+                        at=at,
+                    )
+                )
         plan.edges.append(TrailEdge(parent.hold_id, target, transfer, traced, outcome))
     return plan
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
@@ -32,6 +32,8 @@ from stopper.app.ports import HoldRecord, HoldUpdate, OpenedCase
 from stopper.app.returns import ReturnDesk
 from stopper.config import DatabaseSettings, DispatchSettings
 from stopper.domain.holds import HoldEvent
+from stopper.domain.messages import OnwardKind, OnwardTransfer
+from stopper.domain.trail import TRAIL_ACTOR, TrailNode, TrailPlan, plan_trail
 from stopper.registry import load_registry
 from tests.factories import report_doc
 from tests.unit.fakes import FixedClock, ScriptedAdapter
@@ -309,3 +311,76 @@ async def test_racing_batches_and_single_writers_lose_no_change(store: SqlStore)
             select(HoldRow.attempts, HoldRow.version).where(HoldRow.id.in_(holds))
         )
         assert {(r.attempts, r.version) for r in rows} == {(7, 8)}
+
+
+async def test_a_trail_merge_is_in_the_audit_with_its_raise_and_version(store: SqlStore) -> None:
+    """Money moving on from one first-level account to the other: the other hold asks for
+    more, through its `merged` event, written with the answer that found it."""
+    case = opened_case()
+    await store.record_opened_cases([case])
+    [mule] = [h for h in case.case.holds if h.institution_code == "BK01"]
+    [other] = [h for h in case.case.holds if h.institution_code == "PI04"]
+    now = datetime.now(UTC)
+    onward = [
+        OnwardTransfer(
+            OnwardKind.TRANSFER, 30_000, now, other.institution_code, other.account_number
+        )
+    ]
+
+    def stop_and_follow(record: HoldRecord) -> HoldUpdate:
+        hold = record.hold
+        moves = [
+            hold.apply(HoldEvent.REQUEST_SENT, cause="test", actor="test", at=now),
+            hold.apply(
+                HoldEvent.STOP_CONFIRMED,
+                cause="test",
+                actor="test",
+                at=now,
+                amount=hold.amount_asked - 30_000,
+            ),
+        ]
+
+        def follow(nodes: Sequence[TrailNode]) -> TrailPlan:
+            return plan_trail(
+                parent=next(n for n in nodes if n.hold_id == hold.id),
+                moved_on=30_000,
+                onward=onward,
+                case_id=hold.case_id,
+                case_nodes=nodes,
+                known_institutions=load_registry(),
+                max_depth=5,
+                at=now,
+            )
+
+        return HoldUpdate(at=now, transitions=moves, follow=follow)
+
+    await store.update_hold(mule.id, stop_and_follow)
+    async with store._engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(HoldRow.amount_asked, HoldRow.version, HoldRow.state).where(
+                    HoldRow.id == other.id
+                )
+            )
+        ).one()
+        audit = (
+            await connection.execute(
+                select(
+                    HoldTransitionRow.from_state,
+                    HoldTransitionRow.to_state,
+                    HoldTransitionRow.event,
+                    HoldTransitionRow.actor,
+                )
+                .where(HoldTransitionRow.hold_id == other.id)
+                .order_by(HoldTransitionRow.id)
+            )
+        ).all()
+    assert (row.amount_asked, row.version, row.state) == (
+        other.amount_asked + 30_000,
+        2,
+        "requested",
+    )
+    assert [tuple(a) for a in audit] == [
+        (None, "requested", None, "stopper:intake"),
+        ("requested", "requested", "merged", TRAIL_ACTOR),
+    ]

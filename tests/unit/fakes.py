@@ -264,15 +264,7 @@ class FakeDispatchStore:
     def _follow(self, parent: HoldRecord, change: HoldUpdate) -> None:
         assert change.follow is not None
         nodes = [
-            TrailNode(
-                r.hold.id,
-                r.hold.institution_code,
-                r.hold.account_number,
-                r.hold.layer,
-                r.hold.parent_id,
-                r.hold.amount_asked,
-                r.hold.currency,
-            )
+            TrailNode.of(r.hold)
             for r in self.holds.values()
             if r.hold.case_id == parent.hold.case_id
         ]
@@ -281,7 +273,8 @@ class FakeDispatchStore:
             self.add(new_record(hold, change.at, parent.report_accepted_at))
         for hold_id, amount in plan.raised.items():
             self.holds[hold_id].hold.amount_asked = amount
-        self.transitions += plan.births
+            self.holds[hold_id].hold.version += 1
+        self.transitions += plan.births + plan.merges
         self.edges += plan.edges
 
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:

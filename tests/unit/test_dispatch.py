@@ -7,6 +7,7 @@ import asyncio
 import random
 from dataclasses import replace
 from datetime import timedelta
+from uuid import uuid4
 
 import pytest
 
@@ -14,7 +15,7 @@ from stopper.app.dispatch import AnswerOutcome, Dispatcher
 from stopper.app.gateway import InstitutionGateway
 from stopper.config import DispatchSettings
 from stopper.contracts.institutions import StopRequestV1
-from stopper.domain.holds import HoldState
+from stopper.domain.holds import Hold, HoldEvent, HoldState
 from stopper.domain.messages import (
     AnswerKind,
     InstitutionAnswer,
@@ -36,6 +37,7 @@ from tests.unit.fakes import (
     FixedClock,
     Scripted,
     ScriptedAdapter,
+    new_record,
     requested_hold,
 )
 
@@ -528,3 +530,21 @@ async def test_attempts_an_open_breaker_stopped_cost_no_attempt_of_the_budget() 
     await asyncio.sleep(0.25)  # the cooldown passes; the next attempt probes and succeeds
     await run_until_settled(dispatcher, clock, 5)
     assert {store.holds[r.hold.id].hold.state for r in [first, *herd]} == {HoldState.STOPPED}
+
+
+async def test_money_that_reached_a_hold_of_the_case_again_is_merged_into_it() -> None:
+    onward = (OnwardTransfer(OnwardKind.TRANSFER, 30_000, NOW, "PI02", "880011112222"),)
+    dispatcher, store, _, _ = setup(
+        [InstitutionAnswer(AnswerKind.STOPPED, amount_held=60_000, onward=onward)]
+    )
+    record = requested_hold(amount=100_000, at=NOW)
+    sibling = Hold(uuid4(), record.hold.case_id, "PI02", "880011112222", "CNY", 20_000)
+    store.add(record)
+    store.add(new_record(sibling, NOW, NOW))
+    await dispatcher.attempt(record.hold.id, first=True)
+    merged = store.holds[sibling.id].hold
+    assert (merged.state, merged.amount_asked, merged.version) == (HoldState.REQUESTED, 50_000, 2)
+    assert [
+        (t.event, t.from_state, t.to_state) for t in store.transitions if t.hold_id == sibling.id
+    ] == [(HoldEvent.MERGED, HoldState.REQUESTED, HoldState.REQUESTED)]
+    assert [e.outcome.value for e in store.edges] == ["merged"]

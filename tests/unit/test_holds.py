@@ -56,6 +56,20 @@ EXPECTED = {
     (HoldState.FROZEN, HoldEvent.RETURN_STARTED): HoldState.RETURNING,
     (HoldState.RETURNING, HoldEvent.RETURN_CONFIRMED): HoldState.RETURNED,
     (HoldState.RETURNING, HoldEvent.RETURN_REFUSED): HoldState.FROZEN,
+    # A merge asks for more and leaves the state as it is, in every state that is not over.
+    **{
+        (state, HoldEvent.MERGED): state
+        for state in (
+            HoldState.REQUESTED,
+            HoldState.SENT,
+            HoldState.UNCONFIRMED,
+            HoldState.FAILED,
+            HoldState.STOPPED,
+            HoldState.EXPIRED,
+            HoldState.FROZEN,
+            HoldState.RETURNING,
+        )
+    },
 }
 
 
@@ -81,6 +95,7 @@ def amount_for(event: HoldEvent) -> int | None:
         HoldEvent.FREEZE_CONFIRMED: 6_000,
         HoldEvent.FREEZE_RENEWED: 6_000,
         HoldEvent.RETURN_CONFIRMED: 5_000,
+        HoldEvent.MERGED: 1_000,
     }.get(event)
 
 
@@ -158,6 +173,7 @@ def test_illegal_transition_raises_and_changes_nothing(state: HoldState, event: 
     before = (
         hold.state,
         hold.version,
+        hold.amount_asked,
         hold.amount_stopped,
         hold.amount_frozen,
         hold.amount_returned,
@@ -170,6 +186,7 @@ def test_illegal_transition_raises_and_changes_nothing(state: HoldState, event: 
     assert before == (
         hold.state,
         hold.version,
+        hold.amount_asked,
         hold.amount_stopped,
         hold.amount_frozen,
         hold.amount_returned,
@@ -204,6 +221,28 @@ def test_impossible_amounts_raise_and_change_nothing(
         hold.apply(event, cause="test", actor="tester", at=AT, amount=amount)
     assert (hold.state, hold.version, hold.history) == (state, 1, [])
     assert (hold.amount_stopped, hold.amount_frozen, hold.amount_returned) == (8_000, 8_000, 0)
+
+
+def test_a_merge_asks_for_more_and_is_recorded_in_the_same_state() -> None:
+    hold = hold_in(HoldState.STOPPED)
+    transition = hold.apply(HoldEvent.MERGED, cause="trail", actor="t", at=AT, amount=2_500)
+    assert (hold.state, hold.amount_asked, hold.amount_stopped) == (S.STOPPED, 12_500, 8_000)
+    assert (transition.from_state, transition.to_state) == (S.STOPPED, S.STOPPED)
+    assert hold.history == [transition] and hold.version == 2
+
+
+@pytest.mark.parametrize("amount", [0, -1, None])
+def test_a_merge_must_ask_for_something_more(amount: int | None) -> None:
+    hold = hold_in(HoldState.SENT)
+    with pytest.raises(InvalidAmount):
+        hold.apply(HoldEvent.MERGED, cause="trail", actor="t", at=AT, amount=amount)
+    assert (hold.amount_asked, hold.version, hold.history) == (10_000, 1, [])
+
+
+def test_a_merge_leads_to_no_one_state() -> None:
+    with pytest.raises(ValueError, match="merged"):
+        leads_to(HoldEvent.MERGED)
+    assert states_allowing(HoldEvent.MERGED) == set(HoldState) - TERMINAL_STATES
 
 
 def test_reapplication_is_counted() -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stopper.domain.holds import TERMINAL_STATES, HoldEvent, HoldState
 from stopper.domain.messages import OnwardKind, OnwardTransfer
-from stopper.domain.trail import EdgeOutcome, TrailNode, TrailPlan, plan_trail
+from stopper.domain.trail import TRAIL_ACTOR, EdgeOutcome, TrailNode, TrailPlan, plan_trail
 
 AT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 KNOWN = {"BK01", "BK02", "BK03", "PI01", "PI02"}
@@ -17,9 +20,15 @@ CASE = uuid4()
 
 
 def node(
-    code: str, number: str, layer: int = 1, parent: TrailNode | None = None, asked: int = 10_000
+    code: str,
+    number: str,
+    layer: int = 1,
+    parent: TrailNode | None = None,
+    asked: int = 10_000,
+    state: HoldState = HoldState.STOPPED,
 ) -> TrailNode:
-    return TrailNode(uuid4(), code, number, layer, parent.hold_id if parent else None, asked, "CNY")
+    parent_id = parent.hold_id if parent else None
+    return TrailNode(uuid4(), code, number, layer, parent_id, asked, "CNY", state)
 
 
 def moved(
@@ -93,6 +102,38 @@ def test_two_paths_to_one_account_are_one_hold_with_the_caps_summed() -> None:
         EdgeOutcome.FOLLOWED,
         EdgeOutcome.MERGED,
     ]
+    # The existing hold's raise is an event in its audit; the new hold is born with the sum.
+    [merge] = result.merges
+    assert (merge.hold_id, merge.event, merge.from_state, merge.to_state) == (
+        c.hold_id,
+        HoldEvent.MERGED,
+        HoldState.STOPPED,
+        HoldState.STOPPED,
+    )
+    assert (merge.actor, merge.at) == (TRAIL_ACTOR, AT)
+    assert "4000 more asked, 7000 in all" in merge.cause
+
+
+@pytest.mark.parametrize("state", sorted(TERMINAL_STATES))
+def test_a_hold_whose_stop_is_over_is_not_asked_for_more(state: HoldState) -> None:
+    a = node("BK01", "1111")
+    done = node("PI01", "3333", asked=3_000, state=state)
+    result = plan(a, 10_000, [moved("PI01", "3333", 4_000)], [a, done])
+    assert result.raised == {} and result.merges == []
+    assert [(e.outcome, e.to_hold_id, e.amount_traced) for e in result.edges] == [
+        (EdgeOutcome.MERGED, done.hold_id, 4_000)
+    ]
+
+
+@pytest.mark.parametrize("state", [HoldState.REQUESTED, HoldState.SENT, HoldState.EXPIRED])
+def test_a_hold_not_over_is_asked_for_more_whatever_its_state(state: HoldState) -> None:
+    a = node("BK01", "1111")
+    b = node("PI01", "3333", asked=3_000, state=state)
+    result = plan(
+        a, 10_000, [moved("PI01", "3333", 4_000), moved("PI01", "3333", 1_000, 1)], [a, b]
+    )
+    assert result.raised == {b.hold_id: 8_000}
+    assert [(m.from_state, m.to_state) for m in result.merges] == [(state, state)] * 2
 
 
 def test_money_coming_back_along_its_own_path_is_not_followed() -> None:
@@ -172,17 +213,9 @@ def test_following_any_mule_graph_terminates_within_depth_and_never_over_asks(
         for hold_id, amount in result.raised.items():
             old = next(n for n in nodes if n.hold_id == hold_id)
             assert old.amount_asked < amount <= old.amount_asked + moved_on
+        assert {m.hold_id for m in result.merges} == set(result.raised)
         nodes = [
-            TrailNode(
-                n.hold_id,
-                n.institution_code,
-                n.account_number,
-                n.layer,
-                n.parent_id,
-                result.raised.get(n.hold_id, n.amount_asked),
-                n.currency,
-            )
-            for n in nodes
+            replace(n, amount_asked=result.raised.get(n.hold_id, n.amount_asked)) for n in nodes
         ]
         new_nodes = [TrailNode.of(h) for h in result.new_holds]
         nodes += new_nodes

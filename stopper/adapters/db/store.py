@@ -883,16 +883,28 @@ class SqlStore:
                 HoldRow.parent_hold_id,
                 HoldRow.amount_asked,
                 HoldRow.currency,
+                HoldRow.state,
             )
             .join(AccountRow, AccountRow.id == HoldRow.account_id)
             .where(self._id_among(HoldRow.case_id, case_ids))
         )
         nodes: dict[UUID, list[TrailNode]] = {case_id: [] for case_id in case_ids}
         for row in rows:
-            nodes[row.case_id].append(TrailNode(*row[1:]))
+            nodes[row.case_id].append(
+                TrailNode(
+                    row.id,
+                    row.institution_code,
+                    row.account_number,
+                    row.layer,
+                    row.parent_hold_id,
+                    row.amount_asked,
+                    row.currency,
+                    HoldState(row.state),
+                )
+            )
         accounts: dict[UUID, dict[str, Any]] = {}
         holds: list[dict[str, Any]] = []
-        births: list[Transition] = []
+        audit: list[Transition] = []  # births and merges
         requests: list[dict[str, Any]] = []
         raised: dict[UUID, tuple[int, datetime]] = {}
         edges: list[dict[str, Any]] = []
@@ -920,7 +932,7 @@ class SqlStore:
                 )
                 holds.append(_hold_row(born, version=h.version, updated_at=at))
                 requests.append(_stop_request_row(self._stop_request_topic, h.stop_request(at), at))
-            births += plan.births
+            audit += plan.births + plan.merges
             raised.update({hold_id: (amount, at) for hold_id, amount in plan.raised.items()})
             edges += [
                 {
@@ -945,7 +957,7 @@ class SqlStore:
         # One statement per table whatever the number of rows (`_insert_rows`): the follows
         # run inside the answers' shared transaction, which waits on every trip.
         await self._insert_rows(connection, HoldRow, holds)
-        await self._insert_rows(connection, HoldTransitionRow, _transition_rows(births))
+        await self._insert_rows(connection, HoldTransitionRow, _transition_rows(audit))
         if requests:
             # JSON payloads: no array parameter for them, an executemany.
             await connection.execute(insert(OutboxRow), requests)
