@@ -24,8 +24,9 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from stopper import metrics
-from stopper.app.dispatch import AnswerOutcome, Dispatcher
+from stopper.app.dispatch import Dispatcher
 from stopper.app.ports import CallbackNonce, Clock, HoldRecord
+from stopper.app.stop_decisions import AnswerOutcome
 from stopper.contracts.institutions import CallbackV1
 from stopper.contracts.signing import (
     NONCE_HEADER,

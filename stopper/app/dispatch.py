@@ -21,20 +21,19 @@ Business rules:
   asked for at least once, however long it waited before its first attempt;
 - every request goes through the `InstitutionGateway` (at most `concurrency` in flight to one
   institution per process, a circuit breaker per institution that stops hammering one that is
-  down, hedging, health and metrics); intake waits (a second at most)
-  only for institutions with `max_queued_per_institution` attempts already under way here, so
-  one slow institution does not hold up the others.
+  down, hedging, health and metrics); intake waits (a second at most) only for institutions
+  with `max_queued_per_institution` attempts already under way here, so one slow institution
+  does not hold up the others.
+What each step changes on the hold is decided in `stop_decisions`; this module carries it out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -44,17 +43,6 @@ from stopper import metrics
 from stopper.app.background import BackgroundWork
 from stopper.app.batching import HoldWriter
 from stopper.app.gateway import InstitutionGateway
-from stopper.app.hold_changes import (
-    Accepted,
-    AttemptClaimed,
-    Backoff,
-    Concluded,
-    Confirmed,
-    HoldChange,
-    InquiryClaimed,
-    NotAttempted,
-    Resent,
-)
 from stopper.app.intake import publish_dead_letter
 from stopper.app.policies import DispatchPolicy
 from stopper.app.ports import (
@@ -67,50 +55,20 @@ from stopper.app.ports import (
     OutboxMessage,
     Publisher,
 )
+from stopper.app.stop_decisions import LEASE_MARGIN, AnswerOutcome, Claim, StopDecisions
 from stopper.contracts.institutions import StopRequestV1
-from stopper.domain.errors import DomainError
-from stopper.domain.holds import Hold, HoldEvent, HoldState, can, idempotency_key_for, leads_to
+from stopper.domain.holds import HoldState
 from stopper.domain.messages import AnswerKind, InstitutionAnswer, StatusKind, StopStatus
-from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
-from stopper.errors import BreakerOpen, InstitutionError
+from stopper.domain.trail import TrailPlan
+from stopper.errors import InstitutionError
 from stopper.registry import Institution
 
 log = logging.getLogger(__name__)
 
-DISPATCHER = "stopper:dispatcher"
-# After a claim, the attempt owns the hold this long past its timeout; if the process dies
-# mid-attempt, the sweeper takes the hold over once the lease is up.
-LEASE_MARGIN = timedelta(seconds=2)
 # An attempt still waiting in this process (for its institution's connections, or for its
 # answer's transaction) when its lease is about to run out gets this much more, so that no
 # sweeper repeats an attempt that is only queued; a process that dies stops renewing.
 LEASE_RENEWAL = timedelta(seconds=6)
-
-_ANSWER_EVENTS = {
-    AnswerKind.STOPPED: HoldEvent.STOP_CONFIRMED,
-    AnswerKind.NOT_FOUND: HoldEvent.NOT_FOUND,
-    AnswerKind.REJECTED: HoldEvent.REJECTED,
-}
-
-
-class AnswerOutcome(enum.StrEnum):
-    APPLIED = "applied"
-    REPEATED = "repeated"  # the hold already says exactly this: nothing to do
-    CONFLICT = "conflict"  # the hold's state does not allow this answer
-    UNKNOWN_HOLD = "unknown_hold"
-    NOT_SENT_HERE = "not_sent_here"  # the answering institution was never asked about it
-    REPLAYED = "replayed"  # a callback whose nonce was used before: nothing decided
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    request: StopRequestV1
-    attempt: int
-    first_send: bool
-    report_accepted_at: datetime | None
-    lease_until: datetime | None = None  # when a sweeper may take the hold over
-    # > 0: not a stop request but the n-th status inquiry about one the institution accepted.
-    inquiry: int = 0
 
 
 class Dispatcher:
@@ -137,6 +95,7 @@ class Dispatcher:
         # Attempts this process has started and not finished: hold -> (attempt, lease end).
         self._leases: dict[UUID, tuple[int, datetime]] = {}
         self._writer = HoldWriter(store)
+        self._decisions = StopDecisions(gateway, clock, policy, self._rng, self._deadline_clock)
 
     async def attempt(self, hold_id: UUID, *, first: bool) -> None:
         """Claim the hold and make one attempt, waiting for its outcome."""
@@ -153,7 +112,7 @@ class Dispatcher:
         decided, its row locked: after any wait for the transaction, one commit before the
         request leaves."""
         claimed = await self._writer.apply(
-            hold_id, lambda r: self._claim(r, self._clock.now(), first)
+            hold_id, lambda r: self._decisions.claim(r, self._clock.now(), first)
         )
         if claimed is None:
             return None
@@ -163,7 +122,7 @@ class Dispatcher:
         """The claim of a hold's first attempt, decided as intake records the hold (see
         `IntakeStore.record_opened_cases`): its first stop request needs no transaction of its
         own, and leaves once intake's write commits. The same decision as `claim`'s."""
-        return self._claim(record, self._clock.now(), first=True)
+        return self._decisions.claim(record, self._clock.now(), first=True)
 
     async def start_new(self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]]) -> None:
         """Carry out the first attempts intake claimed, in the background. Waits first while
@@ -180,7 +139,7 @@ class Dispatcher:
         if record.hold.state is HoldState.FAILED:
             self._count_failed(record)
             return None
-        claim = self._claim_of(record, change.applied(record).next_attempt_at)
+        claim = self._decisions.claim_of(record, change.applied(record).next_attempt_at)
         if claim.inquiry:
             return claim
         institution = self._registry[claim.request.institution_code]
@@ -278,7 +237,9 @@ class Dispatcher:
             await self._after_failure(hold_id, claim, institution, e)
             return
         if answer.kind is AnswerKind.ACCEPTED:
-            await self._writer.apply(hold_id, lambda r: self._accepted(r, claim, institution))
+            await self._writer.apply(
+                hold_id, lambda r: self._decisions.accepted(r, claim, institution)
+            )
             return
         await self.record_answer(hold_id, answer, actor=f"institution:{institution.code}")
 
@@ -330,7 +291,9 @@ class Dispatcher:
             if on_pending is not None:
                 await on_pending()
             return "pending"
-        resent = await self._writer.apply(hold_id, lambda r: self._resend(r, key, institution))
+        resent = await self._writer.apply(
+            hold_id, lambda r: self._decisions.resend(r, key, institution)
+        )
         if resent is None:
             return "unknown"
         await self.attempt(hold_id, first=False)
@@ -345,7 +308,8 @@ class Dispatcher:
 
     async def _ask_later(self, claim: Claim, institution: Institution, why: str | None) -> None:
         await self._writer.apply(
-            claim.request.hold_id, lambda r: self._next_inquiry(r, claim, institution, why)
+            claim.request.hold_id,
+            lambda r: self._decisions.next_inquiry(r, claim, institution, why),
         )
 
     async def record_answer(
@@ -368,39 +332,10 @@ class Dispatcher:
 
         def decide(record: HoldRecord) -> HoldUpdate | None:
             nonlocal outcome
-            hold = record.hold
-            if sent_here is not None and not sent_here(record):
-                outcome = AnswerOutcome.NOT_SENT_HERE
-                return None
-            if hold.state is leads_to(_ANSWER_EVENTS[answer.kind]) and (
-                answer.kind is not AnswerKind.STOPPED or hold.amount_stopped == answer.amount_held
-            ):
-                outcome = AnswerOutcome.REPEATED
-                return None
-            amount = None
-            if answer.kind is AnswerKind.STOPPED:
-                # An institution can only hold what was asked; a larger figure is capped.
-                amount = min(answer.amount_held or 0, hold.amount_asked)
-            cause = f"{via}: {answer.kind.value}"
-            if answer.reason:
-                cause += f" ({answer.reason})"
-            try:
-                transition = hold.apply(
-                    _ANSWER_EVENTS[answer.kind], cause=cause, actor=actor, at=now, amount=amount
-                )
-            except DomainError:
-                outcome = AnswerOutcome.CONFLICT
-                return None
-            outcome = AnswerOutcome.APPLIED
-            change: HoldChange = Concluded(answer.reason)
-            follow = None
-            if answer.kind is AnswerKind.STOPPED:
-                # The lapse is business time: an accelerated run moves it, timeouts stay real.
-                expires_at = self._deadline_clock.now() + self._policy.stop_lapse
-                change = Confirmed(answer.reason, confirmed_at=now, stop_expires_at=expires_at)
-                if answer.onward:
-                    follow = self._trail_follower(hold, answer, now, plans)
-            return HoldUpdate(at=now, transitions=[transition], change=change, follow=follow)
+            outcome, update = self._decisions.answer(
+                record, answer, actor=actor, via=via, now=now, sent_here=sent_here, plans=plans
+            )
+            return update
 
         plans: list[TrailPlan] = []
         if nonce is None:
@@ -414,26 +349,6 @@ class Dispatcher:
         for plan in plans[-1:]:  # the plan of the attempt that committed
             self._observe_trail(plan)
         return outcome
-
-    def _trail_follower(
-        self, hold: Hold, answer: InstitutionAnswer, now: datetime, plans: list[TrailPlan]
-    ) -> Callable[[Sequence[TrailNode]], TrailPlan]:
-        def follow(case_nodes: Sequence[TrailNode]) -> TrailPlan:
-            parent = next(n for n in case_nodes if n.hold_id == hold.id)
-            plan = plan_trail(
-                parent=parent,
-                moved_on=hold.amount_asked - hold.amount_stopped,
-                onward=answer.onward,
-                case_id=hold.case_id,
-                case_nodes=case_nodes,
-                known_institutions=self._registry,
-                max_depth=self._policy.trail_max_depth,
-                at=now,
-            )
-            plans.append(plan)
-            return plan
-
-        return follow
 
     def _observe_trail(self, plan: TrailPlan) -> None:
         for edge in plan.edges:
@@ -456,201 +371,11 @@ class Dispatcher:
                 self.start(claim)
         return len(due)
 
-    # --- decisions (pure functions of the stored hold) -------------------------------------
-
-    def _claim(self, record: HoldRecord, now: datetime, first: bool) -> HoldUpdate | None:
-        hold = record.hold
-        institution = self._registry.get(hold.institution_code)
-        if institution is None:
-            return None
-        due = record.next_attempt_at is None or record.next_attempt_at <= now
-        if hold.state is HoldState.UNCONFIRMED:
-            return None if first or not due else self._claim_inquiry(record, institution, now)
-        if hold.state is HoldState.REQUESTED:
-            if not first and not due:
-                return None
-        elif hold.state is not HoldState.SENT or first or not due:
-            return None
-        # The deadline runs from the first attempt: a hold that waited in a backlog (consumer
-        # lag, an outage of Stopper's own) is still asked for once; only an institution that
-        # stays unreachable past `deadline_s` makes it `failed`.
-        deadline = record.dispatch_deadline_at or now + timedelta(
-            seconds=institution.retry.deadline_s
-        )
-        if now >= deadline or record.attempts >= institution.retry.max_attempts:
-            reason = (
-                f"gave up after {record.attempts} attempts"
-                f" ({record.state_reason or 'no answer'}); a person must act"
-            )
-            gave_up = hold.apply(HoldEvent.GAVE_UP, cause=reason, actor=DISPATCHER, at=now)
-            return HoldUpdate(
-                at=now,
-                transitions=[gave_up],
-                change=Concluded(reason),
-            )
-        transitions = []
-        if hold.state is HoldState.REQUESTED:
-            transitions.append(
-                hold.apply(
-                    HoldEvent.REQUEST_SENT,
-                    cause=f"stop request sent to {institution.code}",
-                    actor=DISPATCHER,
-                    at=now,
-                )
-            )
-        lease = timedelta(milliseconds=institution.timeout_ms) + LEASE_MARGIN
-        return HoldUpdate(
-            at=now,
-            transitions=transitions,
-            change=AttemptClaimed(
-                attempts=record.attempts + 1,
-                next_attempt_at=now + lease,
-                dispatch_deadline_at=deadline,
-                sent_at=record.sent_at or now,
-            ),
-        )
-
-    def _claim_inquiry(
-        self, record: HoldRecord, institution: Institution, now: datetime
-    ) -> HoldUpdate:
-        """A status inquiry about a request the institution accepted; or, once the stop it asked
-        for would have lapsed (`dispatch_deadline_at` of an unconfirmed hold), giving up."""
-        hold = record.hold
-        if record.dispatch_deadline_at is not None and now >= record.dispatch_deadline_at:
-            since = record.accepted_at or record.sent_at or now
-            reason = (
-                f"accepted by the institution at {since:%Y-%m-%d %H:%M:%S}Z and never confirmed"
-                f" (asked {record.inquiries} times) before its stop would have lapsed;"
-                " a person must act"
-            )
-            gave_up = hold.apply(HoldEvent.GAVE_UP, cause=reason, actor=DISPATCHER, at=now)
-            return HoldUpdate(
-                at=now,
-                transitions=[gave_up],
-                change=Concluded(reason),
-            )
-        lease = timedelta(milliseconds=institution.timeout_ms) + LEASE_MARGIN
-        return HoldUpdate(
-            at=now, change=InquiryClaimed(record.inquiries + 1, next_attempt_at=now + lease)
-        )
-
-    def _claim_of(self, record: HoldRecord, lease_until: datetime | None) -> Claim:
-        """The attempt a successful claim stands for (`record` is the copy before the claim)."""
-        hold = record.hold
-        request = StopRequestV1.from_command(hold.stop_request(record.requested_at))
-        if hold.state is HoldState.UNCONFIRMED:
-            return Claim(
-                request,
-                record.attempts,
-                False,
-                record.report_accepted_at,
-                lease_until,
-                inquiry=record.inquiries + 1,
-            )
-        return Claim(
-            request,
-            record.attempts + 1,
-            record.sent_at is None,
-            record.report_accepted_at,
-            lease_until,
-        )
-
-    def _accepted(
-        self, record: HoldRecord, claim: Claim, institution: Institution
-    ) -> HoldUpdate | None:
-        """The institution took the request and owes its answer: the hold is `unconfirmed`, and
-        is asked about (not sent again) once the callback is overdue, until its stop would have
-        lapsed."""
-        hold = record.hold
-        if not can(hold.state, HoldEvent.ACCEPTED) or record.attempts != claim.attempt:
-            return None  # the callback already came, or another attempt took over
-        now = self._clock.now()
-        reason = f"accepted by the institution at {now:%Y-%m-%d %H:%M:%S}Z; its answer is owed"
-        transition = hold.apply(HoldEvent.ACCEPTED, cause=reason, actor=DISPATCHER, at=now)
-        return HoldUpdate(
-            at=now,
-            transitions=[transition],
-            change=Accepted(
-                accepted_at=now,
-                next_attempt_at=now + timedelta(seconds=institution.callback_wait_s),
-                dispatch_deadline_at=now + self._policy.stop_lapse,
-                reason=reason,
-            ),
-        )
-
-    def _next_inquiry(
-        self, record: HoldRecord, claim: Claim, institution: Institution, why: str | None
-    ) -> HoldUpdate | None:
-        """After an inquiry that found no outcome: the next one, twice as far off each time (from
-        `callback_wait_s`, with jitter, at most `inquiry_max_interval_s`)."""
-        if record.hold.state is not HoldState.UNCONFIRMED or record.inquiries != claim.inquiry:
-            return None  # the answer came meanwhile, or another inquiry took over
-        now = self._clock.now()
-        wait_s = min(
-            institution.callback_wait_s * 2 ** min(claim.inquiry, 20),
-            self._policy.inquiry_max_interval.total_seconds(),
-        ) * self._rng.uniform(0.8, 1.2)
-        since = record.accepted_at or now
-        reason = (
-            f"accepted by the institution at {since:%Y-%m-%d %H:%M:%S}Z; unconfirmed"
-            f" after {claim.inquiry} status inquiries" + (f" (last: {why})" if why else "")
-        )
-        return HoldUpdate(at=now, change=Backoff(now + timedelta(seconds=wait_s), reason))
-
-    def _resend(self, record: HoldRecord, key: str, institution: Institution) -> HoldUpdate | None:
-        """The institution has no record of a request it accepted (or that Stopper believes it
-        accepted): send it again, same key, with a fresh deadline."""
-        hold = record.hold
-        if hold.state is not HoldState.UNCONFIRMED:
-            return None
-        if idempotency_key_for(hold.id, hold.reapplications) != key:
-            return None
-        now = self._clock.now()
-        cause = "the institution has no record of the request: sent again (same key)"
-        transition = hold.apply(HoldEvent.REQUEST_SENT, cause=cause, actor=DISPATCHER, at=now)
-        return HoldUpdate(
-            at=now,
-            transitions=[transition],
-            change=Resent(
-                next_attempt_at=now,
-                dispatch_deadline_at=now + timedelta(seconds=institution.retry.deadline_s),
-                reason=cause,
-            ),
-        )
-
-    def _retry_or_give_up(
-        self, record: HoldRecord, claim: Claim, institution: Institution, error: InstitutionError
-    ) -> HoldUpdate | None:
-        hold = record.hold
-        if hold.state is not HoldState.SENT or record.attempts != claim.attempt:
-            return None
-        now = self._clock.now()
-        reason = f"attempt {claim.attempt}: {error}"
-        delay = self.gateway.retry_after(institution, claim.attempt, error)
-        deadline = record.dispatch_deadline_at
-        # An open breaker means the request was not even made: it costs the hold no attempt of
-        # its budget (a herd of holds waiting on a half-open breaker would otherwise use theirs
-        # up without reaching the institution); only the deadline bounds it.
-        not_made = isinstance(error, BreakerOpen)
-        out_of_budget = not not_made and claim.attempt >= institution.retry.max_attempts
-        if delay is None or out_of_budget or (deadline is not None and now + delay >= deadline):
-            why = "not retryable" if delay is None else "retries exhausted before the deadline"
-            cause = f"{reason}; {why}; a person must act"
-            transition = hold.apply(HoldEvent.GAVE_UP, cause=cause, actor=DISPATCHER, at=now)
-            return HoldUpdate(
-                at=now,
-                transitions=[transition],
-                change=Concluded(cause),
-            )
-        if not_made:
-            return HoldUpdate(at=now, change=NotAttempted(record.attempts - 1, now + delay, reason))
-        return HoldUpdate(at=now, change=Backoff(now + delay, reason))
-
     async def _after_failure(
         self, hold_id: UUID, claim: Claim, institution: Institution, error: InstitutionError
     ) -> None:
         result = await self._writer.apply(
-            hold_id, lambda r: self._retry_or_give_up(r, claim, institution, error)
+            hold_id, lambda r: self._decisions.retry_or_give_up(r, claim, institution, error)
         )
         if result is not None and result[0].hold.state is HoldState.FAILED:
             self._count_failed(result[0])

@@ -11,9 +11,10 @@ import pytest
 
 from stopper.api.refusals import CALLBACK_STATUS
 from stopper.app.callbacks import CallbackHandler
-from stopper.app.dispatch import AnswerOutcome, Dispatcher
+from stopper.app.dispatch import Dispatcher
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.ports import HoldRecord
+from stopper.app.stop_decisions import AnswerOutcome
 from stopper.config import DispatchSettings
 from stopper.contracts.signing import signed_headers
 from stopper.domain.holds import HoldState

@@ -11,8 +11,9 @@ from uuid import uuid4
 
 import pytest
 
-from stopper.app.dispatch import AnswerOutcome, Dispatcher
+from stopper.app.dispatch import Dispatcher
 from stopper.app.gateway import InstitutionGateway
+from stopper.app.stop_decisions import AnswerOutcome
 from stopper.config import DispatchSettings
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.holds import Hold, HoldEvent, HoldState

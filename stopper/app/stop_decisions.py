@@ -1,0 +1,339 @@
+"""The decisions of the fan-out: what each step of a stop request changes on the stored hold.
+
+Every method here is a pure function of the hold as stored (locked by the store while it
+decides), the institution, the dispatch policy and the time; none makes a call or a write.
+`Dispatcher` (in `dispatch`) carries them out: it claims, calls the institution through the
+gateway, and hands these decisions to the store. The business rules are `dispatch`'s.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from stopper.app.gateway import InstitutionGateway
+from stopper.app.hold_changes import (
+    Accepted,
+    AttemptClaimed,
+    Backoff,
+    Concluded,
+    Confirmed,
+    HoldChange,
+    InquiryClaimed,
+    NotAttempted,
+    Resent,
+)
+from stopper.app.policies import DispatchPolicy
+from stopper.app.ports import Clock, HoldRecord, HoldUpdate
+from stopper.contracts.institutions import StopRequestV1
+from stopper.domain.errors import DomainError
+from stopper.domain.holds import Hold, HoldEvent, HoldState, can, idempotency_key_for, leads_to
+from stopper.domain.messages import AnswerKind, InstitutionAnswer
+from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
+from stopper.errors import BreakerOpen, InstitutionError
+from stopper.registry import Institution
+
+DISPATCHER = "stopper:dispatcher"
+# After a claim, the attempt owns the hold this long past its timeout; if the process dies
+# mid-attempt, the sweeper takes the hold over once the lease is up.
+LEASE_MARGIN = timedelta(seconds=2)
+
+_ANSWER_EVENTS = {
+    AnswerKind.STOPPED: HoldEvent.STOP_CONFIRMED,
+    AnswerKind.NOT_FOUND: HoldEvent.NOT_FOUND,
+    AnswerKind.REJECTED: HoldEvent.REJECTED,
+}
+
+
+class AnswerOutcome(enum.StrEnum):
+    APPLIED = "applied"
+    REPEATED = "repeated"  # the hold already says exactly this: nothing to do
+    CONFLICT = "conflict"  # the hold's state does not allow this answer
+    UNKNOWN_HOLD = "unknown_hold"
+    NOT_SENT_HERE = "not_sent_here"  # the answering institution was never asked about it
+    REPLAYED = "replayed"  # a callback whose nonce was used before: nothing decided
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    request: StopRequestV1
+    attempt: int
+    first_send: bool
+    report_accepted_at: datetime | None
+    lease_until: datetime | None = None  # when a sweeper may take the hold over
+    # > 0: not a stop request but the n-th status inquiry about one the institution accepted.
+    inquiry: int = 0
+
+
+class StopDecisions:
+    def __init__(
+        self,
+        gateway: InstitutionGateway,
+        clock: Clock,
+        policy: DispatchPolicy,
+        rng: random.Random,
+        deadline_clock: Clock,
+    ) -> None:
+        self._gateway = gateway
+        self._registry = gateway.registry
+        self._clock = clock
+        self._policy = policy
+        self._rng = rng
+        self._deadline_clock = deadline_clock
+
+    def claim(self, record: HoldRecord, now: datetime, first: bool) -> HoldUpdate | None:
+        hold = record.hold
+        institution = self._registry.get(hold.institution_code)
+        if institution is None:
+            return None
+        due = record.next_attempt_at is None or record.next_attempt_at <= now
+        if hold.state is HoldState.UNCONFIRMED:
+            return None if first or not due else self._claim_inquiry(record, institution, now)
+        if hold.state is HoldState.REQUESTED:
+            if not first and not due:
+                return None
+        elif hold.state is not HoldState.SENT or first or not due:
+            return None
+        # The deadline runs from the first attempt: a hold that waited in a backlog (consumer
+        # lag, an outage of Stopper's own) is still asked for once; only an institution that
+        # stays unreachable past `deadline_s` makes it `failed`.
+        deadline = record.dispatch_deadline_at or now + timedelta(
+            seconds=institution.retry.deadline_s
+        )
+        if now >= deadline or record.attempts >= institution.retry.max_attempts:
+            reason = (
+                f"gave up after {record.attempts} attempts"
+                f" ({record.state_reason or 'no answer'}); a person must act"
+            )
+            gave_up = hold.apply(HoldEvent.GAVE_UP, cause=reason, actor=DISPATCHER, at=now)
+            return HoldUpdate(
+                at=now,
+                transitions=[gave_up],
+                change=Concluded(reason),
+            )
+        transitions = []
+        if hold.state is HoldState.REQUESTED:
+            transitions.append(
+                hold.apply(
+                    HoldEvent.REQUEST_SENT,
+                    cause=f"stop request sent to {institution.code}",
+                    actor=DISPATCHER,
+                    at=now,
+                )
+            )
+        lease = timedelta(milliseconds=institution.timeout_ms) + LEASE_MARGIN
+        return HoldUpdate(
+            at=now,
+            transitions=transitions,
+            change=AttemptClaimed(
+                attempts=record.attempts + 1,
+                next_attempt_at=now + lease,
+                dispatch_deadline_at=deadline,
+                sent_at=record.sent_at or now,
+            ),
+        )
+
+    def _claim_inquiry(
+        self, record: HoldRecord, institution: Institution, now: datetime
+    ) -> HoldUpdate:
+        """A status inquiry about a request the institution accepted; or, once the stop it asked
+        for would have lapsed (`dispatch_deadline_at` of an unconfirmed hold), giving up."""
+        hold = record.hold
+        if record.dispatch_deadline_at is not None and now >= record.dispatch_deadline_at:
+            since = record.accepted_at or record.sent_at or now
+            reason = (
+                f"accepted by the institution at {since:%Y-%m-%d %H:%M:%S}Z and never confirmed"
+                f" (asked {record.inquiries} times) before its stop would have lapsed;"
+                " a person must act"
+            )
+            gave_up = hold.apply(HoldEvent.GAVE_UP, cause=reason, actor=DISPATCHER, at=now)
+            return HoldUpdate(
+                at=now,
+                transitions=[gave_up],
+                change=Concluded(reason),
+            )
+        lease = timedelta(milliseconds=institution.timeout_ms) + LEASE_MARGIN
+        return HoldUpdate(
+            at=now, change=InquiryClaimed(record.inquiries + 1, next_attempt_at=now + lease)
+        )
+
+    def claim_of(self, record: HoldRecord, lease_until: datetime | None) -> Claim:
+        """The attempt a successful claim stands for (`record` is the copy before the claim)."""
+        hold = record.hold
+        request = StopRequestV1.from_command(hold.stop_request(record.requested_at))
+        if hold.state is HoldState.UNCONFIRMED:
+            return Claim(
+                request,
+                record.attempts,
+                False,
+                record.report_accepted_at,
+                lease_until,
+                inquiry=record.inquiries + 1,
+            )
+        return Claim(
+            request,
+            record.attempts + 1,
+            record.sent_at is None,
+            record.report_accepted_at,
+            lease_until,
+        )
+
+    def accepted(
+        self, record: HoldRecord, claim: Claim, institution: Institution
+    ) -> HoldUpdate | None:
+        """The institution took the request and owes its answer: the hold is `unconfirmed`, and
+        is asked about (not sent again) once the callback is overdue, until its stop would have
+        lapsed."""
+        hold = record.hold
+        if not can(hold.state, HoldEvent.ACCEPTED) or record.attempts != claim.attempt:
+            return None  # the callback already came, or another attempt took over
+        now = self._clock.now()
+        reason = f"accepted by the institution at {now:%Y-%m-%d %H:%M:%S}Z; its answer is owed"
+        transition = hold.apply(HoldEvent.ACCEPTED, cause=reason, actor=DISPATCHER, at=now)
+        return HoldUpdate(
+            at=now,
+            transitions=[transition],
+            change=Accepted(
+                accepted_at=now,
+                next_attempt_at=now + timedelta(seconds=institution.callback_wait_s),
+                dispatch_deadline_at=now + self._policy.stop_lapse,
+                reason=reason,
+            ),
+        )
+
+    def next_inquiry(
+        self, record: HoldRecord, claim: Claim, institution: Institution, why: str | None
+    ) -> HoldUpdate | None:
+        """After an inquiry that found no outcome: the next one, twice as far off each time (from
+        `callback_wait_s`, with jitter, at most `inquiry_max_interval_s`)."""
+        if record.hold.state is not HoldState.UNCONFIRMED or record.inquiries != claim.inquiry:
+            return None  # the answer came meanwhile, or another inquiry took over
+        now = self._clock.now()
+        wait_s = min(
+            institution.callback_wait_s * 2 ** min(claim.inquiry, 20),
+            self._policy.inquiry_max_interval.total_seconds(),
+        ) * self._rng.uniform(0.8, 1.2)
+        since = record.accepted_at or now
+        reason = (
+            f"accepted by the institution at {since:%Y-%m-%d %H:%M:%S}Z; unconfirmed"
+            f" after {claim.inquiry} status inquiries" + (f" (last: {why})" if why else "")
+        )
+        return HoldUpdate(at=now, change=Backoff(now + timedelta(seconds=wait_s), reason))
+
+    def resend(self, record: HoldRecord, key: str, institution: Institution) -> HoldUpdate | None:
+        """The institution has no record of a request it accepted (or that Stopper believes it
+        accepted): send it again, same key, with a fresh deadline."""
+        hold = record.hold
+        if hold.state is not HoldState.UNCONFIRMED:
+            return None
+        if idempotency_key_for(hold.id, hold.reapplications) != key:
+            return None
+        now = self._clock.now()
+        cause = "the institution has no record of the request: sent again (same key)"
+        transition = hold.apply(HoldEvent.REQUEST_SENT, cause=cause, actor=DISPATCHER, at=now)
+        return HoldUpdate(
+            at=now,
+            transitions=[transition],
+            change=Resent(
+                next_attempt_at=now,
+                dispatch_deadline_at=now + timedelta(seconds=institution.retry.deadline_s),
+                reason=cause,
+            ),
+        )
+
+    def retry_or_give_up(
+        self, record: HoldRecord, claim: Claim, institution: Institution, error: InstitutionError
+    ) -> HoldUpdate | None:
+        hold = record.hold
+        if hold.state is not HoldState.SENT or record.attempts != claim.attempt:
+            return None
+        now = self._clock.now()
+        reason = f"attempt {claim.attempt}: {error}"
+        delay = self._gateway.retry_after(institution, claim.attempt, error)
+        deadline = record.dispatch_deadline_at
+        # An open breaker means the request was not even made: it costs the hold no attempt of
+        # its budget (a herd of holds waiting on a half-open breaker would otherwise use theirs
+        # up without reaching the institution); only the deadline bounds it.
+        not_made = isinstance(error, BreakerOpen)
+        out_of_budget = not not_made and claim.attempt >= institution.retry.max_attempts
+        if delay is None or out_of_budget or (deadline is not None and now + delay >= deadline):
+            why = "not retryable" if delay is None else "retries exhausted before the deadline"
+            cause = f"{reason}; {why}; a person must act"
+            transition = hold.apply(HoldEvent.GAVE_UP, cause=cause, actor=DISPATCHER, at=now)
+            return HoldUpdate(
+                at=now,
+                transitions=[transition],
+                change=Concluded(cause),
+            )
+        if not_made:
+            return HoldUpdate(at=now, change=NotAttempted(record.attempts - 1, now + delay, reason))
+        return HoldUpdate(at=now, change=Backoff(now + delay, reason))
+
+    def answer(
+        self,
+        record: HoldRecord,
+        answer: InstitutionAnswer,
+        *,
+        actor: str,
+        via: str,
+        now: datetime,
+        sent_here: Callable[[HoldRecord], bool] | None,
+        plans: list[TrailPlan],
+    ) -> tuple[AnswerOutcome, HoldUpdate | None]:
+        """What an institution's final answer does to the hold (see `Dispatcher.record_answer`),
+        and the change it makes (None: nothing to write). The trail it follows, if any, is
+        planned in the change's transaction and appended to `plans`."""
+        hold = record.hold
+        if sent_here is not None and not sent_here(record):
+            return AnswerOutcome.NOT_SENT_HERE, None
+        if hold.state is leads_to(_ANSWER_EVENTS[answer.kind]) and (
+            answer.kind is not AnswerKind.STOPPED or hold.amount_stopped == answer.amount_held
+        ):
+            return AnswerOutcome.REPEATED, None
+        amount = None
+        if answer.kind is AnswerKind.STOPPED:
+            # An institution can only hold what was asked; a larger figure is capped.
+            amount = min(answer.amount_held or 0, hold.amount_asked)
+        cause = f"{via}: {answer.kind.value}"
+        if answer.reason:
+            cause += f" ({answer.reason})"
+        try:
+            transition = hold.apply(
+                _ANSWER_EVENTS[answer.kind], cause=cause, actor=actor, at=now, amount=amount
+            )
+        except DomainError:
+            return AnswerOutcome.CONFLICT, None
+        change: HoldChange = Concluded(answer.reason)
+        follow = None
+        if answer.kind is AnswerKind.STOPPED:
+            # The lapse is business time: an accelerated run moves it, timeouts stay real.
+            expires_at = self._deadline_clock.now() + self._policy.stop_lapse
+            change = Confirmed(answer.reason, confirmed_at=now, stop_expires_at=expires_at)
+            if answer.onward:
+                follow = self.trail_follower(hold, answer, now, plans)
+        return AnswerOutcome.APPLIED, HoldUpdate(
+            at=now, transitions=[transition], change=change, follow=follow
+        )
+
+    def trail_follower(
+        self, hold: Hold, answer: InstitutionAnswer, now: datetime, plans: list[TrailPlan]
+    ) -> Callable[[Sequence[TrailNode]], TrailPlan]:
+        def follow(case_nodes: Sequence[TrailNode]) -> TrailPlan:
+            parent = next(n for n in case_nodes if n.hold_id == hold.id)
+            plan = plan_trail(
+                parent=parent,
+                moved_on=hold.amount_asked - hold.amount_stopped,
+                onward=answer.onward,
+                case_id=hold.case_id,
+                case_nodes=case_nodes,
+                known_institutions=self._registry,
+                max_depth=self._policy.trail_max_depth,
+                at=now,
+            )
+            plans.append(plan)
+            return plan
+
+        return follow
