@@ -12,7 +12,8 @@
     │   │                             `reason` says why, the API maps reasons to status codes
     │   ├── ReportRejected            a report that can never become a case (ReportRejection)
     │   ├── CallbackRefused           an institution's callback not taken (CallbackRefusal)
-    │   └── AuthRefused               the caller may not do this (AuthRefusal)
+    │   ├── AuthRefused               the caller may not do this (AuthRefusal)
+    │   └── BodyTooLarge              a request body over its limit
     └── InfrastructureError           a server we depend on misbehaved
         ├── BusUnavailable            the message bus could not take or give messages (retryable)
         ├── StoreUnavailable          the database could not be reached (retryable)
@@ -44,6 +45,7 @@ from stopper.domain.errors import (
 __all__ = [
     "AuthRefusal",
     "AuthRefused",
+    "BodyTooLarge",
     "BreakerOpen",
     "BusUnavailable",
     "CallbackRefusal",
@@ -129,6 +131,12 @@ class AuthRefused(Refused):
     def __init__(self, reason: AuthRefusal, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+class BodyTooLarge(Refused):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body is larger than {limit} bytes")
+        self.limit = limit
 
 
 class InfrastructureError(StopperError):

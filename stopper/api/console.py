@@ -16,46 +16,48 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
 from stopper.api.auth import operator
 from stopper.app.auth import Caller
 from stopper.app.health import FRESH_S
-from stopper.app.ports import Divergence
+from stopper.app.ports import Clock, Divergence
+from stopper.app.queries import CaseQueries
 from stopper.app.views import CaseSummaryView, HoldListView, InstitutionHealthView
 from stopper.contracts.operations import BREAKER_STATES
 from stopper.registry import Registry
-from stopper.runtime import Runtime
 
 REFRESH_S = 3
 _CASES, _LAPSING, _FAILED, _UNCONFIRMED, _DIVERGENCES = 25, 40, 40, 40, 20
 
 
-def add_console(app: FastAPI, runtime: Runtime) -> None:
+def router(queries: CaseQueries, registry: Registry, clock: Clock) -> APIRouter:
     """Operators only: a browser sends the key as the password of HTTP Basic authentication."""
+    routes = APIRouter()
 
-    @app.get("/console", response_class=HTMLResponse, include_in_schema=False)
+    @routes.get("/console", response_class=HTMLResponse, include_in_schema=False)
     async def console(_: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
-        return HTMLResponse(_PAGE.replace("{panels}", await panels_html(runtime)))
+        panels = await panels_html(queries, registry, clock.now())
+        return HTMLResponse(_PAGE.replace("{panels}", panels))
 
-    @app.get("/console/panels", response_class=HTMLResponse, include_in_schema=False)
+    @routes.get("/console/panels", response_class=HTMLResponse, include_in_schema=False)
     async def panels(_: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
-        return HTMLResponse(await panels_html(runtime))
+        return HTMLResponse(await panels_html(queries, registry, clock.now()))
+
+    return routes
 
 
-async def panels_html(runtime: Runtime) -> str:
-    store = runtime.store
-    now = runtime.clock.now()
-    overview = await store.overview()
-    cases = await store.list_cases(active_only=True, limit=_CASES)
-    lapsing = await store.list_holds(states=["stopped"], limit=_LAPSING, soonest_first=True)
-    failed = await store.list_holds(states=["failed"], limit=_FAILED)
-    unconfirmed = await store.list_holds(
+async def panels_html(queries: CaseQueries, registry: Registry, now: datetime) -> str:
+    overview = await queries.overview()
+    cases = await queries.list_cases(active_only=True, limit=_CASES)
+    lapsing = await queries.list_holds(states=["stopped"], limit=_LAPSING, soonest_first=True)
+    failed = await queries.list_holds(states=["failed"], limit=_FAILED)
+    unconfirmed = await queries.list_holds(
         states=["unconfirmed"], limit=_UNCONFIRMED, soonest_first=True
     )
-    divergences = await store.recent_divergences(_DIVERGENCES)
-    health = await store.institution_health(now - timedelta(seconds=FRESH_S))
+    divergences = await queries.recent_divergences(_DIVERGENCES)
+    health = await queries.institution_health(now - timedelta(seconds=FRESH_S))
     by_state = overview.holds_by_state
     return "".join(
         [
@@ -86,7 +88,7 @@ async def panels_html(runtime: Runtime) -> str:
             _section(
                 "institutions",
                 "Institutions (last 5 minutes, troubled first)",
-                _institutions_table(runtime.registry, health),
+                _institutions_table(registry, health),
             ),
         ]
     )

@@ -16,6 +16,7 @@ from stopper import metrics
 from stopper.errors import (
     AuthRefusal,
     AuthRefused,
+    BodyTooLarge,
     CallbackRefusal,
     CallbackRefused,
     ReportRejected,
@@ -57,6 +58,11 @@ def error_response(
     )
 
 
+def body_too_large(exc: BodyTooLarge) -> JSONResponse:
+    """Also answered by the body-limit middleware, outside the application's handlers."""
+    return error_response(413, exc.detail)
+
+
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,6 +88,10 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CallbackRefused)
     async def _callback_refused(_: Request, exc: CallbackRefused) -> JSONResponse:
         return error_response(CALLBACK_STATUS[exc.reason], exc.detail)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _body_too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return body_too_large(exc)
 
     @app.exception_handler(StoreUnavailable)
     async def _store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:

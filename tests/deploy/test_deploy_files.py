@@ -14,10 +14,10 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
+import fastapi.routing
 import pytest
 import yaml
 from fastapi.routing import APIRoute
@@ -27,11 +27,8 @@ from stopper.api.app import create_app
 from stopper.cli import build_parser
 from stopper.config import DatabaseSettings, Environment, KafkaSettings, Role, Settings
 from stopper.registry import load_registry
-from stopper.runtime import callback_secrets
+from stopper.runtime import build_runtime, callback_secrets
 from tests.unit.test_settings import expected_variables
-
-if TYPE_CHECKING:
-    from stopper.runtime import Runtime
 
 Doc = dict[str, Any]
 
@@ -247,8 +244,13 @@ def routes(role: Role) -> dict[str, Any]:
         database=DatabaseSettings(url="postgresql+asyncpg://u@h/db"),
         kafka=KafkaSettings(bootstrap="h:9092"),
     )
-    app = create_app(cast("Runtime", SimpleNamespace(settings=settings)), start_runtime=False)
-    return {str(getattr(route, "path", "")): route for route in app.routes}
+    app = create_app(build_runtime(settings), start_runtime=False)
+    # Included routers stay nodes of their own in `app.routes` (FastAPI 0.137 and later):
+    # iter_route_contexts flattens them, one context per endpoint.
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iterate is None:  # an older FastAPI copied every included route into app.routes
+        return {str(getattr(route, "path", "")): route for route in app.routes}
+    return {str(c.path): c.original_route for c in iterate(app.routes)}
 
 
 def settings_from(env: dict[str, str], role: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
