@@ -23,10 +23,9 @@ from stopper.app.hold_changes import FreezeClaimed, FreezeOrdered, FreezeProgres
 from stopper.app.orders import InstitutionOrders
 from stopper.app.policies import DeadlinePolicy
 from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate
-from stopper.contracts.institutions import FreezeRequestV1
 from stopper.domain.errors import DomainError
 from stopper.domain.holds import FREEZABLE, HoldEvent, HoldState
-from stopper.domain.messages import OrderAnswer
+from stopper.domain.messages import OrderAnswer, OrderFreeze
 from stopper.registry import Institution
 
 FREEZE_ACTOR = "stopper:freezes"
@@ -98,7 +97,7 @@ class FreezeDesk(InstitutionOrders):
         self, institution: Institution, record: HoldRecord, now: datetime
     ) -> OrderAnswer:
         hold = record.hold
-        request = FreezeRequestV1(
+        request = OrderFreeze(
             hold_id=hold.id,
             case_id=hold.case_id,
             institution_code=hold.institution_code,

@@ -35,8 +35,14 @@ from stopper.app.breaker import CircuitBreaker
 from stopper.app.health import HealthSnapshot, InstitutionHealth
 from stopper.app.hedging import HedgeDelay, hedged
 from stopper.app.ports import InstitutionAdapter
-from stopper.contracts.institutions import FreezeRequestV1, ReturnRequestV1, StopRequestV1
-from stopper.domain.messages import InstitutionAnswer, OrderAnswer, StopStatus
+from stopper.domain.messages import (
+    InstitutionAnswer,
+    OrderAnswer,
+    OrderFreeze,
+    OrderReturn,
+    RequestStop,
+    StopStatus,
+)
 from stopper.errors import BreakerOpen, InstitutionError, InstitutionTimeout, InstitutionUnavailable
 from stopper.registry import Institution, Registry
 
@@ -80,7 +86,7 @@ class InstitutionGateway:
     # --- the operations -----------------------------------------------------------------------
 
     async def request_stop(
-        self, institution: Institution, request: StopRequestV1
+        self, institution: Institution, request: RequestStop
     ) -> InstitutionAnswer:
         """One stop attempt (hedged when enabled), counted in `stopper_stop_attempts_total`."""
 
@@ -130,9 +136,7 @@ class InstitutionGateway:
             lambda: self._adapter.stop_statuses(institution, idempotency_keys),
         )
 
-    async def request_freeze(
-        self, institution: Institution, request: FreezeRequestV1
-    ) -> OrderAnswer:
+    async def request_freeze(self, institution: Institution, request: OrderFreeze) -> OrderAnswer:
         """One freeze attempt, counted in `stopper_freeze_attempts_total`."""
         return await self._order(
             institution,
@@ -142,9 +146,7 @@ class InstitutionGateway:
             "frozen",
         )
 
-    async def request_return(
-        self, institution: Institution, request: ReturnRequestV1
-    ) -> OrderAnswer:
+    async def request_return(self, institution: Institution, request: OrderReturn) -> OrderAnswer:
         """One return attempt, counted in `stopper_return_attempts_total`."""
         return await self._order(
             institution,

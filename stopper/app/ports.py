@@ -12,10 +12,16 @@ from typing import Literal, Protocol
 from uuid import UUID
 
 from stopper.app.hold_changes import HoldChange
-from stopper.contracts.institutions import FreezeRequestV1, ReturnRequestV1, StopRequestV1
 from stopper.domain.cases import Case
 from stopper.domain.holds import Hold, HoldState, Transition
-from stopper.domain.messages import InstitutionAnswer, OrderAnswer, RequestStop, StopStatus
+from stopper.domain.messages import (
+    InstitutionAnswer,
+    OrderAnswer,
+    OrderFreeze,
+    OrderReturn,
+    RequestStop,
+    StopStatus,
+)
 from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailNode, TrailPlan
 from stopper.registry import Institution
@@ -377,12 +383,13 @@ class ReturnStore(DispatchStore, Protocol):
 
 
 class InstitutionAdapter(Protocol):
-    """One institution's side of Stopper: each method makes one request (bounded by the
-    institution's timeout, never retried) and returns the domain's reading of the answer.
-    Use cases call it through `InstitutionGateway` (slots, breaker, retries, metrics)."""
+    """One institution's side of Stopper, in the domain's terms: each method takes a domain
+    command, makes one request (bounded by the institution's timeout, never retried) and returns
+    the domain's reading of the answer; the wire format is the adapter's. Use cases call it
+    through `InstitutionGateway` (slots, breaker, retries, metrics)."""
 
     async def request_stop(
-        self, institution: Institution, request: StopRequestV1
+        self, institution: Institution, request: RequestStop
     ) -> InstitutionAnswer:
         """One attempt within the institution's timeout; `InstitutionError` when it gives no
         usable answer (its `retryable` says whether asking again may help)."""
@@ -400,14 +407,10 @@ class InstitutionAdapter(Protocol):
         entry per key; errors as for `request_stop`."""
         ...
 
-    async def request_freeze(
-        self, institution: Institution, request: FreezeRequestV1
-    ) -> OrderAnswer:
+    async def request_freeze(self, institution: Institution, request: OrderFreeze) -> OrderAnswer:
         """One freeze attempt, errors as for `request_stop`."""
         ...
 
-    async def request_return(
-        self, institution: Institution, request: ReturnRequestV1
-    ) -> OrderAnswer:
+    async def request_return(self, institution: Institution, request: OrderReturn) -> OrderAnswer:
         """One return attempt (the payouts to the victims' accounts), errors as for stops."""
         ...

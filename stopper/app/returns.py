@@ -38,9 +38,8 @@ from stopper.app.ports import (
     ReturnStart,
     ReturnStore,
 )
-from stopper.contracts.institutions import PayoutV1, ReturnRequestV1
 from stopper.domain.holds import HoldEvent, HoldState, can
-from stopper.domain.messages import OrderAnswer
+from stopper.domain.messages import OrderAnswer, OrderReturn, ReturnPayout
 from stopper.domain.returns import FrozenFunds, HoldReturn, plan_returns, traced_claims
 from stopper.errors import MalformedAnswer
 from stopper.registry import Institution
@@ -214,7 +213,7 @@ class ReturnDesk(InstitutionOrders):
     ) -> OrderAnswer:
         hold = record.hold
         payouts = await self._returns.payouts_of(hold.id, record.return_round)
-        request = ReturnRequestV1(
+        request = OrderReturn(
             hold_id=hold.id,
             case_id=hold.case_id,
             institution_code=hold.institution_code,
@@ -222,15 +221,10 @@ class ReturnDesk(InstitutionOrders):
             currency=hold.currency,
             amount=sum(p.amount for p in payouts),
             legal_document_ref=record.return_document_ref or "",
-            payouts=[
-                PayoutV1(
-                    victim_ref=p.victim_ref,
-                    institution_code=p.institution_code,
-                    account_number=p.account_number,
-                    amount=p.amount,
-                )
+            payouts=tuple(
+                ReturnPayout(p.victim_ref, p.institution_code, p.account_number, p.amount)
                 for p in payouts
-            ],
+            ),
             idempotency_key=f"stopper-return-{hold.id}-{record.return_round}",
             requested_at=now,
         )

@@ -28,10 +28,9 @@ from stopper.app.hold_changes import (
 )
 from stopper.app.policies import DispatchPolicy
 from stopper.app.ports import Clock, HoldRecord, HoldUpdate
-from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.errors import DomainError
 from stopper.domain.holds import Hold, HoldEvent, HoldState, can, idempotency_key_for, leads_to
-from stopper.domain.messages import AnswerKind, InstitutionAnswer
+from stopper.domain.messages import AnswerKind, InstitutionAnswer, RequestStop
 from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
 from stopper.errors import BreakerOpen, InstitutionError
 from stopper.registry import Institution
@@ -59,7 +58,7 @@ class AnswerOutcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    request: StopRequestV1
+    request: RequestStop
     attempt: int
     first_send: bool
     report_accepted_at: datetime | None
@@ -163,7 +162,7 @@ class StopDecisions:
     def claim_of(self, record: HoldRecord, lease_until: datetime | None) -> Claim:
         """The attempt a successful claim stands for (`record` is the copy before the claim)."""
         hold = record.hold
-        request = StopRequestV1.from_command(hold.stop_request(record.requested_at))
+        request = hold.stop_request(record.requested_at)
         if hold.state is HoldState.UNCONFIRMED:
             return Claim(
                 request,

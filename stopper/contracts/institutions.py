@@ -14,6 +14,8 @@ from stopper.domain.messages import (
     OnwardKind,
     OnwardTransfer,
     OrderAnswer,
+    OrderFreeze,
+    OrderReturn,
     RequestStop,
     StatusKind,
     StopStatus,
@@ -199,6 +201,21 @@ class FreezeRequestV1(_HoldRequestV1):
     legal_document_ref: str
     renewal: bool = Field(default=False, description="Extends a freeze already in force.")
 
+    @classmethod
+    def from_command(cls, command: OrderFreeze) -> FreezeRequestV1:
+        return cls(
+            hold_id=command.hold_id,
+            case_id=command.case_id,
+            institution_code=command.institution_code,
+            account_number=command.account_number,
+            currency=command.currency,
+            amount=command.amount,
+            legal_document_ref=command.legal_document_ref,
+            idempotency_key=command.idempotency_key,
+            renewal=command.renewal,
+            requested_at=command.requested_at,
+        )
+
 
 class FreezeAnswerV1(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -234,6 +251,29 @@ class ReturnRequestV1(_HoldRequestV1):
     amount: int = Field(gt=0, description="Minor units: the sum of the payouts.")
     legal_document_ref: str
     payouts: list[PayoutV1] = Field(min_length=1)
+
+    @classmethod
+    def from_command(cls, command: OrderReturn) -> ReturnRequestV1:
+        return cls(
+            hold_id=command.hold_id,
+            case_id=command.case_id,
+            institution_code=command.institution_code,
+            account_number=command.account_number,
+            currency=command.currency,
+            amount=command.amount,
+            legal_document_ref=command.legal_document_ref,
+            payouts=[
+                PayoutV1(
+                    victim_ref=p.victim_ref,
+                    institution_code=p.institution_code,
+                    account_number=p.account_number,
+                    amount=p.amount,
+                )
+                for p in command.payouts
+            ],
+            idempotency_key=command.idempotency_key,
+            requested_at=command.requested_at,
+        )
 
 
 class ReturnAnswerV1(BaseModel):

@@ -28,6 +28,49 @@ class RequestStop:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderFreeze:
+    """A formal freeze (or its renewal) is owed to `institution_code` for one stopped hold, on
+    the strength of `legal_document_ref`."""
+
+    hold_id: UUID
+    case_id: UUID
+    institution_code: str
+    account_number: str
+    currency: str
+    amount: int  # what the stop holds
+    legal_document_ref: str
+    idempotency_key: str
+    renewal: bool
+    requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnPayout:
+    """Pay `amount` of a hold's frozen funds to one victim's own account."""
+
+    victim_ref: str
+    institution_code: str
+    account_number: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderReturn:
+    """Frozen funds of one hold are owed back to the victims: `payouts`, `amount` in all."""
+
+    hold_id: UUID
+    case_id: UUID
+    institution_code: str
+    account_number: str
+    currency: str
+    amount: int
+    legal_document_ref: str
+    payouts: tuple[ReturnPayout, ...]
+    idempotency_key: str
+    requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class CaseOpened:
     case_id: UUID
     report_id: str

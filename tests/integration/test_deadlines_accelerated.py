@@ -25,9 +25,8 @@ from stopper.app.hold_changes import Confirmed
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.config import DatabaseSettings, DeadlineSettings
-from stopper.contracts.institutions import FreezeRequestV1, ReturnRequestV1, StopRequestV1
 from stopper.domain.holds import HoldEvent
-from stopper.domain.messages import OrderAnswer
+from stopper.domain.messages import OrderAnswer, OrderFreeze, OrderReturn, RequestStop
 from stopper.registry import Institution, load_registry
 from tests.factories import report_doc
 
@@ -39,15 +38,13 @@ HOLDS_PER_REPORT = 500
 class FreezesAtOnce:
     """A bank that confirms every freeze of what its stop holds."""
 
-    async def request_stop(self, institution: Institution, request: StopRequestV1) -> Any:
+    async def request_stop(self, institution: Institution, request: RequestStop) -> Any:
         raise AssertionError("no stop requests in this test")
 
-    async def request_freeze(
-        self, institution: Institution, request: FreezeRequestV1
-    ) -> OrderAnswer:
+    async def request_freeze(self, institution: Institution, request: OrderFreeze) -> OrderAnswer:
         return OrderAnswer(True, request.amount)
 
-    async def request_return(self, institution: Institution, request: ReturnRequestV1) -> Any:
+    async def request_return(self, institution: Institution, request: OrderReturn) -> Any:
         raise AssertionError("no returns in this test")
 
     async def stop_status(self, institution: Institution, idempotency_key: str) -> Any:

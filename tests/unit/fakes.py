@@ -26,15 +26,17 @@ from stopper.app.ports import (
     ReturnStart,
     VictimTransfer,
 )
-from stopper.contracts.institutions import (
-    FreezeAnswerV1,
-    FreezeRequestV1,
-    ReturnAnswerV1,
-    ReturnRequestV1,
-    StopRequestV1,
-)
+from stopper.contracts.institutions import FreezeAnswerV1, ReturnAnswerV1
 from stopper.domain.holds import Hold, HoldState, Transition, idempotency_key_for
-from stopper.domain.messages import InstitutionAnswer, OrderAnswer, StatusKind, StopStatus
+from stopper.domain.messages import (
+    InstitutionAnswer,
+    OrderAnswer,
+    OrderFreeze,
+    OrderReturn,
+    RequestStop,
+    StatusKind,
+    StopStatus,
+)
 from stopper.domain.returns import FlowEdge
 from stopper.domain.trail import TrailEdge, TrailNode
 from stopper.errors import InstitutionError, StoreUnavailable
@@ -370,10 +372,10 @@ class ScriptedAdapter:
 
     def __init__(self, script: dict[str, list[Scripted]]) -> None:
         self.script = script
-        self.requests: list[StopRequestV1] = []
-        self.freezes: list[FreezeRequestV1] = []
+        self.requests: list[RequestStop] = []
+        self.freezes: list[OrderFreeze] = []
         self.freeze_script: dict[str, list[FreezeAnswerV1 | InstitutionError]] = {}
-        self.returns: list[ReturnRequestV1] = []
+        self.returns: list[OrderReturn] = []
         self.return_script: dict[str, list[ReturnAnswerV1 | InstitutionError]] = {}
         # Status inquiries: an institution's script of what its record says (last repeats);
         # without one, every key is still pending. `statuses` records every key asked.
@@ -382,7 +384,7 @@ class ScriptedAdapter:
         self.status_queries: list[list[str]] = []
 
     async def request_stop(
-        self, institution: Institution, request: StopRequestV1
+        self, institution: Institution, request: RequestStop
     ) -> InstitutionAnswer:
         self.requests.append(request)
         steps = self.script[institution.code]
@@ -405,9 +407,7 @@ class ScriptedAdapter:
         self.status_queries.append(list(idempotency_keys))
         return [await self.stop_status(institution, key) for key in idempotency_keys]
 
-    async def request_freeze(
-        self, institution: Institution, request: FreezeRequestV1
-    ) -> OrderAnswer:
+    async def request_freeze(self, institution: Institution, request: OrderFreeze) -> OrderAnswer:
         self.freezes.append(request)
         answer = await _answer_from(
             self.freeze_script.get(institution.code, []),
@@ -415,9 +415,7 @@ class ScriptedAdapter:
         )
         return answer.to_domain()
 
-    async def request_return(
-        self, institution: Institution, request: ReturnRequestV1
-    ) -> OrderAnswer:
+    async def request_return(self, institution: Institution, request: OrderReturn) -> OrderAnswer:
         self.returns.append(request)
         answer = await _answer_from(
             self.return_script.get(institution.code, []),

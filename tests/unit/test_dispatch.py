@@ -15,13 +15,13 @@ from stopper.app.dispatch import Dispatcher
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.stop_decisions import AnswerOutcome
 from stopper.config import DispatchSettings
-from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.holds import Hold, HoldEvent, HoldState
 from stopper.domain.messages import (
     AnswerKind,
     InstitutionAnswer,
     OnwardKind,
     OnwardTransfer,
+    RequestStop,
     StatusKind,
     StopStatus,
 )
@@ -461,7 +461,7 @@ class GatedAdapter(ScriptedAdapter):
         self.open = asyncio.Event()
 
     async def request_stop(
-        self, institution: Institution, request: StopRequestV1
+        self, institution: Institution, request: RequestStop
     ) -> InstitutionAnswer:
         await self.open.wait()
         return await super().request_stop(institution, request)

@@ -11,8 +11,14 @@ from datetime import timedelta
 import pytest
 
 from stopper.app.gateway import InstitutionGateway
-from stopper.contracts.institutions import FreezeAnswerV1, FreezeRequestV1, StopRequestV1
-from stopper.domain.messages import AnswerKind, InstitutionAnswer, OrderAnswer
+from stopper.contracts.institutions import FreezeAnswerV1
+from stopper.domain.messages import (
+    AnswerKind,
+    InstitutionAnswer,
+    OrderAnswer,
+    OrderFreeze,
+    RequestStop,
+)
 from stopper.errors import (
     BreakerOpen,
     InstitutionTimeout,
@@ -32,15 +38,15 @@ def registry(**changes: object) -> Registry:
     return Registry({**base.institutions, "BK01": bk01})
 
 
-def stop_request() -> StopRequestV1:
+def stop_request() -> RequestStop:
     record = requested_hold("BK01")
-    return StopRequestV1.from_command(record.hold.stop_request(record.requested_at))
+    return record.hold.stop_request(record.requested_at)
 
 
-def freeze_request() -> FreezeRequestV1:
+def freeze_request() -> OrderFreeze:
     record = requested_hold("BK01")
     hold = record.hold
-    return FreezeRequestV1(
+    return OrderFreeze(
         hold_id=hold.id,
         case_id=hold.case_id,
         institution_code="BK01",
@@ -63,7 +69,7 @@ class GatedStops(ScriptedAdapter):
         self.stops_started = 0
 
     async def request_stop(
-        self, institution: Institution, request: StopRequestV1
+        self, institution: Institution, request: RequestStop
     ) -> InstitutionAnswer:
         self.stops_started += 1
         await self.release.wait()
@@ -73,9 +79,7 @@ class GatedStops(ScriptedAdapter):
 class Silent(ScriptedAdapter):
     """An adapter that ignores its own timeout: the gateway must still end the call."""
 
-    async def request_freeze(
-        self, institution: Institution, request: FreezeRequestV1
-    ) -> OrderAnswer:
+    async def request_freeze(self, institution: Institution, request: OrderFreeze) -> OrderAnswer:
         await asyncio.sleep(3600)
         return OrderAnswer(True, request.amount)
 

@@ -35,7 +35,14 @@ from stopper.contracts.institutions import (
     StopStatusQueryV1,
     StopStatusV1,
 )
-from stopper.domain.messages import InstitutionAnswer, OrderAnswer, StopStatus
+from stopper.domain.messages import (
+    InstitutionAnswer,
+    OrderAnswer,
+    OrderFreeze,
+    OrderReturn,
+    RequestStop,
+    StopStatus,
+)
 from stopper.errors import (
     InstitutionTimeout,
     InstitutionUnavailable,
@@ -83,10 +90,11 @@ class HttpJsonAdapter:
         return f"{base.rstrip('/')}/{operation}"
 
     async def request_stop(
-        self, institution: Institution, request: StopRequestV1
+        self, institution: Institution, request: RequestStop
     ) -> InstitutionAnswer:
+        body = StopRequestV1.from_command(request)
         response = await self._post(
-            institution, "stops", request.model_dump_json(), request.idempotency_key
+            institution, "stops", body.model_dump_json(), request.idempotency_key
         )
         try:
             answer = StopAnswerV1.model_validate_json(response.content)
@@ -125,16 +133,14 @@ class HttpJsonAdapter:
             raise MalformedAnswer(f"unreadable statuses (HTTP {response.status_code})") from e
         return [s.to_status() for s in answer.statuses]
 
-    async def request_freeze(
-        self, institution: Institution, request: FreezeRequestV1
-    ) -> OrderAnswer:
-        answer = await self._ask(institution, "freezes", request, FreezeAnswerV1)
+    async def request_freeze(self, institution: Institution, request: OrderFreeze) -> OrderAnswer:
+        body = FreezeRequestV1.from_command(request)
+        answer = await self._ask(institution, "freezes", body, FreezeAnswerV1)
         return answer.to_domain()
 
-    async def request_return(
-        self, institution: Institution, request: ReturnRequestV1
-    ) -> OrderAnswer:
-        answer = await self._ask(institution, "returns", request, ReturnAnswerV1)
+    async def request_return(self, institution: Institution, request: OrderReturn) -> OrderAnswer:
+        body = ReturnRequestV1.from_command(request)
+        answer = await self._ask(institution, "returns", body, ReturnAnswerV1)
         return answer.to_domain()
 
     async def _ask(
