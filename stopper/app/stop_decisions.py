@@ -107,12 +107,7 @@ class StopDecisions:
                 f"gave up after {record.attempts} attempts"
                 f" ({record.state_reason or 'no answer'}); a person must act"
             )
-            gave_up = hold.apply(HoldEvent.GAVE_UP, cause=reason, actor=DISPATCHER, at=now)
-            return HoldUpdate(
-                at=now,
-                transitions=[gave_up],
-                change=Concluded(reason),
-            )
+            return _give_up(hold, reason, now)
         transitions = []
         if hold.state is HoldState.REQUESTED:
             transitions.append(
@@ -148,12 +143,7 @@ class StopDecisions:
                 f" (asked {record.inquiries} times) before its stop would have lapsed;"
                 " a person must act"
             )
-            gave_up = hold.apply(HoldEvent.GAVE_UP, cause=reason, actor=DISPATCHER, at=now)
-            return HoldUpdate(
-                at=now,
-                transitions=[gave_up],
-                change=Concluded(reason),
-            )
+            return _give_up(hold, reason, now)
         lease = timedelta(milliseconds=institution.timeout_ms) + LEASE_MARGIN
         return HoldUpdate(
             at=now, change=InquiryClaimed(record.inquiries + 1, next_attempt_at=now + lease)
@@ -261,12 +251,7 @@ class StopDecisions:
         if delay is None or out_of_budget or (deadline is not None and now + delay >= deadline):
             why = "not retryable" if delay is None else "retries exhausted before the deadline"
             cause = f"{reason}; {why}; a person must act"
-            transition = hold.apply(HoldEvent.GAVE_UP, cause=cause, actor=DISPATCHER, at=now)
-            return HoldUpdate(
-                at=now,
-                transitions=[transition],
-                change=Concluded(cause),
-            )
+            return _give_up(hold, cause, now)
         if not_made:
             return HoldUpdate(at=now, change=NotAttempted(record.attempts - 1, now + delay, reason))
         return HoldUpdate(at=now, change=Backoff(now + delay, reason))
@@ -336,3 +321,9 @@ class StopDecisions:
             return plan
 
         return follow
+
+
+def _give_up(hold: Hold, reason: str, now: datetime) -> HoldUpdate:
+    """Stopper stops trying: the hold is `failed`, for a person to act on, and says why."""
+    gave_up = hold.apply(HoldEvent.GAVE_UP, cause=reason, actor=DISPATCHER, at=now)
+    return HoldUpdate(at=now, transitions=[gave_up], change=Concluded(reason))

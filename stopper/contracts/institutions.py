@@ -52,18 +52,7 @@ class StopRequestV1(_HoldRequestV1):
 
     @classmethod
     def from_command(cls, command: RequestStop) -> StopRequestV1:
-        return cls(
-            hold_id=command.hold_id,
-            case_id=command.case_id,
-            institution_code=command.institution_code,
-            account_number=command.account_number,
-            currency=command.currency,
-            amount=command.amount,
-            layer=command.layer,
-            idempotency_key=command.idempotency_key,
-            generation=command.generation,
-            requested_at=command.requested_at,
-        )
+        return cls.model_validate(command, from_attributes=True)
 
 
 class OnwardTransferV1(BaseModel):
@@ -203,18 +192,7 @@ class FreezeRequestV1(_HoldRequestV1):
 
     @classmethod
     def from_command(cls, command: OrderFreeze) -> FreezeRequestV1:
-        return cls(
-            hold_id=command.hold_id,
-            case_id=command.case_id,
-            institution_code=command.institution_code,
-            account_number=command.account_number,
-            currency=command.currency,
-            amount=command.amount,
-            legal_document_ref=command.legal_document_ref,
-            idempotency_key=command.idempotency_key,
-            renewal=command.renewal,
-            requested_at=command.requested_at,
-        )
+        return cls.model_validate(command, from_attributes=True)
 
 
 class FreezeAnswerV1(BaseModel):
@@ -254,26 +232,7 @@ class ReturnRequestV1(_HoldRequestV1):
 
     @classmethod
     def from_command(cls, command: OrderReturn) -> ReturnRequestV1:
-        return cls(
-            hold_id=command.hold_id,
-            case_id=command.case_id,
-            institution_code=command.institution_code,
-            account_number=command.account_number,
-            currency=command.currency,
-            amount=command.amount,
-            legal_document_ref=command.legal_document_ref,
-            payouts=[
-                PayoutV1(
-                    victim_ref=p.victim_ref,
-                    institution_code=p.institution_code,
-                    account_number=p.account_number,
-                    amount=p.amount,
-                )
-                for p in command.payouts
-            ],
-            idempotency_key=command.idempotency_key,
-            requested_at=command.requested_at,
-        )
+        return cls.model_validate(command, from_attributes=True)  # the payouts too
 
 
 class ReturnAnswerV1(BaseModel):
