@@ -267,6 +267,7 @@ def list_cases(args: argparse.Namespace) -> int:
 def keys(args: argparse.Namespace) -> int:
     from stopper.adapters.db.store import SqlStore
     from stopper.app.auth import KeyRole, StoredKey, new_key
+    from stopper.errors import KeyRefused
 
     settings = _settings()
     now = datetime.now(UTC)
@@ -274,7 +275,7 @@ def keys(args: argparse.Namespace) -> int:
     if args.keys_command == "add":
         try:
             issued = new_key(args.agency, KeyRole(args.role), args.label, now)
-        except ValueError as e:
+        except KeyRefused as e:
             print(f"stopper: {e}", file=sys.stderr)
             return 2
 

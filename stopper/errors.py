@@ -13,7 +13,9 @@
     │   ├── ReportRejected            a report that can never become a case (ReportRejection)
     │   ├── CallbackRefused           an institution's callback not taken (CallbackRefusal)
     │   ├── AuthRefused               the caller may not do this (AuthRefusal)
-    │   └── BodyTooLarge              a request body over its limit
+    │   ├── BodyTooLarge              a request body over its limit
+    │   └── KeyRefused                an API key Stopper will not issue
+    ├── OperatorCommandFailed         an operator command got no answer from Stopper's API
     └── InfrastructureError           a server we depend on misbehaved
         ├── BusUnavailable            the message bus could not take or give messages (retryable)
         ├── StoreUnavailable          the database could not be reached (retryable)
@@ -28,6 +30,12 @@
 `InfrastructureError.retryable` tells callers whether trying again may help. A refusal's
 `reason` is a small enum (callbacks and authentication count refusals by its value); `detail`
 says it to a person and never repeats the input (account numbers and names stay out of errors).
+
+The root and the domain branch live in `stopper.domain.errors`, because the domain imports
+nothing from the rest of Stopper; everything else is defined here. A call that breaks a
+function's own contract (a negative amount handed to the allocator, a naive datetime handed to
+the store) is a bug, not an outcome: it stays a builtin `ValueError`, as a pydantic validator's
+does inside a wire model.
 """
 
 from __future__ import annotations
@@ -59,7 +67,9 @@ __all__ = [
     "InstitutionTimeout",
     "InstitutionUnavailable",
     "InvalidAmount",
+    "KeyRefused",
     "MalformedAnswer",
+    "OperatorCommandFailed",
     "Refused",
     "ReportRejected",
     "ReportRejection",
@@ -137,6 +147,14 @@ class BodyTooLarge(Refused):
     def __init__(self, limit: int) -> None:
         super().__init__(f"the body is larger than {limit} bytes")
         self.limit = limit
+
+
+class KeyRefused(Refused):
+    """An API key Stopper will not issue as asked (an intake key belongs to an agency)."""
+
+
+class OperatorCommandFailed(StopperError):
+    """The API could not be reached or refused the question; the message says why."""
 
 
 class InfrastructureError(StopperError):

@@ -11,11 +11,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from stopper.errors import StopperError
-
-
-class OperatorCommandFailed(StopperError):
-    """The API could not be reached or refused the question; the message says why."""
+from stopper.errors import OperatorCommandFailed
 
 
 def fetch(

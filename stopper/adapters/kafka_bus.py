@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stopper.app.ports import Message
 from stopper.config import KafkaSettings
-from stopper.errors import BusUnavailable
+from stopper.errors import BusUnavailable, ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class KafkaBus:
     def __init__(self, settings: KafkaSettings, topics: Sequence[str] = ()) -> None:
         if settings.bootstrap is None:
-            raise ValueError("KafkaBus needs STOPPER_KAFKA_BOOTSTRAP")
+            raise ConfigurationError("KafkaBus needs STOPPER_KAFKA_BOOTSTRAP")
         self._settings = settings
         self._bootstrap = settings.bootstrap
         self._topics = tuple(topics)

@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stopper.adapters.db.models import BusOffsetRow, BusRecordRow
 from stopper.app.ports import Clock, Message
-from stopper.errors import BusUnavailable
+from stopper.errors import BusUnavailable, ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class SqliteBus:
         poll_timeout_s: float = 0.2,
     ) -> None:
         if writes.dialect.name != "sqlite" or reads.dialect.name != "sqlite":
-            raise ValueError("SqliteBus keeps commit-ordered offsets on SQLite only")
+            raise ConfigurationError("SqliteBus keeps commit-ordered offsets on SQLite only")
         self._writes = writes
         self._reads = reads
         self._clock = clock

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from stopper.errors import KeyRefused
+
 CACHE_S = 10.0
 PREFIX = "stk"
 
@@ -94,7 +96,7 @@ def new_key(
 ) -> tuple[StoredKey, str]:
     """A new key: what to store, and the token to hand over (once)."""
     if role is KeyRole.INTAKE and not agency_code:
-        raise ValueError("an intake key belongs to an agency")
+        raise KeyRefused("an intake key belongs to an agency")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     stored = StoredKey(key_id, agency_code, role, _digest(secret), label, now)

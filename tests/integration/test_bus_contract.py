@@ -26,7 +26,7 @@ from stopper.adapters.sqlite_bus import SqliteBus
 from stopper.app.dispatch import publish_outbox
 from stopper.app.ports import Bus, Message, Subscription
 from stopper.config import DatabaseSettings
-from stopper.errors import BusUnavailable
+from stopper.errors import BusUnavailable, ConfigurationError
 from tests.unit.fakes import FixedClock
 
 MAX_BATCH = 3
@@ -355,5 +355,5 @@ async def test_publishes_and_commits_made_together_share_a_transaction(
 
 def test_only_sqlite() -> None:
     engine = create_engine(DatabaseSettings(url="postgresql+asyncpg://u:p@127.0.0.1:1/db"))
-    with pytest.raises(ValueError, match="SQLite only"):
+    with pytest.raises(ConfigurationError, match="SQLite only"):
         SqliteBus(engine, engine, FixedClock())

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from stopper.app.auth import ANONYMOUS, ApiKeys, Caller, KeyRole, StoredKey, new_key
+from stopper.errors import KeyRefused
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -84,7 +85,7 @@ async def test_a_revoked_key_stops_working_within_the_cache_time() -> None:
 
 
 def test_an_intake_key_needs_an_agency_and_actions_name_their_key() -> None:
-    with pytest.raises(ValueError, match="agency"):
+    with pytest.raises(KeyRefused, match="agency"):
         new_key(None, KeyRole.INTAKE, "", NOW)
     assert Caller(KeyRole.OPERATOR, None, "abc").actor("li") == "operator:li (key:abc)"
     assert ANONYMOUS.actor("li") == "operator:li (anonymous)" and ANONYMOUS.is_operator
