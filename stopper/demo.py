@@ -41,6 +41,7 @@ from stopper.config import (
     Role,
     Settings,
 )
+from stopper.demo_stats import deadline_counts, race_latencies
 from stopper.demo_summary import DEADLINE_HOURS, DemoRun, money, print_table, summarize
 from stopper.domain.cases import case_id_for
 from stopper.domain.holds import TRANSITIONS, HoldEvent, HoldState
@@ -179,11 +180,11 @@ async def run_demo(
                 await _run_deadlines(client, runtime, run, deadline_clock, progress)
             elapsed = time.monotonic() - started
             overview = await runtime.store.overview()
-            latencies = await runtime.store.race_latencies()
+            latencies = await race_latencies(runtime.store.engine)
             trips = sum(runtime.dispatcher.gateway.breaker(code).trips for code in registry)
             sample = (await client.get(f"/v1/cases/{_sample_case(documents)}")).json()
-            warnings, lapses, silent = await runtime.store.deadline_counts(
-                settings.kafka.hold_events_topic
+            warnings, lapses, silent = await deadline_counts(
+                runtime.store.engine, settings.kafka.hold_events_topic
             )
             failed = overview.holds_by_state.get(HoldState.FAILED.value, 0)
             for listed in await runtime.store.list_holds(states=["failed"], limit=failed or 1):

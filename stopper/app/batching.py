@@ -22,7 +22,7 @@ import logging
 from collections import deque
 from uuid import UUID
 
-from stopper.app.ports import CallbackNonce, DispatchStore, HoldDecision, HoldRecord, HoldUpdate
+from stopper.app.ports import CallbackNonce, HoldDecision, HoldRecord, HoldUnitOfWork, HoldUpdate
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,14 @@ _Queued = tuple[UUID, HoldDecision, CallbackNonce | None, "asyncio.Future[_Resul
 
 
 class HoldWriter:
-    def __init__(self, store: DispatchStore, max_batch: int = 500) -> None:
+    def __init__(self, store: HoldUnitOfWork, max_batch: int = 500) -> None:
         self._store = store
         self._max_batch = max_batch
         self._queue: deque[_Queued] = deque()
         self._flusher: asyncio.Task[None] | None = None
 
     async def apply(self, hold_id: UUID, decide: HoldDecision) -> Written:
-        """`DispatchStore.update_hold`, sharing a transaction with whatever else is queued."""
+        """`HoldUnitOfWork.update_hold`, sharing a transaction with whatever else is queued."""
         return (await self._enqueue(hold_id, decide, None))[1]
 
     async def apply_signed(

@@ -17,7 +17,7 @@ from uuid import UUID
 from stopper import metrics
 from stopper.app.hold_changes import Reapplied, WarningsSent
 from stopper.app.policies import DeadlinePolicy
-from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate, OutboxEvent
+from stopper.app.ports import Clock, DeadlineStore, HoldRecord, HoldUpdate, OutboxEvent
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.deadlines import MAX_REAPPLICATIONS, deadline_due, may_reapply
 from stopper.domain.holds import HoldEvent, HoldState, can
@@ -49,7 +49,7 @@ class ReapplyOutcome(enum.StrEnum):
 class DeadlineKeeper:
     def __init__(
         self,
-        store: DispatchStore,
+        store: DeadlineStore,
         registry: Registry,
         clock: Clock,
         policy: DeadlinePolicy,

@@ -22,7 +22,7 @@ from stopper.app.gateway import InstitutionGateway
 from stopper.app.hold_changes import FreezeClaimed, FreezeOrdered, FreezeProgress, Frozen
 from stopper.app.orders import InstitutionOrders
 from stopper.app.policies import DeadlinePolicy
-from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate
+from stopper.app.ports import Clock, FreezeStore, HoldRecord, HoldUpdate
 from stopper.domain.errors import DomainError
 from stopper.domain.holds import FREEZABLE, HoldEvent, HoldState
 from stopper.domain.messages import OrderAnswer, OrderFreeze
@@ -42,13 +42,14 @@ class FreezeDesk(InstitutionOrders):
 
     def __init__(
         self,
-        store: DispatchStore,
+        store: FreezeStore,
         gateway: InstitutionGateway,
         clock: Clock,
         policy: DeadlinePolicy,
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(store, gateway, clock, rng)
+        self._freezes = store
         self._validity = policy.freeze_validity
 
     async def order(self, hold_id: UUID, *, document_ref: str, actor: str) -> FreezeOrderOutcome:
@@ -91,7 +92,7 @@ class FreezeDesk(InstitutionOrders):
         return record.hold.state in FREEZABLE
 
     async def _due(self, now: datetime, limit: int) -> list[UUID]:
-        return await self._store.freezes_due(now, limit)
+        return await self._freezes.freezes_due(now, limit)
 
     async def _send(
         self, institution: Institution, record: HoldRecord, now: datetime

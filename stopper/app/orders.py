@@ -23,7 +23,7 @@ from uuid import UUID
 from stopper.app.background import BackgroundWork
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.hold_changes import HoldChange
-from stopper.app.ports import Clock, DispatchStore, HoldRecord, HoldUpdate
+from stopper.app.ports import Clock, HoldRecord, HoldUnitOfWork, HoldUpdate
 from stopper.domain.messages import OrderAnswer
 from stopper.errors import BreakerOpen, InstitutionError
 from stopper.registry import Institution
@@ -36,7 +36,7 @@ class InstitutionOrders(abc.ABC):
 
     def __init__(
         self,
-        store: DispatchStore,
+        store: HoldUnitOfWork,
         gateway: InstitutionGateway,
         clock: Clock,
         rng: random.Random | None = None,

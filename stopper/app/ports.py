@@ -5,7 +5,7 @@ Adapters implement them; the use cases never import adapters.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
@@ -118,9 +118,7 @@ class RecordOutcome:
 
 
 class IntakeStore(Protocol):
-    async def case_fingerprint(self, case_id: UUID) -> str | None:
-        """The fingerprint of the report behind `case_id`, or None if there is no such case."""
-        ...
+    """Intake's storage (`IntakeHandler`)."""
 
     async def record_opened_cases(
         self, cases: Sequence[OpenedCase], claim: HoldDecision | None = None
@@ -225,7 +223,13 @@ class OutboxMessage:
     headers: Mapping[str, str]
 
 
-class DispatchStore(Protocol):
+# The store's ports, one per use case, each asking for what its use case uses. They share the
+# hold's unit of work; `stopper.adapters.db.SqlStore` (and the unit fake) implements them all.
+
+
+class HoldUnitOfWork(Protocol):
+    """One message, one unit of work: holds loaded locked, decided on, written once."""
+
     async def update_hold(
         self, hold_id: UUID, decide: HoldDecision
     ) -> tuple[HoldRecord, HoldUpdate] | None:
@@ -248,17 +252,14 @@ class DispatchStore(Protocol):
         transaction; the holds whose nonce was used before are added to `replayed`."""
         ...
 
+
+class DispatchStore(HoldUnitOfWork, Protocol):
+    """The dispatcher's storage (`Dispatcher`): stop requests' attempts and their leases."""
+
     async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
         """Holds whose next attempt is due: `sent` past `next_attempt_at` (a retry or a lapsed
         lease), `unconfirmed` past it (a status inquiry), and `requested` ones no consumer
         picked up since `requested_before`."""
-        ...
-
-    async def relay_outbox(
-        self, publish: Callable[[Sequence[OutboxMessage]], Awaitable[None]], limit: int
-    ) -> int:
-        """Hand unpublished outbox rows to `publish` and mark them published, in one
-        transaction; rows another relay holds are skipped. Returns how many."""
         ...
 
     async def renew_leases(self, claims: Mapping[UUID, int], until: datetime) -> list[UUID]:
@@ -267,7 +268,9 @@ class DispatchStore(Protocol):
         transaction holds are skipped (it is writing their outcome). Returns those renewed."""
         ...
 
-    async def get_hold(self, hold_id: UUID) -> HoldRecord | None: ...
+
+class DeadlineStore(HoldUnitOfWork, Protocol):
+    """The deadline keeper's storage (`DeadlineKeeper`): lapses, warnings, re-applications."""
 
     async def holds_near_deadline(
         self,
@@ -277,10 +280,16 @@ class DispatchStore(Protocol):
         limit: int,
     ) -> list[UUID]:
         """Stopped or frozen holds owed a lapse warning (by `warnings_sent` and the leads,
-        longest first) or past their deadline."""
+        longest first) or past their deadline, the soonest deadline first."""
         ...
 
-    async def count_expiring(self, now: datetime, within: timedelta) -> int: ...
+    async def count_expiring(self, now: datetime, within: timedelta) -> int:
+        """Stopped holds whose stop lapses before `now + within`."""
+        ...
+
+
+class FreezeStore(HoldUnitOfWork, Protocol):
+    """The freeze desk's storage (`FreezeDesk`)."""
 
     async def freezes_due(self, now: datetime, limit: int) -> list[UUID]:
         """Holds with a freeze order whose next attempt is due."""
@@ -309,6 +318,8 @@ class Divergence:
 
 
 class ReconcileStore(Protocol):
+    """Reconciliation's storage (`Reconciler`); it moves holds through the dispatcher."""
+
     async def holds_to_reconcile(
         self, institution_code: str, accepted_before: datetime, limit: int
     ) -> list[ReconcileItem]:
@@ -366,7 +377,9 @@ class ReturnStart:
     payouts: Sequence[Payout]
 
 
-class ReturnStore(DispatchStore, Protocol):
+class ReturnStore(HoldUnitOfWork, Protocol):
+    """The return desk's storage (`ReturnDesk`)."""
+
     async def start_returns(
         self, case_id: UUID, decide: Callable[[CaseFunds], Sequence[ReturnStart]]
     ) -> Sequence[ReturnStart] | None:

@@ -63,15 +63,6 @@ class Overview:
 
 
 @dataclass(frozen=True, slots=True)
-class RaceLatencies:
-    """Per case or first-level hold, in milliseconds from the report's acceptance."""
-
-    case_opened_ms: tuple[float, ...]
-    stop_requested_ms: tuple[float, ...]
-    stop_confirmed_ms: tuple[float, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class TrailEdgeView:
     from_hold_id: UUID
     to_hold_id: UUID | None

@@ -150,7 +150,7 @@ async def test_72_hours_of_deadlines(store: SqlStore) -> None:
     while clock.now() < start + timedelta(hours=72):
         clock.advance(STEP)
         await keeper.sweep_once()
-        async with store._engine.connect() as connection:
+        async with store.engine.connect() as connection:
             due = (
                 (
                     await connection.execute(
@@ -165,7 +165,7 @@ async def test_72_hours_of_deadlines(store: SqlStore) -> None:
                 .scalars()
                 .all()
             )
-        async with store._engine.connect() as connection:
+        async with store.engine.connect() as connection:
             warned = (
                 (
                     await connection.execute(
@@ -197,7 +197,7 @@ async def test_72_hours_of_deadlines(store: SqlStore) -> None:
             outcome = await keeper.reapply(hold_id, actor="operator:test", reason="again")
             assert outcome is ReapplyOutcome.NOT_ALLOWED
 
-    async with store._engine.connect() as connection:
+    async with store.engine.connect() as connection:
         holds = {
             row.id: row
             for row in await connection.execute(

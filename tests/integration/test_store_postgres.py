@@ -61,7 +61,7 @@ async def test_two_racing_writers_record_one_case(store: SqlStore) -> None:
     assert all(
         o.already_known == {case.case.id: case.fingerprint} for o in outcomes if not o.created
     )
-    async with store._engine.connect() as connection:
+    async with store.engine.connect() as connection:
         holds = (
             await connection.execute(select(HoldRow.id).where(HoldRow.case_id == case.case.id))
         ).all()
@@ -107,7 +107,7 @@ async def test_a_batch_records_its_new_cases_whole_and_leaves_a_known_one_alone(
     await store.record_opened_cases([known])
 
     async def accounts() -> dict[UUID, datetime]:
-        async with store._engine.connect() as connection:
+        async with store.engine.connect() as connection:
             rows = await connection.execute(
                 select(AccountRow.id, AccountRow.first_seen_at)
                 .join(HoldRow, HoldRow.account_id == AccountRow.id)
@@ -120,7 +120,7 @@ async def test_a_batch_records_its_new_cases_whole_and_leaves_a_known_one_alone(
     outcome = await store.record_opened_cases([known, first, second])
     assert sorted(outcome.created) == sorted([first.case.id, second.case.id])
     assert outcome.already_known == {known.case.id: known.fingerprint}
-    async with store._engine.connect() as connection:
+    async with store.engine.connect() as connection:
         counts = {}
         for model in (HoldRow, TransferRow, VictimRow):
             rows = await connection.execute(
@@ -161,7 +161,7 @@ async def test_intake_claims_the_first_attempts_with_the_case_and_only_once(
     first, again = [await store.record_opened_cases([case], dispatcher.claim_new) for _ in range(2)]
     assert {record.hold.id for record, _ in first.claimed} == {h.id for h in case.case.holds}
     assert again.created == [] and not again.claimed
-    async with store._engine.connect() as connection:
+    async with store.engine.connect() as connection:
         holds = (
             await connection.execute(select(HoldRow).where(HoldRow.case_id == case.case.id))
         ).all()
@@ -197,7 +197,7 @@ async def test_leases_are_renewed_only_for_the_attempt_given_and_never_shortened
     assert len(ids) >= 3
     mine, someone_elses, locked = ids[0], ids[1], ids[2]
     later = clock.now() + timedelta(seconds=30)
-    async with store._engine.connect() as blocker:
+    async with store.engine.connect() as blocker:
         # Another transaction is writing this hold's outcome: it is skipped, not waited for.
         await blocker.execute(select(HoldRow.id).where(HoldRow.id == locked).with_for_update())
         renewed = await asyncio.wait_for(
@@ -207,7 +207,7 @@ async def test_leases_are_renewed_only_for_the_attempt_given_and_never_shortened
     assert renewed == [mine]
     # A lease already longer than asked is left alone.
     assert await store.renew_leases({mine: 1}, later - timedelta(seconds=10)) == []
-    async with store._engine.connect() as connection:
+    async with store.engine.connect() as connection:
         rows = await connection.execute(
             select(HoldRow.id, HoldRow.next_attempt_at).where(HoldRow.id.in_(ids))
         )
@@ -229,9 +229,9 @@ async def test_audit_trail_is_append_only(store: SqlStore, statement: str) -> No
     await store.record_opened_cases([case])
     hold_id = case.case.holds[0].id
     with pytest.raises(DBAPIError, match="append-only"):
-        async with store._engine.begin() as connection:
+        async with store.engine.begin() as connection:
             await connection.execute(text(statement), {"hold": hold_id})
-    async with store._engine.connect() as connection:
+    async with store.engine.connect() as connection:
         rows = (
             await connection.execute(
                 select(HoldTransitionRow.cause).where(HoldTransitionRow.hold_id == hold_id)
@@ -306,7 +306,7 @@ async def test_racing_batches_and_single_writers_lose_no_change(store: SqlStore)
         *[store.update_holds({h: one_more for h in reversed(holds)}) for _ in range(3)],
         *[store.update_hold(h, one_more) for h in holds],
     )
-    async with store._engine.connect() as connection:
+    async with store.engine.connect() as connection:
         rows = await connection.execute(
             select(HoldRow.attempts, HoldRow.version).where(HoldRow.id.in_(holds))
         )
@@ -355,7 +355,7 @@ async def test_a_trail_merge_is_in_the_audit_with_its_raise_and_version(store: S
         return HoldUpdate(at=now, transitions=moves, follow=follow)
 
     await store.update_hold(mule.id, stop_and_follow)
-    async with store._engine.connect() as connection:
+    async with store.engine.connect() as connection:
         row = (
             await connection.execute(
                 select(HoldRow.amount_asked, HoldRow.version, HoldRow.state).where(

@@ -6,7 +6,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from stopper.adapters.db.models import HoldRow
-from stopper.adapters.db.store import _RECORD_FIELDS, _hold_row
+from stopper.adapters.db.rows import RECORD_FIELDS, hold_row
 from stopper.app.hold_changes import (
     AttemptClaimed,
     Backoff,
@@ -47,13 +47,13 @@ def test_an_update_without_a_change_leaves_the_record() -> None:
 
 def test_every_record_field_has_its_column_and_a_new_hold_row_sets_every_column() -> None:
     columns = set(HoldRow.__table__.columns.keys())
-    assert set(_RECORD_FIELDS) <= columns
-    assert {f.name for f in dataclasses.fields(HoldRecord)} - set(_RECORD_FIELDS) == {"hold"}
+    assert set(RECORD_FIELDS) <= columns
+    assert {f.name for f in dataclasses.fields(HoldRecord)} - set(RECORD_FIELDS) == {"hold"}
     record = requested_hold(at=AT)
-    assert set(_hold_row(record, version=1, updated_at=AT)) == columns
+    assert set(hold_row(record, version=1, updated_at=AT)) == columns
     update = HoldUpdate(at=AT, change=ReturnOrdered("doc-1", 1, AT, None))
-    row = _hold_row(record, version=1, update=update)
+    row = hold_row(record, version=1, update=update)
     assert set(row) == columns
     assert (row["version"], row["return_round"], row["return_document_ref"]) == (2, 1, "doc-1")
-    frozen = _hold_row(record, version=3, update=HoldUpdate(at=AT, change=Frozen(AT)))
+    frozen = hold_row(record, version=3, update=HoldUpdate(at=AT, change=Frozen(AT)))
     assert (frozen["freeze_expires_at"], frozen["warnings_sent"]) == (AT, 0)

@@ -1,0 +1,188 @@
+"""The hold's unit of work: load locked, let the use case decide, write the change with
+everything that goes with it (transitions, outbox events, the trail, payouts), commit once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stopper.adapters.db.dialects import Database
+from stopper.adapters.db.errors import store_errors
+from stopper.adapters.db.models import (
+    CallbackNonceRow,
+    HoldRow,
+    HoldTransitionRow,
+    OutboxRow,
+    PayoutRow,
+)
+from stopper.adapters.db.rows import (
+    hold_columns,
+    hold_record,
+    holds_with_accounts,
+    outbox_row,
+    transition_rows,
+)
+from stopper.adapters.db.states import LEASED
+from stopper.adapters.db.storage import Storage
+from stopper.adapters.db.trail import follow_trails
+from stopper.app.ports import CallbackNonce, HoldDecision, HoldRecord, HoldUpdate
+
+
+class HoldStorage(Storage):
+    async def update_hold(
+        self, hold_id: UUID, decide: HoldDecision
+    ) -> tuple[HoldRecord, HoldUpdate] | None:
+        """`update_holds` for one hold: its row locked while deciding, so a writer racing
+        batches waits its turn."""
+        written = await self.update_holds({hold_id: decide})
+        return written[0] if written else None
+
+    async def update_holds(
+        self,
+        decisions: Mapping[UUID, HoldDecision],
+        nonces: Mapping[UUID, CallbackNonce] | None = None,
+        replayed: set[UUID] | None = None,
+    ) -> list[tuple[HoldRecord, HoldUpdate]]:
+        if not decisions:
+            return []
+        with store_errors():
+            async with self._db.begin() as connection:
+                if nonces:
+                    used = await _remember_nonces(self._db, connection, nonces)
+                    if replayed is not None:
+                        replayed.update(used)
+                    decisions = {h: d for h, d in decisions.items() if h not in used}
+                    if not decisions:
+                        return []
+                # Lock the rows, in id order so two batches never wait on each other in a
+                # circle: the decisions below see what is written, and nobody writes in between.
+                rows = await connection.execute(
+                    holds_with_accounts()
+                    .where(self._db.id_among(HoldRow.id, list(decisions)))
+                    .order_by(HoldRow.id)
+                    .with_for_update(of=HoldRow)
+                )
+                changes = []
+                for row in rows.all():
+                    record = hold_record(row)
+                    change = decisions[record.hold.id](record)
+                    if change is not None:
+                        changes.append((record, row.version, change))
+                await self._write_locked(connection, changes)
+        return [(record, change) for record, _, change in changes]
+
+    async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
+        with store_errors():
+            async with self._db.read() as connection:
+                row = (
+                    await connection.execute(holds_with_accounts().where(HoldRow.id == hold_id))
+                ).one_or_none()
+        return None if row is None else hold_record(row)
+
+    async def renew_leases(self, claims: Mapping[UUID, int], until: datetime) -> list[UUID]:
+        if not claims:
+            return []
+        with store_errors():
+            async with self._db.begin() as connection:
+                # Locked in id order, as `update_holds` locks, and skipping rows it holds.
+                rows = await connection.execute(
+                    select(HoldRow.id, HoldRow.attempts)
+                    .where(
+                        self._db.id_among(HoldRow.id, list(claims)),
+                        HoldRow.state == LEASED.value,
+                        HoldRow.next_attempt_at < until,
+                    )
+                    .order_by(HoldRow.id)
+                    .with_for_update(skip_locked=True)
+                )
+                renewed = [r.id for r in rows if claims.get(r.id) == r.attempts]
+                if renewed:
+                    await connection.execute(
+                        update(HoldRow)
+                        .where(self._db.id_among(HoldRow.id, renewed))
+                        .values(next_attempt_at=until)
+                    )
+        return renewed
+
+    async def _write_locked(
+        self, connection: AsyncConnection, changes: Sequence[tuple[HoldRecord, int, HoldUpdate]]
+    ) -> None:
+        """Write the changes (record, version read, change) of holds this transaction has
+        locked: every change sets the same columns (`hold_columns`), so one statement for all."""
+        if not changes:
+            return
+        rows = [
+            {"row_id": record.hold.id, **hold_columns(record, version, change)}
+            for record, version, change in changes
+        ]
+        await self._db.update_by_id(connection, HoldRow, rows)
+        await self._write_with(connection, [(record, change) for record, _, change in changes])
+
+    async def _write_checked(
+        self, connection: AsyncConnection, record: HoldRecord, version: int, change: HoldUpdate
+    ) -> bool:
+        """Write `change` if the hold is still at `version`; False if someone changed it (a
+        hold this transaction has not locked)."""
+        written = await connection.execute(
+            update(HoldRow)
+            .where(HoldRow.id == record.hold.id, HoldRow.version == version)
+            .values(hold_columns(record, version, change))
+        )
+        if written.rowcount != 1:
+            return False
+        await self._write_with(connection, [(record, change)])
+        return True
+
+    async def _write_with(
+        self, connection: AsyncConnection, changes: Sequence[tuple[HoldRecord, HoldUpdate]]
+    ) -> None:
+        """What goes with written hold changes: transitions, outbox events, the trail, payouts."""
+        transitions = [t for _, change in changes for t in change.transitions]
+        await self._db.insert_rows(connection, HoldTransitionRow, transition_rows(transitions))
+        events = [
+            outbox_row(e.topic, e.key, dict(e.payload), change.at)
+            for _, change in changes
+            for e in change.events
+        ]
+        if events:
+            await connection.execute(insert(OutboxRow), events)
+        follows = [(record, change) for record, change in changes if change.follow is not None]
+        if follows:
+            await follow_trails(self._db, connection, follows, self._stop_request_topic)
+        for record, change in changes:
+            if change.settle_payouts is not None:
+                await connection.execute(
+                    update(PayoutRow)
+                    .where(
+                        PayoutRow.hold_id == record.hold.id,
+                        PayoutRow.round == record.return_round,
+                        PayoutRow.status == "pending",
+                    )
+                    .values(status=change.settle_payouts, settled_at=change.at)
+                )
+
+
+async def _remember_nonces(
+    db: Database, connection: AsyncConnection, nonces: Mapping[UUID, CallbackNonce]
+) -> set[UUID]:
+    """Remember the callbacks' nonces; the holds whose nonce was already used."""
+    inserted = await connection.execute(
+        db.insert_new(CallbackNonceRow)
+        .values(
+            [
+                {
+                    "institution_code": n.institution_code,
+                    "nonce": n.nonce,
+                    "received_at": n.received_at,
+                }
+                for n in nonces.values()
+            ]
+        )
+        .returning(CallbackNonceRow.institution_code, CallbackNonceRow.nonce)
+    )
+    fresh = {(r.institution_code, r.nonce) for r in inserted}
+    return {hold_id for hold_id, n in nonces.items() if (n.institution_code, n.nonce) not in fresh}

@@ -1,0 +1,49 @@
+"""The transactional outbox's relay: rows written with the changes that owe them, handed to
+the bus and marked published."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from sqlalchemy import func, select, update
+
+from stopper.adapters.db.errors import store_errors
+from stopper.adapters.db.models import OutboxRow
+from stopper.adapters.db.storage import Storage
+from stopper.app.ports import OutboxMessage
+
+
+class OutboxStorage(Storage):
+    async def relay_outbox(
+        self, publish: Callable[[Sequence[OutboxMessage]], Awaitable[None]], limit: int
+    ) -> int:
+        with store_errors():
+            # Polled 20 times a second by every instance: an empty outbox costs one read
+            # rather than a transaction of three round trips.
+            async with self._db.read() as connection:
+                pending = await connection.execute(
+                    select(OutboxRow.id).where(OutboxRow.published_at.is_(None)).limit(1)
+                )
+                if pending.first() is None:
+                    return 0
+            async with self._db.begin() as connection:
+                rows = (
+                    await connection.execute(
+                        select(OutboxRow)
+                        .where(OutboxRow.published_at.is_(None))
+                        .order_by(OutboxRow.id)
+                        .limit(limit)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+                if not rows:
+                    return 0
+                await publish(
+                    [OutboxMessage(r.id, r.topic, r.key, r.payload, r.headers) for r in rows]
+                )
+                await connection.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_([r.id for r in rows]))
+                    .values(published_at=func.now())
+                )
+                return len(rows)

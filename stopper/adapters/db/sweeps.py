@@ -1,0 +1,125 @@
+"""The sweepers' queries: which holds are due for what (an attempt, a freeze, a return, a
+lapse warning), and how many are expiring or overdue (gauges)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy import case as sql_case
+
+from stopper.adapters.db.errors import store_errors
+from stopper.adapters.db.models import HoldRow
+from stopper.adapters.db.states import (
+    AWAITING_ANSWER,
+    FREEZABLE,
+    FREEZE_IN_FORCE,
+    OWED_A_REQUEST,
+    RETURN_UNDER_WAY,
+    STOP_IN_FORCE,
+    UNCONFIRMED,
+    values,
+)
+from stopper.adapters.db.storage import Storage
+
+
+class SweepQueries(Storage):
+    async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
+        return await self._ids(
+            or_(
+                and_(
+                    HoldRow.state.in_(values(AWAITING_ANSWER)),
+                    HoldRow.next_attempt_at <= now,
+                ),
+                and_(
+                    HoldRow.state.in_(values(OWED_A_REQUEST)),
+                    HoldRow.requested_at <= requested_before,
+                    or_(HoldRow.next_attempt_at.is_(None), HoldRow.next_attempt_at <= now),
+                ),
+            ),
+            HoldRow.next_attempt_at,
+            limit,
+        )
+
+    async def holds_near_deadline(
+        self,
+        now: datetime,
+        stop_leads: Sequence[timedelta],
+        freeze_leads: Sequence[timedelta],
+        limit: int,
+    ) -> list[UUID]:
+        def due(state: str, expires: Any, leads: Sequence[timedelta]) -> Any:
+            owed_warning = [
+                and_(HoldRow.warnings_sent == i, expires <= now + lead)
+                for i, lead in enumerate(sorted(leads, reverse=True))
+            ]
+            # The bound by the longest lead says nothing new, but lets the (state, expiry)
+            # index find the few that are close rather than reading every stopped hold.
+            return and_(
+                HoldRow.state == state,
+                expires <= now + max(leads, default=timedelta(0)),
+                or_(expires <= now, *owed_warning),
+            )
+
+        return await self._ids(
+            or_(
+                due(STOP_IN_FORCE.value, HoldRow.stop_expires_at, stop_leads),
+                due(FREEZE_IN_FORCE.value, HoldRow.freeze_expires_at, freeze_leads),
+            ),
+            # The most urgent first: a backlog delays the warnings that can wait.
+            sql_case(
+                (HoldRow.state == STOP_IN_FORCE.value, HoldRow.stop_expires_at),
+                else_=HoldRow.freeze_expires_at,
+            ),
+            limit,
+        )
+
+    async def freezes_due(self, now: datetime, limit: int) -> list[UUID]:
+        return await self._ids(
+            and_(
+                HoldRow.state.in_(values(FREEZABLE)),
+                HoldRow.freeze_next_attempt_at <= now,
+            ),
+            HoldRow.freeze_next_attempt_at,
+            limit,
+        )
+
+    async def returns_due(self, now: datetime, limit: int) -> list[UUID]:
+        return await self._ids(
+            and_(
+                HoldRow.state.in_(values(RETURN_UNDER_WAY)),
+                HoldRow.return_next_attempt_at <= now,
+            ),
+            HoldRow.return_next_attempt_at,
+            limit,
+        )
+
+    async def count_expiring(self, now: datetime, within: timedelta) -> int:
+        return await self._count(
+            and_(HoldRow.state == STOP_IN_FORCE.value, HoldRow.stop_expires_at <= now + within)
+        )
+
+    async def count_unconfirmed(self, accepted_before: datetime) -> int:
+        """Holds unconfirmed since before `accepted_before` (the alert's gauge)."""
+        return await self._count(
+            and_(HoldRow.state == UNCONFIRMED.value, HoldRow.accepted_at <= accepted_before)
+        )
+
+    async def _ids(self, where: Any, order_by: Any, limit: int) -> list[UUID]:
+        with store_errors():
+            async with self._db.read() as connection:
+                rows = await connection.execute(
+                    select(HoldRow.id).where(where).order_by(order_by).limit(limit)
+                )
+                return list(rows.scalars())
+
+    async def _count(self, where: Any) -> int:
+        with store_errors():
+            async with self._db.read() as connection:
+                count = await connection.scalar(
+                    select(func.count()).select_from(HoldRow).where(where)
+                )
+                return int(count or 0)

@@ -1,0 +1,138 @@
+"""The money trail, followed inside the transaction of the answers that found money moved on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stopper.adapters.db.dialects import Database, Row
+from stopper.adapters.db.models import (
+    AccountRow,
+    CaseRow,
+    HoldRow,
+    HoldTransitionRow,
+    OutboxRow,
+    TrailEdgeRow,
+)
+from stopper.adapters.db.rows import account_row, hold_row, stop_request_row, transition_rows
+from stopper.app.ports import HoldRecord, HoldUpdate
+from stopper.domain.holds import HoldState, Transition
+from stopper.domain.trail import TrailNode, TrailPlan
+
+
+async def follow_trails(
+    db: Database,
+    connection: AsyncConnection,
+    follows: Sequence[tuple[HoldRecord, HoldUpdate]],
+    stop_request_topic: str,
+) -> None:
+    """Follow the money trail of every answer in the transaction that found money moved on:
+    their cases locked and read at once, each plan seeing what the plans before it in the
+    same case added, and what they add written with one statement per table."""
+    case_ids = sorted({record.hold.case_id for record, _ in follows})
+    # One trail change per case at a time: sibling answers may reach the same account.
+    # Locked in id order, so two transactions never wait on each other in a circle.
+    await connection.execute(
+        select(CaseRow.id)
+        .where(db.id_among(CaseRow.id, case_ids))
+        .order_by(CaseRow.id)
+        .with_for_update()
+    )
+    rows = await connection.execute(
+        select(
+            HoldRow.case_id,
+            HoldRow.id,
+            HoldRow.institution_code,
+            AccountRow.account_number,
+            HoldRow.layer,
+            HoldRow.parent_hold_id,
+            HoldRow.amount_asked,
+            HoldRow.currency,
+            HoldRow.state,
+        )
+        .join(AccountRow, AccountRow.id == HoldRow.account_id)
+        .where(db.id_among(HoldRow.case_id, case_ids))
+    )
+    nodes: dict[UUID, list[TrailNode]] = {case_id: [] for case_id in case_ids}
+    for row in rows:
+        nodes[row.case_id].append(
+            TrailNode(
+                row.id,
+                row.institution_code,
+                row.account_number,
+                row.layer,
+                row.parent_hold_id,
+                row.amount_asked,
+                row.currency,
+                HoldState(row.state),
+            )
+        )
+    written = _TrailRows()
+    for record, change in follows:
+        assert change.follow is not None
+        case_id = record.hold.case_id
+        plan = change.follow(nodes[case_id])
+        nodes[case_id] = [
+            replace(n, amount_asked=plan.raised.get(n.hold_id, n.amount_asked))
+            for n in nodes[case_id]
+        ] + [TrailNode.of(h) for h in plan.new_holds]
+        written.add(plan, record, change.at, stop_request_topic)
+    if written.accounts:
+        await connection.execute(db.insert_new(AccountRow).values(list(written.accounts.values())))
+    # One statement per table whatever the number of rows (`insert_rows`): the follows run
+    # inside the answers' shared transaction, which waits on every trip.
+    await db.insert_rows(connection, HoldRow, written.holds)
+    await db.insert_rows(connection, HoldTransitionRow, transition_rows(written.audit))
+    if written.requests:
+        # JSON payloads: no array parameter for them, an executemany.
+        await connection.execute(insert(OutboxRow), written.requests)
+    for raised_id, (amount, at) in written.raised.items():
+        await connection.execute(
+            update(HoldRow)
+            .where(HoldRow.id == raised_id)
+            .values(amount_asked=amount, version=HoldRow.version + 1, updated_at=at)
+        )
+    await db.insert_rows(connection, TrailEdgeRow, written.edges)
+
+
+class _TrailRows:
+    """What the plans of one transaction add, table by table."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[UUID, Row] = {}
+        self.holds: list[Row] = []
+        self.audit: list[Transition] = []  # births and merges
+        self.requests: list[Row] = []
+        self.raised: dict[UUID, tuple[int, datetime]] = {}
+        self.edges: list[Row] = []
+
+    def add(self, plan: TrailPlan, parent: HoldRecord, at: datetime, topic: str) -> None:
+        for h in plan.new_holds:
+            account = account_row(h, first_seen_at=at)
+            self.accounts.setdefault(account["id"], account)
+            born = HoldRecord.born(h, requested_at=at, report_accepted_at=parent.report_accepted_at)
+            self.holds.append(hold_row(born, version=h.version, updated_at=at))
+            self.requests.append(stop_request_row(topic, h.stop_request(at), at))
+        self.audit += plan.births + plan.merges
+        self.raised.update({hold_id: (amount, at) for hold_id, amount in plan.raised.items()})
+        self.edges += [
+            {
+                "case_id": parent.hold.case_id,
+                "from_hold_id": e.from_hold_id,
+                "to_hold_id": e.to_hold_id,
+                "kind": e.transfer.kind.value,
+                "institution_code": e.transfer.institution_code,
+                "account_number": e.transfer.account_number,
+                "amount": e.transfer.amount,
+                "amount_traced": e.amount_traced,
+                "transferred_at": e.transfer.transferred_at,
+                "outcome": e.outcome.value,
+                "recorded_at": at,
+            }
+            for e in plan.edges
+        ]
