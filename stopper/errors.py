@@ -17,7 +17,10 @@
     │   └── KeyRefused                an API key Stopper will not issue
     ├── OperatorCommandFailed         an operator command got no answer from Stopper's API
     └── InfrastructureError           a server we depend on misbehaved
-        ├── BusUnavailable            the message bus could not take or give messages (retryable)
+        ├── BusError                  the message bus failed a call
+        │   ├── BusUnavailable        it could not take or give messages now (retryable)
+        │   └── BusRefused            it refuses this very call, e.g. a record too large for the
+        │                             broker or a topic we may not write (not retryable)
         ├── StoreUnavailable          the database could not be reached (retryable)
         │   └── SchemaNotReady        reached, but not at this Stopper's schema (retryable: migrate)
         └── InstitutionError          an institution did not give a usable answer
@@ -55,6 +58,8 @@ __all__ = [
     "AuthRefused",
     "BodyTooLarge",
     "BreakerOpen",
+    "BusError",
+    "BusRefused",
     "BusUnavailable",
     "CallbackRefusal",
     "CallbackRefused",
@@ -161,8 +166,19 @@ class InfrastructureError(StopperError):
     retryable: bool = True
 
 
-class BusUnavailable(InfrastructureError):
+class BusError(InfrastructureError):
+    """The message bus failed a call; `retryable` says whether the same call may succeed."""
+
+
+class BusUnavailable(BusError):
     """The message bus could not take or give messages."""
+
+
+class BusRefused(BusError):
+    """The message bus refuses this call itself (aiokafka: an error not flagged `retriable`):
+    the same record or request again fails again, so it is never retried in a loop."""
+
+    retryable = False
 
 
 class StoreUnavailable(InfrastructureError):

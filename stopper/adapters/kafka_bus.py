@@ -16,13 +16,28 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerClosed, TopicAlreadyExistsError
 
 from stopper.app.ports import Message
 from stopper.config import KafkaSettings
-from stopper.errors import BusUnavailable, ConfigurationError
+from stopper.errors import BusError, BusRefused, BusUnavailable, ConfigurationError
 
 log = logging.getLogger(__name__)
+
+# Errors aiokafka does not flag `retriable` that say nothing about the call itself: the
+# client's own wait ran out (the broker is down or slow; every other outbound call of Stopper
+# retries its timeout), or the producer is closing with the process.
+_TRANSIENT_UNFLAGGED = (KafkaTimeoutError, ProducerClosed)
+
+
+def bus_error(error: KafkaError, doing: str) -> BusError:
+    """What a Kafka error means to Stopper: `BusUnavailable` (retryable) when aiokafka flags
+    it `retriable` (or it is a client-side timeout), else `BusRefused`: the same call would be
+    refused again (a record too large, a topic we may not write, a commit after a rebalance)."""
+    said = f"{doing}: {type(error).__name__}"
+    if error.retriable or isinstance(error, _TRANSIENT_UNFLAGGED):
+        return BusUnavailable(said)
+    return BusRefused(said)
 
 
 class KafkaBus:
@@ -50,7 +65,7 @@ class KafkaBus:
             await producer.start()
             await self._wait_for_partitions(producer)
         except KafkaError as e:
-            raise BusUnavailable(f"cannot reach Kafka: {type(e).__name__}") from e
+            raise bus_error(e, "cannot reach Kafka") from e
         self._producer = producer
 
     async def _wait_for_partitions(self, producer: AIOKafkaProducer) -> None:
@@ -90,7 +105,7 @@ class KafkaBus:
                 headers=[(k, v.encode()) for k, v in (headers or {}).items()],
             )
         except KafkaError as e:
-            raise BusUnavailable(f"Kafka did not take the record: {type(e).__name__}") from e
+            raise bus_error(e, "Kafka did not take the record") from e
 
     def subscribe(
         self, topic: str, group: str, fetch_max_wait_ms: int | None = None
@@ -167,7 +182,7 @@ class KafkaSubscription:
                 timeout_ms=200, max_records=self._settings.max_batch
             )
         except KafkaError as e:
-            raise BusUnavailable(f"cannot read {self._topic}: {type(e).__name__}") from e
+            raise bus_error(e, f"cannot read {self._topic}") from e
         batch = [
             Message(
                 topic=record.topic,
@@ -196,7 +211,7 @@ class KafkaSubscription:
         try:
             await self._consumer.commit(offsets)
         except KafkaError as e:
-            raise BusUnavailable(f"cannot commit offsets: {type(e).__name__}") from e
+            raise bus_error(e, "cannot commit offsets") from e
 
     async def close(self) -> None:
         if self._started:

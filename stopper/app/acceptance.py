@@ -10,8 +10,8 @@ Business rules:
 - a report_id already used for a case with different content is refused; the first report
   stands;
 - otherwise the raw report is queued on the reports topic, keyed by its report_id, with the
-  moment it was accepted; it is accepted once the bus has it (`BusUnavailable` otherwise, and
-  nothing was recorded). Its case id is known at once: it follows from the report_id.
+  moment it was accepted; it is accepted once the bus has it (else a `BusError`, retryable or
+  not, and nothing was recorded). Its case id is known at once: it follows from the report_id.
 Every outcome is counted (accepted, duplicate, conflict, rejected).
 """
 

@@ -7,6 +7,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from stopper.errors import BusRefused
+
 log = logging.getLogger(__name__)
 
 
@@ -23,13 +25,18 @@ async def run_periodically(
 
     After a step that did work (returned > 0) the next follows at once; after an idle step the
     loop waits `interval_s` or until `wake` is set. A failing step is logged and retried with
-    growing delays.
+    growing delays, except when the bus refuses what the step sends (`BusRefused`, e.g. an
+    outbox record too large for the broker): the same step would be refused again, so the loop
+    ends, loudly, and the process stops being ready.
     """
     error_delay = interval_s
     while not stopping.is_set():
         try:
             did = await step()
             error_delay = interval_s
+        except BusRefused:
+            log.critical("%s stopped: the bus refuses what it sends", name, exc_info=True)
+            return
         except Exception:
             log.exception("%s failed; retrying in %.1fs", name, error_delay)
             await _wait(stopping, None, error_delay)

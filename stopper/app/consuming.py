@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from stopper import metrics
 from stopper.app.ports import Message, Subscription
-from stopper.errors import BusUnavailable
+from stopper.errors import BusError, BusRefused, BusUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ async def consume(
       partly done batch is harmless to redo;
     - a failed offset commit (e.g. the partition moved to another instance) is logged and left:
       the records come again and the handler recognises them;
+    - a bus that refuses what it is asked (`BusRefused`: reading a topic we may not read, or a
+      dead letter too large for the broker) ends this consumer, loudly: trying the same again
+      cannot help, and looping on it would hide it. Nothing of that batch is committed, and
+      the process stops being ready (its consumers are not all alive);
     - a batch's offsets are committed while the next batch is fetched (a broker round trip
       less between two batches), one commit at a time, in order.
     """
@@ -45,6 +49,11 @@ async def consume(
                 log.exception("consumer %s cannot read; retrying", name)
                 await _sleep_unless_stopping(stopping, retry_delay_s)
                 continue
+            except BusRefused:
+                log.critical(
+                    "consumer %s stopped: the bus refuses to give it records", name, exc_info=True
+                )
+                return
             lag = subscription.lag()
             if lag is not None:
                 metrics.CONSUMER_LAG.labels(consumer=name).set(lag)
@@ -66,7 +75,7 @@ async def consume(
 async def _commit(subscription: Subscription, batch: Sequence[Message], name: str) -> None:
     try:
         await subscription.commit(batch)
-    except BusUnavailable:
+    except BusError:  # either kind: a commit after a rebalance is refused, and harmless too
         log.warning("consumer %s could not commit; the batch will come again", name)
 
 
@@ -82,6 +91,15 @@ async def _handle_until_done(
         try:
             await handle(batch)
             return True
+        except BusRefused:
+            metrics.CONSUMER_ERRORS.labels(consumer=name).inc()
+            log.critical(
+                "consumer %s stopped: the bus refuses what a batch of %d needs sent",
+                name,
+                len(batch),
+                exc_info=True,
+            )
+            return False
         except Exception:
             # Any failure: the batch is not done, so it is not committed; try it again.
             metrics.CONSUMER_ERRORS.labels(consumer=name).inc()

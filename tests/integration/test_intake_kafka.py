@@ -18,6 +18,7 @@ from stopper.app.consuming import consume
 from stopper.app.intake import IntakeResult
 from stopper.app.ports import Message
 from stopper.domain.cases import case_id_for
+from stopper.errors import BusRefused
 from stopper.runtime import Runtime, build_runtime
 from tests.factories import report_doc
 from tests.integration.conftest import real_settings, unique_kafka
@@ -161,3 +162,16 @@ async def test_crash_between_db_commit_and_offset_commit_makes_no_second_case(
         assert await count_rows(runtime, HoldRow, case_id=case_id) == 2
     finally:
         await runtime.stop()
+
+
+async def test_a_record_too_large_for_the_broker_is_refused_not_retried(
+    real_runtime: Runtime,
+) -> None:
+    # Past the producer's max_request_size (1 MiB): aiokafka says not `retriable`.
+    topic = real_runtime.settings.kafka.reports_topic
+    with pytest.raises(BusRefused) as raised:
+        await real_runtime.bus.publish(topic, "too-large", b"x" * 2_000_000)
+    assert not raised.value.retryable
+    assert type(raised.value.__cause__).__name__ == "MessageSizeTooLargeError"
+    # The bus is still there for what it can take.
+    await real_runtime.bus.publish(topic, "small", b"{}")

@@ -16,7 +16,7 @@ from stopper.api.refusals import error_response
 from stopper.app.acceptance import ReportAcceptance
 from stopper.app.auth import Caller
 from stopper.contracts.reports import ErrorV1, FraudReportV1, ReportAcceptedV1
-from stopper.errors import BodyTooLarge, BusUnavailable
+from stopper.errors import BodyTooLarge, BusRefused, BusUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,11 @@ def router(acceptance: ReportAcceptance, *, limit: int, public_url: str) -> APIR
             return error_response(
                 503, "the report could not be queued; retry later", headers={"Retry-After": "5"}
             )
+        except BusRefused as e:
+            # No Retry-After: the same report would be refused again (too large for the broker,
+            # or a topic this process may not write): a person must look.
+            log.error("the bus refused a report: %s", e)
+            return error_response(500, "the report could not be queued; retrying will not help")
         answer = ReportAcceptedV1(
             report_id=accepted.report_id,
             case_id=str(accepted.case_id),
