@@ -23,7 +23,7 @@ from stopper.adapters.memory_bus import InProcessBus
 from stopper.adapters.sqlite_bus import SqliteBus
 from stopper.app.acceptance import ReportAcceptance
 from stopper.app.auth import ApiKeys
-from stopper.app.background import run_periodically
+from stopper.app.background import RefusedLoops, run_periodically
 from stopper.app.callbacks import CallbackHandler
 from stopper.app.consuming import consume
 from stopper.app.deadlines import DeadlineKeeper
@@ -61,6 +61,8 @@ class Runtime:
     keys: ApiKeys
     reconciler: Reconciler
     acceptance: ReportAcceptance
+    # Loops whose work the bus refuses right now (they keep trying, slowly): not ready meanwhile.
+    refusals: RefusedLoops = field(default_factory=RefusedLoops)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _schema_ready: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -87,6 +89,7 @@ class Runtime:
                 self.intake.handle_batch,
                 name="intake",
                 stopping=self._stopping,
+                refusals=self.refusals,
             ),
         )
         self._spawn(
@@ -100,6 +103,7 @@ class Runtime:
                 stop_requests.handle_batch,
                 name="dispatch",
                 stopping=self._stopping,
+                refusals=self.refusals,
             ),
         )
         self._spawn(
@@ -109,6 +113,7 @@ class Runtime:
                 self._relay_outbox,
                 interval_s=dispatch.relay_interval_ms / 1000,
                 stopping=self._stopping,
+                refusals=self.refusals,
                 wake=self.outbox_written,
             ),
         )
@@ -119,6 +124,7 @@ class Runtime:
                 self.dispatcher.sweep_once,
                 interval_s=dispatch.sweep_interval_ms / 1000,
                 stopping=self._stopping,
+                refusals=self.refusals,
             ),
         )
         self._spawn(
@@ -128,6 +134,7 @@ class Runtime:
                 self.deadlines.sweep_once,
                 interval_s=self.settings.deadlines.sweep_interval_ms / 1000,
                 stopping=self._stopping,
+                refusals=self.refusals,
             ),
         )
         self._spawn(
@@ -137,6 +144,7 @@ class Runtime:
                 self.freezes.sweep_once,
                 interval_s=self.settings.dispatch.sweep_interval_ms / 1000,
                 stopping=self._stopping,
+                refusals=self.refusals,
             ),
         )
         self._spawn(
@@ -146,6 +154,7 @@ class Runtime:
                 self.returns.sweep_once,
                 interval_s=self.settings.dispatch.sweep_interval_ms / 1000,
                 stopping=self._stopping,
+                refusals=self.refusals,
             ),
         )
         self._spawn(
@@ -155,12 +164,17 @@ class Runtime:
                 self.reconciler.sweep_once,
                 interval_s=dispatch.reconcile_interval_s,
                 stopping=self._stopping,
+                refusals=self.refusals,
             ),
         )
         self._spawn(
             "gauges",
             run_periodically(
-                "gauges", self._refresh_gauges, interval_s=5.0, stopping=self._stopping
+                "gauges",
+                self._refresh_gauges,
+                interval_s=5.0,
+                stopping=self._stopping,
+                refusals=self.refusals,
             ),
         )
 
@@ -211,7 +225,8 @@ class Runtime:
         return self._schema_ready
 
     def consumers_alive(self) -> bool:
-        return all(not t.done() for t in self._tasks)
+        """Every consumer and background loop runs, and none is refused by the bus."""
+        return all(not t.done() for t in self._tasks) and not self.refusals.names()
 
 
 def build_runtime(

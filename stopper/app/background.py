@@ -11,6 +11,28 @@ from stopper.errors import BusRefused
 
 log = logging.getLogger(__name__)
 
+# How long a loop waits before it tries again what the bus refused (`BusRefused`: a record too
+# large, a topic it may not use). Trying again at once cannot help; trying never again would
+# leave the process broken after the cause is fixed (an ACL granted, a limit raised).
+REFUSED_RETRY_S = 30.0
+
+
+class RefusedLoops:
+    """The loops of this process whose work the bus refuses right now. Each keeps trying,
+    slowly, and leaves the set once it succeeds; the process is not ready while any is here."""
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+
+    def refused(self, name: str) -> None:
+        self._names.add(name)
+
+    def cleared(self, name: str) -> None:
+        self._names.discard(name)
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._names)
+
 
 async def run_periodically(
     name: str,
@@ -20,23 +42,36 @@ async def run_periodically(
     stopping: asyncio.Event,
     wake: asyncio.Event | None = None,
     max_error_delay_s: float = 10.0,
+    refusals: RefusedLoops | None = None,
+    refused_retry_s: float = REFUSED_RETRY_S,
 ) -> None:
     """Call `step` again and again until `stopping`.
 
     After a step that did work (returned > 0) the next follows at once; after an idle step the
     loop waits `interval_s` or until `wake` is set. A failing step is logged and retried with
-    growing delays, except when the bus refuses what the step sends (`BusRefused`, e.g. an
-    outbox record too large for the broker): the same step would be refused again, so the loop
-    ends, loudly, and the process stops being ready.
+    growing delays. When the bus refuses what the step sends (`BusRefused`, e.g. an outbox
+    record too large for the broker) the step is tried again only every `refused_retry_s`,
+    logged critical each time, and the loop counts in `refusals` (the process is not ready)
+    until a step succeeds.
     """
     error_delay = interval_s
     while not stopping.is_set():
         try:
             did = await step()
             error_delay = interval_s
+            if refusals is not None:
+                refusals.cleared(name)
         except BusRefused:
-            log.critical("%s stopped: the bus refuses what it sends", name, exc_info=True)
-            return
+            log.critical(
+                "%s: the bus refuses what it sends; trying again in %.0fs",
+                name,
+                refused_retry_s,
+                exc_info=True,
+            )
+            if refusals is not None:
+                refusals.refused(name)
+            await _wait(stopping, None, refused_retry_s)
+            continue
         except Exception:
             log.exception("%s failed; retrying in %.1fs", name, error_delay)
             await _wait(stopping, None, error_delay)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from stopper import metrics
+from stopper.app.background import REFUSED_RETRY_S, RefusedLoops
 from stopper.app.ports import Message, Subscription
 from stopper.errors import BusError, BusRefused, BusUnavailable
 
@@ -23,6 +24,8 @@ async def consume(
     stopping: asyncio.Event,
     retry_delay_s: float = 0.5,
     max_retry_delay_s: float = 15.0,
+    refusals: RefusedLoops | None = None,
+    refused_retry_s: float = REFUSED_RETRY_S,
 ) -> None:
     """Run until `stopping` is set.
 
@@ -34,9 +37,10 @@ async def consume(
     - a failed offset commit (e.g. the partition moved to another instance) is logged and left:
       the records come again and the handler recognises them;
     - a bus that refuses what it is asked (`BusRefused`: reading a topic we may not read, or a
-      dead letter too large for the broker) ends this consumer, loudly: trying the same again
-      cannot help, and looping on it would hide it. Nothing of that batch is committed, and
-      the process stops being ready (its consumers are not all alive);
+      dead letter too large for the broker) is asked again only every `refused_retry_s`,
+      logged critical each time: at once cannot help, and never again would leave the
+      consumer dead after the cause is fixed. Nothing of that batch is skipped or committed,
+      and the consumer counts in `refusals` (the process is not ready) until it gets on;
     - a batch's offsets are committed while the next batch is fetched (a broker round trip
       less between two batches), one commit at a time, in order.
     """
@@ -51,18 +55,31 @@ async def consume(
                 continue
             except BusRefused:
                 log.critical(
-                    "consumer %s stopped: the bus refuses to give it records", name, exc_info=True
+                    "consumer %s: the bus refuses to give it records; asking again in %.0fs",
+                    name,
+                    refused_retry_s,
+                    exc_info=True,
                 )
-                return
+                if refusals is not None:
+                    refusals.refused(name)
+                await _sleep_unless_stopping(stopping, refused_retry_s)
+                continue
             lag = subscription.lag()
             if lag is not None:
                 metrics.CONSUMER_LAG.labels(consumer=name).set(lag)
             if not batch:
                 continue
             if not await _handle_until_done(
-                handle, batch, name, stopping, retry_delay_s, max_retry_delay_s
+                handle,
+                batch,
+                name,
+                stopping,
+                (retry_delay_s, max_retry_delay_s, refused_retry_s),
+                refusals,
             ):
                 return
+            if refusals is not None:
+                refusals.cleared(name)
             if committing is not None:
                 await committing
             committing = asyncio.create_task(_commit(subscription, batch, name))
@@ -84,22 +101,29 @@ async def _handle_until_done(
     batch: Sequence[Message],
     name: str,
     stopping: asyncio.Event,
-    delay: float,
-    max_delay: float,
+    delays: tuple[float, float, float],  # first retry, longest retry, after a refusal
+    refusals: RefusedLoops | None = None,
 ) -> bool:
+    delay, max_delay, refused_delay = delays
     while True:
         try:
             await handle(batch)
             return True
         except BusRefused:
+            # The same batch would be refused again at once: ask again much later.
             metrics.CONSUMER_ERRORS.labels(consumer=name).inc()
             log.critical(
-                "consumer %s stopped: the bus refuses what a batch of %d needs sent",
+                "consumer %s: the bus refuses what a batch of %d needs sent; again in %.0fs",
                 name,
                 len(batch),
+                refused_delay,
                 exc_info=True,
             )
-            return False
+            if refusals is not None:
+                refusals.refused(name)
+            if await _sleep_unless_stopping(stopping, refused_delay):
+                return False
+            continue
         except Exception:
             # Any failure: the batch is not done, so it is not committed; try it again.
             metrics.CONSUMER_ERRORS.labels(consumer=name).inc()

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from stopper.adapters.kafka_bus import bus_error
-from stopper.app.background import run_periodically
+from stopper.app.background import RefusedLoops, run_periodically
 from stopper.app.consuming import consume
 from stopper.app.ports import Message
 from stopper.errors import BusRefused, BusUnavailable
@@ -74,23 +74,62 @@ def consumer_errors(name: str) -> float:
     return value or 0.0
 
 
-async def test_a_batch_the_bus_refuses_ends_the_consumer_uncommitted() -> None:
+async def test_a_batch_the_bus_refuses_is_tried_again_slowly_and_nothing_is_skipped() -> None:
     stopping = asyncio.Event()
     subscription = FakeSubscription([[message(b"a", 0)], [message(b"b", 1)]], stopping)
+    refusals = RefusedLoops()
     calls: list[int] = []
+    seen_refused: list[frozenset[str]] = []
 
     async def handle(batch: Sequence[Message]) -> None:
         calls.append(batch[0].offset)
-        raise BusRefused("dead letter too large")
+        seen_refused.append(refusals.names())
+        if len(calls) <= 2:
+            raise BusRefused("dead letter too large")
 
     before = consumer_errors("refused")
     await asyncio.wait_for(
-        consume(subscription, handle, name="refused", stopping=stopping, retry_delay_s=0.001), 5
+        consume(
+            subscription,
+            handle,
+            name="refused",
+            stopping=stopping,
+            retry_delay_s=0.001,
+            refusals=refusals,
+            refused_retry_s=0.05,
+        ),
+        5,
     )
-    assert calls == [0]  # tried once, not looped on, and the next batch never handed out
-    assert subscription.committed == []
-    assert subscription.closed and not stopping.is_set()
-    assert consumer_errors("refused") == before + 1
+    # The same batch again (never the next one before it), until the bus took it.
+    assert calls == [0, 0, 0, 1]
+    assert seen_refused == [frozenset(), {"refused"}, {"refused"}, frozenset()]
+    assert subscription.committed == [[0], [1]]
+    assert consumer_errors("refused") == before + 2
+
+
+async def test_a_refusal_waits_its_own_delay_not_the_retry_delay() -> None:
+    stopping = asyncio.Event()
+    subscription = FakeSubscription([[message(b"a", 0)]], stopping)
+    calls: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def handle(batch: Sequence[Message]) -> None:
+        calls.append(loop.time())
+        if len(calls) == 1:
+            raise BusRefused("record too large")
+
+    await asyncio.wait_for(
+        consume(
+            subscription,
+            handle,
+            name="slow",
+            stopping=stopping,
+            retry_delay_s=0.001,
+            refused_retry_s=0.3,
+        ),
+        5,
+    )
+    assert len(calls) == 2 and calls[1] - calls[0] >= 0.3
 
 
 async def test_a_retryable_failure_is_still_retried() -> None:
@@ -122,33 +161,76 @@ class RefusingSubscription(FakeSubscription):
         raise BusRefused("commit after a rebalance")
 
 
-async def test_a_refused_read_ends_the_consumer_and_a_refused_commit_does_not() -> None:
+class RefusingReads(FakeSubscription):
+    """Refuses the first `refusals` reads, then hands out its batches."""
+
+    def __init__(self, stopping: asyncio.Event, refusals: int) -> None:
+        super().__init__([[message(b"a", 0)]], stopping)
+        self.refusals = refusals
+
+    async def next_batch(self) -> Sequence[Message]:
+        if self.refusals:
+            self.refusals -= 1
+            raise BusRefused("topic not readable")
+        return await super().next_batch()
+
+
+async def test_a_refused_read_is_asked_again_and_a_refused_commit_is_harmless() -> None:
     stopping = asyncio.Event()
-    reads_refused = RefusingSubscription(stopping, refuse_reads=True)
+    refusals = RefusedLoops()
+    reads_refused = RefusingReads(stopping, refusals=2)
     handled: list[int] = []
 
     async def handle(batch: Sequence[Message]) -> None:
         handled.append(batch[0].offset)
 
-    await asyncio.wait_for(consume(reads_refused, handle, name="r", stopping=stopping), 5)
-    assert handled == [] and reads_refused.closed and not stopping.is_set()
+    await asyncio.wait_for(
+        consume(
+            reads_refused,
+            handle,
+            name="r",
+            stopping=stopping,
+            refusals=refusals,
+            refused_retry_s=0.01,
+        ),
+        5,
+    )
+    assert handled == [0] and reads_refused.refusals == 0 and reads_refused.closed
+    assert refusals.names() == frozenset()  # it got on: ready again
 
     # A refused commit is harmless: the records come again and the handler recognises them.
+    stopping = asyncio.Event()
     commits_refused = RefusingSubscription(stopping, refuse_reads=False)
     await asyncio.wait_for(consume(commits_refused, handle, name="c", stopping=stopping), 5)
-    assert handled == [0, 1]
+    assert handled == [0, 0, 1]
 
 
-async def test_a_background_step_the_bus_refuses_ends_the_loop() -> None:
+async def test_a_background_step_the_bus_refuses_is_tried_again_slowly() -> None:
     stopping = asyncio.Event()
-    steps: list[str] = []
+    refusals = RefusedLoops()
+    steps: list[frozenset[str]] = []
 
     async def relay() -> int:
-        steps.append("relay")
+        steps.append(refusals.names())
         if len(steps) == 1:
-            raise BusUnavailable("broker away")  # retried
-        raise BusRefused("record too large")  # not
+            raise BusUnavailable("broker away")  # retried at its own pace
+        if len(steps) == 2:
+            raise BusRefused("record too large")  # tried again, slowly
+        stopping.set()
+        return 1
 
-    await asyncio.wait_for(run_periodically("relay", relay, interval_s=0.001, stopping=stopping), 5)
-    assert steps == ["relay", "relay"]
-    assert not stopping.is_set()
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(
+        run_periodically(
+            "relay",
+            relay,
+            interval_s=0.001,
+            stopping=stopping,
+            refusals=refusals,
+            refused_retry_s=0.2,
+        ),
+        5,
+    )
+    assert steps == [frozenset(), frozenset(), {"relay"}]
+    assert refusals.names() == frozenset()
+    assert asyncio.get_running_loop().time() - started >= 0.2
