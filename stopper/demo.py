@@ -44,7 +44,7 @@ from stopper.config import (
 from stopper.demo_stats import deadline_counts, race_latencies
 from stopper.demo_summary import DEADLINE_HOURS, DemoRun, money, print_table, summarize
 from stopper.domain.cases import case_id_for
-from stopper.domain.holds import TRANSITIONS, HoldEvent, HoldState
+from stopper.domain.holds import HoldEvent, HoldState, states_allowing
 from stopper.registry import Institution, load_registry
 from stopper.runtime import build_runtime
 from stopper.serving import free_port, serving
@@ -57,11 +57,7 @@ from stopper.simulation.server import create_simulation_app
 # is on its way: unsettled are the states Stopper may still give up from (a stop request owed,
 # sent, or accepted and not yet confirmed) and those a return's confirmation leaves. With an
 # accelerated clock a stop may lapse, or be frozen, before the last report's holds settle.
-UNSETTLED = frozenset(
-    state
-    for state, event in TRANSITIONS
-    if event in (HoldEvent.GAVE_UP, HoldEvent.RETURN_CONFIRMED)
-)
+UNSETTLED = states_allowing(HoldEvent.GAVE_UP, HoldEvent.RETURN_CONFIRMED)
 
 # A profile makes a hold fail where its faults can use up the hold's retries: an outage that
 # outlasts the retry deadline, or timeouts, 5xx and unreadable answers so frequent that every
