@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -20,13 +20,15 @@ from stopper.app.ports import (
     Message,
     OpenedCase,
     OutboxEvent,
+    OutboxMessage,
     Payout,
     ReconcileItem,
     RecordOutcome,
     ReturnStart,
     VictimTransfer,
 )
-from stopper.contracts.institutions import FreezeAnswerV1, ReturnAnswerV1
+from stopper.contracts.institutions import FreezeAnswerV1, ReturnAnswerV1, StopRequestV1
+from stopper.domain.cases import hold_id_for
 from stopper.domain.holds import Hold, HoldState, Transition, idempotency_key_for
 from stopper.domain.messages import (
     InstitutionAnswer,
@@ -69,42 +71,6 @@ class FakePublisher:
         self.sent.append(Published(topic, key, value, dict(headers or {})))
 
 
-@dataclass
-class FakeIntakeStore:
-    """Keeps cases in a dict; `fail_next` makes the next call fail like a lost database."""
-
-    cases: dict[UUID, OpenedCase] = field(default_factory=dict)
-    fail_next: int = 0
-
-    async def case_fingerprint(self, case_id: UUID) -> str | None:
-        case = self.cases.get(case_id)
-        return case.fingerprint if case else None
-
-    async def record_opened_cases(
-        self, cases: Sequence[OpenedCase], claim: HoldDecision | None = None
-    ) -> RecordOutcome:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise StoreUnavailable("fake database down")
-        created, known, claimed = [], {}, []
-        for opened in cases:
-            if opened.case.id in self.cases:
-                known[opened.case.id] = self.cases[opened.case.id].fingerprint
-                continue
-            self.cases[opened.case.id] = opened
-            created.append(opened.case.id)
-            if claim is None:
-                continue
-            for hold in opened.case.holds:
-                born = HoldRecord.born(
-                    hold, requested_at=opened.case.opened_at, report_accepted_at=opened.accepted_at
-                )
-                change = claim(born)
-                if change is not None:
-                    claimed.append((born, change))
-        return RecordOutcome(created=created, already_known=known, claimed=claimed)
-
-
 class FakeSubscription:
     """Hands out prepared batches; records what was committed."""
 
@@ -137,9 +103,13 @@ def message(
 
 
 class FakeDispatchStore:
-    """Holds in a dict. `update_hold` runs without awaiting, so it is atomic like the real one."""
+    """The store in dicts and lists, keeping the contract `tests/integration/test_store_contract.py`
+    holds it to beside the real store. `update_hold` runs without awaiting, so it is atomic like
+    the real one."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop_request_topic: str = "stopper.stop-requests") -> None:
+        self.stop_request_topic = stop_request_topic
+        self.cases: dict[UUID, OpenedCase] = {}
         self.holds: dict[UUID, HoldRecord] = {}
         self.transitions: list[Transition] = []
         self.nonces: set[tuple[str, str]] = set()
@@ -148,9 +118,52 @@ class FakeDispatchStore:
         self.transfers: list[VictimTransfer] = []
         self.payouts: list[Payout] = []
         self.divergences: list[Divergence] = []
+        self.outbox: list[OutboxMessage] = []
+        self.published: set[int] = set()  # ids of the outbox messages relayed
 
     def add(self, record: HoldRecord) -> None:
         self.holds[record.hold.id] = record
+
+    async def case_fingerprint(self, case_id: UUID) -> str | None:
+        case = self.cases.get(case_id)
+        return case.fingerprint if case else None
+
+    async def record_opened_cases(
+        self, cases: Sequence[OpenedCase], claim: HoldDecision | None = None
+    ) -> RecordOutcome:
+        created, known, claimed = [], {}, []
+        for opened in cases:
+            case = opened.case
+            if case.id in self.cases:
+                known[case.id] = self.cases[case.id].fingerprint
+                continue
+            self.cases[case.id] = opened
+            created.append(case.id)
+            self.transitions += opened.births
+            self.transfers += [
+                VictimTransfer(
+                    t.victim_ref,
+                    hold_id_for(case.id, t.receiving_account),
+                    t.currency,
+                    t.amount,
+                    t.victim_account.institution_code,
+                    t.victim_account.account_number,
+                )
+                for t in case.transfers
+            ]
+            for hold in case.holds:
+                born = new_record(hold, case.opened_at, opened.accepted_at)
+                version = hold.version
+                change = None if claim is None else claim(born)
+                if change is None:
+                    self.add(copy.deepcopy(born))
+                    continue
+                written = change.applied(copy.deepcopy(born))
+                written.hold.version = version + 1
+                self.add(written)
+                self.transitions += change.transitions
+                claimed.append((born, change))
+        return RecordOutcome(created=created, already_known=known, claimed=claimed)
 
     async def holds_to_reconcile(
         self, institution_code: str, accepted_before: datetime, limit: int
@@ -186,6 +199,7 @@ class FakeDispatchStore:
         if change is None:
             return None
         written = change.applied(copy.deepcopy(record))
+        written.hold.version = stored.hold.version + 1  # one write, one version
         self._write(written, change)
         if change.follow is not None:
             self._follow(written, change)
@@ -215,6 +229,8 @@ class FakeDispatchStore:
         self.holds[written.hold.id] = written
         self.transitions += change.transitions
         self.events += change.events
+        for e in change.events:
+            self._enqueue(e.topic, e.key, dict(e.payload))
         if change.settle_payouts is not None:
             self.payouts = [
                 replace(p, status=change.settle_payouts)
@@ -228,11 +244,24 @@ class FakeDispatchStore:
     async def start_returns(
         self, case_id: UUID, decide: Callable[[CaseFunds], Sequence[ReturnStart]]
     ) -> Sequence[ReturnStart] | None:
+        if case_id not in self.cases and not any(
+            r.hold.case_id == case_id for r in self.holds.values()
+        ):
+            return None
+        for _ in range(5):
+            starts = self._start_returns(case_id, decide)
+            if starts is not None:
+                return starts
+        raise StoreUnavailable("holds kept changing under 5 attempts")
+
+    def _start_returns(
+        self, case_id: UUID, decide: Callable[[CaseFunds], Sequence[ReturnStart]]
+    ) -> Sequence[ReturnStart] | None:
+        """One attempt: None if a start was decided on a version of its hold no longer
+        stored, and then nothing is written."""
         records = {
             r.hold.id: copy.deepcopy(r) for r in self.holds.values() if r.hold.case_id == case_id
         }
-        if not records:
-            return None
         edges = [
             FlowEdge(e.from_hold_id, e.to_hold_id, e.amount_traced)
             for e in self.edges
@@ -245,8 +274,11 @@ class FakeDispatchStore:
             [p for p in self.payouts if p.hold_id in records],
         )
         starts = decide(funds)
+        if any(self.holds[s.hold_id].hold.version != s.version for s in starts):
+            return None
         for start in starts:
             written = start.update.applied(copy.deepcopy(records[start.hold_id]))
+            written.hold.version = start.version + 1
             self._write(written, start.update)
             self.payouts += start.payouts
         return starts
@@ -273,6 +305,8 @@ class FakeDispatchStore:
         plan = change.follow(nodes)
         for hold in plan.new_holds:
             self.add(new_record(hold, change.at, parent.report_accepted_at))
+            request = StopRequestV1.from_command(hold.stop_request(change.at))
+            self._enqueue(self.stop_request_topic, str(hold.id), request.model_dump(mode="json"))
         for hold_id, amount in plan.raised.items():
             self.holds[hold_id].hold.amount_asked = amount
             self.holds[hold_id].hold.version += 1
@@ -328,8 +362,8 @@ class FakeDispatchStore:
                 expires <= now or (sent < len(ordered) and expires <= now + ordered[sent])
             )
 
-        return [
-            r.hold.id
+        found = [
+            (r.stop_expires_at if r.hold.state is HoldState.STOPPED else r.freeze_expires_at, r)
             for r in self.holds.values()
             if (
                 r.hold.state is HoldState.STOPPED
@@ -339,7 +373,9 @@ class FakeDispatchStore:
                 r.hold.state is HoldState.FROZEN
                 and due(r.freeze_expires_at, r.warnings_sent, freeze_leads)
             )
-        ][:limit]
+        ]
+        # The most urgent first, as the real store orders them.
+        return [r.hold.id for at, r in sorted(found, key=lambda f: f[0] or now)][:limit]
 
     async def freezes_due(self, now: datetime, limit: int) -> list[UUID]:
         return [
@@ -359,8 +395,35 @@ class FakeDispatchStore:
             and r.stop_expires_at <= now + within
         )
 
-    async def relay_outbox(self, publish: Any, limit: int) -> int:
-        return 0
+    async def relay_outbox(
+        self, publish: Callable[[Sequence[OutboxMessage]], Awaitable[None]], limit: int
+    ) -> int:
+        pending = [m for m in self.outbox if m.id not in self.published][:limit]
+        if not pending:
+            return 0
+        await publish(pending)
+        self.published.update(m.id for m in pending)
+        return len(pending)
+
+    def _enqueue(self, topic: str, key: str, payload: dict[str, Any]) -> None:
+        self.outbox.append(OutboxMessage(len(self.outbox) + 1, topic, key, payload, {}))
+
+
+class FakeIntakeStore(FakeDispatchStore):
+    """The store fake as intake uses it; `fail_next` makes the next calls fail like a lost
+    database."""
+
+    def __init__(self, fail_next: int = 0) -> None:
+        super().__init__()
+        self.fail_next = fail_next
+
+    async def record_opened_cases(
+        self, cases: Sequence[OpenedCase], claim: HoldDecision | None = None
+    ) -> RecordOutcome:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise StoreUnavailable("fake database down")
+        return await super().record_opened_cases(cases, claim)
 
 
 Scripted = InstitutionAnswer | InstitutionError

@@ -1,0 +1,543 @@
+"""The store's contract: what the use cases rely on, held against the unit fake, SQLite and the
+real PostgreSQL alike (cosmicpython's repository tests), so the fake cannot drift.
+
+Every test records cases of its own (unique report ids); the sweeps see the whole database,
+so their results are checked for this test's holds only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+from uuid import UUID, uuid4
+
+import pytest
+
+from stopper.adapters.db import migrate
+from stopper.adapters.db.engine import create_engine
+from stopper.adapters.db.store import SqlStore
+from stopper.app.hold_changes import (
+    Accepted,
+    AttemptClaimed,
+    Backoff,
+    Confirmed,
+    FreezeOrdered,
+    Frozen,
+    HoldChange,
+    ReturnOrdered,
+    WarningsSent,
+)
+from stopper.app.intake import parse_report, to_opened_case
+from stopper.app.ports import (
+    CallbackNonce,
+    CaseFunds,
+    DeadlineStore,
+    DispatchStore,
+    FreezeStore,
+    HoldRecord,
+    HoldUpdate,
+    IntakeStore,
+    OpenedCase,
+    OutboxEvent,
+    OutboxMessage,
+    Payout,
+    ReconcileItem,
+    ReconcileStore,
+    ReturnStart,
+    ReturnStore,
+    VictimTransfer,
+)
+from stopper.config import DatabaseSettings
+from stopper.domain.cases import hold_id_for
+from stopper.domain.holds import HoldEvent, HoldState, idempotency_key_for
+from stopper.domain.messages import OnwardKind, OnwardTransfer
+from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
+from stopper.registry import load_registry
+from tests.factories import report_doc
+from tests.servers import create_database, drop_database
+from tests.unit.fakes import FakeDispatchStore
+
+pytestmark = pytest.mark.integration
+
+STOP_REQUESTS = "contract.stop-requests"
+
+
+class Store(
+    IntakeStore, DispatchStore, DeadlineStore, FreezeStore, ReturnStore, ReconcileStore, Protocol
+):
+    """Every port the use cases ask of the store, and what tests and the console read back."""
+
+    async def case_fingerprint(self, case_id: UUID) -> str | None: ...
+
+    async def get_hold(self, hold_id: UUID) -> HoldRecord | None: ...
+
+    async def returns_due(self, now: datetime, limit: int) -> list[UUID]: ...
+
+    async def relay_outbox(
+        self, publish: Callable[[Sequence[OutboxMessage]], Awaitable[None]], limit: int
+    ) -> int: ...
+
+
+class _Databases:
+    """The PostgreSQL database of this module, made the first time a test asks for it."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+        self.url: str | None = None
+
+    async def postgres(self) -> str:
+        if self.url is None:
+            server: str = self._request.getfixturevalue("postgres_url")
+            self.url = await create_database(server, "contract")
+            engine = create_engine(DatabaseSettings(url=self.url))
+            await migrate.upgrade(engine)
+            await engine.dispose()
+        return self.url
+
+
+@pytest.fixture(scope="module")
+async def databases(request: pytest.FixtureRequest) -> AsyncIterator[_Databases]:
+    made = _Databases(request)
+    yield made
+    if made.url is not None:
+        await drop_database(made.url)
+
+
+@pytest.fixture(params=["fake", "sqlite", "postgres"])
+async def store(
+    request: pytest.FixtureRequest, databases: _Databases, tmp_path: Path
+) -> AsyncIterator[Store]:
+    if request.param == "fake":
+        yield FakeDispatchStore(STOP_REQUESTS)
+        return
+    if request.param == "sqlite":
+        engine = create_engine(DatabaseSettings(embedded_path=tmp_path / "contract.db"))
+        await migrate.upgrade(engine)
+    else:
+        engine = create_engine(DatabaseSettings(url=await databases.postgres()))
+    try:
+        yield SqlStore(engine, STOP_REQUESTS)
+    finally:
+        await engine.dispose()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def opened_case(at: datetime | None = None, doc: dict[str, Any] | None = None) -> OpenedCase:
+    """A case opened from `doc` (a new report by default)."""
+    at = at or _now()
+    report = parse_report(json.dumps(doc or report_doc()).encode(), load_registry())
+    return to_opened_case(report, accepted_at=at, opened_at=at, source="http")
+
+
+async def recorded(store: Store, at: datetime | None = None) -> OpenedCase:
+    case = opened_case(at)
+    outcome = await store.record_opened_cases([case])
+    assert outcome.created == [case.case.id]
+    return case
+
+
+async def moved(
+    store: Store,
+    hold_id: UUID,
+    *events: HoldEvent,
+    change: HoldChange | None = None,
+    at: datetime | None = None,
+    amount: int | None = None,
+) -> HoldRecord:
+    """The hold moved by `events` (an amount for those that need one: all of it by default),
+    with `change` written; as stored afterwards."""
+    at = at or _now()
+
+    def decide(record: HoldRecord) -> HoldUpdate:
+        hold = record.hold
+        moves = []
+        for event in events:
+            needed = {
+                HoldEvent.STOP_CONFIRMED: hold.amount_asked,
+                HoldEvent.FREEZE_CONFIRMED: hold.amount_stopped,
+                HoldEvent.RETURN_CONFIRMED: hold.amount_frozen,
+            }.get(event)
+            given = None if needed is None else (amount if amount is not None else needed)
+            moves.append(hold.apply(event, cause="test", actor="test", at=at, amount=given))
+        return HoldUpdate(at=at, transitions=moves, change=change)
+
+    assert await store.update_hold(hold_id, decide) is not None
+    stored = await store.get_hold(hold_id)
+    assert stored is not None
+    return stored
+
+
+def _ours(found: Sequence[UUID], *ids: UUID) -> list[UUID]:
+    return [h for h in found if h in ids]
+
+
+# Intake.
+
+
+async def test_a_case_recorded_twice_is_created_once(store: Store) -> None:
+    case = await recorded(store)
+    again = await store.record_opened_cases([case])
+    assert (again.created, again.already_known) == ([], {case.case.id: case.fingerprint})
+    assert await store.case_fingerprint(case.case.id) == case.fingerprint
+    assert await store.case_fingerprint(uuid4()) is None
+    for hold in case.case.holds:
+        stored = await store.get_hold(hold.id)
+        assert stored is not None
+        assert (stored.hold.state, stored.hold.version, stored.attempts) == (
+            HoldState.REQUESTED,
+            1,
+            0,
+        )
+        assert stored.hold.amount_asked == hold.amount_asked
+
+
+async def test_a_claim_decided_at_intake_is_written_with_its_new_hold_only(store: Store) -> None:
+    at = _now()
+
+    def claim(record: HoldRecord) -> HoldUpdate:
+        sent = record.hold.apply(HoldEvent.REQUEST_SENT, cause="claim", actor="test", at=at)
+        lease = AttemptClaimed(1, at + timedelta(seconds=5), at + timedelta(minutes=5), at)
+        return HoldUpdate(at=at, transitions=[sent], change=lease)
+
+    doc = report_doc()
+    case = opened_case(at, doc)
+    outcome = await store.record_opened_cases([case], claim)
+    assert {r.hold.id for r, _ in outcome.claimed} == {h.id for h in case.case.holds}
+    for hold in case.case.holds:
+        stored = await store.get_hold(hold.id)
+        assert stored is not None
+        assert (stored.hold.state, stored.hold.version, stored.attempts) == (HoldState.SENT, 2, 1)
+        assert stored.next_attempt_at == at + timedelta(seconds=5)
+        assert stored.sent_at == at
+    new = opened_case(at)
+    again = await store.record_opened_cases([new, opened_case(at, doc)], claim)  # redelivered
+    assert {r.hold.id for r, _ in again.claimed} == {h.id for h in new.case.holds}
+
+
+async def test_the_transfers_are_the_victims_money_into_each_first_level_hold(
+    store: Store,
+) -> None:
+    case = await recorded(store)
+    seen: list[CaseFunds] = []
+
+    def look(funds: CaseFunds) -> list[ReturnStart]:
+        seen.append(funds)
+        return []
+
+    assert await store.start_returns(case.case.id, look) == []
+    [funds] = seen
+    assert list(funds.transfers) == [
+        VictimTransfer(
+            t.victim_ref,
+            hold_id_for(case.case.id, t.receiving_account),
+            t.currency,
+            t.amount,
+            t.victim_account.institution_code,
+            t.victim_account.account_number,
+        )
+        for t in case.case.transfers
+    ]
+    assert {r.hold.id for r in funds.holds} == {h.id for h in case.case.holds}
+    assert (funds.edges, funds.payouts) == ([], [])
+
+
+# The hold's unit of work.
+
+
+async def test_no_hold_or_no_change_writes_nothing(store: Store) -> None:
+    case = await recorded(store)
+    hold_id = case.case.holds[0].id
+    assert await store.update_hold(uuid4(), lambda r: HoldUpdate(at=_now())) is None
+    assert await store.update_hold(hold_id, lambda r: None) is None
+    stored = await store.get_hold(hold_id)
+    assert stored is not None and stored.hold.version == 1
+    assert await store.get_hold(uuid4()) is None
+
+
+async def test_every_write_moves_the_version_on_once(store: Store) -> None:
+    case = await recorded(store)
+    hold_id = case.case.holds[0].id
+    at = _now()
+    backoff = await moved(store, hold_id, change=Backoff(at + timedelta(seconds=3), "why"))
+    assert (backoff.hold.version, backoff.next_attempt_at, backoff.state_reason) == (
+        2,
+        at + timedelta(seconds=3),
+        "why",
+    )
+    two = await moved(store, hold_id, HoldEvent.REQUEST_SENT, HoldEvent.GAVE_UP)
+    assert (two.hold.state, two.hold.version) == (HoldState.FAILED, 3)
+
+
+async def test_racing_writers_lose_no_change(store: Store) -> None:
+    case = await recorded(store)
+    ids = [h.id for h in case.case.holds]
+    at = _now()
+
+    def one_more(record: HoldRecord) -> HoldUpdate:
+        return HoldUpdate(at=at, change=AttemptClaimed(record.attempts + 1, at, at, at))
+
+    await asyncio.gather(
+        *[store.update_holds({h: one_more for h in ids}) for _ in range(3)],
+        *[store.update_holds({h: one_more for h in reversed(ids)}) for _ in range(3)],
+        *[store.update_hold(h, one_more) for h in ids for _ in range(2)],
+    )
+    for hold_id in ids:
+        stored = await store.get_hold(hold_id)
+        assert stored is not None
+        assert (stored.attempts, stored.hold.version) == (8, 9)
+
+
+async def test_a_callback_nonce_lets_its_decision_run_once(store: Store) -> None:
+    case = await recorded(store)
+    hold_id = case.case.holds[0].id
+    nonce = {hold_id: CallbackNonce("BK01", uuid4().hex, _now())}
+    runs: list[UUID] = []
+
+    def decide(record: HoldRecord) -> HoldUpdate:
+        runs.append(record.hold.id)
+        return HoldUpdate(at=_now(), change=WarningsSent(record.warnings_sent + 1))
+
+    replayed: set[UUID] = set()
+    assert len(await store.update_holds({hold_id: decide}, nonce, replayed)) == 1
+    assert await store.update_holds({hold_id: decide}, nonce, replayed) == []
+    assert (runs, replayed) == ([hold_id], {hold_id})
+
+
+async def test_a_return_decided_on_a_stale_version_is_decided_again(store: Store) -> None:
+    case = await recorded(store)
+    hold_id = case.case.holds[0].id
+    at = _now()
+    frozen = await moved(
+        store,
+        hold_id,
+        HoldEvent.REQUEST_SENT,
+        HoldEvent.STOP_CONFIRMED,
+        HoldEvent.FREEZE_CONFIRMED,
+        change=Frozen(at + timedelta(days=30)),
+    )
+    decided: list[int] = []
+
+    def decide(funds: CaseFunds) -> list[ReturnStart]:
+        [record] = [r for r in funds.holds if r.hold.id == hold_id]
+        decided.append(record.hold.version)
+        version = record.hold.version - (1 if len(decided) == 1 else 0)  # stale the first time
+        started = record.hold.apply(HoldEvent.RETURN_STARTED, cause="t", actor="t", at=at)
+        update = HoldUpdate(
+            at=at,
+            transitions=[started],
+            change=ReturnOrdered("DOC-1", 1, next_attempt_at=at, reason=None),
+        )
+        payout = Payout(hold_id, 1, "V1", "CNY", record.hold.amount_frozen, "BK02", "6222")
+        return [ReturnStart(hold_id, version, update, [payout])]
+
+    starts = await store.start_returns(case.case.id, decide)
+    assert starts is not None and len(starts) == 1
+    assert decided == [frozen.hold.version, frozen.hold.version]
+    stored = await store.get_hold(hold_id)
+    assert stored is not None
+    assert (stored.hold.state, stored.hold.version, stored.return_round) == (
+        HoldState.RETURNING,
+        frozen.hold.version + 1,
+        1,
+    )
+    [payout] = await store.payouts_of(hold_id, 1)
+    assert (payout.status, payout.amount) == ("pending", frozen.hold.amount_frozen)
+    assert _ours(await store.returns_due(at, 10_000), hold_id) == [hold_id]
+    await store.update_hold(hold_id, lambda r: HoldUpdate(at=at, settle_payouts="paid"))
+    assert [p.status for p in await store.payouts_of(hold_id, 1)] == ["paid"]
+    assert await store.start_returns(uuid4(), decide) is None
+
+
+# The sweepers' queries.
+
+
+async def test_due_holds_are_the_unsent_past_grace_and_the_attempts_past_their_lease(
+    store: Store,
+) -> None:
+    at = _now()
+    case = await recorded(store, at)
+    unsent, sent = (h.id for h in case.case.holds)
+    other = await recorded(store, at)
+    unconfirmed = other.case.holds[0].id
+    lease = AttemptClaimed(1, at + timedelta(seconds=10), at + timedelta(minutes=5), at)
+    await moved(store, sent, HoldEvent.REQUEST_SENT, change=lease)
+    accepted = Accepted(at, at + timedelta(seconds=20), at + timedelta(hours=1), "owed")
+    await moved(store, unconfirmed, HoldEvent.REQUEST_SENT, HoldEvent.ACCEPTED, change=accepted)
+    ids = (unsent, sent, unconfirmed)
+    assert _ours(await store.due_holds(at, at - timedelta(seconds=1), 10_000), *ids) == []
+    assert _ours(await store.due_holds(at, at, 10_000), *ids) == [unsent]
+    later = at + timedelta(seconds=15)
+    assert set(_ours(await store.due_holds(later, at, 10_000), *ids)) == {unsent, sent}
+    latest = at + timedelta(seconds=25)
+    assert set(_ours(await store.due_holds(latest, at, 10_000), *ids)) == set(ids)
+
+
+async def test_a_lease_is_renewed_only_for_its_attempt_and_never_shortened(store: Store) -> None:
+    at = _now()
+    case = await recorded(store, at)
+    hold_id = case.case.holds[0].id
+    lease = AttemptClaimed(1, at + timedelta(seconds=5), at + timedelta(minutes=5), at)
+    await moved(store, hold_id, HoldEvent.REQUEST_SENT, change=lease)
+    assert await store.renew_leases({hold_id: 2}, at + timedelta(seconds=30)) == []
+    assert await store.renew_leases({hold_id: 1}, at + timedelta(seconds=2)) == []
+    assert await store.renew_leases({hold_id: 1}, at + timedelta(seconds=30)) == [hold_id]
+    stored = await store.get_hold(hold_id)
+    assert stored is not None and stored.next_attempt_at == at + timedelta(seconds=30)
+    assert await store.renew_leases({case.case.holds[1].id: 0}, at + timedelta(hours=1)) == []
+
+
+async def test_the_deadline_sweep_finds_warnings_owed_and_lapses_soonest_first(
+    store: Store,
+) -> None:
+    at = _now()
+    case = await recorded(store, at)
+    later, sooner = (h.id for h in case.case.holds)
+    before = await store.count_expiring(at, timedelta(minutes=90))
+    for hold_id, hours in ((later, 2), (sooner, 1)):
+        confirmed = Confirmed(None, confirmed_at=at, stop_expires_at=at + timedelta(hours=hours))
+        await moved(
+            store, hold_id, HoldEvent.REQUEST_SENT, HoldEvent.STOP_CONFIRMED, change=confirmed
+        )
+    assert await store.count_expiring(at, timedelta(minutes=90)) == before + 1
+    leads = [timedelta(hours=3)]
+    found = await store.holds_near_deadline(at, leads, leads, 10_000)
+    assert _ours(found, later, sooner) == [sooner, later]
+    await moved(store, later, change=WarningsSent(1))
+    found = await store.holds_near_deadline(at, leads, leads, 10_000)
+    assert _ours(found, later, sooner) == [sooner]
+    lapsed = await store.holds_near_deadline(at + timedelta(hours=2), leads, leads, 10_000)
+    assert _ours(lapsed, later, sooner) == [sooner, later]
+
+
+async def test_freezes_due_are_ordered_freezes_of_holds_that_may_be_frozen(store: Store) -> None:
+    at = _now()
+    case = await recorded(store, at)
+    stopped, requested = (h.id for h in case.case.holds)
+    order = FreezeOrdered("DOC-F", next_attempt_at=at - timedelta(seconds=1), reason="ordered")
+    await moved(store, stopped, HoldEvent.REQUEST_SENT, HoldEvent.STOP_CONFIRMED, change=order)
+    await moved(store, requested, change=order)  # not freezable: a stop was never confirmed
+    assert _ours(await store.freezes_due(at, 10_000), stopped, requested) == [stopped]
+    assert _ours(await store.freezes_due(at - timedelta(seconds=2), 10_000), stopped) == []
+
+
+async def test_holds_to_reconcile_are_the_unconfirmed_and_the_given_up_after_a_request(
+    store: Store,
+) -> None:
+    at = _now()
+    case = await recorded(store, at)
+    unconfirmed, given_up = (h.id for h in case.case.holds)
+    never_sent = (await recorded(store, at)).case.holds[0].id
+    accepted = Accepted(at - timedelta(hours=1), at, at + timedelta(hours=1), "owed")
+    await moved(store, unconfirmed, HoldEvent.REQUEST_SENT, HoldEvent.ACCEPTED, change=accepted)
+    lease = AttemptClaimed(1, at, at, at)
+    await moved(store, given_up, HoldEvent.REQUEST_SENT, HoldEvent.GAVE_UP, change=lease)
+    await moved(store, never_sent, HoldEvent.GAVE_UP)
+    codes = {h.institution_code for h in case.case.holds}
+
+    async def to_reconcile(accepted_before: datetime) -> dict[UUID, ReconcileItem]:
+        return {
+            item.hold_id: item
+            for code in codes
+            for item in await store.holds_to_reconcile(code, accepted_before, 10_000)
+            if item.hold_id in (unconfirmed, given_up, never_sent)
+        }
+
+    found = await to_reconcile(at - timedelta(minutes=30))
+    assert set(found) == {unconfirmed, given_up}
+    assert found[unconfirmed].idempotency_key == idempotency_key_for(unconfirmed, 0)
+    assert (found[unconfirmed].state, found[given_up].state) == (
+        HoldState.UNCONFIRMED,
+        HoldState.FAILED,
+    )
+    assert set(await to_reconcile(at - timedelta(hours=2))) == {given_up}
+
+
+# The outbox and the trail.
+
+
+async def _relayed(store: Store) -> list[OutboxMessage]:
+    published: list[OutboxMessage] = []
+
+    async def publish(messages: Sequence[OutboxMessage]) -> None:
+        published.extend(messages)
+
+    while await store.relay_outbox(publish, 1_000):
+        pass
+    return published
+
+
+async def test_events_leave_through_the_outbox_once(store: Store) -> None:
+    case = await recorded(store)
+    await _relayed(store)
+    topic = f"contract.events.{uuid4().hex[:8]}"
+    event = OutboxEvent(topic, "k1", {"event": "test", "n": 1})
+    await store.update_hold(case.case.holds[0].id, lambda r: HoldUpdate(at=_now(), events=[event]))
+    [message] = [m for m in await _relayed(store) if m.topic == topic]
+    assert (message.key, dict(message.payload)) == ("k1", {"event": "test", "n": 1})
+    assert [m for m in await _relayed(store) if m.topic == topic] == []
+
+
+async def test_a_trail_followed_adds_holds_with_their_stop_requests_and_moves_merged_ones_on(
+    store: Store,
+) -> None:
+    case = await recorded(store)
+    await _relayed(store)
+    [mule] = [h for h in case.case.holds if h.institution_code == "BK01"]
+    [other] = [h for h in case.case.holds if h.institution_code == "PI04"]
+    at = _now()
+    onward = [
+        OnwardTransfer(
+            OnwardKind.TRANSFER, 30_000, at, other.institution_code, other.account_number
+        ),
+        OnwardTransfer(OnwardKind.TRANSFER, 20_000, at, "BK03", f"6222{uuid4().int % 10**12:012d}"),
+    ]
+
+    def stop_and_follow(record: HoldRecord) -> HoldUpdate:
+        hold = record.hold
+        moves = [
+            hold.apply(HoldEvent.REQUEST_SENT, cause="t", actor="t", at=at),
+            hold.apply(
+                HoldEvent.STOP_CONFIRMED,
+                cause="t",
+                actor="t",
+                at=at,
+                amount=hold.amount_asked - 50_000,
+            ),
+        ]
+
+        def follow(nodes: Sequence[TrailNode]) -> TrailPlan:
+            return plan_trail(
+                parent=next(n for n in nodes if n.hold_id == hold.id),
+                moved_on=50_000,
+                onward=onward,
+                case_id=hold.case_id,
+                case_nodes=nodes,
+                known_institutions=load_registry(),
+                max_depth=5,
+                at=at,
+            )
+
+        return HoldUpdate(at=at, transitions=moves, follow=follow)
+
+    await store.update_hold(mule.id, stop_and_follow)
+    merged = await store.get_hold(other.id)
+    assert merged is not None
+    assert (merged.hold.amount_asked, merged.hold.version, merged.hold.state) == (
+        other.amount_asked + 30_000,
+        2,
+        HoldState.REQUESTED,
+    )
+    requests = [m for m in await _relayed(store) if m.topic == STOP_REQUESTS]
+    [request] = requests
+    new = await store.get_hold(UUID(str(request.key)))
+    assert new is not None
+    assert (new.hold.layer, new.hold.parent_id, new.hold.amount_asked) == (2, mule.id, 20_000)
+    assert (new.hold.state, new.hold.version) == (HoldState.REQUESTED, 1)
+    assert request.payload["hold_id"] == str(new.hold.id)
