@@ -19,7 +19,7 @@ from datetime import datetime
 from uuid import UUID
 
 from stopper.app.gateway import InstitutionGateway
-from stopper.app.hold_changes import FreezeClaimed, FreezeOrdered, FreezeProgress, Frozen
+from stopper.app.hold_changes import FreezeOrdered, Frozen, Order
 from stopper.app.orders import InstitutionOrders
 from stopper.app.policies import DeadlinePolicy
 from stopper.app.ports import Clock, FreezeStore, HoldRecord, HoldUpdate
@@ -38,7 +38,7 @@ class FreezeOrderOutcome(enum.StrEnum):
 
 
 class FreezeDesk(InstitutionOrders):
-    name = "freeze"
+    kind = Order.FREEZE
 
     def __init__(
         self,
@@ -76,17 +76,6 @@ class FreezeDesk(InstitutionOrders):
         if outcome is FreezeOrderOutcome.ORDERED:
             self.send_soon(hold_id)
         return outcome
-
-    def _progress(self, record: HoldRecord) -> tuple[int, datetime | None]:
-        return record.freeze_attempts, record.freeze_next_attempt_at
-
-    def _leased(self, attempts: int, until: datetime) -> FreezeClaimed:
-        return FreezeClaimed(attempts, until)
-
-    def _bookkeeping(
-        self, attempts: int, next_attempt_at: datetime | None, reason: str
-    ) -> FreezeProgress:
-        return FreezeProgress(attempts, next_attempt_at, reason)
 
     def _may_send(self, record: HoldRecord) -> bool:
         return record.hold.state in FREEZABLE

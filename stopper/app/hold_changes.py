@@ -9,6 +9,7 @@ keeps it, so neither knows a column name a use case chose.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -21,6 +22,57 @@ class HoldChange(Protocol):
     def apply(self, record: HoldRecord) -> HoldRecord:
         """A copy of `record` with this change made (the domain hold is shared, not copied)."""
         ...
+
+
+# Orders sent after the stop (a formal freeze, a return): the attempts of either kind.
+
+
+class Order(enum.StrEnum):
+    FREEZE = "freeze"
+    RETURN = "return"
+
+
+def order_progress(record: HoldRecord, order: Order) -> tuple[int, datetime | None]:
+    """Attempts made so far at `order`, and when the next is due (None: nothing to send)."""
+    if order is Order.FREEZE:
+        return record.freeze_attempts, record.freeze_next_attempt_at
+    return record.return_attempts, record.return_next_attempt_at
+
+
+def _with_progress(
+    record: HoldRecord, order: Order, attempts: int, next_attempt_at: datetime | None
+) -> HoldRecord:
+    if order is Order.FREEZE:
+        return replace(record, freeze_attempts=attempts, freeze_next_attempt_at=next_attempt_at)
+    return replace(record, return_attempts=attempts, return_next_attempt_at=next_attempt_at)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLeased:
+    """An attempt at `order` is about to be sent (the `attempts`-th), under a lease until
+    `next_attempt_at`."""
+
+    order: Order
+    attempts: int
+    next_attempt_at: datetime
+
+    def apply(self, record: HoldRecord) -> HoldRecord:
+        return _with_progress(record, self.order, self.attempts, self.next_attempt_at)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderProgress:
+    """After an attempt at `order`: attempts made, the next one due (None: none, settled or
+    given up), and why."""
+
+    order: Order
+    attempts: int
+    next_attempt_at: datetime | None
+    reason: str | None
+
+    def apply(self, record: HoldRecord) -> HoldRecord:
+        progressed = _with_progress(record, self.order, self.attempts, self.next_attempt_at)
+        return replace(progressed, state_reason=self.reason)
 
 
 # Stop requests: the dispatcher's attempts, inquiries and answers.
@@ -208,36 +260,6 @@ class FreezeOrdered:
 
 
 @dataclass(frozen=True, slots=True)
-class FreezeClaimed:
-    """A freeze attempt is about to be sent, under a lease until `next_attempt_at`."""
-
-    attempts: int
-    next_attempt_at: datetime
-
-    def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record, freeze_attempts=self.attempts, freeze_next_attempt_at=self.next_attempt_at
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FreezeProgress:
-    """After a freeze attempt without confirmation: the next one due (None: none), and why."""
-
-    attempts: int
-    next_attempt_at: datetime | None
-    reason: str
-
-    def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            freeze_attempts=self.attempts,
-            freeze_next_attempt_at=self.next_attempt_at,
-            state_reason=self.reason,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class Frozen:
     """The institution confirmed the freeze: valid until `freeze_expires_at`, no warning out."""
 
@@ -288,36 +310,6 @@ class ReturnResent:
         return replace(
             record,
             return_attempts=0,
-            return_next_attempt_at=self.next_attempt_at,
-            state_reason=self.reason,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ReturnClaimed:
-    """A return attempt is about to be sent, under a lease until `next_attempt_at`."""
-
-    attempts: int
-    next_attempt_at: datetime
-
-    def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record, return_attempts=self.attempts, return_next_attempt_at=self.next_attempt_at
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ReturnProgress:
-    """After a return attempt: the next one due (None: none, settled or given up), and why."""
-
-    attempts: int
-    next_attempt_at: datetime | None
-    reason: str | None
-
-    def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            return_attempts=self.attempts,
             return_next_attempt_at=self.next_attempt_at,
             state_reason=self.reason,
         )

@@ -22,7 +22,7 @@ from uuid import UUID
 
 from stopper.app.background import BackgroundWork
 from stopper.app.gateway import InstitutionGateway
-from stopper.app.hold_changes import HoldChange
+from stopper.app.hold_changes import Order, OrderLeased, OrderProgress, order_progress
 from stopper.app.ports import Clock, HoldRecord, HoldUnitOfWork, HoldUpdate
 from stopper.domain.messages import OrderAnswer
 from stopper.errors import BreakerOpen, InstitutionError
@@ -32,7 +32,7 @@ _LEASE_MARGIN = timedelta(seconds=2)
 
 
 class InstitutionOrders(abc.ABC):
-    name: ClassVar[str]
+    kind: ClassVar[Order]
 
     def __init__(
         self,
@@ -46,23 +46,9 @@ class InstitutionOrders(abc.ABC):
         self._registry = gateway.registry
         self._clock = clock
         self._rng = rng or random.Random()
-        self._in_flight = BackgroundWork(f"{self.name} attempt")
+        self._in_flight = BackgroundWork(f"{self.kind.value} attempt")
 
     # What each kind of order says for itself.
-
-    @abc.abstractmethod
-    def _progress(self, record: HoldRecord) -> tuple[int, datetime | None]:
-        """Attempts made so far and when the next is due (None: nothing to send)."""
-
-    @abc.abstractmethod
-    def _leased(self, attempts: int, until: datetime) -> HoldChange:
-        """The change that records an attempt about to be sent, its lease ending `until`."""
-
-    @abc.abstractmethod
-    def _bookkeeping(
-        self, attempts: int, next_attempt_at: datetime | None, reason: str
-    ) -> HoldChange:
-        """The change that records `_progress` after an attempt, and why."""
 
     @abc.abstractmethod
     def _may_send(self, record: HoldRecord) -> bool: ...
@@ -93,6 +79,16 @@ class InstitutionOrders(abc.ABC):
             ),
         )
 
+    def _progress(self, record: HoldRecord) -> tuple[int, datetime | None]:
+        """Attempts made so far and when the next is due (None: nothing to send)."""
+        return order_progress(record, self.kind)
+
+    def _bookkeeping(
+        self, attempts: int, next_attempt_at: datetime | None, reason: str | None
+    ) -> OrderProgress:
+        """The change that records the order's progress after an attempt, and why."""
+        return OrderProgress(self.kind, attempts, next_attempt_at, reason)
+
     # The shared mechanics.
 
     def send_soon(self, hold_id: UUID) -> None:
@@ -122,13 +118,14 @@ class InstitutionOrders(abc.ABC):
         try:
             answer = await self._send(institution, record, now)
         except InstitutionError as e:
-            failure, error = f"{self.name} attempt {attempt}: {e}", e
+            failure, error = f"{self.kind.value} attempt {attempt}: {e}", e
             await self._store.update_hold(
                 hold_id, lambda r: self._retry_later(r, attempt, failure, error)
             )
             return
         if not answer.done:
-            reason = f"{self.name} refused by the institution: {answer.reason or 'no reason given'}"
+            why = answer.reason or "no reason given"
+            reason = f"{self.kind.value} refused by the institution: {why}"
             await self._store.update_hold(
                 hold_id, lambda r: self._retry_later(r, attempt, reason, None)
             )
@@ -150,7 +147,9 @@ class InstitutionOrders(abc.ABC):
         if not self._may_send(record) or due is None or due > now:
             return None
         timeout = timedelta(milliseconds=self._registry[record.hold.institution_code].timeout_ms)
-        return HoldUpdate(at=now, change=self._leased(attempts + 1, now + timeout + _LEASE_MARGIN))
+        return HoldUpdate(
+            at=now, change=OrderLeased(self.kind, attempts + 1, now + timeout + _LEASE_MARGIN)
+        )
 
     def _retry_later(
         self, record: HoldRecord, attempt: int, reason: str, error: InstitutionError | None

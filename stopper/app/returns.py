@@ -27,7 +27,7 @@ from uuid import UUID
 
 from stopper import metrics
 from stopper.app.gateway import InstitutionGateway
-from stopper.app.hold_changes import ReturnClaimed, ReturnOrdered, ReturnProgress, ReturnResent
+from stopper.app.hold_changes import Order, ReturnOrdered, ReturnResent
 from stopper.app.orders import InstitutionOrders
 from stopper.app.ports import (
     CaseFunds,
@@ -62,7 +62,7 @@ class ReturnOrderResult:
 
 
 class ReturnDesk(InstitutionOrders):
-    name = "return"
+    kind = Order.RETURN
 
     def __init__(
         self,
@@ -190,17 +190,6 @@ class ReturnDesk(InstitutionOrders):
         return ReturnStart(hold.id, hold.version, update, ())
 
     # InstitutionOrders
-
-    def _progress(self, record: HoldRecord) -> tuple[int, datetime | None]:
-        return record.return_attempts, record.return_next_attempt_at
-
-    def _leased(self, attempts: int, until: datetime) -> ReturnClaimed:
-        return ReturnClaimed(attempts, until)
-
-    def _bookkeeping(
-        self, attempts: int, next_attempt_at: datetime | None, reason: str | None
-    ) -> ReturnProgress:
-        return ReturnProgress(attempts, next_attempt_at, reason)
 
     def _may_send(self, record: HoldRecord) -> bool:
         return can(record.hold.state, HoldEvent.RETURN_CONFIRMED)
