@@ -31,7 +31,6 @@ TABLES = {
     "payouts",
     "institution_health",
     "api_keys",
-    "processed_messages",
     "reconciliation_divergences",
     "bus_records",
     "bus_offsets",

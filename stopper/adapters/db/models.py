@@ -235,16 +235,6 @@ class OutboxRow(Base):
     published_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
-class ProcessedMessageRow(Base):
-    """Ids of messages a consumer has already applied, so a redelivery changes nothing."""
-
-    __tablename__ = "processed_messages"
-
-    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
-    message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(Timestamp)
-
-
 class CallbackNonceRow(Base):
     """Nonces of signed institution callbacks already seen: a replay is refused."""
 
