@@ -54,6 +54,14 @@ class DatabaseSettings(BaseSettings):
         default=True, description="Run Alembic migrations to head when a process starts."
     )
     pool_size: int = Field(default=10, ge=1, le=200)
+    statement_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long one statement may run (PostgreSQL's statement_timeout, lock "
+        "waits included) or wait for SQLite's write lock (its busy timeout) before it fails "
+        "as the database being unavailable. Migrations are exempt.",
+    )
 
     @property
     def effective_url(self) -> str:

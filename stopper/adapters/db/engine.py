@@ -1,4 +1,10 @@
-"""Engine creation: PostgreSQL via asyncpg in production, a SQLite file for the embedded default."""
+"""Engine creation: PostgreSQL via asyncpg in production, a SQLite file for the embedded default.
+
+Every session has a statement timeout (`DatabaseSettings.statement_timeout_s`): a statement
+that runs longer on PostgreSQL, or waits longer for SQLite's write lock, fails (as
+`StoreUnavailable`, `stopper.adapters.db.errors`) instead of holding a worker, a consumer batch
+or an HTTP request without end.
+"""
 
 from __future__ import annotations
 
@@ -12,26 +18,39 @@ from stopper.config import DatabaseSettings
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     url = settings.effective_url
+    timeout_ms = max(1, round(settings.statement_timeout_s * 1000))
     if url.startswith("sqlite"):
         # One connection: SQLite has one writer at a time, and writers that collide wait in
         # SQLite's busy handler, which sleeps in steps of up to 100 ms. Queueing in the pool
-        # instead costs microseconds.
+        # instead costs microseconds. SQLite has no statement timeout: its busy timeout bounds
+        # how long a statement waits for the write lock another connection (the embedded
+        # bus's) holds.
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+            url,
+            connect_args={"timeout": settings.statement_timeout_s},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+
+        def pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets the API read while the consumer writes; foreign keys are off by default.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={timeout_ms}")
+            cursor.close()
+
+        event.listen(engine.sync_engine, "connect", pragmas)
         return engine
     # No pre-ping: it was a round trip before every transaction, the largest single cost in a
     # worker's profile (bench/README.md). After a database restart the first statement on each
     # stale connection fails instead; SQLAlchemy then discards the whole pool, and every caller
     # retries (consumer batches, sweeps, HTTP 503 with Retry-After).
-    return create_async_engine(url, pool_size=settings.pool_size, max_overflow=settings.pool_size)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the API read while the consumer writes; foreign keys are off by default in SQLite.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+    return create_async_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+        # Set when each connection opens: no round trip per session.
+        connect_args={"server_settings": {"statement_timeout": str(timeout_ms)}},
+    )

@@ -13,14 +13,17 @@ from stopper.errors import SchemaNotReady, StoreUnavailable
 # Errors that mean "the database is not there right now", as opposed to a bug in a statement.
 UNAVAILABLE = (OperationalError, SAInterfaceError, OSError, ConnectionError)
 
-# PostgreSQL's SQLSTATEs for a table or column it does not have.
+# PostgreSQL's SQLSTATEs for a table or column it does not have, and for a statement cancelled
+# (by `statement_timeout`: the database too slow to answer in time, which is not a bug).
 _UNDEFINED = ("42P01", "42703")
+_CANCELLED = "57014"
 
 
 @contextlib.contextmanager
 def store_errors() -> Iterator[None]:
-    """The database not being there is `StoreUnavailable` (retryable); a table or column it does
-    not have is `SchemaNotReady` (a migration has not run yet); anything else is a bug."""
+    """The database not being there, or not answering within the statement timeout, is
+    `StoreUnavailable` (retryable); a table or column it does not have is `SchemaNotReady` (a
+    migration has not run yet); anything else is a bug."""
     try:
         yield
     except DBAPIError as e:
@@ -31,6 +34,8 @@ def store_errors() -> Iterator[None]:
             raise SchemaNotReady(
                 f"the database schema is behind this Stopper ({said}): run `stopper migrate`"
             ) from e
+        if sqlstate == _CANCELLED:
+            raise StoreUnavailable("database statement timed out") from e
         if isinstance(e, UNAVAILABLE):
             raise StoreUnavailable(f"database unreachable: {type(e).__name__}") from e
         raise

@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import stopper
@@ -58,4 +58,8 @@ async def _run(engine: AsyncEngine, action: Callable[[Config], None]) -> None:
         action(config)
 
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # A migration may rewrite a large table: the sessions' statement timeout is for
+            # the work Stopper does, not for this.
+            await connection.execute(text("SET LOCAL statement_timeout = 0"))
         await connection.run_sync(run_sync)
