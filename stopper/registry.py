@@ -1,5 +1,6 @@
 """The institution registry: which banks and payment institutions Stopper knows, and how it
-talks to each (adapter, endpoint, timeout, retry policy, breaker, concurrency, callback secret).
+talks to each (adapter, endpoint, timeout, retry policy, breaker, concurrency, batches, callback
+secret).
 
 The packaged file `stopper/data/institutions.toml` describes the simulated world; operators point
 Stopper at another file through settings (`STOPPER_REGISTRY_PATH`). The file's comments explain
@@ -65,6 +66,16 @@ class Institution:
     retry: RetryPolicy = DEFAULT_RETRY
     breaker: BreakerPolicy = DEFAULT_BREAKER
     callback_secret_ref: str = ""
+    # Holds one stop request may carry (`iso20022`: one camt.056 for many holds; `http_json`: 1),
+    # and how long a request waits for others to join it when the institution is busy.
+    batch_size: int = 1
+    batch_window_ms: float = 5.0
+
+    @property
+    def holds_in_flight(self) -> int:
+        """Stop attempts that may be under way at once: `concurrency` requests, each carrying
+        up to `batch_size` holds."""
+        return self.concurrency * self.batch_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +95,9 @@ class Registry(Mapping[str, Institution]):
         return [i for i in self.institutions.values() if i.kind is kind]
 
 
-ADAPTERS = frozenset({"http_json"})
+ADAPTERS = frozenset({"http_json", "iso20022"})
+# Holds per stop request unless the registry says otherwise, by adapter.
+DEFAULT_BATCH_SIZE = {"http_json": 1, "iso20022": 50}
 
 
 def load_registry(path: Path | None = None) -> Registry:
@@ -113,11 +126,12 @@ def _institution(entry: Mapping[str, Any], defaults: Mapping[str, Any]) -> Insti
     try:
         kind = InstitutionKind(entry["kind"])
         merged = {**defaults.get(kind.value, {}), **entry}
+        adapter = str(merged.get("adapter", "http_json"))
         institution = Institution(
             code=str(merged["code"]),
             name=str(merged["name"]),
             kind=kind,
-            adapter=str(merged.get("adapter", "http_json")),
+            adapter=adapter,
             endpoint=str(merged.get("endpoint", "")),
             timeout_ms=int(merged.get("timeout_ms", 2000)),
             concurrency=int(merged.get("concurrency", 8)),
@@ -125,6 +139,8 @@ def _institution(entry: Mapping[str, Any], defaults: Mapping[str, Any]) -> Insti
             retry=RetryPolicy(**merged["retry"]) if "retry" in merged else DEFAULT_RETRY,
             breaker=BreakerPolicy(**merged["breaker"]) if "breaker" in merged else DEFAULT_BREAKER,
             callback_secret_ref=str(merged.get("callback_secret_ref", merged["code"])),
+            batch_size=int(merged.get("batch_size", DEFAULT_BATCH_SIZE.get(adapter, 1))),
+            batch_window_ms=float(merged.get("batch_window_ms", 5.0)),
         )
     except (KeyError, ValueError, TypeError) as e:
         raise ConfigurationError(f"bad registry entry {dict(entry)!r}: {e}") from e
@@ -132,4 +148,12 @@ def _institution(entry: Mapping[str, Any], defaults: Mapping[str, Any]) -> Insti
         raise ConfigurationError(f"{institution.code}: unknown adapter {institution.adapter!r}")
     if institution.timeout_ms <= 0 or institution.concurrency <= 0:
         raise ConfigurationError(f"{institution.code}: timeout and concurrency must be positive")
+    if institution.batch_size < 1 or (
+        institution.adapter == "http_json" and institution.batch_size != 1
+    ):
+        raise ConfigurationError(
+            f"{institution.code}: batch_size must be 1 for http_json, at least 1 for iso20022"
+        )
+    if not 0 <= institution.batch_window_ms <= 1000:
+        raise ConfigurationError(f"{institution.code}: batch_window_ms must be 0 to 1000")
     return institution

@@ -3,7 +3,9 @@
 Stop requests, status inquiries, reconciliation queries, freeze orders and return orders all
 leave through `InstitutionGateway`, which wraps the institution port (`InstitutionAdapter`) with
 what every call to one institution shares, per institution and per process:
-- slots: at most the institution's `concurrency` calls at once;
+- slots: at most the institution's `concurrency` calls at once (`holds_in_flight`: for an
+  institution that takes many holds per request, `batch_size` times as many calls, which its
+  adapter sends in at most `concurrency` requests);
 - a circuit breaker: while it is open a call is refused with `BreakerOpen` before anything is
   sent; a retryable failure counts against it, an answer (even a refusal) for it;
 - a timeout: the adapter bounds each request by the institution's `timeout_ms`; the gateway
@@ -74,7 +76,7 @@ class InstitutionGateway:
         self.registry = registry
         self._rng = rng or random.Random()
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
-        self._slots = {code: asyncio.Semaphore(i.concurrency) for code, i in registry.items()}
+        self._slots = {code: asyncio.Semaphore(i.holds_in_flight) for code, i in registry.items()}
         # Slow stop attempts are sent once more with the same key (see `hedging`).
         self._hedges = (
             {code: HedgeDelay(i.timeout_ms / 1000) for code, i in registry.items()}

@@ -100,6 +100,18 @@ async def test_freezes_wait_for_the_slots_stop_requests_hold() -> None:
     assert len(adapter.freezes) == 1
 
 
+async def test_an_institution_taking_batches_has_a_slot_per_hold_of_its_requests() -> None:
+    adapter = GatedStops()
+    reg = registry(adapter="iso20022", concurrency=2, batch_size=3)
+    gateway = InstitutionGateway(adapter, reg, hedge=False)
+    bk01 = gateway.registry["BK01"]
+    stops = [asyncio.create_task(gateway.request_stop(bk01, stop_request())) for _ in range(7)]
+    await asyncio.sleep(0.01)
+    assert adapter.stops_started == 6  # two requests of three holds each: the adapter's to send
+    adapter.release.set()
+    await asyncio.gather(*stops, return_exceptions=True)
+
+
 async def test_an_open_breaker_refuses_a_return_before_anything_is_sent() -> None:
     adapter = ScriptedAdapter({"BK01": [InstitutionUnavailable("down")]})
     reg = registry(breaker=BreakerPolicy(failure_threshold=2, cooldown_s=60))

@@ -58,3 +58,36 @@ def test_a_bad_registry_refuses_to_load(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ConfigurationError):
         load_registry(path)
+
+
+def test_an_iso20022_institution_takes_batches_and_an_http_json_one_does_not(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "registry.toml"
+    entry = '[[institution]]\ncode = "{code}"\nname = "x"\nkind = "bank"\nadapter = "{adapter}"\n'
+    path.write_text(
+        entry.format(code="A1", adapter="iso20022")
+        + entry.format(code="A2", adapter="iso20022")
+        + "batch_size = 10\nbatch_window_ms = 2\nconcurrency = 3\n"
+        + entry.format(code="A3", adapter="http_json")
+    )
+    registry = load_registry(path)
+    assert (registry["A1"].batch_size, registry["A1"].batch_window_ms) == (50, 5.0)
+    assert (registry["A2"].batch_size, registry["A2"].batch_window_ms) == (10, 2.0)
+    assert registry["A2"].holds_in_flight == 30
+    assert (registry["A3"].batch_size, registry["A3"].holds_in_flight) == (1, 8)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        'adapter = "http_json"\nbatch_size = 5\n',
+        'adapter = "iso20022"\nbatch_size = 0\n',
+        'adapter = "iso20022"\nbatch_window_ms = -1\n',
+    ],
+)
+def test_a_batch_an_adapter_cannot_send_refuses_to_load(tmp_path: Path, extra: str) -> None:
+    path = tmp_path / "registry.toml"
+    path.write_text('[[institution]]\ncode = "A1"\nname = "x"\nkind = "bank"\n' + extra)
+    with pytest.raises(ConfigurationError):
+        load_registry(path)
