@@ -34,6 +34,7 @@ TABLES = {
     "reconciliation_divergences",
     "bus_records",
     "bus_offsets",
+    "iso20022_messages",
 }
 
 

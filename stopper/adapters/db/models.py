@@ -323,3 +323,17 @@ class BusOffsetRow(Base):
     consumer_group: Mapped[str] = mapped_column(String(255), primary_key=True)
     committed: Mapped[int] = mapped_column(BigInteger)
     committed_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Iso20022MessageRow(Base):
+    """An ISO 20022 message Stopper sent (a camt.056, a return instruction): one row per hold it
+    carried, so its message id leads to the holds and a hold to the messages that named it."""
+
+    __tablename__ = "iso20022_messages"
+
+    message_id: Mapped[str] = mapped_column(String(35), primary_key=True)
+    hold_id: Mapped[UUID] = mapped_column(ForeignKey("holds.id"), primary_key=True, index=True)
+    message_type: Mapped[str] = mapped_column(String(16))
+    institution_code: Mapped[str] = mapped_column(String(12))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    sent_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -14,6 +14,7 @@ Where each aggregate is stored:
     queries.py         read models for the API and the console
     health.py          database readiness, institutions' health
     keys.py            API keys
+    messages.py        ISO 20022 messages sent, and the payments their stop requests name
     dialects/          what differs between PostgreSQL and SQLite
 """
 
@@ -25,6 +26,7 @@ from stopper.adapters.db.dialects import database_for
 from stopper.adapters.db.health import HealthStorage
 from stopper.adapters.db.intake import IntakeStorage
 from stopper.adapters.db.keys import KeyStorage
+from stopper.adapters.db.messages import MessageStorage
 from stopper.adapters.db.outbox import OutboxStorage
 from stopper.adapters.db.queries import CaseReadModels
 from stopper.adapters.db.reconciliation import ReconcileStorage
@@ -41,6 +43,7 @@ class SqlStore(
     CaseReadModels,
     HealthStorage,
     KeyStorage,
+    MessageStorage,
 ):
     def __init__(self, engine: AsyncEngine, stop_request_topic: str) -> None:
         super().__init__(database_for(engine), stop_request_topic)

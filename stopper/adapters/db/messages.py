@@ -1,0 +1,133 @@
+"""Messages of many holds (ISO 20022): the payments each hold's stop request names, and which
+holds each message Stopper sent carried (`MessageStore`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from sqlalchemy import literal, null, select, union_all
+from sqlalchemy.orm import aliased
+
+from stopper.adapters.db.errors import store_errors
+from stopper.adapters.db.models import (
+    AccountRow,
+    CaseRow,
+    HoldRow,
+    Iso20022MessageRow,
+    TrailEdgeRow,
+    TransferRow,
+)
+from stopper.adapters.db.storage import Storage
+from stopper.app.ports import PaymentIn, SentMessage, StopGrounds
+from stopper.domain.messages import OnwardKind
+
+
+class MessageStorage(Storage):
+    async def stop_grounds(self, hold_ids: Sequence[UUID]) -> dict[UUID, StopGrounds]:
+        """Each hold's case agency and the payments into its account: for first-level holds,
+        the victims' transfers (from the report); for the trail's holds, the onward transfers
+        that reached the account (as the institution of the account they left reported them).
+        Oldest first; one statement."""
+        if not hold_ids:
+            return {}
+        receiving = aliased(AccountRow)
+        source_hold = aliased(HoldRow)
+        source_account = aliased(AccountRow)
+        victims = (
+            select(
+                TransferRow.hold_id.label("hold_id"),
+                TransferRow.reference.label("reference"),
+                TransferRow.amount.label("amount"),
+                TransferRow.currency.label("currency"),
+                TransferRow.transferred_at.label("settled_at"),
+                TransferRow.victim_institution_code.label("debtor_institution"),
+                TransferRow.victim_account_number.label("debtor_account"),
+                receiving.institution_code.label("creditor_institution"),
+                receiving.account_number.label("creditor_account"),
+            )
+            .join(receiving, receiving.id == TransferRow.receiving_account_id)
+            .where(self._db.id_among(TransferRow.hold_id, hold_ids))
+        )
+        onward = (
+            select(
+                TrailEdgeRow.to_hold_id.label("hold_id"),
+                null().label("reference"),
+                TrailEdgeRow.amount.label("amount"),
+                source_hold.currency.label("currency"),
+                TrailEdgeRow.transferred_at.label("settled_at"),
+                source_hold.institution_code.label("debtor_institution"),
+                source_account.account_number.label("debtor_account"),
+                TrailEdgeRow.institution_code.label("creditor_institution"),
+                TrailEdgeRow.account_number.label("creditor_account"),
+            )
+            .join(source_hold, source_hold.id == TrailEdgeRow.from_hold_id)
+            .join(source_account, source_account.id == source_hold.account_id)
+            .where(
+                self._db.id_among(TrailEdgeRow.to_hold_id, hold_ids),
+                TrailEdgeRow.kind == literal(OnwardKind.TRANSFER.value),
+            )
+        )
+        payments = union_all(victims, onward).subquery()
+        query = (
+            select(HoldRow.id.label("hold"), CaseRow.agency_code, payments)
+            .join(CaseRow, CaseRow.id == HoldRow.case_id)
+            .outerjoin(payments, payments.c.hold_id == HoldRow.id)
+            .where(self._db.id_among(HoldRow.id, hold_ids))
+            .order_by(HoldRow.id, payments.c.settled_at)
+        )
+        found: dict[UUID, tuple[str, list[PaymentIn]]] = {}
+        with store_errors():
+            async with self._db.read() as connection:
+                for r in await connection.execute(query):
+                    _, paid_in = found.setdefault(r.hold, (r.agency_code, []))
+                    if r.hold_id is not None:
+                        paid_in.append(
+                            PaymentIn(
+                                reference=r.reference,
+                                amount=r.amount,
+                                currency=r.currency,
+                                settled_at=r.settled_at,
+                                debtor_institution=r.debtor_institution,
+                                debtor_account=r.debtor_account,
+                                creditor_institution=r.creditor_institution,
+                                creditor_account=r.creditor_account,
+                            )
+                        )
+        return {
+            hold_id: StopGrounds(hold_id, agency, tuple(paid_in))
+            for hold_id, (agency, paid_in) in found.items()
+        }
+
+    async def record_message(self, message: SentMessage) -> None:
+        with store_errors():
+            async with self._db.begin() as connection:
+                await self._db.insert_rows(
+                    connection,
+                    Iso20022MessageRow,
+                    [
+                        {
+                            "message_id": message.message_id,
+                            "hold_id": hold_id,
+                            "message_type": message.message_type,
+                            "institution_code": message.institution_code,
+                            "idempotency_key": key,
+                            "sent_at": message.sent_at,
+                        }
+                        # A hold twice in one message (a hedge of it joined the same batch):
+                        # one row.
+                        for hold_id, key in dict(message.holds).items()
+                    ],
+                )
+
+    async def holds_of_message(self, message_id: str) -> list[tuple[UUID, str]]:
+        """The holds a message Stopper sent carried, with the keys they were sent with (an
+        integrator's question about a message id)."""
+        with store_errors():
+            async with self._db.read() as connection:
+                rows = await connection.execute(
+                    select(Iso20022MessageRow.hold_id, Iso20022MessageRow.idempotency_key)
+                    .where(Iso20022MessageRow.message_id == message_id)
+                    .order_by(Iso20022MessageRow.idempotency_key)
+                )
+                return [(r.hold_id, r.idempotency_key) for r in rows]
