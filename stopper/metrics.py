@@ -80,8 +80,10 @@ BREAKER_TRIPS = Counter(
 )
 CALLBACKS = Counter(
     "stopper_callbacks_total",
-    "Institution callbacks by outcome (applied, repeated, conflict) or refusal reason "
-    "(bad_signature, stale, replayed, not_sent_here, unknown_institution, invalid).",
+    "Institution callbacks by outcome (applied, repeated, conflict; pending for an ISO 20022 "
+    "answer that says so) or refusal reason (bad_signature, stale, replayed, not_sent_here, "
+    "unknown_institution, invalid; an ISO 20022 document's: malformed, too_large, entities, "
+    "unknown_message). A camt.029 counts once per answer it carries.",
     ["institution", "outcome"],
 )
 AMOUNT_STOPPED = Counter(

@@ -13,12 +13,23 @@ Business rules:
   state does not allow is refused (`conflict`).
 Refusals are `CallbackRefused` with one of these reasons (the API maps them to status codes);
 every refusal is counted by institution and reason.
+
+A callback may carry many answers (ISO 20022: a camt.029 with a status per transaction,
+`handle_items`): the signature, window and nonce are checked once for the whole body, each
+answer is applied on its own (nonce derived from the callback's and the answer's place in it,
+so a replay of the body replays every answer), and each outcome is counted. The body's own
+reader refuses what it cannot read (`Refused`, counted by its reason); an answer it cannot read
+is refused alone. A callback none of whose answers could be taken is refused with the first
+one's reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -35,7 +46,8 @@ from stopper.contracts.signing import (
     signature_matches,
 )
 from stopper.domain.holds import idempotency_key_for
-from stopper.errors import CallbackRefusal, CallbackRefused
+from stopper.domain.messages import InstitutionAnswer
+from stopper.errors import CallbackRefusal, CallbackRefused, Refused
 from stopper.registry import Registry
 
 
@@ -43,6 +55,38 @@ from stopper.registry import Registry
 class CallbackResult:
     hold_id: UUID
     outcome: AnswerOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackItem:
+    """One answer a callback carries, as its reader understood it."""
+
+    idempotency_key: str
+    hold_id: UUID | None
+    answer: InstitutionAnswer | None  # None: the institution says it is still pending
+    refusal: CallbackRefused | None = None  # why this answer cannot be taken (read as nothing)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """What became of one answer of a callback: an `AnswerOutcome` value, `pending`, or the
+    reason it was refused (`refused` set)."""
+
+    idempotency_key: str
+    hold_id: UUID | None
+    outcome: str
+    refused: CallbackRefused | None = None
+
+
+# The outcome of an answer that says the request is still pending there: nothing to apply.
+PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    code: str
+    nonce: str
+    received_at: datetime
 
 
 class CallbackHandler:
@@ -61,19 +105,61 @@ class CallbackHandler:
         self._window_s = window_s
 
     async def handle(self, code: str, headers: Mapping[str, str], body: bytes) -> CallbackResult:
+        """A JSON callback (`CallbackV1`): one answer."""
         try:
-            result = await self._handle(code, headers, body)
+            signed = self._verify(code, headers, body)
+            try:
+                callback = CallbackV1.model_validate_json(body)
+            except ValidationError as e:
+                first = e.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "body"
+                raise CallbackRefused(CallbackRefusal.INVALID, f"{where}: {first['msg']}") from e
+            outcome = await self._apply(
+                signed,
+                CallbackItem(callback.idempotency_key, callback.hold_id, callback.to_domain()),
+                signed.nonce,
+            )
         except CallbackRefused as refused:
             metrics.CALLBACKS.labels(self._label(code), refused.reason.value).inc()
             raise
-        metrics.CALLBACKS.labels(code, result.outcome.value).inc()
-        return result
+        metrics.CALLBACKS.labels(code, outcome).inc()
+        return CallbackResult(callback.hold_id, AnswerOutcome(outcome))
+
+    async def handle_items(
+        self,
+        code: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        read: Callable[[bytes], Sequence[CallbackItem]],
+    ) -> list[ItemResult]:
+        """A callback carrying many answers, read by `read` (which raises a `Refused` for a
+        body it cannot read), each applied on its own; one result per answer, in order."""
+        try:
+            signed = self._verify(code, headers, body)
+            # Read only once signed: an unknown sender's document is never parsed.
+            items = read(body)
+        except Refused as refused:
+            metrics.CALLBACKS.labels(self._label(code), _reason(refused)).inc()
+            raise
+        results = await asyncio.gather(
+            *(self._apply_item(signed, item, index) for index, item in enumerate(items))
+        )
+        for result in results:
+            metrics.CALLBACKS.labels(code, result.outcome).inc()
+        taken = [r for r in results if r.refused is None]
+        if results and not taken:
+            first = results[0].refused
+            assert first is not None
+            raise first
+        return list(results)
 
     def _label(self, code: str) -> str:
         # Metric labels only ever carry registry codes, not whatever a caller put in the URL.
         return code if code in self._registry else "unknown"
 
-    async def _handle(self, code: str, headers: Mapping[str, str], body: bytes) -> CallbackResult:
+    def _verify(self, code: str, headers: Mapping[str, str], body: bytes) -> _Signed:
+        """The institution, signature and window of a callback, checked before anything in its
+        body is read."""
         institution = self._registry.get(code)
         if institution is None:
             raise CallbackRefused(CallbackRefusal.UNKNOWN_INSTITUTION, "no such institution")
@@ -91,12 +177,28 @@ class CallbackHandler:
         secret = self._secrets[institution.callback_secret_ref]
         if not signature_matches(secret, timestamp, nonce, body, signature):
             raise CallbackRefused(CallbackRefusal.BAD_SIGNATURE, "signature does not match")
+        return _Signed(code, nonce, now)
+
+    async def _apply_item(self, signed: _Signed, item: CallbackItem, index: int) -> ItemResult:
+        # The item's own nonce: one per answer and place, so each is remembered (and a replay of
+        # the body refused) in the transaction of its own answer, whichever batch that is.
+        nonce = hashlib.sha256(f"{signed.nonce}:{index}".encode()).hexdigest()
         try:
-            callback = CallbackV1.model_validate_json(body)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise CallbackRefused(CallbackRefusal.INVALID, f"{where}: {first['msg']}") from e
+            if item.refusal is not None:
+                raise item.refusal
+            outcome = await self._apply(signed, item, nonce)
+        except CallbackRefused as refused:
+            return ItemResult(item.idempotency_key, item.hold_id, refused.reason.value, refused)
+        return ItemResult(item.idempotency_key, item.hold_id, outcome)
+
+    async def _apply(self, signed: _Signed, item: CallbackItem, nonce: str) -> str:
+        """One answer, applied with its nonce: an `AnswerOutcome` value or `pending`."""
+        code = signed.code
+        hold_id = item.hold_id
+        if hold_id is None:
+            raise CallbackRefused(CallbackRefusal.NOT_SENT_HERE, "no such request was sent to you")
+        if item.answer is None:
+            return PENDING
 
         def sent_here(record: HoldRecord) -> bool:
             hold = record.hold
@@ -104,18 +206,18 @@ class CallbackHandler:
             return (
                 hold.institution_code == code
                 and record.attempts > 0
-                and callback.idempotency_key in sent_keys
+                and item.idempotency_key in sent_keys
             )
 
         # One transaction, shared with whatever else is being decided: the nonce, the checks on
         # the locked row, and the answer.
         outcome = await self._dispatcher.record_answer(
-            callback.hold_id,
-            callback.to_domain(),
+            hold_id,
+            item.answer,
             actor=f"institution:{code}",
             via="institution callback",
             sent_here=sent_here,
-            nonce=CallbackNonce(code, nonce, now),
+            nonce=CallbackNonce(code, nonce, signed.received_at),
         )
         if outcome is AnswerOutcome.REPLAYED:
             raise CallbackRefused(CallbackRefusal.REPLAYED, "nonce already used")
@@ -125,4 +227,11 @@ class CallbackHandler:
             raise CallbackRefused(
                 CallbackRefusal.CONFLICT, "the hold's state does not allow this answer"
             )
-        return CallbackResult(callback.hold_id, outcome)
+        return outcome.value
+
+
+def _reason(refused: Refused) -> str:
+    """A refusal's counted reason: its `reason` enum where it has one (callbacks', documents'
+    own), else its kind."""
+    reason = getattr(refused, "reason", None)
+    return str(reason) if reason is not None else type(refused).__name__
