@@ -17,6 +17,7 @@ from stopper.adapters.clock import SystemClock
 from stopper.adapters.db import migrate
 from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.store import SqlStore
+from stopper.adapters.institutions.by_adapter import AdapterPerInstitution
 from stopper.adapters.institutions.http_json import HttpJsonAdapter
 from stopper.adapters.kafka_bus import KafkaBus
 from stopper.adapters.memory_bus import InProcessBus
@@ -52,7 +53,7 @@ class Runtime:
     bus: Bus
     intake: IntakeHandler
     dispatcher: Dispatcher
-    adapter: HttpJsonAdapter
+    adapter: AdapterPerInstitution
     outbox_written: asyncio.Event
     callbacks: CallbackHandler
     deadlines: DeadlineKeeper
@@ -259,7 +260,10 @@ def build_runtime(
             ),
         )
     outbox_written = asyncio.Event()
-    adapter = HttpJsonAdapter(settings.institutions.base_url)
+    # Each institution's calls go through the adapter its registry entry names.
+    adapter = AdapterPerInstitution(
+        {"http_json": HttpJsonAdapter(settings.institutions.base_url)}, registry
+    )
     gateway = InstitutionGateway(adapter, registry, hedge=settings.dispatch.hedge)
     dispatcher = Dispatcher(
         store,
