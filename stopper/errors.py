@@ -14,7 +14,10 @@
     │   ├── CallbackRefused           an institution's callback not taken (CallbackRefusal)
     │   ├── AuthRefused               the caller may not do this (AuthRefusal)
     │   ├── BodyTooLarge              a request body over its limit
-    │   └── KeyRefused                an API key Stopper will not issue
+    │   ├── KeyRefused                an API key Stopper will not issue
+    │   └── XmlRefused                an ISO 20022 document not read: malformed, too large, with
+    │                                 a DOCTYPE or entities, an unknown message, or against its
+    │                                 schema (XmlRefusal)
     ├── OperatorCommandFailed         an operator command got no answer from Stopper's API
     └── InfrastructureError           a server we depend on misbehaved
         ├── BusError                  the message bus failed a call
@@ -82,6 +85,8 @@ __all__ = [
     "SchemaNotReady",
     "StopperError",
     "StoreUnavailable",
+    "XmlRefusal",
+    "XmlRefused",
 ]
 
 
@@ -156,6 +161,23 @@ class BodyTooLarge(Refused):
 
 class KeyRefused(Refused):
     """An API key Stopper will not issue as asked (an intake key belongs to an agency)."""
+
+
+class XmlRefusal(StrEnum):
+    MALFORMED = "malformed"  # not well-formed XML, or not UTF-8
+    TOO_LARGE = "too_large"  # over the size limit: not even parsed
+    ENTITIES = "entities"  # a DOCTYPE, entity declarations or references: never expanded
+    UNKNOWN_MESSAGE = "unknown_message"  # a namespace or root that is not a message read here
+    INVALID = "invalid"  # breaks its official schema
+
+
+class XmlRefused(Refused):
+    """An ISO 20022 document Stopper will not read. `detail` names the rule and where it broke
+    (a schema path), never the document's values."""
+
+    def __init__(self, reason: XmlRefusal, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class OperatorCommandFailed(StopperError):

@@ -1,0 +1,232 @@
+"""The small pieces every message shares: amounts, times, identifiers, parties, narrative lines,
+and the mapping between Stopper's idempotency keys and the 35-character ISO identifiers.
+
+Messages are written as text from these pieces (about ten times faster than building an lxml
+tree and serialising it: thousands of holds a second leave this way); the tests validate what
+they write against the official schemas. They are read with lxml, after `parse_document`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from uuid import UUID
+
+from lxml import etree
+
+from stopper.adapters.institutions.iso20022.codes import DEFAULT_MINOR_DIGITS, MINOR_DIGITS
+
+# --- Stopper's keys in 35 characters ------------------------------------------------------------
+
+_STOP_KEY = re.compile(r"^stopper-([0-9a-f-]{36})-(\d{1,2})$")
+_CXL_ID = re.compile(r"^([0-9a-f]{32})-(\d{1,2})$")
+MAX_GENERATION = 99  # two digits: Stopper re-applies a stop at most twice
+
+
+def cxl_id_for(idempotency_key: str) -> str:
+    """`stopper-<hold id>-<generation>` (46+ characters) as a CxlId (at most 35): the hold id's
+    32 hex digits, a dash, the generation. `key_for_cxl_id` gives the key back."""
+    match = _STOP_KEY.match(idempotency_key)
+    if match is None:
+        raise ValueError("not a stop request's idempotency key (stopper-<uuid>-<generation>)")
+    return f"{UUID(match.group(1)).hex}-{int(match.group(2))}"
+
+
+def key_for_cxl_id(cxl_id: str) -> tuple[str, UUID, int] | None:
+    """The idempotency key, hold id and generation a CxlId stands for; None if not Stopper's."""
+    match = _CXL_ID.match(cxl_id)
+    if match is None:
+        return None
+    hold_id = UUID(hex=match.group(1))
+    generation = int(match.group(2))
+    if str(generation) != match.group(2):  # "01" is not a CxlId Stopper writes
+        return None
+    return f"stopper-{hold_id}-{generation}", hold_id, generation
+
+
+def payout_ref(hold_id: UUID, index: int) -> str:
+    """The CxlId of payout `index` (from 1) of a return instruction: `<hold hex>-P<index>`."""
+    return f"{hold_id.hex}-P{index}"
+
+
+# --- values ---------------------------------------------------------------------------------
+
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\r": "&#13;"})
+
+
+def text(value: str) -> str:
+    """`value` as XML character data (also fit for a quoted attribute). Characters XML 1.0
+    cannot carry become U+FFFD; a carriage return is kept as a reference (parsers turn a literal
+    one into a newline)."""
+    return _ILLEGAL_XML.sub("\ufffd", value).translate(_ESCAPES)
+
+
+def minor_digits(currency: str) -> int:
+    return MINOR_DIGITS.get(currency, DEFAULT_MINOR_DIGITS)
+
+
+def amount_text(minor: int, currency: str) -> str:
+    """Minor units as an ISO amount: 455000 EUR -> `4550.00`."""
+    if minor < 0:
+        raise ValueError("amounts are never negative")
+    digits = minor_digits(currency)
+    if digits == 0:
+        return str(minor)
+    whole, part = divmod(minor, 10**digits)
+    return f"{whole}.{part:0{digits}d}"
+
+
+def amount(element: etree._Element) -> tuple[int, str] | None:
+    """An `...Amt Ccy="EUR"` element as (minor units, currency); None when it has more decimals
+    than the currency."""
+    currency = element.get("Ccy") or ""
+    try:
+        value = Decimal((element.text or "").strip())
+    except InvalidOperation:
+        return None
+    minor = value.scaleb(minor_digits(currency))
+    if minor != minor.to_integral_value():
+        return None
+    return int(minor), currency
+
+
+def datetime_text(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError("times in ISO messages are aware")
+    return at.isoformat()
+
+
+def parse_datetime(value: str) -> datetime:
+    """An ISODateTime; one without an offset is taken as UTC."""
+    at = datetime.fromisoformat(value.strip())
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def date_text(at: datetime | date) -> str:
+    return at.date().isoformat() if isinstance(at, datetime) else at.isoformat()
+
+
+# --- parties --------------------------------------------------------------------------------
+
+
+def agent(code: str) -> str:
+    """A financial institution by its registry code (BranchAndFinancialInstitutionIdentification6):
+    the codes are not BICs, so they go in `Othr/Id`."""
+    return f"<FinInstnId><Othr><Id>{text(code)}</Id></Othr></FinInstnId>"
+
+
+def account(number: str) -> str:
+    """An account by its number (CashAccount38): `Id/Othr/Id`."""
+    return f"<Id><Othr><Id>{text(number)}</Id></Othr></Id>"
+
+
+def organisation(identifier: str) -> str:
+    """A party that is not an institution (PartyIdentification135): `Id/OrgId/Othr/Id`."""
+    return f"<Id><OrgId><Othr><Id>{text(identifier)}</Id></Othr></OrgId></Id>"
+
+
+# --- narrative ------------------------------------------------------------------------------
+
+ADDTL_INF_MAX = 105
+_CONTINUED = "//"
+
+
+def tagged_lines(tag: str, value: str) -> Iterator[str]:
+    """`value` as AddtlInf lines (Max105Text): `/TAG/` and its start, then `//` and the rest,
+    as many lines as it takes (the continuation of SWIFT narratives)."""
+    head = f"/{tag}/"
+    first = ADDTL_INF_MAX - len(head)
+    yield head + value[:first]
+    rest = value[first:]
+    step = ADDTL_INF_MAX - len(_CONTINUED)
+    for start in range(0, len(rest), step):
+        yield _CONTINUED + rest[start : start + step]
+
+
+def read_tagged_lines(lines: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The tagged values among AddtlInf lines (`tagged_lines`), and the other lines in order."""
+    tagged: dict[str, str] = {}
+    other: list[str] = []
+    current: str | None = None
+    for line in lines:
+        match = _TAG.match(line)
+        if match is not None:
+            current = match.group(1)
+            tagged[current] = tagged.get(current, "") + line[match.end() :]
+        elif line.startswith(_CONTINUED) and current is not None:
+            tagged[current] += line[len(_CONTINUED) :]
+        else:
+            current = None
+            other.append(line)
+    return tagged, other
+
+
+_TAG = re.compile(r"^/([A-Z]{4})/")
+
+
+def chunks(value: str, size: int = ADDTL_INF_MAX) -> list[str]:
+    """Free text as AddtlInf lines, cut at `size` characters (read back by joining them)."""
+    return [value[i : i + size] for i in range(0, len(value), size)] or []
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+class Reader:
+    """Child lookups in one message's namespace: `r.find(el, "Assgnmt/Id")`."""
+
+    def __init__(self, namespace: str) -> None:
+        self.ns = namespace
+        self._paths: dict[str, str] = {}
+
+    def _path(self, path: str) -> str:
+        qualified = self._paths.get(path)
+        if qualified is None:
+            qualified = "/".join(f"{{{self.ns}}}{step}" for step in path.split("/"))
+            self._paths[path] = qualified
+        return qualified
+
+    def find(self, element: etree._Element, path: str) -> etree._Element | None:
+        return element.find(self._path(path))
+
+    def all(self, element: etree._Element, path: str) -> list[etree._Element]:
+        return element.findall(self._path(path))
+
+    def text(self, element: etree._Element, path: str) -> str | None:
+        found = element.find(self._path(path))
+        return found.text if found is not None else None
+
+    def texts(self, element: etree._Element, path: str) -> list[str]:
+        return [e.text or "" for e in element.findall(self._path(path))]
+
+    def party(self, element: etree._Element | None) -> str:
+        """Who a Party40Choice or an agent names: its BIC, other identifier, LEI or name."""
+        if element is None:
+            return ""
+        for path in (
+            "Agt/FinInstnId/BICFI",
+            "Agt/FinInstnId/Othr/Id",
+            "Agt/FinInstnId/LEI",
+            "Agt/FinInstnId/Nm",
+            "FinInstnId/BICFI",
+            "FinInstnId/Othr/Id",
+            "FinInstnId/LEI",
+            "FinInstnId/Nm",
+            "Pty/Id/OrgId/AnyBIC",
+            "Pty/Id/OrgId/Othr/Id",
+            "Pty/Id/OrgId/LEI",
+            "Pty/Nm",
+        ):
+            found = self.text(element, path)
+            if found:
+                return found
+        return ""
+
+    def account(self, element: etree._Element | None) -> str:
+        """A CashAccount38's number: IBAN or other identifier."""
+        if element is None:
+            return ""
+        return self.text(element, "Id/IBAN") or self.text(element, "Id/Othr/Id") or ""
