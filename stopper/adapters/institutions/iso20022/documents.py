@@ -157,14 +157,21 @@ def _refuse_other_encodings(body: bytes) -> None:
         raise XmlRefused(XmlRefusal.MALFORMED, "only UTF-8 documents are read")
 
 
-_NAMESPACE = re.compile(r"\{[^}]*\}")
-# Values the parser or the schema quote back (the element names are kept: they come bracketed).
-_QUOTED_VALUE = re.compile(r"'(?!\{)[^']*'")
+_NAMESPACE = re.compile(r"\{(?:urn|https?):[^}]*\}")
+# libxml2 quotes the offending value in these phrases (values may hold quotes themselves: the
+# match runs to the phrase's last words). Element and attribute names are kept.
+_VALUES = (
+    (re.compile(r"The value '.*' (is|has) ", re.S), r"The value \1 "),
+    (re.compile(r"': '.*' is not a valid value of ", re.S), "': the value is not valid for "),
+)
 
 
 def _quiet(message: str) -> str:
     """A parser or schema message without the document's values and without namespaces."""
-    return _NAMESPACE.sub("", _QUOTED_VALUE.sub("'…'", message)).strip()
+    message = _NAMESPACE.sub("", message)
+    for value, replacement in _VALUES:
+        message = value.sub(replacement, message)
+    return message.strip()
 
 
 def _readable_path(element: etree._Element, path: str | None) -> str:
