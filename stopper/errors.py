@@ -16,8 +16,8 @@
     │   ├── BodyTooLarge              a request body over its limit
     │   ├── KeyRefused                an API key Stopper will not issue
     │   └── XmlRefused                an ISO 20022 document not read: malformed, too large, with
-    │                                 a DOCTYPE or entities, an unknown message, or against its
-    │                                 schema (XmlRefusal)
+    │                                 a DOCTYPE or entities, an unknown message, against its
+    │                                 schema, or not answering what was asked (XmlRefusal)
     ├── OperatorCommandFailed         an operator command got no answer from Stopper's API
     └── InfrastructureError           a server we depend on misbehaved
         ├── BusError                  the message bus failed a call
@@ -168,7 +168,8 @@ class XmlRefusal(StrEnum):
     TOO_LARGE = "too_large"  # over the size limit: not even parsed
     ENTITIES = "entities"  # a DOCTYPE, entity declarations or references: never expanded
     UNKNOWN_MESSAGE = "unknown_message"  # a namespace or root that is not a message read here
-    INVALID = "invalid"  # breaks its official schema
+    INVALID = "invalid"  # breaks its official schema, or is not what Stopper writes or reads
+    UNMATCHED = "unmatched"  # valid, but does not answer what was asked (a return's payouts)
 
 
 class XmlRefused(Refused):

@@ -12,7 +12,7 @@ from stopper.adapters.institutions.iso20022.documents import (
     message_of,
     parse_document,
 )
-from stopper.adapters.institutions.iso20022.fields import cxl_id_for, key_for_cxl_id
+from stopper.adapters.institutions.iso20022.fields import cxl_id_for, key_for_cxl_id, payout_ref
 from stopper.adapters.institutions.iso20022.model import (
     EMERGENCY_STOP_BASIS,
     ItemAnswer,
@@ -28,6 +28,15 @@ from stopper.adapters.institutions.iso20022.model import (
 )
 from stopper.adapters.institutions.iso20022.recall import build_recall, read_recall
 from stopper.adapters.institutions.iso20022.resolution import build_resolution, read_resolution
+from stopper.adapters.institutions.iso20022.returns import (
+    build_payment_return,
+    build_return_instruction,
+    build_return_rejection,
+    match_payouts,
+    read_payment_return,
+    read_return_answer,
+    read_return_instruction,
+)
 
 __all__ = [
     "EMERGENCY_STOP_BASIS",
@@ -44,12 +53,20 @@ __all__ = [
     "ResolvedItem",
     "ReturnInstruction",
     "ReturnedItem",
+    "build_payment_return",
     "build_recall",
     "build_resolution",
+    "build_return_instruction",
+    "build_return_rejection",
     "cxl_id_for",
     "key_for_cxl_id",
+    "match_payouts",
     "message_of",
     "parse_document",
+    "payout_ref",
+    "read_payment_return",
     "read_recall",
     "read_resolution",
+    "read_return_answer",
+    "read_return_instruction",
 ]

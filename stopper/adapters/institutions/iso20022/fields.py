@@ -47,8 +47,11 @@ def key_for_cxl_id(cxl_id: str) -> tuple[str, UUID, int] | None:
 
 
 def payout_ref(hold_id: UUID, index: int) -> str:
-    """The CxlId of payout `index` (from 1) of a return instruction: `<hold hex>-P<index>`."""
-    return f"{hold_id.hex}-P{index}"
+    """The CxlId of payout `index` (1 to 999) of a return instruction: the hold id's 32 hex
+    digits and the payout's place in three (a report names at most 100 victims)."""
+    if not 1 <= index <= 999:
+        raise ValueError("a return instruction carries 1 to 999 payouts")
+    return f"{hold_id.hex}{index:03d}"
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -83,14 +86,20 @@ def amount(element: etree._Element) -> tuple[int, str] | None:
     """An `...Amt Ccy="EUR"` element as (minor units, currency); None when it has more decimals
     than the currency."""
     currency = element.get("Ccy") or ""
+    minor = minor_units(element.text or "", currency)
+    return (minor, currency) if minor is not None else None
+
+
+def minor_units(value: str, currency: str) -> int | None:
+    """A decimal as minor units of `currency`; None when it is not one or is too precise."""
     try:
-        value = Decimal((element.text or "").strip())
+        number = Decimal(value.strip())
     except InvalidOperation:
         return None
-    minor = value.scaleb(minor_digits(currency))
-    if minor != minor.to_integral_value():
+    minor = number.scaleb(minor_digits(currency))
+    if not minor.is_finite() or minor != minor.to_integral_value():
         return None
-    return int(minor), currency
+    return int(minor)
 
 
 def datetime_text(at: datetime) -> str:
