@@ -18,6 +18,8 @@ and keeps a ledger of each hold's newest stop. It knows nothing but what the req
                                                           404 unknown (never received)
     POST /institutions/{code}/stops/status             StopStatusQueryV1 -> 200 StopStatusesV1
     POST /institutions/{code}/freezes, .../returns     answered at once
+    POST /institutions/{code}/iso20022/camt.056, .../iso20022/return   the ISO 20022 institutions
+                                                          (iso_banks.py)
     GET  /stats, /ledger, /healthz
 """
 
@@ -31,7 +33,7 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -66,13 +68,14 @@ CALLBACK_ATTEMPTS = 6
 
 @dataclass
 class Counts:
-    stop_requests: int = 0  # POSTs to /stops received, whatever became of them
+    stop_requests: int = 0  # received (POSTs to /stops, TxInf of camt.056), whatever became of them
+    iso_messages: int = 0  # camt.056 messages received (each carries one or more stop requests)
     status_inquiries: int = 0  # GETs of one stop's status
     status_queries: int = 0  # POSTs to /stops/status
     status_keys_asked: int = 0  # keys those queries asked about
     stops_executed: int = 0
     double_stops: int = 0
-    callbacks_owed: int = 0  # one per key, at an institution that answers by callback
+    callbacks_owed: int = 0  # one per key (per camt.056, for ISO 20022), answering by callback
     callbacks_sent: int = 0
     callbacks_failed: int = 0
     freezes: int = 0
@@ -338,6 +341,7 @@ class Simulation:
             counts = {
                 "requests": sim.counts.stop_requests,  # the older name, still read by others
                 "stop_requests": sim.counts.stop_requests,
+                "iso_messages": sim.counts.iso_messages,
                 "status_inquiries": sim.counts.status_inquiries,
                 "status_queries": sim.counts.status_queries,
                 "status_keys_asked": sim.counts.status_keys_asked,
@@ -368,8 +372,12 @@ class Simulation:
         return record
 
     def _owe_callback(self, sim: SimulatedInstitution, record: StopRecord) -> None:
+        self.owe_callback(sim, self._send_callback(sim, record))
+
+    def owe_callback(self, sim: SimulatedInstitution, sending: Coroutine[Any, Any, None]) -> None:
+        """A callback `sim` owes, sent by `sending` in the background (cancelled by stop())."""
         sim.counts.callbacks_owed += 1
-        task = asyncio.create_task(self._send_callback(sim, record))
+        task = asyncio.create_task(sending)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -391,12 +399,19 @@ class Simulation:
         )
         copies = 2 if sim.roll(sim.behaviour.double_callback_rate) else 1
         for _ in range(copies):
-            await self._deliver(sim, body)
+            await self.deliver(sim, body)
 
-    async def _deliver(self, sim: SimulatedInstitution, body: bytes) -> None:
+    async def deliver(
+        self,
+        sim: SimulatedInstitution,
+        body: bytes,
+        route: str = "callbacks",
+        content_type: str = "application/json",
+    ) -> None:
+        """Deliver one signed callback to Stopper's `/v1/institutions/{code}/{route}`."""
         assert self._session is not None, "callbacks leave between start() and stop()"
         code = sim.institution.code
-        url = f"{self._stopper_url}/v1/institutions/{code}/callbacks"
+        url = f"{self._stopper_url}/v1/institutions/{code}/{route}"
         for attempt in range(CALLBACK_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(0.2 * 2 ** (attempt - 1))
@@ -408,6 +423,7 @@ class Simulation:
                         secrets.token_hex(16),
                         body,
                     )
+                    headers["content-type"] = content_type
                     async with self._session.post(
                         url, data=body, headers=headers, timeout=CALLBACK_TIMEOUT
                     ) as answer:

@@ -21,6 +21,7 @@ from stopper.contracts.institutions import (
     StopStatusQueryV1,
 )
 from stopper.simulation.institutions import INQUIRY_HTTP_STATUS, SimulatedInstitution, Simulation
+from stopper.simulation.iso_banks import add_iso_routes
 
 _Order = FreezeRequestV1 | ReturnRequestV1
 
@@ -106,6 +107,7 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
     app.add_route("/institutions/{code}/stops", stop, methods=["POST"])
     app.add_route("/institutions/{code}/stops/status", stop_statuses, methods=["POST"])
     app.add_route("/institutions/{code}/stops/{idempotency_key}", stop_status, methods=["GET"])
+    add_iso_routes(app, simulation)  # the iso20022 institutions' camt.056 and return routes
 
     async def order(
         code: str,
