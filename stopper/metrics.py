@@ -174,3 +174,21 @@ STOP_HEDGES = Counter(
     "by institution and which answered first (first, hedge, neither).",
     ["institution", "winner"],
 )
+ISO20022_MESSAGES = Counter(
+    "stopper_iso20022_messages_total",
+    "ISO 20022 messages sent to institutions, by institution and message (camt.056.001.08).",
+    ["institution", "message"],
+)
+ISO20022_HOLDS_PER_MESSAGE = Histogram(
+    "stopper_iso20022_holds_per_message",
+    "Holds one camt.056 carried (the batching of stop requests to ISO 20022 institutions).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+ISO20022_REFUSED = Counter(
+    "stopper_iso20022_answers_refused_total",
+    "Answers in ISO 20022 documents from institutions that Stopper could not read, at once or "
+    "by callback, by institution and reason: the document's (malformed, too_large, entities, "
+    "unknown_message, invalid) or one answer's (unknown_reason_code, no_reason, no_status, "
+    "no_amount, bad_amount, not_ours, bad_onward, missing: a request the answer left out).",
+    ["institution", "reason"],
+)

@@ -19,6 +19,7 @@ from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.store import SqlStore
 from stopper.adapters.institutions.by_adapter import AdapterPerInstitution
 from stopper.adapters.institutions.http_json import HttpJsonAdapter
+from stopper.adapters.institutions.iso20022.adapter import Iso20022Adapter
 from stopper.adapters.kafka_bus import KafkaBus
 from stopper.adapters.memory_bus import InProcessBus
 from stopper.adapters.sqlite_bus import SqliteBus
@@ -260,9 +261,11 @@ def build_runtime(
             ),
         )
     outbox_written = asyncio.Event()
-    # Each institution's calls go through the adapter its registry entry names.
+    # Each institution's calls go through the adapter its registry entry names; the ISO 20022
+    # adapter sends its XML (and its JSON status inquiries and freezes) through the same client.
+    http_json = HttpJsonAdapter(settings.institutions.base_url)
     adapter = AdapterPerInstitution(
-        {"http_json": HttpJsonAdapter(settings.institutions.base_url)}, registry
+        {"http_json": http_json, "iso20022": Iso20022Adapter(http_json, store, clock)}, registry
     )
     gateway = InstitutionGateway(adapter, registry, hedge=settings.dispatch.hedge)
     dispatcher = Dispatcher(

@@ -36,7 +36,8 @@ class AdapterPerInstitution:
         return self._adapters[institution.adapter]
 
     async def close(self) -> None:
-        for adapter in self._adapters.values():
+        # Last given, first closed: an adapter may send through one given before it.
+        for adapter in reversed(self._adapters.values()):
             await adapter.close()
 
     async def request_stop(

@@ -55,7 +55,7 @@ _Answer = TypeVar("_Answer", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
-class _Response:
+class Response:
     status_code: int
     content: bytes
 
@@ -105,7 +105,7 @@ class HttpJsonAdapter:
         return answer.to_domain()
 
     async def stop_status(self, institution: Institution, idempotency_key: str) -> StopStatus:
-        response = await self._send(
+        response = await self.send(
             institution, "GET", f"stops/{quote(idempotency_key, safe='')}", None, None, (404,)
         )
         try:
@@ -124,8 +124,8 @@ class HttpJsonAdapter:
         self, institution: Institution, idempotency_keys: Sequence[str]
     ) -> list[StopStatus]:
         query = StopStatusQueryV1(idempotency_keys=list(idempotency_keys))
-        response = await self._send(
-            institution, "POST", "stops/status", query.model_dump_json(), None
+        response = await self.send(
+            institution, "POST", "stops/status", query.model_dump_json().encode(), None
         )
         try:
             answer = StopStatusesV1.model_validate_json(response.content)
@@ -160,32 +160,36 @@ class HttpJsonAdapter:
 
     async def _post(
         self, institution: Institution, operation: str, body: str, idempotency_key: str
-    ) -> _Response:
-        return await self._send(institution, "POST", operation, body, idempotency_key)
+    ) -> Response:
+        return await self.send(institution, "POST", operation, body.encode(), idempotency_key)
 
-    async def _send(
+    async def send(
         self,
         institution: Institution,
         method: str,
         operation: str,
-        body: str | None,
+        body: bytes | None,
         idempotency_key: str | None,
         expected_4xx: tuple[int, ...] = (),
-    ) -> _Response:
+        content_type: str = "application/json",
+    ) -> Response:
+        """One request to `{endpoint}/{operation}`, its failures as `InstitutionError`s (a 4xx
+        outside `expected_4xx` is `RequestRefused`); also the transport of the ISO 20022
+        adapter's XML."""
         # One attempt, bounded by the institution's own timeout; retries are the caller's.
         timeout = aiohttp.ClientTimeout(total=institution.timeout_ms / 1000)
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": content_type}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
         try:
             async with self._client().request(
                 method,
                 self.url_for(institution, operation),
-                data=body.encode() if body is not None else None,
+                data=body,
                 headers=headers,
                 timeout=timeout,
             ) as answer:
-                response = _Response(answer.status, await answer.read())
+                response = Response(answer.status, await answer.read())
         except TimeoutError as e:
             raise InstitutionTimeout(f"no answer within {institution.timeout_ms} ms") from e
         except (aiohttp.ClientError, OSError) as e:

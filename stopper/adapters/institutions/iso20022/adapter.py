@@ -1,0 +1,292 @@
+"""`Iso20022Adapter`: stop requests as camt.056.001.08, many holds per message, answered by
+camt.029.001.09 at once or by signed callback.
+
+    POST {endpoint}/iso20022/camt.056   camt.056 XML (application/xml), Idempotency-Key: the
+                                        message id -> 200 camt.029 XML with a status per
+                                        transaction | 202 (empty: the answers follow by callback,
+                                        POST /v1/institutions/{code}/callbacks/iso20022) | 400
+                                        with the schema error
+
+The port stays one call per hold (`request_stop`); behind it, each institution's concurrent calls
+are gathered into one message (`RequestBatcher`: a lone request leaves at once; while messages
+are in flight, requests wait at most `batch_window_ms` for others; at most `batch_size` holds
+per message and `concurrency` messages at once). Per message:
+- a message id of its own (`STP` + UTC time + 18 random hex digits: 35 characters, the most
+  `Assgnmt/Id` takes), recorded with the holds it carries before the message leaves, so an
+  integrator's question about a message id leads to the holds (`iso20022_messages`);
+- each hold one `TxInf`, naming the payments into the account (the report's transfers, or for
+  a trail hold the onward transfer that reached it) and the case's agency, read for the whole
+  batch in one query (`MessageStore.stop_grounds`);
+- each caller gets its own hold's answer: ACCR/CNCL stopped with the amount held and the onward
+  transfers, RJCR not_found or rejected by its reason, PDCR accepted (the outcome follows by
+  callback), or `MalformedAnswer` for an answer Stopper cannot read (an unknown reason code,
+  no answer for it at all: counted in `stopper_iso20022_answers_refused_total`, never guessed);
+- a failed message fails each of its holds with the same kind of `InstitutionError`: timeout,
+  unavailable (5xx, unreachable), refused (4xx: the message itself is wrong), malformed (an
+  answer that is not a valid camt.029, or one answering another message); each caller is
+  bounded by the institution's timeout from its own call.
+What is not ISO 20022 here, on today's JSON routes (`HttpJsonAdapter`): status inquiries and
+reconciliation (camt.087/camt.027 are out of scope), and formal freezes (the recall
+conversation has no freeze message: a freeze is a legal order, not a recall).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Sequence
+from datetime import UTC
+
+from stopper import metrics
+from stopper.adapters.institutions.batching import RequestBatcher
+from stopper.adapters.institutions.http_json import HttpJsonAdapter, Response
+from stopper.adapters.institutions.iso20022.documents import Message, parse_document
+from stopper.adapters.institutions.iso20022.model import (
+    OriginalPayment,
+    Recall,
+    RecallItem,
+    Resolution,
+    ResolvedItem,
+)
+from stopper.adapters.institutions.iso20022.recall import build_recall
+from stopper.adapters.institutions.iso20022.resolution import read_resolution
+from stopper.app.ports import Clock, MessageStore, SentMessage, StopGrounds
+from stopper.domain.messages import (
+    AnswerKind,
+    InstitutionAnswer,
+    OrderAnswer,
+    OrderFreeze,
+    OrderReturn,
+    RequestStop,
+    StatusKind,
+    StopStatus,
+)
+from stopper.errors import (
+    InstitutionError,
+    InstitutionTimeout,
+    MalformedAnswer,
+    RequestRefused,
+    XmlRefused,
+)
+from stopper.registry import Institution
+
+# Who asks, in every message's Assgnr and each transaction's case creator.
+SENDER = "STOPPER"
+RECALL_OPERATION = "iso20022/camt.056"
+ACCEPTED = InstitutionAnswer(AnswerKind.ACCEPTED)
+# What of an institution's 400 is kept in the error (its schema message).
+_DETAIL_LIMIT = 300
+_DIGITS = re.compile(r"\d{5,}")
+
+
+class Iso20022Adapter:
+    def __init__(
+        self,
+        transport: HttpJsonAdapter,
+        store: MessageStore,
+        clock: Clock,
+        *,
+        sender: str = SENDER,
+    ) -> None:
+        self._http = transport
+        self._store = store
+        self._clock = clock
+        self._sender = sender
+        self._batchers: dict[str, RequestBatcher[RequestStop, InstitutionAnswer]] = {}
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+        self._batchers.clear()
+
+    # --- the port ---------------------------------------------------------------------------
+
+    async def request_stop(
+        self, institution: Institution, request: RequestStop
+    ) -> InstitutionAnswer:
+        try:
+            return await self._batcher(institution).call(
+                request, timeout_s=institution.timeout_ms / 1000
+            )
+        except TimeoutError as e:
+            raise InstitutionTimeout(f"no answer within {institution.timeout_ms} ms") from e
+
+    async def stop_status(self, institution: Institution, idempotency_key: str) -> StopStatus:
+        return await self._http.stop_status(institution, idempotency_key)
+
+    async def stop_statuses(
+        self, institution: Institution, idempotency_keys: Sequence[str]
+    ) -> list[StopStatus]:
+        return await self._http.stop_statuses(institution, idempotency_keys)
+
+    async def request_freeze(self, institution: Institution, request: OrderFreeze) -> OrderAnswer:
+        return await self._http.request_freeze(institution, request)
+
+    async def request_return(self, institution: Institution, request: OrderReturn) -> OrderAnswer:
+        return await self._http.request_return(institution, request)
+
+    # --- one message per batch ----------------------------------------------------------------
+
+    def _batcher(self, institution: Institution) -> RequestBatcher[RequestStop, InstitutionAnswer]:
+        batcher = self._batchers.get(institution.code)
+        if batcher is None:
+
+            async def send(requests: Sequence[RequestStop]) -> list[InstitutionAnswer | Exception]:
+                return await self._recall(institution, requests)
+
+            batcher = self._batchers[institution.code] = RequestBatcher(
+                send,
+                max_batch=institution.batch_size,
+                window_s=institution.batch_window_ms / 1000,
+                max_in_flight=institution.concurrency,
+            )
+        return batcher
+
+    def new_message_id(self) -> str:
+        """Unique per message: the time to the second, then 72 random bits."""
+        return f"STP{self._clock.now().astimezone(UTC):%Y%m%d%H%M%S}{secrets.token_hex(9)}"
+
+    async def _recall(
+        self, institution: Institution, requests: Sequence[RequestStop]
+    ) -> list[InstitutionAnswer | Exception]:
+        """One camt.056 for `requests`; each request's answer, or the error it fails with."""
+        message_id = self.new_message_id()
+        now = self._clock.now()
+        grounds, _ = await asyncio.gather(
+            self._store.stop_grounds([r.hold_id for r in requests]),
+            self._store.record_message(
+                SentMessage(
+                    message_id,
+                    Message.CAMT_056.value,
+                    institution.code,
+                    now,
+                    [(r.hold_id, r.idempotency_key) for r in requests],
+                )
+            ),
+        )
+        # A hold missing from the store (it cannot be: it was just claimed) is not asked for.
+        known = [r for r in requests if r.hold_id in grounds]
+        outcomes: dict[str, InstitutionAnswer | Exception] = {}
+        if known:
+            recall = Recall(
+                message_id=message_id,
+                created_at=now,
+                sender=self._sender,
+                receiver=institution.code,
+                items=tuple(_item(r, grounds[r.hold_id]) for r in known),
+            )
+            metrics.ISO20022_MESSAGES.labels(institution.code, Message.CAMT_056.value).inc()
+            metrics.ISO20022_HOLDS_PER_MESSAGE.observe(len(known))
+            try:
+                outcomes = await self._send(institution, recall)
+            except InstitutionError as e:
+                # Each caller raises an error of its own (the same kind and words), chained to
+                # the message's.
+                return [_copy(e) for _ in requests]
+        answered: list[InstitutionAnswer | Exception] = []
+        for r in requests:
+            outcome = outcomes.get(r.idempotency_key)
+            if outcome is None:
+                outcome = (
+                    _missing(institution)
+                    if r.hold_id in grounds
+                    else RequestRefused("the hold is not in the store")
+                )
+            answered.append(outcome)
+        return answered
+
+    async def _send(
+        self, institution: Institution, recall: Recall
+    ) -> dict[str, InstitutionAnswer | Exception]:
+        response = await self._http.send(
+            institution,
+            "POST",
+            RECALL_OPERATION,
+            build_recall(recall),
+            recall.message_id,
+            expected_4xx=(400,),
+            content_type="application/xml",
+        )
+        if response.status_code == 400:
+            raise RequestRefused(f"camt.056 refused: {_detail(response)}")
+        if response.status_code == 202:
+            return {item.request.idempotency_key: ACCEPTED for item in recall.items}
+        if response.status_code != 200:
+            raise MalformedAnswer(f"camt.056 answered HTTP {response.status_code}")
+        try:
+            resolution = read_resolution(parse_document(response.content))
+        except XmlRefused as e:
+            metrics.ISO20022_REFUSED.labels(institution.code, e.reason.value).inc()
+            raise MalformedAnswer(f"unreadable camt.029 ({e.reason.value}): {e.detail}") from e
+        if resolution.answers_message_id not in (None, recall.message_id):
+            metrics.ISO20022_REFUSED.labels(institution.code, "other_message").inc()
+            raise MalformedAnswer("the camt.029 answers another message")
+        return _answers(institution, recall, resolution)
+
+
+def _item(request: RequestStop, grounds: StopGrounds) -> RecallItem:
+    payments = tuple(
+        OriginalPayment(
+            reference=p.reference,
+            amount=p.amount,
+            currency=p.currency,
+            settled_at=p.settled_at,
+            debtor_institution=p.debtor_institution,
+            debtor_account=p.debtor_account,
+            creditor_institution=p.creditor_institution,
+            creditor_account=p.creditor_account,
+        )
+        for p in grounds.payments
+    )
+    return RecallItem(request=request, payments=payments, agency_code=grounds.agency_code)
+
+
+def _answers(
+    institution: Institution, recall: Recall, resolution: Resolution
+) -> dict[str, InstitutionAnswer | Exception]:
+    """Each request's answer in the camt.029, by idempotency key (a key it does not answer is
+    left out: `_missing`)."""
+    asked = {item.request.idempotency_key: item.request for item in recall.items}
+    answers: dict[str, InstitutionAnswer | Exception] = {}
+    for item in resolution.items:
+        request = asked.get(item.idempotency_key)
+        if request is None or item.idempotency_key in answers:
+            continue  # not asked in this message, or answered twice: the first counts
+        answers[item.idempotency_key] = _answer(institution, request, item)
+    return answers
+
+
+def _answer(
+    institution: Institution, request: RequestStop, item: ResolvedItem
+) -> InstitutionAnswer | Exception:
+    if item.refusal is not None:
+        metrics.ISO20022_REFUSED.labels(institution.code, item.refusal.value).inc()
+        return MalformedAnswer(f"unreadable answer ({item.refusal.value}): {item.detail}")
+    status = item.status
+    if status is None or status.hold_id not in (None, request.hold_id):
+        metrics.ISO20022_REFUSED.labels(institution.code, "other_hold").inc()
+        return MalformedAnswer("the answer names another hold")
+    if status.kind is StatusKind.PENDING:
+        return ACCEPTED
+    if status.kind is StatusKind.ANSWERED and status.answer is not None:
+        return status.answer
+    return MalformedAnswer(f"status {status.kind.value} is no answer to a stop request")
+
+
+def _missing(institution: Institution) -> MalformedAnswer:
+    metrics.ISO20022_REFUSED.labels(institution.code, "missing").inc()
+    return MalformedAnswer("the camt.029 has no answer for this request")
+
+
+def _copy(error: InstitutionError) -> InstitutionError:
+    copy = type(error)(str(error))
+    copy.__cause__ = error
+    return copy
+
+
+def _detail(response: Response) -> str:
+    """What an institution's refusal says (a schema error), without anything that could be
+    an account number: it may quote the message."""
+    text = response.content[:_DETAIL_LIMIT].decode("utf-8", "replace")
+    return _DIGITS.sub("…", " ".join(text.split())) or f"HTTP {response.status_code}"
