@@ -22,6 +22,7 @@ from stopper.errors import (
     ReportRejected,
     ReportRejection,
     StoreUnavailable,
+    XmlRefused,
 )
 
 REPORT_STATUS: dict[ReportRejection, int] = {
@@ -88,6 +89,11 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CallbackRefused)
     async def _callback_refused(_: Request, exc: CallbackRefused) -> JSONResponse:
         return error_response(CALLBACK_STATUS[exc.reason], exc.detail)
+
+    @app.exception_handler(XmlRefused)
+    async def _xml_refused(_: Request, exc: XmlRefused) -> JSONResponse:
+        # Every reason alike: the document is not one Stopper reads (the detail says where).
+        return error_response(400, exc.detail)
 
     @app.exception_handler(BodyTooLarge)
     async def _body_too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:

@@ -19,8 +19,8 @@ A callback may carry many answers (ISO 20022: a camt.029 with a status per trans
 answer is applied on its own (nonce derived from the callback's and the answer's place in it,
 so a replay of the body replays every answer), and each outcome is counted. The body's own
 reader refuses what it cannot read (`Refused`, counted by its reason); an answer it cannot read
-is refused alone. A callback none of whose answers could be taken is refused with the first
-one's reason.
+is refused alone. A callback that moved nothing and refused some of its answers (a replay, say)
+is refused with the first refusal's reason.
 """
 
 from __future__ import annotations
@@ -146,11 +146,9 @@ class CallbackHandler:
         )
         for result in results:
             metrics.CALLBACKS.labels(code, result.outcome).inc()
-        taken = [r for r in results if r.refused is None]
-        if results and not taken:
-            first = results[0].refused
-            assert first is not None
-            raise first
+        refusals = [r.refused for r in results if r.refused is not None]
+        if refusals and all(r.outcome == PENDING for r in results if r.refused is None):
+            raise refusals[0]  # nothing was taken (a replay, say): refused as a whole
         return list(results)
 
     def _label(self, code: str) -> str:

@@ -183,6 +183,24 @@ class CallbackAcceptedV1(BaseModel):
     )
 
 
+class CallbackItemV1(BaseModel):
+    idempotency_key: str
+    hold_id: UUID | None
+    outcome: str = Field(
+        description="applied: the hold moved; repeated: it already said this; pending: nothing "
+        "to apply yet; else the reason this answer was refused (invalid, not_sent_here, "
+        "conflict, replayed)."
+    )
+    detail: str | None = Field(default=None, description="Why it was refused.")
+
+
+class CallbackItemsAcceptedV1(BaseModel):
+    """What became of each answer of an ISO 20022 callback (a camt.029), in document order."""
+
+    message_id: str = Field(description="The camt.029's own Assgnmt/Id.")
+    items: list[CallbackItemV1]
+
+
 class FreezeRequestV1(_HoldRequestV1):
     """Turn an emergency stop into a formal freeze, on the strength of a legal document."""
 
