@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stopper.app.jurisdictions import PROFILES, FixedLapse, Jurisdiction, JurisdictionProfile
 from stopper.app.policies import DeadlinePolicy, DispatchPolicy
 
 
@@ -167,7 +168,11 @@ class InstitutionsSettings(BaseSettings):
 
 
 class DispatchSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STOPPER_DISPATCH_", extra="ignore")
+    # An empty variable is unset: `STOPPER_DISPATCH_STOP_LAPSE_HOURS=` leaves the lapse to the
+    # jurisdiction profile.
+    model_config = SettingsConfigDict(
+        env_prefix="STOPPER_DISPATCH_", extra="ignore", env_ignore_empty=True
+    )
 
     sweep_interval_ms: int = Field(
         default=200,
@@ -213,14 +218,23 @@ class DispatchSettings(BaseSettings):
         description="How often a worker asks every institution for the outcomes of its "
         "unconfirmed and failed holds (reconciliation).",
     )
-    stop_lapse_hours: float = Field(default=48.0, gt=0)
+    stop_lapse_hours: float | None = Field(
+        default=None,
+        gt=0,
+        description="Set: a stop lapses this many hours after confirmation, whatever the "
+        "jurisdiction profile says. Unset: the profile's rule (48 hours in cn).",
+    )
     trail_max_depth: int = Field(
         default=5, ge=1, le=20, description="Layers of the money trail followed, first included."
     )
 
-    def policy(self) -> DispatchPolicy:
+    def policy(self, profile: JurisdictionProfile = PROFILES[Jurisdiction.CN]) -> DispatchPolicy:
+        """The dispatch policy under `profile`, with this section's settings laid over it."""
+        expiry = profile.stop_expiry
+        if self.stop_lapse_hours is not None:
+            expiry = FixedLapse(timedelta(hours=self.stop_lapse_hours))
         return DispatchPolicy(
-            stop_lapse=timedelta(hours=self.stop_lapse_hours),
+            stop_expiry=expiry,
             first_dispatch_grace=timedelta(seconds=self.first_dispatch_grace_s),
             inquiry_max_interval=timedelta(seconds=self.inquiry_max_interval_s),
             max_queued_per_institution=self.max_queued_per_institution,
@@ -229,33 +243,56 @@ class DispatchSettings(BaseSettings):
 
 
 class DeadlineSettings(BaseSettings):
-    """The 48-hour lapse of emergency stops: when to warn, how often to look."""
+    """The lapse of emergency stops and the expiry of freezes: when to warn, how often to look.
+    Each value left unset (or empty) is the jurisdiction profile's."""
 
-    model_config = SettingsConfigDict(env_prefix="STOPPER_DEADLINES_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="STOPPER_DEADLINES_", extra="ignore", env_ignore_empty=True
+    )
 
-    warn_before_hours: list[float] = Field(
-        default_factory=lambda: [12.0, 2.0],
-        description="JSON list: lead times of the lapse warnings, in hours.",
+    warn_before_hours: list[float] | None = Field(
+        default=None,
+        description="JSON list: lead times of the lapse warnings, in hours (cn: [12, 2]).",
     )
     sweep_interval_ms: int = Field(default=1000, ge=10)
-    freeze_validity_days: float = Field(default=182.0, gt=0, description="About six months.")
-    freeze_warn_before_hours: list[float] = Field(
-        default_factory=lambda: [336.0, 72.0],
-        description="JSON list: lead times of freeze-expiry warnings (default 14 and 3 days).",
+    max_reapplications: int | None = Field(
+        default=None, ge=0, description="How often one hold's stop may be re-applied (cn: 2)."
+    )
+    freeze_validity_days: float | None = Field(
+        default=None, gt=0, description="How long a formal freeze holds (cn: 182, six months)."
+    )
+    freeze_warn_before_hours: list[float] | None = Field(
+        default=None,
+        description="JSON list: lead times of freeze-expiry warnings (cn: [336, 72], 14 and "
+        "3 days).",
     )
 
     @field_validator("warn_before_hours", "freeze_warn_before_hours")
     @classmethod
-    def _positive(cls, leads: list[float]) -> list[float]:
+    def _positive(cls, leads: list[float] | None) -> list[float] | None:
+        if leads is None:
+            return None
         if not leads or any(h <= 0 for h in leads):
             raise ValueError("give at least one positive lead time")
         return sorted(leads, reverse=True)
 
-    def policy(self) -> DeadlinePolicy:
+    def policy(self, profile: JurisdictionProfile = PROFILES[Jurisdiction.CN]) -> DeadlinePolicy:
+        """The deadline policy under `profile`, with this section's settings laid over it."""
+
+        def leads(
+            hours: list[float] | None, default: tuple[timedelta, ...]
+        ) -> tuple[timedelta, ...]:
+            return default if hours is None else tuple(timedelta(hours=h) for h in hours)
+
         return DeadlinePolicy(
-            stop_warnings=tuple(timedelta(hours=h) for h in self.warn_before_hours),
-            freeze_warnings=tuple(timedelta(hours=h) for h in self.freeze_warn_before_hours),
-            freeze_validity=timedelta(days=self.freeze_validity_days),
+            stop_warnings=leads(self.warn_before_hours, profile.stop_warnings),
+            freeze_warnings=leads(self.freeze_warn_before_hours, profile.freeze_warnings),
+            freeze_validity=profile.freeze_validity
+            if self.freeze_validity_days is None
+            else timedelta(days=self.freeze_validity_days),
+            max_reapplications=profile.max_reapplications
+            if self.max_reapplications is None
+            else self.max_reapplications,
         )
 
 
@@ -284,6 +321,11 @@ class Settings(BaseSettings):
         description="Names this process in shared state (institution health); default host-pid.",
     )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    jurisdiction: Jurisdiction = Field(
+        default=Jurisdiction.CN,
+        description="The law deadlines follow (cn, sg or uk; see stopper/app/jurisdictions.py); "
+        "STOPPER_DISPATCH_STOP_LAPSE_HOURS and STOPPER_DEADLINES_* override it when set.",
+    )
     registry_path: Path | None = Field(
         default=None, description="Institution registry file; unset: the packaged simulated world."
     )
@@ -294,6 +336,16 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
+
+    @property
+    def jurisdiction_profile(self) -> JurisdictionProfile:
+        return PROFILES[self.jurisdiction]
+
+    def dispatch_policy(self) -> DispatchPolicy:
+        return self.dispatch.policy(self.jurisdiction_profile)
+
+    def deadline_policy(self) -> DeadlinePolicy:
+        return self.deadlines.policy(self.jurisdiction_profile)
 
     @property
     def keys_required(self) -> bool:

@@ -105,6 +105,13 @@ HOLDS_EXPIRING_SOON = Gauge(
     "Emergency stops that lapse within the lead time unless frozen first.",
     ["within"],
 )
+# The alert's metric: its lead time is the jurisdiction profile's last warning (2 h in cn,
+# 24 h in sg), so the rule needs no label of a particular profile.
+STOPS_LAPSING_UNFROZEN = Gauge(
+    "stopper_stops_lapsing_unfrozen",
+    "Emergency stops that lapse within the last warning's lead time unless frozen first.",
+    ["within"],
+)
 EXPIRY_WARNINGS = Counter(
     "stopper_expiry_warnings_total", "Lapse warnings sent, by lead time.", ["warning"]
 )

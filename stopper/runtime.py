@@ -234,7 +234,7 @@ class Runtime:
 def build_runtime(
     settings: Settings, *, clock: Clock | None = None, deadline_clock: Clock | None = None
 ) -> Runtime:
-    """`clock` runs everything; `deadline_clock` (default: the same) only the 48-hour
+    """`clock` runs everything; `deadline_clock` (default: the same) only the stops'
     deadlines, so an accelerated run keeps real timeouts and signature windows."""
     clock = clock or SystemClock()
     registry = load_registry(settings.registry_path)
@@ -272,7 +272,7 @@ def build_runtime(
         store,
         gateway,
         clock,
-        settings.dispatch.policy(),
+        settings.dispatch_policy(),
         on_outbox=outbox_written.set,
         deadline_clock=deadline_clock,
     )
@@ -307,12 +307,12 @@ def build_runtime(
             store,
             registry,
             deadline_clock or clock,
-            settings.deadlines.policy(),
+            settings.deadline_policy(),
             events_topic=kafka.hold_events_topic,
             stop_requests_topic=kafka.stop_requests_topic,
             on_outbox=outbox_written.set,
         ),
-        FreezeDesk(store, gateway, clock, settings.deadlines.policy()),
+        FreezeDesk(store, gateway, clock, settings.deadline_policy()),
         ReturnDesk(store, gateway, clock),
         ApiKeys(store),
         Reconciler(store, dispatcher, clock),

@@ -1,5 +1,6 @@
-"""Deadlines of emergency stops: warnings ahead of the 48-hour lapse, the lapse itself, and
-re-application. The rules are in `stopper.domain.deadlines`.
+"""Deadlines of emergency stops: warnings ahead of the lapse (48 hours in China, by the
+jurisdiction profile), the lapse itself, and re-application. The rules are in
+`stopper.domain.deadlines`; the numbers in the `DeadlinePolicy`.
 
 Warnings and lapses leave as events on the hold-events topic (through the outbox, with the
 change that records them), are counted in metrics and written to the log.
@@ -19,7 +20,7 @@ from stopper.app.hold_changes import Reapplied, WarningsSent
 from stopper.app.policies import DeadlinePolicy
 from stopper.app.ports import Clock, DeadlineStore, HoldRecord, HoldUpdate, OutboxEvent
 from stopper.contracts.institutions import StopRequestV1
-from stopper.domain.deadlines import MAX_REAPPLICATIONS, deadline_due, may_reapply
+from stopper.domain.deadlines import deadline_due, may_reapply
 from stopper.domain.holds import HoldEvent, HoldState, can
 from stopper.registry import Registry
 
@@ -63,6 +64,7 @@ class DeadlineKeeper:
         self._clock = clock
         self._leads = policy.stop_warnings
         self._freeze_leads = policy.freeze_warnings
+        self._max_reapplications = policy.max_reapplications
         self._events_topic = events_topic
         self._stop_requests_topic = stop_requests_topic
         self._on_outbox = on_outbox
@@ -73,29 +75,32 @@ class DeadlineKeeper:
         due = await self._store.holds_near_deadline(now, self._leads, self._freeze_leads, limit=500)
         for start in range(0, len(due), _CHUNK):
             await self._sweep_holds(due[start : start + _CHUNK], self._clock.now())
-        for lead in self._leads:
-            metrics.HOLDS_EXPIRING_SOON.labels(_hours(lead)).set(
-                await self._store.count_expiring(now, lead)
-            )
+        counts = [await self._store.count_expiring(now, lead) for lead in self._leads]
+        for lead, count in zip(self._leads, counts, strict=True):
+            metrics.HOLDS_EXPIRING_SOON.labels(_hours(lead)).set(count)
+        metrics.STOPS_LAPSING_UNFROZEN.labels(_hours(self._leads[-1])).set(counts[-1])
         if due and self._on_outbox is not None:
             self._on_outbox()
         return len(due)
 
     async def reapply(self, hold_id: UUID, *, actor: str, reason: str) -> ReapplyOutcome:
         """Ask again for an expired or expiring stop, with a new idempotency key (a new
-        generation); at most `MAX_REAPPLICATIONS` times per hold."""
+        generation); at most the policy's `max_reapplications` times per hold."""
         now = self._clock.now()
         outcome = ReapplyOutcome.UNKNOWN_HOLD
 
         def decide(record: HoldRecord) -> HoldUpdate | None:
             nonlocal outcome
             hold = record.hold
-            if not can(hold.state, HoldEvent.REAPPLIED) or not may_reapply(hold.reapplications):
+            limit = self._max_reapplications
+            if not can(hold.state, HoldEvent.REAPPLIED) or not may_reapply(
+                hold.reapplications, limit
+            ):
                 outcome = ReapplyOutcome.NOT_ALLOWED
                 return None
             transition = hold.apply(
                 HoldEvent.REAPPLIED,
-                cause=f"re-applied ({hold.reapplications + 1} of {MAX_REAPPLICATIONS}): {reason}",
+                cause=f"re-applied ({hold.reapplications + 1} of {limit}): {reason}",
                 actor=actor,
                 at=now,
             )

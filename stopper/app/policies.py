@@ -1,8 +1,8 @@
 """The policies the use cases follow, as small values decided once at start-up.
 
-`config.py` builds them from the validated settings (`DispatchSettings.policy()`,
-`DeadlineSettings.policy()`); the use cases never see a settings class, and a test states the
-policy it runs under in one line.
+`config.py` builds them from the validated settings and the jurisdiction profile they name
+(`Settings.dispatch_policy()`, `Settings.deadline_policy()`; `stopper.app.jurisdictions`); the
+use cases never see a settings class, and a test states the policy it runs under in one line.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from stopper.app.jurisdictions import StopExpiry
+
 
 @dataclass(frozen=True, slots=True)
 class DispatchPolicy:
     """How stop requests are made and followed up."""
 
-    stop_lapse: timedelta  # an emergency stop lapses this long after it is confirmed
+    stop_expiry: StopExpiry  # when an emergency stop confirmed at a given time lapses
     first_dispatch_grace: timedelta  # a hold requested this long ago is the sweeper's to send
     inquiry_max_interval: timedelta  # the longest wait between two status inquiries
     max_queued_per_institution: int  # attempts under way to one institution before intake waits
@@ -24,8 +26,10 @@ class DispatchPolicy:
 
 @dataclass(frozen=True, slots=True)
 class DeadlinePolicy:
-    """When lapses are warned of, and how long a formal freeze holds."""
+    """When lapses are warned of, how often a stop may be re-applied, how long a formal
+    freeze holds."""
 
     stop_warnings: tuple[timedelta, ...]  # lead times of lapse warnings, longest first
     freeze_warnings: tuple[timedelta, ...]  # lead times of freeze-expiry warnings, longest first
     freeze_validity: timedelta
+    max_reapplications: int  # how often one hold's stop may be asked for again

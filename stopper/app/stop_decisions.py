@@ -188,7 +188,7 @@ class StopDecisions:
             change=Accepted(
                 accepted_at=now,
                 next_attempt_at=now + timedelta(seconds=institution.callback_wait_s),
-                dispatch_deadline_at=now + self._policy.stop_lapse,
+                dispatch_deadline_at=self._policy.stop_expiry.expires_at(now),
                 reason=reason,
             ),
         )
@@ -294,7 +294,7 @@ class StopDecisions:
         follow = None
         if answer.kind is AnswerKind.STOPPED:
             # The lapse is business time: an accelerated run moves it, timeouts stay real.
-            expires_at = self._deadline_clock.now() + self._policy.stop_lapse
+            expires_at = self._policy.stop_expiry.expires_at(self._deadline_clock.now())
             change = Confirmed(answer.reason, confirmed_at=now, stop_expires_at=expires_at)
             if answer.onward:
                 follow = self.trail_follower(hold, answer, now, plans)

@@ -1,13 +1,14 @@
-"""The 48-hour deadline of an emergency stop: warn ahead, and record the lapse, never silently.
+"""The deadline of an emergency stop: warn ahead, and record the lapse, never silently.
 
 Rules:
-- a confirmed stop lapses a fixed time after the institution confirmed it (48 hours) unless it
-  became a formal freeze first;
-- before that, one warning per configured lead time (default 12 h and 2 h before), each once
+- a confirmed stop lapses when the jurisdiction's law says (48 hours after the institution
+  confirmed it in China; see `stopper.app.jurisdictions`) unless it became a formal freeze first;
+- before that, one warning per configured lead time (in China 12 h and 2 h before), each once
   and in order;
 - a stop found past its deadline lapses; any warning still owed is sent with it, and the lapse
   then counts as *silent* (nobody was warned ahead), which operators must never see;
-- an expired or expiring stop may be re-applied, at most `MAX_REAPPLICATIONS` times in all.
+- an expired or expiring stop may be re-applied, at most the jurisdiction's limit of times in
+  all (twice in China, never in the United Kingdom).
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-MAX_REAPPLICATIONS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,5 +36,5 @@ def deadline_due(
     return DeadlineDue(warnings=owed, lapse=lapse, silent=lapse and bool(owed))
 
 
-def may_reapply(reapplications: int) -> bool:
-    return reapplications < MAX_REAPPLICATIONS
+def may_reapply(reapplications: int, limit: int) -> bool:
+    return reapplications < limit
