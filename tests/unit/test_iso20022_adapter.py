@@ -16,16 +16,22 @@ from stopper.adapters.institutions.http_json import HttpJsonAdapter, Response
 from stopper.adapters.institutions.iso20022 import (
     ItemAnswer,
     Recall,
+    ReturnInstruction,
+    build_payment_return,
     build_resolution,
+    build_return_rejection,
     parse_document,
     read_recall,
+    read_return_instruction,
 )
 from stopper.adapters.institutions.iso20022.adapter import Iso20022Adapter
 from stopper.app.ports import PaymentIn, SentMessage, StopGrounds
 from stopper.domain.messages import (
     AnswerKind,
     InstitutionAnswer,
+    OrderReturn,
     RequestStop,
+    ReturnPayout,
     StatusKind,
     StopStatus,
 )
@@ -335,3 +341,108 @@ async def test_freezes_and_status_inquiries_stay_json() -> None:
     iso = adapter(Json())
     status = await iso.stop_status(BANK, "stopper-x-0")
     assert status.kind is StatusKind.UNKNOWN and calls == ["status"]
+
+
+class ReturningBank(HttpJsonAdapter):
+    """Answers each return instruction as `answer` says."""
+
+    def __init__(self, answer: Callable[[ReturnInstruction], Response]) -> None:
+        super().__init__("http://bank.test")
+        self.answer = answer
+        self.instructions: list[ReturnInstruction] = []
+        self.keys: list[str | None] = []
+
+    async def send(
+        self,
+        institution: Institution,
+        method: str,
+        operation: str,
+        body: bytes | None,
+        idempotency_key: str | None,
+        expected_4xx: tuple[int, ...] = (),
+        content_type: str = "application/json",
+    ) -> Response:
+        assert (operation, content_type) == ("iso20022/return", "application/xml")
+        assert body is not None
+        instruction = read_return_instruction(parse_document(body))
+        self.instructions.append(instruction)
+        self.keys.append(idempotency_key)
+        return self.answer(instruction)
+
+
+def return_order(*amounts: int) -> OrderReturn:
+    request = requests(1)[0]
+    payouts = tuple(
+        ReturnPayout(f"V{n}", "BK02", f"622200000000000{n}", amount)
+        for n, amount in enumerate(amounts, start=1)
+    )
+    return OrderReturn(
+        hold_id=request.hold_id,
+        case_id=request.case_id,
+        institution_code="BK01",
+        account_number=request.account_number,
+        currency="CNY",
+        amount=sum(amounts),
+        legal_document_ref="Court order 2026/3",
+        payouts=payouts,
+        idempotency_key=f"stopper-return-{request.hold_id}-1",
+        requested_at=NOW,
+    )
+
+
+def paid(*amounts: int) -> Callable[[ReturnInstruction], Response]:
+    def answer(instruction: ReturnInstruction) -> Response:
+        document = build_payment_return(
+            message_id="BK01RTR1",
+            created_at=NOW,
+            sender="BK01",
+            instruction=instruction,
+            paid=list(amounts),
+        )
+        return Response(200, document)
+
+    return answer
+
+
+async def test_a_return_is_done_once_a_pacs004_matches_every_payout() -> None:
+    bank, grounds = ReturningBank(paid(3_000, 2_000)), Grounds()
+    iso = Iso20022Adapter(bank, grounds, FixedClock(NOW))
+    order = return_order(3_000, 2_000)
+    answer = await iso.request_return(BANK, order)
+    assert (answer.done, answer.amount) == (True, 5_000)
+    [instruction] = bank.instructions
+    assert instruction.order.idempotency_key == order.idempotency_key
+    assert [p.amount for p in instruction.order.payouts] == [3_000, 2_000]
+    [message] = grounds.messages
+    assert bank.keys == [message.message_id] and list(message.holds) == [
+        (order.hold_id, order.idempotency_key)
+    ]
+
+
+async def test_a_return_refused_by_camt029_is_not_done_and_a_mismatch_is_unreadable() -> None:
+    def refuse(instruction: ReturnInstruction) -> Response:
+        document = build_return_rejection(
+            message_id="BK01RJ1",
+            created_at=NOW,
+            sender="BK01",
+            instruction=instruction,
+            code="LEGL",
+            reason="no freeze in force here",
+        )
+        return Response(200, document)
+
+    order = return_order(3_000, 2_000)
+    refused = await Iso20022Adapter(
+        ReturningBank(refuse), Grounds(), FixedClock(NOW)
+    ).request_return(BANK, order)
+    assert not refused.done and refused.reason is not None and refused.reason.startswith("LEGL")
+    overpaid = Iso20022Adapter(ReturningBank(paid(3_000, 9_999)), Grounds(), FixedClock(NOW))
+    with pytest.raises(MalformedAnswer, match="unmatched"):
+        await overpaid.request_return(BANK, return_order(3_000, 2_000))
+    invalid = Iso20022Adapter(
+        ReturningBank(lambda i: Response(400, b'{"detail": "TxInf[1]: invalid"}')),
+        Grounds(),
+        FixedClock(NOW),
+    )
+    with pytest.raises(RequestRefused):
+        await invalid.request_return(BANK, order)

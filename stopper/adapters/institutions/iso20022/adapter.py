@@ -6,6 +6,9 @@ camt.029.001.09 at once or by signed callback.
                                         transaction | 202 (empty: the answers follow by callback,
                                         POST /v1/institutions/{code}/callbacks/iso20022) | 400
                                         with the schema error
+    POST {endpoint}/iso20022/return     a return instruction (camt.056, one TxInf per payout)
+                                        -> 200 pacs.004 (one TxInf per payout paid) or camt.029
+                                        RJCR (refused)
 
 The port stays one call per hold (`request_stop`); behind it, each institution's concurrent calls
 are gathered into one message (`RequestBatcher`: a lone request leaves at once; while messages
@@ -25,7 +28,10 @@ per message and `concurrency` messages at once). Per message:
   unavailable (5xx, unreachable), refused (4xx: the message itself is wrong), malformed (an
   answer that is not a valid camt.029, or one answering another message); each caller is
   bounded by the institution's timeout from its own call.
-What is not ISO 20022 here, on today's JSON routes (`HttpJsonAdapter`): status inquiries and
+A return order is done only once a pacs.004 matches every payout of it (by reference, currency,
+account, never more than asked); a camt.029 RJCR refuses it with its reason; anything else is
+`MalformedAnswer` (asked again with the same key: the institution pays once per key). What is
+not ISO 20022 here, on today's JSON routes (`HttpJsonAdapter`): status inquiries and
 reconciliation (camt.087/camt.027 are out of scope), and formal freezes (the recall
 conversation has no freeze message: a freeze is a legal order, not a recall).
 """
@@ -48,9 +54,14 @@ from stopper.adapters.institutions.iso20022.model import (
     RecallItem,
     Resolution,
     ResolvedItem,
+    ReturnInstruction,
 )
 from stopper.adapters.institutions.iso20022.recall import build_recall
 from stopper.adapters.institutions.iso20022.resolution import read_resolution
+from stopper.adapters.institutions.iso20022.returns import (
+    build_return_instruction,
+    read_return_answer,
+)
 from stopper.app.ports import Clock, MessageStore, SentMessage, StopGrounds
 from stopper.domain.messages import (
     AnswerKind,
@@ -74,6 +85,8 @@ from stopper.registry import Institution
 # Who asks, in every message's Assgnr and each transaction's case creator.
 SENDER = "STOPPER"
 RECALL_OPERATION = "iso20022/camt.056"
+RETURN_OPERATION = "iso20022/return"
+XML = "application/xml"
 ACCEPTED = InstitutionAnswer(AnswerKind.ACCEPTED)
 # What of an institution's 400 is kept in the error (its schema message).
 _DETAIL_LIMIT = 300
@@ -124,7 +137,39 @@ class Iso20022Adapter:
         return await self._http.request_freeze(institution, request)
 
     async def request_return(self, institution: Institution, request: OrderReturn) -> OrderAnswer:
-        return await self._http.request_return(institution, request)
+        """The return instruction (a camt.056 of one TxInf per payout), done only once a pacs.004
+        matches every payout (a camt.029 RJCR refuses it; anything else is unreadable)."""
+        message_id = self.new_message_id()
+        now = self._clock.now()
+        await self._store.record_message(
+            SentMessage(
+                message_id,
+                Message.CAMT_056.value,
+                institution.code,
+                now,
+                [(request.hold_id, request.idempotency_key)],
+            )
+        )
+        instruction = ReturnInstruction(message_id, now, self._sender, institution.code, request)
+        metrics.ISO20022_MESSAGES.labels(institution.code, "return").inc()
+        response = await self._http.send(
+            institution,
+            "POST",
+            RETURN_OPERATION,
+            build_return_instruction(instruction),
+            message_id,
+            expected_4xx=(400,),
+            content_type=XML,
+        )
+        if response.status_code == 400:
+            raise RequestRefused(f"return instruction refused: {_detail(response)}")
+        if response.status_code != 200:
+            raise MalformedAnswer(f"return instruction answered HTTP {response.status_code}")
+        try:
+            return read_return_answer(parse_document(response.content), request)
+        except XmlRefused as e:
+            metrics.ISO20022_REFUSED.labels(institution.code, e.reason.value).inc()
+            raise MalformedAnswer(f"unreadable return answer ({e.reason.value}): {e.detail}") from e
 
     # --- one message per batch ----------------------------------------------------------------
 
@@ -206,7 +251,7 @@ class Iso20022Adapter:
             build_recall(recall),
             recall.message_id,
             expected_4xx=(400,),
-            content_type="application/xml",
+            content_type=XML,
         )
         if response.status_code == 400:
             raise RequestRefused(f"camt.056 refused: {_detail(response)}")
