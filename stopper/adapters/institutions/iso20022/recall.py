@@ -167,21 +167,25 @@ def _refuse(where: str, why: str) -> XmlRefused:
 
 
 def _read_transaction(transaction: etree._Element, receiver: str, where: str) -> RecallItem:
-    decoded = key_for_cxl_id(_R.text(transaction, "CxlId") or "")
+    fields = _R.children(transaction)
+    cxl_id = fields.get("CxlId")
+    decoded = key_for_cxl_id((cxl_id.text or "") if cxl_id is not None else "")
     if decoded is None:
         raise _refuse(where, "its CxlId is not one of Stopper's")
     idempotency_key, hold_id, generation = decoded
-    asked_element = _R.find(transaction, "OrgnlIntrBkSttlmAmt")
+    asked_element = fields.get("OrgnlIntrBkSttlmAmt")
     asked = amount(asked_element) if asked_element is not None else None
     if asked is None:
         raise _refuse(where, "no OrgnlIntrBkSttlmAmt in minor units")
-    reason = _R.find(transaction, "CxlRsnInf")
+    reason = fields.get("CxlRsnInf")
     if reason is None or _R.text(reason, "Rsn/Cd") != RECALL_REASON:
         raise _refuse(where, f"no CxlRsnInf with reason {RECALL_REASON}")
     tagged, _ = read_tagged_lines(_R.texts(reason, "AddtlInf"))
     agency = _R.text(reason, "Orgtr/Nm")
-    institution = _R.party(_R.find(transaction, "OrgnlTxRef/CdtrAgt"))
-    account_number = _R.account(_R.find(transaction, "OrgnlTxRef/CdtrAcct"))
+    reference = fields.get("OrgnlTxRef")
+    parties = _R.children(reference) if reference is not None else {}
+    institution = _R.party(parties.get("CdtrAgt"))
+    account_number = _R.account(parties.get("CdtrAcct"))
     if not agency or not institution or not account_number:
         raise _refuse(where, "no agency, creditor agent or creditor account")
     try:
@@ -203,25 +207,29 @@ def _read_transaction(transaction: etree._Element, receiver: str, where: str) ->
         generation=generation,
         requested_at=requested_at,
     )
-    payments = tuple(_read_payments(transaction, where))
+    payments = tuple(_read_payments(transaction, where)) if "SplmtryData" in fields else ()
     return RecallItem(request, payments, agency, basis)
 
 
 def _read_payments(transaction: etree._Element, where: str) -> Iterator[OriginalPayment]:
     for envelope in _R.all(transaction, "SplmtryData/Envlp"):
         for payments in envelope.iterchildren(f"{{{STOPPER_NAMESPACE}}}Pmts"):
-            validate(payments, stopper_schema())
-            for payment in _S.all(payments, "Pmt"):
-                value = amount(_S.find(payment, "Amt"))  # type: ignore[arg-type]
+            validate(payments, stopper_schema())  # so each field below is there, once
+            for payment in payments:
+                fields = {k: v.text or "" for k, v in _S.children(payment).items()}
+                value = amount(next(payment.iterchildren(_PAYMENT_AMOUNT)))
                 if value is None:
                     raise _refuse(where, "a payment's amount has more decimals than its currency")
                 yield OriginalPayment(
-                    reference=_S.text(payment, "Ref"),
+                    reference=fields.get("Ref"),
                     amount=value[0],
                     currency=value[1],
-                    settled_at=parse_datetime(_S.text(payment, "SttlmDtTm") or ""),
-                    debtor_institution=_S.text(payment, "DbtrAgt") or "",
-                    debtor_account=_S.text(payment, "DbtrAcct") or "",
-                    creditor_institution=_S.text(payment, "CdtrAgt") or "",
-                    creditor_account=_S.text(payment, "CdtrAcct") or "",
+                    settled_at=parse_datetime(fields["SttlmDtTm"]),
+                    debtor_institution=fields["DbtrAgt"],
+                    debtor_account=fields["DbtrAcct"],
+                    creditor_institution=fields["CdtrAgt"],
+                    creditor_account=fields["CdtrAcct"],
                 )
+
+
+_PAYMENT_AMOUNT = f"{{{STOPPER_NAMESPACE}}}Amt"

@@ -248,24 +248,28 @@ def _read_item(
     fallback_case: str | None,
     onward: dict[str, tuple[OnwardTransfer, ...] | None],
 ) -> ResolvedItem:
-    case_id = (_R.text(transaction, "RslvdCase/Id") if transaction is not None else None) or (
-        fallback_case or ""
-    )
+    fields = _R.children(transaction) if transaction is not None else {}
+    resolved = fields.get("RslvdCase")
+    case_id = (_R.text(resolved, "Id") if resolved is not None else None) or fallback_case or ""
     decoded = key_for_cxl_id(case_id)
     key, hold_id = (decoded[0], decoded[1]) if decoded is not None else (case_id, None)
 
     def refused(refusal: ItemRefusal, detail: str) -> ResolvedItem:
         return ResolvedItem(key, hold_id, None, refusal, detail)
 
-    raw_status = _R.text(transaction, "TxCxlSts") if transaction is not None else None
+    said_status = fields.get("TxCxlSts")
     status = (
-        CancellationStatus(raw_status)
-        if raw_status is not None
+        CancellationStatus(said_status.text or "")  # the schema's closed list: ACCR, RJCR, PDCR
+        if said_status is not None
         else CONFIRMATIONS.get(confirmation or "")
     )
     if status is None:
         return refused(ItemRefusal.NO_STATUS, "no TxCxlSts and no Sts/Conf of CNCL, RJCR, PDCR")
-    reasons = _R.all(transaction, "CxlStsRsnInf") if transaction is not None else []
+    reasons = (
+        _R.all(transaction, "CxlStsRsnInf")
+        if transaction is not None and "CxlStsRsnInf" in fields
+        else []
+    )
     words = "".join(line for r in reasons for line in _R.texts(r, "AddtlInf"))
     code = next((c for r in reasons if (c := _R.text(r, "Rsn/Cd"))), None)
     proprietary = next((p for r in reasons if (p := _R.text(r, "Rsn/Prtry"))), None)
@@ -290,7 +294,7 @@ def _read_item(
         answer = InstitutionAnswer(kind, None, reason[:MAX_REASON])
         return ResolvedItem(key, hold_id, StopStatus(key, StatusKind.ANSWERED, hold_id, answer))
 
-    held = _amount_held(transaction)
+    held = _amount_held(fields)
     if isinstance(held, ItemRefusal):
         return refused(held, "no usable amount held (RsltnRltdInf/IntrBkSttlmAmt)")
     transfers = onward.get(case_id, ())
@@ -300,13 +304,12 @@ def _read_item(
     return ResolvedItem(key, hold_id, StopStatus(key, StatusKind.ANSWERED, hold_id, answer))
 
 
-def _amount_held(transaction: etree._Element | None) -> int | ItemRefusal:
-    if transaction is None:
-        return ItemRefusal.NO_AMOUNT
-    asked = _R.find(transaction, "OrgnlIntrBkSttlmAmt")
+def _amount_held(fields: dict[str, etree._Element]) -> int | ItemRefusal:
+    asked = fields.get("OrgnlIntrBkSttlmAmt")
     if asked is None:
-        asked = _R.find(transaction, "OrgnlInstdAmt")
-    held = _R.find(transaction, "RsltnRltdInf/IntrBkSttlmAmt")
+        asked = fields.get("OrgnlInstdAmt")
+    resolution = fields.get("RsltnRltdInf")
+    held = _R.find(resolution, "IntrBkSttlmAmt") if resolution is not None else None
     said = held if held is not None else asked
     if said is None:
         return ItemRefusal.NO_AMOUNT
