@@ -193,11 +193,13 @@ async def test_each_profile_lapses_within_seconds_on_an_accelerated_clock(
     dispatcher, keeper, store = parts(jurisdiction, FixedClock(), deadline_clock)
     record = requested_hold()
     store.add(record)
+    lapse = PROFILES[jurisdiction].stop_expiry.expires_at
+    before = deadline_clock.now()
     await dispatcher.attempt(record.hold.id, first=True)
     stored = store.holds[record.hold.id]
+    # Business time runs on while the attempt is made (a busy machine: hours of it).
     assert stored.stop_expires_at is not None
-    lapse = PROFILES[jurisdiction].stop_expiry.expires_at
-    assert abs(stored.stop_expires_at - lapse(deadline_clock.now())) < timedelta(minutes=10)
+    assert lapse(before) <= stored.stop_expires_at <= lapse(deadline_clock.now())
     loop = asyncio.get_running_loop()
     started = loop.time()
     while store.holds[record.hold.id].hold.state is HoldState.STOPPED:
