@@ -156,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     revoke.set_defaults(run=commands.keys)
 
+    iso = subcommands.add_parser("iso20022", help="ISO 20022 for integrators").add_subparsers(
+        dest="iso20022_command", required=True
+    )
+    example = iso.add_parser(
+        "example",
+        help="print a message of a sample case as Stopper writes it (camt.056, the return "
+        "instruction) or expects it (camt.029, pacs.004)",
+    )
+    example.add_argument("message", choices=["camt.056", "camt.029", "pacs.004", "return"])
+    example.set_defaults(run=commands.iso20022_example)
+
     mig = subcommands.add_parser("migrate", help="upgrade the database schema to the newest")
     mig.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION instead")
     mig.set_defaults(run=commands.migrate)

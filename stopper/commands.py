@@ -192,6 +192,14 @@ def _run_on_database(
         return asyncio.run(run())
 
 
+def iso20022_example(args: argparse.Namespace) -> int:
+    from stopper.adapters.institutions.iso20022.examples import example
+
+    sys.stdout.buffer.write(example(args.message))
+    sys.stdout.flush()
+    return 0
+
+
 def migrate(args: argparse.Namespace) -> int:
     from stopper.adapters.db import migrate
 
