@@ -11,7 +11,17 @@ from fastapi import FastAPI
 from stopper.api import console
 from stopper.api.bodies import BodyLimit
 from stopper.api.refusals import add_error_handlers
-from stopper.api.routers import callbacks, cases, health, iso20022, operations, orders, reports
+from stopper.api.routers import (
+    callbacks,
+    cases,
+    handling,
+    health,
+    iso20022,
+    operations,
+    orders,
+    reports,
+)
+from stopper.app.handling import HandlingDesk
 from stopper.app.queries import CaseQueries
 from stopper.config import Role
 from stopper.runtime import Runtime
@@ -58,6 +68,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         operations.router(queries, runtime.registry, runtime.clock, runtime.reconciler)
     )
     app.include_router(orders.router(runtime.deadlines, runtime.freezes, runtime.returns))
+    app.include_router(handling.router(HandlingDesk(runtime.store, runtime.clock)))
     app.include_router(callbacks.router(runtime.callbacks))
     app.include_router(iso20022.router(runtime.callbacks))
     app.include_router(console.router(queries, runtime.registry, runtime.clock))

@@ -5,6 +5,7 @@ Adapters implement them; the use cases never import adapters.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -328,6 +329,30 @@ class ReconcileStore(Protocol):
         ...
 
     async def record_divergence(self, divergence: Divergence) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HoldNote:
+    """A person's note on a hold, kept in its audit beside the transitions; no state moves."""
+
+    hold_id: UUID
+    kind: str  # "handled": a person dealt with a hold Stopper could not
+    note: str
+    actor: str
+    at: datetime
+
+
+class NoteRecorded(enum.Enum):
+    RECORDED = "recorded"
+    NO_HOLD = "no_hold"
+    NOT_IN_STATE = "not_in_state"
+
+
+class NoteStore(Protocol):
+    async def record_note(self, note: HoldNote, *, while_in: frozenset[HoldState]) -> NoteRecorded:
+        """Record `note` if the hold is in one of `while_in` (read locked, in one transaction
+        with the note, so a state change racing it is ordered before or after)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

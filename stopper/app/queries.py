@@ -15,6 +15,8 @@ from uuid import UUID
 
 from stopper.app.ports import Divergence
 from stopper.app.views import (
+    ActivityView,
+    AuditEntryView,
     CaseSummaryView,
     CaseView,
     HoldListView,
@@ -42,9 +44,27 @@ class CaseQueries(Protocol):
         ...
 
     async def list_holds(
-        self, *, states: Sequence[str], limit: int, soonest_first: bool = False
+        self,
+        *,
+        states: Sequence[str],
+        limit: int,
+        soonest_first: bool = False,
+        unhandled_only: bool = False,
     ) -> Sequence[HoldListView]:
-        """Holds in `states`: last changed first, or closest to lapsing first."""
+        """Holds in `states`: last changed first, or closest to lapsing first;
+        `unhandled_only`: leaving out those a person marked handled since their last
+        transition."""
+        ...
+
+    async def case_audit(self, case_id: UUID, limit: int) -> Sequence[AuditEntryView]:
+        """The case's holds' transitions and notes, oldest first (the first `limit`)."""
+        ...
+
+    async def activity(
+        self, *, hour_since: datetime, day_since: datetime, needs_a_person: Sequence[str]
+    ) -> ActivityView:
+        """Since `hour_since` (reports, holds, stop latencies) and `day_since` (amount
+        stopped); holds in `needs_a_person` states not marked handled."""
         ...
 
     async def overview(self) -> Overview: ...

@@ -111,3 +111,32 @@ class InstitutionHealthView:
     failures: int
     latency_p95_ms: float | None  # the slowest instance's
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntryView:
+    """One line of a case's timeline: a hold's transition, or a person's note on it (no
+    state moved: `from_state` and `to_state` are both the hold's state then)."""
+
+    at: datetime
+    hold_id: UUID
+    layer: int
+    institution_code: str
+    from_state: str | None
+    to_state: str
+    event: str | None  # the transition's event, or the note's kind ("handled")
+    cause: str  # the transition's cause, or the note
+    actor: str
+    is_note: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityView:
+    """The last hour and the day so far, as the console's summary band shows them."""
+
+    reports: int  # cases opened since the hour began
+    holds: int  # holds requested since then
+    stopped_today: dict[str, int]  # by currency: amount stopped by holds confirmed today
+    needing_a_person: int  # failed or unconfirmed holds nobody marked handled since
+    # Each stop confirmed in the last hour: when, and the seconds from the report's acceptance.
+    latencies: tuple[tuple[datetime, float], ...]

@@ -174,3 +174,19 @@ class ReturnsOrderedV1(BaseModel):
     case_id: UUID
     returns: list[ReturnStartedV1]
     skipped: list[SkippedHoldV1]
+
+
+class HandledV1(BaseModel):
+    """A person dealt with a failed or unconfirmed hold (e.g. phoned its institution)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requested_by: Operator
+    note: str = Field(
+        min_length=1, max_length=2000, description="What was done; kept in the audit."
+    )
+
+
+class HandledRecordedV1(BaseModel):
+    hold_id: UUID
+    handled: bool = True

@@ -25,6 +25,7 @@ TABLES = {
     "holds",
     "transfers",
     "hold_transitions",
+    "hold_notes",
     "outbox",
     "callback_nonces",
     "trail_edges",

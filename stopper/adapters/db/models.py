@@ -220,6 +220,22 @@ class HoldTransitionRow(Base):
     at: Mapped[datetime] = mapped_column(Timestamp)
 
 
+class HoldNoteRow(Base):
+    """A person's note on a hold, outside its state machine: "handled" on a failed or
+    unconfirmed hold (what they did, e.g. phoned the bank). Append-only, like the transitions;
+    a hold is handled while its newest note is newer than its last transition."""
+
+    __tablename__ = "hold_notes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    hold_id: Mapped[UUID] = mapped_column(ForeignKey("holds.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    hold_state: Mapped[str] = mapped_column(String(16))  # the state the note was about
+    note: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+
+
 class OutboxRow(Base):
     """Messages owed to the bus, written in the same transaction as the change that owes them."""
 

@@ -8,15 +8,17 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import ColumnElement, exists, func, select, type_coerce
 from sqlalchemy import case as sql_case
-from sqlalchemy import func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stopper.adapters.db.errors import store_errors
 from stopper.adapters.db.models import (
     AccountRow,
     CaseRow,
+    HoldNoteRow,
     HoldRow,
+    HoldTransitionRow,
     OutboxRow,
     PayoutRow,
     Timestamp,
@@ -173,22 +175,28 @@ class CaseReadModels(Storage):
         ]
 
     async def list_holds(
-        self, *, states: Sequence[str], limit: int, soonest_first: bool = False
+        self,
+        *,
+        states: Sequence[str],
+        limit: int,
+        soonest_first: bool = False,
+        unhandled_only: bool = False,
     ) -> list[HoldListView]:
         """Holds in `states`: the most recently changed first, or the closest to their
-        deadline first."""
+        deadline first; `unhandled_only`: not marked handled since their last transition."""
         expires = sql_case(*((HoldRow.state == state.value, at) for state, at in _DEADLINES))
         order = expires.asc() if soonest_first else HoldRow.updated_at.desc()
+        query = (
+            select(HoldRow, AccountRow.account_number)
+            .join(AccountRow, AccountRow.id == HoldRow.account_id)
+            .where(HoldRow.state.in_(list(states)))
+        )
+        if unhandled_only:
+            query = query.where(~handled())
         with store_errors():
             async with self._db.read() as connection:
                 rows = (
-                    await connection.execute(
-                        select(HoldRow, AccountRow.account_number)
-                        .join(AccountRow, AccountRow.id == HoldRow.account_id)
-                        .where(HoldRow.state.in_(list(states)))
-                        .order_by(order, HoldRow.id)
-                        .limit(limit)
-                    )
+                    await connection.execute(query.order_by(order, HoldRow.id).limit(limit))
                 ).all()
         return [
             HoldListView(
@@ -271,6 +279,17 @@ class CaseReadModels(Storage):
         with store_errors():
             async with self._db.read() as connection:
                 return await _counts(connection)
+
+
+def handled() -> ColumnElement[bool]:
+    """The hold (`HoldRow`) has a note newer than its last transition: a person dealt with it
+    in the state it is in."""
+    last_moved = (
+        select(func.max(HoldTransitionRow.at))
+        .where(HoldTransitionRow.hold_id == HoldRow.id)
+        .scalar_subquery()
+    )
+    return exists().where(HoldNoteRow.hold_id == HoldRow.id, HoldNoteRow.at >= last_moved)
 
 
 async def _counts(connection: AsyncConnection) -> tuple[dict[str, int], int]:

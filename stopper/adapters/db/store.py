@@ -12,9 +12,11 @@ Where each aggregate is stored:
     reconciliation.py  holds whose outcome is unknown, divergences found
     outbox.py          the transactional outbox's relay
     queries.py         read models for the API and the console
+    activity.py        a case's timeline and the last hour's activity, for the console
     health.py          database readiness, institutions' health
     keys.py            API keys
     messages.py        ISO 20022 messages sent, and the payments their stop requests name
+    notes.py           people's notes on holds ("handled"), beside the holds' audit
     dialects/          what differs between PostgreSQL and SQLite
 """
 
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from stopper.adapters.db.activity import ActivityReadModels
 from stopper.adapters.db.dialects import database_for
 from stopper.adapters.db.health import HealthStorage
 from stopper.adapters.db.intake import IntakeStorage
 from stopper.adapters.db.keys import KeyStorage
 from stopper.adapters.db.messages import MessageStorage
+from stopper.adapters.db.notes import NoteStorage
 from stopper.adapters.db.outbox import OutboxStorage
 from stopper.adapters.db.queries import CaseReadModels
 from stopper.adapters.db.reconciliation import ReconcileStorage
@@ -41,9 +45,11 @@ class SqlStore(
     ReconcileStorage,
     OutboxStorage,
     CaseReadModels,
+    ActivityReadModels,
     HealthStorage,
     KeyStorage,
     MessageStorage,
+    NoteStorage,
 ):
     def __init__(self, engine: AsyncEngine, stop_request_topic: str) -> None:
         super().__init__(database_for(engine), stop_request_topic)
