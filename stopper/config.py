@@ -91,6 +91,12 @@ class KafkaSettings(BaseSettings):
         default="stopper.hold-events",
         description="Warnings and lapses (and later other hold events) for other systems.",
     )
+    case_events_topic: str = Field(
+        default="stopper.case-events",
+        description="Case events for agencies and other systems, keyed by case id "
+        "(deploy/asyncapi.yaml); the webhooks are fed from it.",
+    )
+    webhooks_group: str = "stopper-webhooks"
     topic_partitions: int = Field(default=6, ge=1, le=1000)
     # A long fetch wait costs ~max-wait per hop on some brokers (see shared/MEASURED.md).
     fetch_max_wait_ms: int = Field(
@@ -296,6 +302,21 @@ class DeadlineSettings(BaseSettings):
         )
 
 
+class WebhookSettings(BaseSettings):
+    """Agencies' webhooks: how each delivery is tried, and for how long."""
+
+    model_config = SettingsConfigDict(env_prefix="STOPPER_WEBHOOKS_", extra="ignore")
+
+    timeout_s: float = Field(default=10.0, gt=0, le=60, description="Per delivery attempt.")
+    first_retry_s: float = Field(default=10.0, gt=0, description="Backoff after a failure.")
+    max_retry_s: float = Field(default=3600.0, gt=0, description="Backoff doubles up to this.")
+    retry_for_s: float = Field(
+        default=86_400.0, gt=0, description="A delivery not made within this is given up."
+    )
+    sweep_interval_ms: int = Field(default=200, ge=10)
+    batch: int = Field(default=100, ge=1, le=10_000, description="Deliveries tried at once.")
+
+
 class SimulationSettings(BaseSettings):
     """`stopper simulate`: the simulated banks and payment institutions."""
 
@@ -335,6 +356,7 @@ class Settings(BaseSettings):
     institutions: InstitutionsSettings = Field(default_factory=InstitutionsSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
 
     @property

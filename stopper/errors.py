@@ -15,6 +15,7 @@
     │   ├── AuthRefused               the caller may not do this (AuthRefusal)
     │   ├── BodyTooLarge              a request body over its limit
     │   ├── KeyRefused                an API key Stopper will not issue
+    │   ├── WebhookRefused            a webhook subscription Stopper will not make (its URL)
     │   └── XmlRefused                an ISO 20022 document not read: malformed, too large, with
     │                                 a DOCTYPE or entities, an unknown message, against its
     │                                 schema, or not answering what was asked (XmlRefusal)
@@ -85,6 +86,7 @@ __all__ = [
     "SchemaNotReady",
     "StopperError",
     "StoreUnavailable",
+    "WebhookRefused",
     "XmlRefusal",
     "XmlRefused",
 ]
@@ -100,6 +102,11 @@ class Refused(StopperError):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class WebhookRefused(Refused):
+    """A webhook subscription Stopper will not make: `detail` says what is wrong with its URL
+    (answered 422)."""
 
 
 class ReportRejection(StrEnum):

@@ -199,3 +199,20 @@ ISO20022_REFUSED = Counter(
     "no_amount, bad_amount, not_ours, bad_onward, missing: a request the answer left out).",
     ["institution", "reason"],
 )
+
+# Agencies' webhooks. `agency` is an agency code; URLs and accounts never appear.
+WEBHOOK_ATTEMPTS = Counter(
+    "stopper_webhook_attempts_total",
+    "Webhook delivery attempts by agency and outcome (delivered, http_error, redirect, "
+    "timeout, unreachable, error).",
+    ["agency", "outcome"],
+)
+WEBHOOK_GAVE_UP = Counter(
+    "stopper_webhook_gave_up_total",
+    "Webhook deliveries given up (not delivered within the retry period), by agency.",
+    ["agency"],
+)
+WEBHOOK_DELIVERIES_OWED = Counter(
+    "stopper_webhook_deliveries_owed_total",
+    "Webhook deliveries recorded from case events (one per event and subscription).",
+)

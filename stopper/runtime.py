@@ -23,6 +23,7 @@ from stopper.adapters.institutions.iso20022.adapter import Iso20022Adapter
 from stopper.adapters.kafka_bus import KafkaBus
 from stopper.adapters.memory_bus import InProcessBus
 from stopper.adapters.sqlite_bus import SqliteBus
+from stopper.adapters.webhook_http import HttpWebhookTransport
 from stopper.app.acceptance import ReportAcceptance
 from stopper.app.auth import ApiKeys
 from stopper.app.background import RefusedLoops, run_periodically
@@ -36,6 +37,8 @@ from stopper.app.intake import IntakeHandler, IntakeTopics
 from stopper.app.ports import Bus, Clock
 from stopper.app.reconcile import Reconciler
 from stopper.app.returns import ReturnDesk
+from stopper.app.webhook_delivery import RetryPolicy, WebhookFanOut, WebhookSender
+from stopper.app.webhooks import WebhookDesk, own_addresses
 from stopper.config import Role, Settings
 from stopper.domain.holds import HoldState
 from stopper.errors import ConfigurationError
@@ -63,6 +66,9 @@ class Runtime:
     keys: ApiKeys
     reconciler: Reconciler
     acceptance: ReportAcceptance
+    webhooks: WebhookDesk
+    webhook_sender: WebhookSender
+    webhook_transport: HttpWebhookTransport
     # Loops whose work the bus refuses right now (they keep trying, slowly): not ready meanwhile.
     refusals: RefusedLoops = field(default_factory=RefusedLoops)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -104,6 +110,26 @@ class Runtime:
                 ),
                 stop_requests.handle_batch,
                 name="dispatch",
+                stopping=self._stopping,
+                refusals=self.refusals,
+            ),
+        )
+        self._spawn(
+            "consumer:webhooks",
+            consume(
+                self.bus.subscribe(kafka.case_events_topic, kafka.webhooks_group),
+                WebhookFanOut(self.store, self.clock).handle_batch,
+                name="webhooks",
+                stopping=self._stopping,
+                refusals=self.refusals,
+            ),
+        )
+        self._spawn(
+            "webhook-sender",
+            run_periodically(
+                "webhook sender",
+                self.webhook_sender.deliver_due,
+                interval_s=self.settings.webhooks.sweep_interval_ms / 1000,
                 stopping=self._stopping,
                 refusals=self.refusals,
             ),
@@ -214,6 +240,7 @@ class Runtime:
         await self.returns.close()
         await self.bus.stop()
         await self.adapter.close()
+        await self.webhook_transport.close()
         await self.engine.dispose()
 
     async def schema_ready(self) -> bool:
@@ -239,7 +266,7 @@ def build_runtime(
     clock = clock or SystemClock()
     registry = load_registry(settings.registry_path)
     engine = create_engine(settings.database)
-    store = SqlStore(engine, settings.kafka.stop_requests_topic)
+    store = SqlStore(engine, settings.kafka.stop_requests_topic, settings.kafka.case_events_topic)
     kafka = settings.kafka
     bus: Bus
     if kafka.bootstrap is None and engine.dialect.name == "sqlite":
@@ -258,6 +285,7 @@ def build_runtime(
                 kafka.stop_requests_topic,
                 kafka.stop_requests_dlq_topic,
                 kafka.hold_events_topic,
+                kafka.case_events_topic,
             ),
         )
     outbox_written = asyncio.Event()
@@ -291,6 +319,21 @@ def build_runtime(
         callback_secrets(settings, registry),
         settings.institutions.callback_window_s,
     )
+    hooks = settings.webhooks
+    webhook_transport = HttpWebhookTransport()
+    webhook_sender = WebhookSender(
+        store,
+        webhook_transport,
+        clock,
+        RetryPolicy(
+            timeout=timedelta(seconds=hooks.timeout_s),
+            first_retry=timedelta(seconds=hooks.first_retry_s),
+            max_retry=timedelta(seconds=hooks.max_retry_s),
+            retry_for=timedelta(seconds=hooks.retry_for_s),
+        ),
+        batch=hooks.batch,
+    )
+    api = settings.api
     return Runtime(
         settings,
         registry,
@@ -317,6 +360,9 @@ def build_runtime(
         ApiKeys(store),
         Reconciler(store, dispatcher, clock),
         ReportAcceptance(store, bus, clock, registry, kafka.reports_topic),
+        WebhookDesk(store, clock, own_addresses(api.host, api.port, api.public_url)),
+        webhook_sender,
+        webhook_transport,
     )
 
 

@@ -20,6 +20,7 @@ from stopper.api.routers import (
     operations,
     orders,
     reports,
+    webhooks,
 )
 from stopper.app.handling import HandlingDesk
 from stopper.app.queries import CaseQueries
@@ -71,5 +72,6 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     app.include_router(handling.router(HandlingDesk(runtime.store, runtime.clock)))
     app.include_router(callbacks.router(runtime.callbacks))
     app.include_router(iso20022.router(runtime.callbacks))
+    app.include_router(webhooks.router(runtime.webhooks))
     app.include_router(console.router(queries, runtime.registry, runtime.clock))
     return app

@@ -22,6 +22,7 @@ from stopper.errors import (
     ReportRejected,
     ReportRejection,
     StoreUnavailable,
+    WebhookRefused,
     XmlRefused,
 )
 
@@ -94,6 +95,10 @@ def add_error_handlers(app: FastAPI) -> None:
     async def _xml_refused(_: Request, exc: XmlRefused) -> JSONResponse:
         # Every reason alike: the document is not one Stopper reads (the detail says where).
         return error_response(400, exc.detail)
+
+    @app.exception_handler(WebhookRefused)
+    async def _webhook_refused(_: Request, exc: WebhookRefused) -> JSONResponse:
+        return error_response(422, exc.detail)
 
     @app.exception_handler(BodyTooLarge)
     async def _body_too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:

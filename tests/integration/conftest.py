@@ -34,6 +34,8 @@ def unique_kafka(bootstrap: str) -> KafkaSettings:
         stop_requests_dlq_topic=f"stopper.stop-requests.dlq.{tag}",
         intake_group=f"stopper-intake-{tag}",
         dispatch_group=f"stopper-dispatch-{tag}",
+        case_events_topic=f"stopper.case-events.{tag}",
+        webhooks_group=f"stopper-webhooks-{tag}",
         topic_partitions=3,
     )
 

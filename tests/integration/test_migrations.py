@@ -36,6 +36,9 @@ TABLES = {
     "bus_records",
     "bus_offsets",
     "iso20022_messages",
+    "webhook_subscriptions",
+    "webhook_deliveries",
+    "webhook_attempts",
 }
 
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stopper.adapters.db.case_events import case_events, event_rows
 from stopper.adapters.db.dialects import Database
 from stopper.adapters.db.errors import store_errors
 from stopper.adapters.db.models import (
@@ -143,16 +144,21 @@ class HoldStorage(Storage):
         """What goes with written hold changes: transitions, outbox events, the trail, payouts."""
         transitions = [t for _, change in changes for t in change.transitions]
         await self._db.insert_rows(connection, HoldTransitionRow, transition_rows(transitions))
+        follows = [(record, change) for record, change in changes if change.follow is not None]
+        trail_holds = (
+            await follow_trails(self._db, connection, follows, self._stop_request_topic)
+            if follows
+            else []
+        )
+        # What the agency is told is derived from what is written here, so no change misses it.
+        told = await case_events(self._db, connection, changes, trail_holds)
         events = [
             outbox_row(e.topic, e.key, dict(e.payload), change.at)
             for _, change in changes
             for e in change.events
-        ]
+        ] + event_rows(self._case_events_topic, told)
         if events:
             await connection.execute(insert(OutboxRow), events)
-        follows = [(record, change) for record, change in changes if change.follow is not None]
-        if follows:
-            await follow_trails(self._db, connection, follows, self._stop_request_topic)
         for record, change in changes:
             if change.settle_payouts is not None:
                 await connection.execute(

@@ -7,11 +7,13 @@ from uuid import UUID
 
 from sqlalchemy import select
 
+from stopper.adapters.db.case_events import event_rows
 from stopper.adapters.db.dialects import CaseRows, Row
 from stopper.adapters.db.errors import store_errors
 from stopper.adapters.db.models import CaseRow
 from stopper.adapters.db.rows import case_row, hold_row, transition_rows
 from stopper.adapters.db.storage import Storage
+from stopper.app.case_events import case_opened, transition_events
 from stopper.app.ports import HoldDecision, HoldRecord, HoldUpdate, OpenedCase, RecordOutcome
 from stopper.domain.cases import hold_id_for
 
@@ -30,7 +32,7 @@ class IntakeStorage(Storage):
     ) -> RecordOutcome:
         """The cases that are new, whole, in one transaction (see `Database.record_cases`);
         `claim` decided on each of their holds as born, and written with the hold."""
-        rows, claimed = _case_rows(cases, claim)
+        rows, claimed = _case_rows(cases, claim, self._case_events_topic)
         with store_errors():
             created = await self._db.record_cases(rows)
             already_known = await self._fingerprints({c.case.id for c in cases} - created)
@@ -51,10 +53,10 @@ class IntakeStorage(Storage):
 
 
 def _case_rows(
-    cases: Sequence[OpenedCase], claim: HoldDecision | None
+    cases: Sequence[OpenedCase], claim: HoldDecision | None, events_topic: str
 ) -> tuple[CaseRows, list[tuple[HoldRecord, HoldUpdate]]]:
-    """The rows of opened cases, and the claims decided on their holds (which change the holds'
-    rows and add transitions)."""
+    """The rows of opened cases (with their case events), and the claims decided on their
+    holds (which change the holds' rows and add transitions)."""
     rows = CaseRows(cases=[case_row(c) for c in cases])
     claimed: list[tuple[HoldRecord, HoldUpdate]] = []
     accounts: dict[UUID, Row] = {}
@@ -92,6 +94,7 @@ def _case_rows(
                 }
             )
         rows.transitions += transition_rows(opened.births)
+        told = [case_opened(case)]  # the holds as born, before a claim moves them on
         for h in case.holds:
             version = h.version  # as born: a claim moves the hold on
             born = HoldRecord.born(
@@ -103,7 +106,9 @@ def _case_rows(
                 continue
             rows.holds.append(hold_row(born, version=version, update=change))
             rows.transitions += transition_rows(change.transitions)
+            told += transition_events(change.applied(born).hold, change.transitions, case.report_id)
             claimed.append((born, change))
+        rows.events += event_rows(events_topic, told)
     # In id order: two batches that share accounts take their index entries in one order.
     rows.accounts = [accounts[k] for k in sorted(accounts)]
     return rows, claimed

@@ -353,3 +353,60 @@ class Iso20022MessageRow(Base):
     institution_code: Mapped[str] = mapped_column(String(12))
     idempotency_key: Mapped[str] = mapped_column(String(128))
     sent_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class WebhookSubscriptionRow(Base):
+    """An agency's webhook: where its case events go, which ones, and the secret they are
+    signed with (kept to sign, so not hashed). A removed one keeps its row for the log."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    agency_code: Mapped[str] = mapped_column(String(128), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_by: Mapped[str] = mapped_column(String(200))
+    removed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class WebhookDeliveryRow(Base):
+    """One case event owed to one subscription, until delivered or given up. `id` orders one
+    case's events (they are written in the order of the case-events topic)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_case", "subscription_id", "case_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[UUID] = mapped_column(ForeignKey("webhook_subscriptions.id"))
+    event_id: Mapped[UUID] = mapped_column()
+    event_type: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[UUID] = mapped_column()
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered, gave_up
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class WebhookAttemptRow(Base):
+    """The delivery log: every attempt at a delivery, and what came of it."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_subscription", "subscription_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(BigId, ForeignKey("webhook_deliveries.id"))
+    subscription_id: Mapped[UUID] = mapped_column()
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(String(200))
+    duration_ms: Mapped[float] = mapped_column(Float)

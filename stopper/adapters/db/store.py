@@ -17,6 +17,8 @@ Where each aggregate is stored:
     keys.py            API keys
     messages.py        ISO 20022 messages sent, and the payments their stop requests name
     notes.py           people's notes on holds ("handled"), beside the holds' audit
+    case_events.py     case events, written into the outbox with the changes that cause them
+    webhooks.py        agencies' webhook subscriptions, their deliveries and attempts
     dialects/          what differs between PostgreSQL and SQLite
 """
 
@@ -36,6 +38,7 @@ from stopper.adapters.db.queries import CaseReadModels
 from stopper.adapters.db.reconciliation import ReconcileStorage
 from stopper.adapters.db.returns import ReturnStorage
 from stopper.adapters.db.sweeps import SweepQueries
+from stopper.adapters.db.webhooks import WebhookStorage
 
 
 class SqlStore(
@@ -50,6 +53,12 @@ class SqlStore(
     KeyStorage,
     MessageStorage,
     NoteStorage,
+    WebhookStorage,
 ):
-    def __init__(self, engine: AsyncEngine, stop_request_topic: str) -> None:
-        super().__init__(database_for(engine), stop_request_topic)
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        stop_request_topic: str,
+        case_events_topic: str = "stopper.case-events",
+    ) -> None:
+        super().__init__(database_for(engine), stop_request_topic, case_events_topic)

@@ -21,7 +21,7 @@ from stopper.adapters.db.models import (
 )
 from stopper.adapters.db.rows import account_row, hold_row, stop_request_row, transition_rows
 from stopper.app.ports import HoldRecord, HoldUpdate
-from stopper.domain.holds import HoldState, Transition
+from stopper.domain.holds import Hold, HoldState, Transition
 from stopper.domain.trail import TrailNode, TrailPlan
 
 
@@ -30,10 +30,11 @@ async def follow_trails(
     connection: AsyncConnection,
     follows: Sequence[tuple[HoldRecord, HoldUpdate]],
     stop_request_topic: str,
-) -> None:
+) -> list[tuple[Hold, datetime]]:
     """Follow the money trail of every answer in the transaction that found money moved on:
     their cases locked and read at once, each plan seeing what the plans before it in the
-    same case added, and what they add written with one statement per table."""
+    same case added, and what they add written with one statement per table. Returns the
+    holds added, each with when."""
     case_ids = sorted({record.hold.case_id for record, _ in follows})
     # One trail change per case at a time: sibling answers may reach the same account.
     # Locked in id order, so two transactions never wait on each other in a circle.
@@ -98,6 +99,7 @@ async def follow_trails(
             .values(amount_asked=amount, version=HoldRow.version + 1, updated_at=at)
         )
     await db.insert_rows(connection, TrailEdgeRow, written.edges)
+    return written.born
 
 
 class _TrailRows:
@@ -110,6 +112,7 @@ class _TrailRows:
         self.requests: list[Row] = []
         self.raised: dict[UUID, tuple[int, datetime]] = {}
         self.edges: list[Row] = []
+        self.born: list[tuple[Hold, datetime]] = []
 
     def add(self, plan: TrailPlan, parent: HoldRecord, at: datetime, topic: str) -> None:
         for h in plan.new_holds:
@@ -118,6 +121,7 @@ class _TrailRows:
             born = HoldRecord.born(h, requested_at=at, report_accepted_at=parent.report_accepted_at)
             self.holds.append(hold_row(born, version=h.version, updated_at=at))
             self.requests.append(stop_request_row(topic, h.stop_request(at), at))
+            self.born.append((h, at))
         self.audit += plan.births + plan.merges
         self.raised.update({hold_id: (amount, at) for hold_id, amount in plan.raised.items()})
         self.edges += [

@@ -43,6 +43,8 @@ class CaseRows:
     holds: list[Row] = field(default_factory=list)
     transfers: list[Row] = field(default_factory=list)
     transitions: list[Row] = field(default_factory=list)
+    # Outbox rows of the cases' events, keyed by case id: written only for the new cases.
+    events: list[Row] = field(default_factory=list)
 
     def by_table(self) -> list[tuple[type[Base], list[Row]]]:
         return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -22,9 +23,12 @@ from stopper.adapters.db.models import (
     CaseRow,
     HoldRow,
     HoldTransitionRow,
+    OutboxRow,
     TransferRow,
     VictimRow,
 )
+
+_JSON_COLUMNS = ("payload", "headers")
 
 
 class PostgresDatabase(Database):
@@ -92,6 +96,11 @@ class PostgresDatabase(Database):
                     raise ValueError(f"{name}: a row of {sorted(row)}, not of {columns}")
             for column in columns:
                 params[f"{name}__{column}"] = [row[column] for row in values]
+        # The events' JSON as text: a text statement's parameters skip the JSON type.
+        for column in written_columns(table_of(OutboxRow)):
+            params[f"outbox__{column}"] = [
+                json.dumps(e[column]) if column in _JSON_COLUMNS else e[column] for e in rows.events
+            ]
         async with self.read() as connection:
             inserted = await connection.execute(_record_cases(connection.dialect), params)
             return set(inserted.scalars())
@@ -105,9 +114,9 @@ def written_columns(table: Table) -> tuple[str, ...]:
 @functools.cache
 def _record_cases(dialect: Dialect) -> TextClause:
     """One statement for a batch of opened cases: the cases that are new (`ON CONFLICT DO
-    NOTHING` on their ids), then only their victims, holds, transfers and transitions; the
-    accounts any of them name. Returns the ids of the new cases. Foreign keys are checked at
-    the end of the statement, when every row is in."""
+    NOTHING` on their ids), then only their victims, holds, transfers, transitions and events
+    (outbox rows keyed by case id); the accounts any of them name. Returns the ids of the new
+    cases. Foreign keys are checked at the end of the statement, when every row is in."""
 
     def rows(model: type[Base]) -> str:
         table = table_of(model)
@@ -131,7 +140,9 @@ def _record_cases(dialect: Dialect) -> TextClause:
         "WHERE t.case_id IN (SELECT id FROM new_cases)), "
         f"new_transitions AS ({insert(HoldTransitionRow)}"
         f"SELECT * FROM ({rows(HoldTransitionRow)}) x "
-        "WHERE x.hold_id IN (SELECT id FROM new_holds)) "
+        "WHERE x.hold_id IN (SELECT id FROM new_holds)), "
+        f"new_events AS ({insert(OutboxRow)}SELECT * FROM ({rows(OutboxRow)}) o "
+        "WHERE o.key IN (SELECT CAST(id AS TEXT) FROM new_cases)) "
         "SELECT id FROM new_cases"
     )
 

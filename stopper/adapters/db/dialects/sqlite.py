@@ -26,6 +26,7 @@ from stopper.adapters.db.models import (
     CaseRow,
     HoldRow,
     HoldTransitionRow,
+    OutboxRow,
     TransferRow,
     VictimRow,
 )
@@ -94,6 +95,7 @@ class SqliteDatabase(Database):
                 (HoldRow, holds),
                 (TransferRow, [t for t in rows.transfers if t["case_id"] in created]),
                 (HoldTransitionRow, [t for t in rows.transitions if t["hold_id"] in new_holds]),
+                (OutboxRow, [e for e in rows.events if UUID(e["key"]) in created]),
             ):
                 await self.insert_rows(connection, model, values)
         return created

@@ -1,0 +1,73 @@
+"""deploy/asyncapi.yaml: a valid AsyncAPI 3.0 document whose payload schema is what Stopper
+publishes (real records from the broker are checked against it in
+tests/integration/test_webhooks_stack.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from stopper.app.case_events import case_opened, stop_expiring, trail_followed, transition_events
+from stopper.config import KafkaSettings
+from stopper.contracts.webhooks import CaseEventType, CaseEventV1
+from stopper.domain.cases import Case
+from stopper.domain.holds import Hold, HoldEvent, HoldState
+from tests.deploy.asyncapi import document, document_validator, payload_validator
+
+NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+
+
+def test_the_document_is_valid_asyncapi_3() -> None:
+    doc = document()
+    errors = [e.message for e in document_validator().iter_errors(doc)]
+    assert errors == []
+    assert doc["asyncapi"] == "3.0.0"
+
+
+def test_a_broken_document_is_caught() -> None:
+    doc = document()
+    del doc["info"]
+    doc["operations"]["publishCaseEvents"]["action"] = "publish"  # AsyncAPI 2's word
+    assert not document_validator().is_valid(doc)
+
+
+def test_the_channel_is_the_configured_topic_and_the_types_are_stoppers() -> None:
+    doc = document()
+    assert doc["channels"]["caseEvents"]["address"] == KafkaSettings().case_events_topic
+    schema = doc["components"]["schemas"]["CaseEvent"]
+    assert schema["properties"]["type"]["enum"] == [t.value for t in CaseEventType]
+    assert set(schema["required"]) == set(CaseEventV1.model_fields)
+
+
+def _hold(state: HoldState, layer: int = 1) -> Hold:
+    return Hold(
+        id=uuid4(),
+        case_id=uuid4(),
+        institution_code="BK01",
+        account_number="6222000011112222",
+        currency="CNY",
+        amount_asked=10_000,
+        state=state,
+        layer=layer,
+        parent_id=uuid4() if layer > 1 else None,
+    )
+
+
+def test_what_stopper_builds_matches_the_payload_schema() -> None:
+    validator = payload_validator()
+    hold = _hold(HoldState.SENT)
+    t = hold.apply(HoldEvent.STOP_CONFIRMED, cause="x", actor="x", at=NOW, amount=9_000)
+    case = Case(uuid4(), "R-1", "PSB-X", NOW, NOW, (), [_hold(HoldState.REQUESTED)])
+    events = [
+        case_opened(case),
+        *transition_events(hold, [t], "R-1"),
+        trail_followed(_hold(HoldState.REQUESTED, layer=2), NOW, "R-1"),
+        stop_expiring(_hold(HoldState.STOPPED), NOW, NOW, "R-1"),
+    ]
+    for event in events:
+        payload = event.payload()
+        assert [e.message for e in validator.iter_errors(payload)] == [], event.type
+        CaseEventV1.model_validate(payload)
+    unmasked = events[1].payload()
+    unmasked["data"] = {**events[1].data, "account": "6222000011112222"}
+    assert not validator.is_valid(unmasked)
