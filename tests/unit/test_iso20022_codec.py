@@ -366,3 +366,44 @@ def test_a_recall_not_written_by_stopper_is_refused_naming_the_transaction(name:
         read_recall(parse_document(example(name)))
     assert refused.value.reason is XmlRefusal.INVALID
     assert "TxInf[1]" in refused.value.detail
+
+
+# xs:dateTime values the schema accepts and Python's datetime cannot hold.
+UNREADABLE_TIMES = ["2025-06-01T24:00:00Z", "12025-06-01T11:05:00Z", "-2025-06-01T11:05:00Z"]
+
+
+@pytest.mark.parametrize("at", UNREADABLE_TIMES)
+def test_a_message_time_python_cannot_hold_is_a_refusal_not_a_crash(at: str) -> None:
+    document = example("camt.029.001.09_cancelled.xml").replace(
+        b"2025-06-01T11:05:00Z", at.encode()
+    )
+    with pytest.raises(XmlRefused) as refused:
+        read_resolution(parse_document(document))
+    assert refused.value.reason is XmlRefusal.INVALID
+    assert "CreDtTm" in refused.value.detail
+
+
+@pytest.mark.parametrize("at", UNREADABLE_TIMES)
+def test_an_onward_transfer_at_a_time_python_cannot_hold_is_refused_alone(at: str) -> None:
+    onward = (OnwardTransfer(OnwardKind.CASH_WITHDRAWAL, 1, NOW),)
+    sent = answered(InstitutionAnswer(AnswerKind.STOPPED, 5, None, onward))
+    document = resolution_of(sent, answered(InstitutionAnswer(AnswerKind.NOT_FOUND)))
+    document = document.replace(
+        f"<DtTm>{NOW.isoformat()}</DtTm>".encode(), f"<DtTm>{at}</DtTm>".encode()
+    )
+
+    first, second = read_resolution(parse_document(document)).items
+
+    assert first.refusal is ItemRefusal.BAD_ONWARD
+    assert second.status is not None
+
+
+def test_times_are_read_in_utc_and_without_an_offset_as_utc() -> None:
+    document = example("camt.029.001.09_cancelled.xml")
+    local = document.replace(b"2025-06-01T11:05:00Z", b"2025-06-01T19:05:00+08:00")
+    bare = document.replace(b"2025-06-01T11:05:00Z", b"2025-06-01T11:05:00")
+
+    for variant in (document, local, bare):
+        created = read_resolution(parse_document(variant)).created_at
+        assert created == datetime(2025, 6, 1, 11, 5, tzinfo=UTC)
+        assert created.utcoffset() == timedelta(0)

@@ -17,6 +17,7 @@ from uuid import UUID
 from lxml import etree
 
 from stopper.adapters.institutions.iso20022.codes import DEFAULT_MINOR_DIGITS, MINOR_DIGITS
+from stopper.errors import XmlRefusal, XmlRefused
 
 # --- Stopper's keys in 35 characters ------------------------------------------------------------
 
@@ -112,9 +113,21 @@ def datetime_text(at: datetime) -> str:
 
 
 def parse_datetime(value: str) -> datetime:
-    """An ISODateTime; one without an offset is taken as UTC."""
-    at = datetime.fromisoformat(value.strip())
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    """An ISODateTime, in UTC (one without an offset is taken as UTC). ValueError for one the
+    schema allows but Python cannot hold (`24:00:00`, a five-digit or negative year)."""
+    try:
+        at = datetime.fromisoformat(value.strip())
+        return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError) as e:
+        raise ValueError("a date-time outside what Stopper reads") from e
+
+
+def document_time(value: str | None, where: str) -> datetime:
+    """A message's own time (CreDtTm): `invalid` when it cannot be read."""
+    try:
+        return parse_datetime(value or "")
+    except ValueError as e:
+        raise XmlRefused(XmlRefusal.INVALID, f"{where}: a date-time Stopper cannot read") from e
 
 
 def date_text(at: datetime | date) -> str:

@@ -44,6 +44,7 @@ from stopper.adapters.institutions.iso20022.fields import (
     cxl_id_for,
     date_text,
     datetime_text,
+    document_time,
     key_for_cxl_id,
     organisation,
     parse_datetime,
@@ -155,7 +156,7 @@ def read_recall(root: etree._Element) -> Recall:
     message_id = _R.text(body, "Assgnmt/Id") or ""
     sender = _R.party(_R.find(body, "Assgnmt/Assgnr"))
     receiver = _R.party(_R.find(body, "Assgnmt/Assgne"))
-    created_at = parse_datetime(_R.text(body, "Assgnmt/CreDtTm") or "")
+    created_at = document_time(_R.text(body, "Assgnmt/CreDtTm"), "Assgnmt/CreDtTm")
     items: list[RecallItem] = []
     for index, transaction in enumerate(_R.all(body, "Undrlyg/TxInf"), start=1):
         items.append(_read_transaction(transaction, receiver, f"TxInf[{index}]"))
@@ -224,7 +225,9 @@ def _read_payments(transaction: etree._Element, where: str) -> Iterator[Original
                     reference=fields.get("Ref"),
                     amount=value[0],
                     currency=value[1],
-                    settled_at=parse_datetime(fields["SttlmDtTm"]),
+                    settled_at=document_time(
+                        fields["SttlmDtTm"], f"{where}: a payment's SttlmDtTm"
+                    ),
                     debtor_institution=fields["DbtrAgt"],
                     debtor_account=fields["DbtrAcct"],
                     creditor_institution=fields["CdtrAgt"],

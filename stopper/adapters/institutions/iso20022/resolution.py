@@ -50,6 +50,7 @@ from stopper.adapters.institutions.iso20022.fields import (
     chunks,
     cxl_id_for,
     datetime_text,
+    document_time,
     key_for_cxl_id,
     organisation,
     parse_datetime,
@@ -227,7 +228,7 @@ def read_resolution(root: etree._Element) -> Resolution:
         items = []
     return Resolution(
         message_id=_R.text(body, "Assgnmt/Id") or "",
-        created_at=parse_datetime(_R.text(body, "Assgnmt/CreDtTm") or ""),
+        created_at=document_time(_R.text(body, "Assgnmt/CreDtTm"), "Assgnmt/CreDtTm"),
         sender=_R.party(_R.find(body, "Assgnmt/Assgnr")),
         answers_message_id=answers_message_id,
         items=tuple(items),
@@ -353,10 +354,14 @@ def _read_onward(transfer: etree._Element) -> OnwardTransfer | None:
     account_number = _S.text(transfer, "CdtrAcct")
     if not cash and not (institution and account_number):
         return None  # a transfer names where it went
+    try:
+        transferred_at = parse_datetime(_S.text(transfer, "DtTm") or "")
+    except ValueError:
+        return None
     return OnwardTransfer(
         kind=OnwardKind.CASH_WITHDRAWAL if cash else OnwardKind.TRANSFER,
         amount=value[0],
-        transferred_at=parse_datetime(_S.text(transfer, "DtTm") or ""),
+        transferred_at=transferred_at,
         institution_code=institution,
         account_number=account_number,
     )

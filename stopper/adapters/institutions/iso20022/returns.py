@@ -44,6 +44,7 @@ from stopper.adapters.institutions.iso20022.fields import (
     chunks,
     date_text,
     datetime_text,
+    document_time,
     minor_units,
     organisation,
     parse_datetime,
@@ -182,7 +183,7 @@ def read_return_instruction(root: etree._Element) -> ReturnInstruction:
     )
     return ReturnInstruction(
         message_id=_R056.text(body, "Assgnmt/Id") or "",
-        created_at=parse_datetime(_R056.text(body, "Assgnmt/CreDtTm") or ""),
+        created_at=document_time(_R056.text(body, "Assgnmt/CreDtTm"), "Assgnmt/CreDtTm"),
         sender=_R056.party(_R056.find(body, "Assgnmt/Assgnr")),
         receiver=_R056.party(_R056.find(body, "Assgnmt/Assgne")),
         order=order,
@@ -270,7 +271,7 @@ def read_payment_return(root: etree._Element) -> PaymentReturn:
         )
     return PaymentReturn(
         message_id=_R004.text(body, "GrpHdr/MsgId") or "",
-        created_at=parse_datetime(_R004.text(body, "GrpHdr/CreDtTm") or ""),
+        created_at=document_time(_R004.text(body, "GrpHdr/CreDtTm"), "GrpHdr/CreDtTm"),
         sender=_R004.party(_R004.find(body, "GrpHdr/InstgAgt")),
         answers_message_id=_R004.text(group, "OrgnlMsgId") if group is not None else None,
         items=tuple(items),
