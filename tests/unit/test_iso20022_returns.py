@@ -218,3 +218,18 @@ def test_any_return_order_round_trips_and_its_full_pacs004_matches(
     assert read_return_instruction(parse_document(build_return_instruction(sent))) == sent
     root = parse_document(confirm(sent, *amounts))
     assert read_return_answer(root, sent.order) == OrderAnswer(True, sum(amounts))
+
+
+def test_a_return_instruction_of_more_payouts_than_references_hold_is_refused() -> None:
+    sent = instruction(order(*([1] * 999)))
+    document = build_return_instruction(sent)
+    assert len(read_return_instruction(parse_document(document)).order.payouts) == 999
+    last = document[document.rindex(b"<TxInf>") : document.rindex(b"</TxInf>") + len(b"</TxInf>")]
+    one_more = document.replace(b"</Undrlyg>", last + b"</Undrlyg>")
+
+    with pytest.raises(XmlRefused) as refused:
+        read_return_instruction(parse_document(one_more))
+    assert refused.value.reason is XmlRefusal.INVALID
+    assert "TxInf[1000]" in refused.value.detail
+    with pytest.raises(ValueError):
+        build_return_instruction(instruction(order(*([1] * 1000))))

@@ -68,6 +68,7 @@ _R056 = Reader(_CAMT_056)
 _R029 = Reader(_CAMT_029)
 _R004 = Reader(_PACS_004)
 MAX_REASON = 500
+MAX_PAYOUTS = 999  # what a payout reference has room for
 
 
 def build_return_instruction(instruction: ReturnInstruction) -> bytes:
@@ -134,7 +135,7 @@ def read_return_instruction(root: etree._Element) -> ReturnInstruction:
     frozen = ("", "")
     for index, transaction in enumerate(_R056.all(body, "Undrlyg/TxInf"), start=1):
         where = f"TxInf[{index}]"
-        if _R056.text(transaction, "CxlId") != payout_ref(hold_id, index):
+        if index > MAX_PAYOUTS or _R056.text(transaction, "CxlId") != payout_ref(hold_id, index):
             raise _refuse(where, "its CxlId is not this hold's payout in order")
         asked = _R056.find(transaction, "OrgnlIntrBkSttlmAmt")
         value = amount(asked) if asked is not None else None
