@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stopper.app.jurisdictions import PROFILES, FixedLapse, Jurisdiction, JurisdictionProfile
 from stopper.app.policies import DeadlinePolicy, DispatchPolicy
+from stopper.app.secrets import RotatingSecret
 
 
 class Environment(StrEnum):
@@ -157,13 +158,38 @@ class InstitutionsSettings(BaseSettings):
     )
     callback_secrets: dict[str, str] = Field(
         default_factory=dict,
-        description='JSON object: callback_secret_ref -> HMAC secret, e.g. {"bk01": "..."}.',
+        description='JSON object: callback_secret_ref -> HMAC secret, e.g. {"bk01": "..."}: '
+        "the current secret, the one the institution is to sign with.",
+    )
+    previous_callback_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object: callback_secret_ref -> the secret it replaces, during a "
+        "rotation window only: callbacks signed with it still verify (README: rotating a "
+        "secret). Remove the entry once the institution signs with the current one.",
     )
     callback_window_s: int = Field(
         default=300, ge=1, description="Signed callbacks older or newer than this are refused."
     )
 
+    def rotating_secret_for(self, ref: str, environment: Environment) -> RotatingSecret:
+        """The secret callbacks of `ref` are verified with: the current one, and during a
+        rotation window the previous one too."""
+        return RotatingSecret(
+            self.secret_for(ref, environment), self.previous_callback_secrets.get(ref)
+        )
+
+    @model_validator(mode="after")
+    def _previous_replaces_a_current(self) -> InstitutionsSettings:
+        for ref, previous in self.previous_callback_secrets.items():
+            if previous == self.callback_secrets.get(ref):
+                raise ValueError(
+                    f"the previous callback secret for {ref!r} is the current one: put the new "
+                    "secret in STOPPER_INSTITUTIONS_CALLBACK_SECRETS"
+                )
+        return self
+
     def secret_for(self, ref: str, environment: Environment) -> str:
+        """The current secret of `ref`: the one that signs (the simulated institutions')."""
         secret = self.callback_secrets.get(ref)
         if secret is not None:
             return secret
@@ -380,12 +406,16 @@ class Settings(BaseSettings):
             raise ValueError("production requires API keys: unset STOPPER_API_REQUIRE_KEYS")
         if any(marker in (self.database.url or "") for marker in _PLACEHOLDERS):
             raise ValueError("STOPPER_DATABASE_URL still has a placeholder password")
-        for ref, secret in self.institutions.callback_secrets.items():
-            if len(secret) < 16 or any(m in secret for m in _PLACEHOLDERS):
-                raise ValueError(
-                    f"the callback secret for {ref!r} is a placeholder or shorter than 16 "
-                    "characters"
-                )
+        institutions = self.institutions
+        for which, secrets in (
+            ("callback secret", institutions.callback_secrets),
+            ("previous callback secret", institutions.previous_callback_secrets),
+        ):
+            for ref, secret in secrets.items():
+                if len(secret) < 16 or any(m in secret for m in _PLACEHOLDERS):
+                    raise ValueError(
+                        f"the {which} for {ref!r} is a placeholder or shorter than 16 characters"
+                    )
 
     @field_validator("instance_id")
     @classmethod

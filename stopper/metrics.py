@@ -86,6 +86,12 @@ CALLBACKS = Counter(
     "unknown_message). A camt.029 counts once per answer it carries.",
     ["institution", "outcome"],
 )
+CALLBACKS_PREVIOUS_SECRET = Counter(
+    "stopper_callbacks_previous_secret_total",
+    "Callbacks whose signature was verified by the institution's previous secret (a rotation "
+    "under way): once it stops rising, the previous secret can be removed.",
+    ["institution"],
+)
 AMOUNT_STOPPED = Counter(
     "stopper_amount_stopped_total",
     "Money held by confirmed stops, in currency units.",

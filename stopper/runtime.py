@@ -37,6 +37,7 @@ from stopper.app.intake import IntakeHandler, IntakeTopics
 from stopper.app.ports import Bus, Clock
 from stopper.app.reconcile import Reconciler
 from stopper.app.returns import ReturnDesk
+from stopper.app.secrets import RotatingSecret
 from stopper.app.webhook_delivery import RetryPolicy, WebhookFanOut, WebhookSender
 from stopper.app.webhooks import WebhookDesk, own_addresses
 from stopper.config import Role, Settings
@@ -366,12 +367,12 @@ def build_runtime(
     )
 
 
-def callback_secrets(settings: Settings, registry: Registry) -> dict[str, str]:
-    """Every institution's callback secret, resolved at start-up: a missing one stops start-up
-    outside development."""
+def callback_secrets(settings: Settings, registry: Registry) -> dict[str, RotatingSecret]:
+    """Every institution's callback secret (with its previous one during a rotation window),
+    resolved at start-up: a missing one stops start-up outside development."""
     try:
         return {
-            i.callback_secret_ref: settings.institutions.secret_for(
+            i.callback_secret_ref: settings.institutions.rotating_secret_for(
                 i.callback_secret_ref, settings.environment
             )
             for i in registry.values()

@@ -3,7 +3,9 @@
 Business rules:
 - the institution must be in the registry (else `unknown_institution`);
 - the signature (HMAC-SHA256 over timestamp, nonce and body, with the institution's own
-  secret) must match (`bad_signature`), and the timestamp must lie within the window (default
+  secret; during a rotation window its current or its previous one, `stopper.app.secrets`)
+  must match (`bad_signature`; one verified by the previous secret is counted, so operators
+  see when the institution has switched), and the timestamp must lie within the window (default
   5 minutes; `stale`); a signed body must be a valid callback (`invalid`);
 - a nonce is accepted once per institution: a replay is refused (`replayed`; remembered in the
   same transaction as the answer it brings: one share of a group commit per callback);
@@ -37,13 +39,13 @@ from pydantic import ValidationError
 from stopper import metrics
 from stopper.app.dispatch import Dispatcher
 from stopper.app.ports import CallbackNonce, Clock, HoldRecord
+from stopper.app.secrets import RotatingSecret, SecretUsed
 from stopper.app.stop_decisions import AnswerOutcome
 from stopper.contracts.institutions import CallbackV1
 from stopper.contracts.signing import (
     NONCE_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    signature_matches,
 )
 from stopper.domain.holds import idempotency_key_for
 from stopper.domain.messages import InstitutionAnswer
@@ -95,7 +97,7 @@ class CallbackHandler:
         dispatcher: Dispatcher,
         registry: Registry,
         clock: Clock,
-        secret_for: Mapping[str, str],
+        secret_for: Mapping[str, RotatingSecret],
         window_s: int,
     ) -> None:
         self._dispatcher = dispatcher
@@ -172,9 +174,13 @@ class CallbackHandler:
         now = self._clock.now()
         if abs(now.timestamp() - timestamp) > self._window_s:
             raise CallbackRefused(CallbackRefusal.STALE, "timestamp outside the accepted window")
-        secret = self._secrets[institution.callback_secret_ref]
-        if not signature_matches(secret, timestamp, nonce, body, signature):
+        used = self._secrets[institution.callback_secret_ref].verifies(
+            timestamp, nonce, body, signature
+        )
+        if used is None:
             raise CallbackRefused(CallbackRefusal.BAD_SIGNATURE, "signature does not match")
+        if used is SecretUsed.PREVIOUS:
+            metrics.CALLBACKS_PREVIOUS_SECRET.labels(code).inc()
         return _Signed(code, nonce, now)
 
     async def _apply_item(self, signed: _Signed, item: CallbackItem, index: int) -> ItemResult:

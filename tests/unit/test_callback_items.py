@@ -21,7 +21,7 @@ from stopper.domain.messages import AnswerKind, InstitutionAnswer
 from stopper.errors import CallbackRefusal, CallbackRefused, InstitutionError, Refused
 from stopper.metrics import CALLBACKS
 from tests.unit.fakes import FakeDispatchStore, FixedClock, ScriptedAdapter, requested_hold
-from tests.unit.test_callbacks import NOW, REGISTRY, SECRETS, signed
+from tests.unit.test_callbacks import NOW, REGISTRY, VERIFYING, signed
 
 
 class Unreadable(Refused):
@@ -69,7 +69,7 @@ async def sent_holds(count: int) -> tuple[CallbackHandler, FakeDispatchStore, li
     for record in records:
         store.add(record)
         await dispatcher.attempt(record.hold.id, first=True)
-    return CallbackHandler(dispatcher, REGISTRY, clock, SECRETS, window_s=300), store, records
+    return CallbackHandler(dispatcher, REGISTRY, clock, VERIFYING, window_s=300), store, records
 
 
 def body(*items: Sequence[object]) -> bytes:

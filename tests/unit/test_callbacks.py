@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from stopper.app.callbacks import CallbackHandler
 from stopper.app.dispatch import Dispatcher
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.ports import HoldRecord
+from stopper.app.secrets import RotatingSecret
 from stopper.app.stop_decisions import AnswerOutcome
 from stopper.config import DispatchSettings
 from stopper.contracts.signing import signed_headers
@@ -25,10 +27,13 @@ from tests.unit.fakes import FakeDispatchStore, FixedClock, ScriptedAdapter, req
 
 REGISTRY = load_registry()
 SECRETS = {i.callback_secret_ref: f"secret-{i.code}" for i in REGISTRY.values()}
+VERIFYING = {ref: RotatingSecret(secret) for ref, secret in SECRETS.items()}
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
-async def sent_hold() -> tuple[CallbackHandler, FakeDispatchStore, HoldRecord]:
+async def sent_hold(
+    secrets: Mapping[str, RotatingSecret] = VERIFYING,
+) -> tuple[CallbackHandler, FakeDispatchStore, HoldRecord]:
     store = FakeDispatchStore()
     clock = FixedClock(NOW)
     adapter = ScriptedAdapter({"BK01": [InstitutionAnswer(AnswerKind.ACCEPTED)]})
@@ -43,7 +48,7 @@ async def sent_hold() -> tuple[CallbackHandler, FakeDispatchStore, HoldRecord]:
     record = requested_hold("BK01", at=NOW)
     store.add(record)
     await dispatcher.attempt(record.hold.id, first=True)
-    handler = CallbackHandler(dispatcher, REGISTRY, clock, SECRETS, window_s=300)
+    handler = CallbackHandler(dispatcher, REGISTRY, clock, secrets, window_s=300)
     return handler, store, record
 
 
