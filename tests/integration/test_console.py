@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,17 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[tuple[Runtime, str]]:
-    """Stopper on the embedded default with the simulated institutions answering."""
+@asynccontextmanager
+async def running(
+    tmp_path: Path, *, require_keys: bool = False
+) -> AsyncIterator[tuple[Runtime, str]]:
+    """Stopper on the embedded default with the simulated institutions answering, served on a
+    port of its own (a browser calls it)."""
     registry = load_registry()
     port = free_port()
     settings = Settings(
         database=DatabaseSettings(embedded_path=tmp_path / "stopper.db"),
-        api=ApiSettings(port=port),
+        api=ApiSettings(port=port, require_keys=require_keys),
     )
     simulation = Simulation(
         registry,
@@ -73,6 +77,12 @@ async def live(tmp_path: Path) -> AsyncIterator[tuple[Runtime, str]]:
         async with serving(create_app(runtime), port=port) as url:
             yield runtime, url
         simulation.close_requests()
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[tuple[Runtime, str]]:
+    async with running(tmp_path) as stopper:
+        yield stopper
 
 
 async def panel_text(page: Page, panel: str) -> str:
