@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Final
 from uuid import UUID
 
+from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.contracts.webhooks import CaseEventType
 from stopper.domain.accounts import mask_account_number
 from stopper.domain.cases import Case
@@ -135,3 +136,33 @@ def stop_expiring(
         "expires_at": None if expires_at is None else expires_at.isoformat(),
     }
     return CaseEvent(CaseEventType.STOP_EXPIRING, hold.case_id, report_id, hold.id, at, data)
+
+
+def tells(record: HoldRecord, change: HoldUpdate) -> bool:
+    """Whether `change` (decided on `record`) owes the agency an event."""
+    return change.applied(record).warnings_sent > record.warnings_sent or any(
+        t.to_state in EVENT_OF_STATE and t.from_state not in (None, t.to_state)
+        for t in change.transitions
+    )
+
+
+def events_of_changes(
+    changes: Sequence[tuple[HoldRecord, HoldUpdate]],
+    trail_holds: Sequence[tuple[Hold, datetime]],
+    report_ids: Mapping[UUID, str],
+) -> list[CaseEvent]:
+    """The events of hold changes written together, and of the holds the trail added with
+    them, in the order they happened (a warning before the lapse it precedes); `report_ids`
+    by case id."""
+    events: list[CaseEvent] = []
+    for record, change in changes:
+        if not tells(record, change):
+            continue
+        applied = change.applied(record)
+        report_id = report_ids[record.hold.case_id]
+        if applied.warnings_sent > record.warnings_sent:
+            expires_at = applied.freeze_expires_at or applied.stop_expires_at
+            events.append(stop_expiring(applied.hold, expires_at, change.at, report_id))
+        events += transition_events(applied.hold, change.transitions, report_id)
+    events += [trail_followed(h, at, report_ids[h.case_id]) for h, at in trail_holds]
+    return events

@@ -52,6 +52,7 @@ from stopper.app.ports import (
     VictimTransfer,
 )
 from stopper.config import DatabaseSettings
+from stopper.contracts.webhooks import CaseEventV1
 from stopper.domain.cases import hold_id_for
 from stopper.domain.holds import HoldEvent, HoldState, idempotency_key_for
 from stopper.domain.messages import OnwardKind, OnwardTransfer
@@ -64,6 +65,7 @@ from tests.unit.fakes import FakeDispatchStore
 pytestmark = pytest.mark.integration
 
 STOP_REQUESTS = "contract.stop-requests"
+CASE_EVENTS = "stopper.case-events"  # the default of both stores
 
 
 class Store(
@@ -541,3 +543,27 @@ async def test_a_trail_followed_adds_holds_with_their_stop_requests_and_moves_me
     assert (new.hold.layer, new.hold.parent_id, new.hold.amount_asked) == (2, mule.id, 20_000)
     assert (new.hold.state, new.hold.version) == (HoldState.REQUESTED, 1)
     assert request.payload["hold_id"] == str(new.hold.id)
+
+
+async def test_case_events_are_written_with_the_changes_that_cause_them(store: Store) -> None:
+    case = await recorded(store)
+    [mule] = [h for h in case.case.holds if h.institution_code == "BK01"]
+    [other] = [h for h in case.case.holds if h.institution_code == "PI04"]
+    await moved(store, mule.id, HoldEvent.REQUEST_SENT, HoldEvent.STOP_CONFIRMED)
+    await moved(store, mule.id, change=WarningsSent(1))
+    await moved(store, other.id, HoldEvent.REQUEST_SENT)  # nothing to tell
+    await moved(store, other.id, HoldEvent.GAVE_UP)
+    told = [
+        m for m in await _relayed(store) if m.topic == CASE_EVENTS and m.key == str(case.case.id)
+    ]
+    events = [CaseEventV1.model_validate(m.payload) for m in told]
+    assert [e.type.value for e in events] == [
+        "case_opened",
+        "hold_stopped",
+        "stop_expiring",
+        "hold_failed",
+    ]
+    assert {e.report_id for e in events} == {case.case.report_id}
+    assert [e.hold_id for e in events] == [None, mule.id, mule.id, other.id]
+    assert events[1].data["account"] == "****" + mule.account_number[-4:]
+    assert mule.account_number not in json.dumps([m.payload for m in told])
