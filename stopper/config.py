@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stopper.app.jurisdictions import PROFILES, FixedLapse, Jurisdiction, JurisdictionProfile
 from stopper.app.policies import DeadlinePolicy, DispatchPolicy
-from stopper.app.secrets import RotatingSecret
+from stopper.app.rotating_secrets import RotatingSecret
 
 
 class Environment(StrEnum):

@@ -37,7 +37,7 @@ from stopper.app.intake import IntakeHandler, IntakeTopics
 from stopper.app.ports import Bus, Clock
 from stopper.app.reconcile import Reconciler
 from stopper.app.returns import ReturnDesk
-from stopper.app.secrets import RotatingSecret
+from stopper.app.rotating_secrets import RotatingSecret
 from stopper.app.webhook_delivery import RetryPolicy, WebhookFanOut, WebhookSender
 from stopper.app.webhooks import WebhookDesk, own_addresses
 from stopper.config import Role, Settings

@@ -3,9 +3,9 @@
 Business rules:
 - the institution must be in the registry (else `unknown_institution`);
 - the signature (HMAC-SHA256 over timestamp, nonce and body, with the institution's own
-  secret; during a rotation window its current or its previous one, `stopper.app.secrets`)
-  must match (`bad_signature`; one verified by the previous secret is counted, so operators
-  see when the institution has switched), and the timestamp must lie within the window (default
+  secret; during a rotation window its current or its previous one, `RotatingSecret`) must
+  match (`bad_signature`; one verified by the previous secret is counted, so operators see
+  when the institution has switched), and the timestamp must lie within the window (default
   5 minutes; `stale`); a signed body must be a valid callback (`invalid`);
 - a nonce is accepted once per institution: a replay is refused (`replayed`; remembered in the
   same transaction as the answer it brings: one share of a group commit per callback);
@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from stopper import metrics
 from stopper.app.dispatch import Dispatcher
 from stopper.app.ports import CallbackNonce, Clock, HoldRecord
-from stopper.app.secrets import RotatingSecret, SecretUsed
+from stopper.app.rotating_secrets import RotatingSecret, SecretUsed
 from stopper.app.stop_decisions import AnswerOutcome
 from stopper.contracts.institutions import CallbackV1
 from stopper.contracts.signing import (

@@ -15,7 +15,7 @@ from stopper.app.callbacks import CallbackHandler
 from stopper.app.dispatch import Dispatcher
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.ports import HoldRecord
-from stopper.app.secrets import RotatingSecret
+from stopper.app.rotating_secrets import RotatingSecret
 from stopper.app.stop_decisions import AnswerOutcome
 from stopper.config import DispatchSettings
 from stopper.contracts.signing import signed_headers

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from stopper import metrics
-from stopper.app.secrets import RotatingSecret, SecretUsed
+from stopper.app.rotating_secrets import RotatingSecret, SecretUsed
 from stopper.config import Environment, InstitutionsSettings, Settings
 from stopper.domain.holds import HoldState
 from stopper.runtime import callback_secrets

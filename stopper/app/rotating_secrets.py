@@ -1,14 +1,14 @@
 """Shared secrets that rotate without an outage.
 
-A secret shared with another party (an institution's callback secret; with issue #17, an
-agency's webhook secret) is a `RotatingSecret`: `current` signs and verifies; during a rotation
-window `previous` still verifies, so messages signed on either side of the switch are taken
-while the other party moves to the new secret at its own pace. Outside a window there is no
-`previous`, and only the current secret verifies.
+A secret shared with another party (an institution's callback secret; the seam for an
+agency's webhook secret, issue #17) is a `RotatingSecret`: `current` signs and verifies;
+during a rotation window `previous` still verifies, so messages signed on either side of the
+switch are taken while the other party moves to the new secret at its own pace. Outside a
+window there is no `previous`, and only the current secret verifies.
 
-Stopper verifies what institutions sign and (with #17) signs what agencies verify: both use
-`signs_with` to sign and `verifies` to check, so a rotation works the same whichever side
-signs. README ("Rotating a secret") gives the steps.
+Stopper verifies what institutions sign and signs what agencies verify (#17): the signer
+uses `signs_with`, the verifier `verifies`, so a rotation works the same whichever side Stopper
+is on. README ("Rotating a callback secret") gives the steps.
 """
 
 from __future__ import annotations
