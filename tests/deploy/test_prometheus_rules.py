@@ -29,7 +29,7 @@ from tests.deploy.tools import (
     load_yaml,
 )
 
-METRIC_NAME = re.compile(r"\bstopper_[a-z_]+")
+METRIC_NAME = re.compile(r"\bstopper_[a-z0-9_]+")
 
 
 def promtool(*args: str | Path) -> None:
