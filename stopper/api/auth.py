@@ -1,6 +1,10 @@
 """FastAPI dependencies that say who is calling (`stopper.app.auth`): any caller, operators
 only, or a filer of reports. The API key comes as `Authorization: Bearer <key>`, or, from a
-browser (the console), as the password of HTTP Basic authentication."""
+browser (the console), as the password of HTTP Basic authentication.
+
+Where keys are not required, a caller without a key may name the person acting with the
+`X-Operator` header (four eyes need two people, also in a demo); it is ignored wherever a key
+says who is calling, and wherever keys are required."""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from stopper.app.auth import ANONYMOUS, Caller
+from stopper.app.auth import Caller, anonymous
 from stopper.errors import AuthRefusal, AuthRefused
+
+OPERATOR_HEADER = "x-operator"
 
 
 def presented_key(request: Request) -> str | None:
@@ -34,7 +40,8 @@ async def caller(request: Request) -> Caller:
     key = presented_key(request)
     if key is None:
         if not runtime.settings.keys_required:
-            return ANONYMOUS
+            name = request.headers.get(OPERATOR_HEADER, "").strip()[:64]
+            return anonymous(name if name.isprintable() else None)
         raise AuthRefused(
             AuthRefusal.MISSING, "an API key is required: Authorization: Bearer <key>"
         )

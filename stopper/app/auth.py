@@ -8,6 +8,12 @@ secret (a random 256-bit secret needs no slow hash), the agency it belongs to an
 - ``operator``: the anti-fraud centre. It sees every case and acts on holds (freeze, re-apply,
   return), lists, institution health and the console; it files no reports.
 
+An operator key names its **holder**, the person it was made for (``stopper keys add --role
+operator --holder li.wei``): four eyes on money going out (`stopper.app.approvals`) compare
+holders, so one person holding two keys is still one pair of eyes. Where keys are not required
+(development, the embedded default, ``stopper demo``), a caller without a key names themselves
+with the ``X-Operator`` header (`stopper.api.auth`); without it they are ``anonymous``.
+
 Keys are created, listed and revoked with ``stopper keys``; the secret is shown once, at
 creation. Verified keys are remembered for a few seconds, so a revocation takes effect within
 `CACHE_S`.
@@ -45,6 +51,7 @@ class StoredKey:
     label: str
     created_at: datetime
     revoked_at: datetime | None = None
+    holder: str | None = None  # the person an operator key belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,14 @@ class Caller:
     role: KeyRole
     agency_code: str | None
     key_id: str | None
+    # The person behind the call: the key's holder, or (keys not required, no key) the name the
+    # caller gave; None for a key made without a holder.
+    holder: str | None = None
+
+    @property
+    def person(self) -> str | None:
+        """The person, as compared: two spellings of one name are one person."""
+        return self.holder.strip().casefold() if self.holder else None
 
     @property
     def is_operator(self) -> bool:
@@ -74,7 +89,12 @@ class Caller:
         return f"operator:{person} ({who})"
 
 
-ANONYMOUS = Caller(KeyRole.OPERATOR, None, None)
+ANONYMOUS = Caller(KeyRole.OPERATOR, None, None, "anonymous")
+
+
+def anonymous(name: str | None) -> Caller:
+    """The developer calling without a key where keys are not required, by the name given."""
+    return Caller(KeyRole.OPERATOR, None, None, name) if name else ANONYMOUS
 
 
 class KeyStore(Protocol):
@@ -92,14 +112,21 @@ def _digest(secret: str) -> str:
 
 
 def new_key(
-    agency_code: str | None, role: KeyRole, label: str, now: datetime
+    agency_code: str | None,
+    role: KeyRole,
+    label: str,
+    now: datetime,
+    holder: str | None = None,
 ) -> tuple[StoredKey, str]:
     """A new key: what to store, and the token to hand over (once)."""
     if role is KeyRole.INTAKE and not agency_code:
         raise KeyRefused("an intake key belongs to an agency")
+    holder = (holder or "").strip() or None
+    if holder is not None and (len(holder) > 64 or not holder.isprintable()):
+        raise KeyRefused("a key's holder is a person's name or login, at most 64 characters")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    stored = StoredKey(key_id, agency_code, role, _digest(secret), label, now)
+    stored = StoredKey(key_id, agency_code, role, _digest(secret), label, now, holder=holder)
     return stored, f"{PREFIX}_{key_id}_{secret}"
 
 
@@ -123,7 +150,7 @@ class ApiKeys:
             return None
         if not hmac.compare_digest(stored.secret_sha256, _digest(parts[2])):
             return None
-        caller = Caller(stored.role, stored.agency_code, stored.key_id)
+        caller = Caller(stored.role, stored.agency_code, stored.key_id, stored.holder)
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[token] = (now, caller)

@@ -52,9 +52,13 @@ class FreezeDesk(InstitutionOrders):
         self._freezes = store
         self._validity = policy.freeze_validity
 
-    async def order(self, hold_id: UUID, *, document_ref: str, actor: str) -> FreezeOrderOutcome:
-        """Record the order and send it at once; the sweeper retries if needed."""
+    async def order(
+        self, hold_id: UUID, *, document_ref: str, actor: str, ordered_by: str | None = None
+    ) -> FreezeOrderOutcome:
+        """Record the order and send it at once; the sweeper retries if needed. `ordered_by`:
+        under four eyes, who asked for the freeze that `actor` approved."""
         now = self._clock.now()
+        by = actor if ordered_by is None else f"{ordered_by}, approved by {actor},"
         outcome = FreezeOrderOutcome.UNKNOWN_HOLD
 
         def decide(record: HoldRecord) -> HoldUpdate | None:
@@ -68,7 +72,7 @@ class FreezeDesk(InstitutionOrders):
                 change=FreezeOrdered(
                     document_ref,
                     next_attempt_at=now,
-                    reason=f"freeze ordered by {actor} under {document_ref}",
+                    reason=f"freeze ordered by {by} under {document_ref}",
                 ),
             )
 

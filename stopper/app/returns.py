@@ -13,6 +13,9 @@ Business rules:
   moves it back to `frozen` and cancels the payouts (a new order is a new round); when attempts
   run out the outcome is unknown: the hold stays `returning` for a person, and ordering the
   return again sends the very same request;
+- under four eyes (`stopper.app.approvals`) the order is previewed when asked for (`preview`:
+  the same allocation, nothing written) and made when a second operator approves it: the
+  transitions name the approver as actor and both people in their cause;
 - a frozen hold that owes nobody anything (every victim already paid in full) is left frozen, and
   money frozen beyond what the victims are owed stays frozen for a person to decide on.
 """
@@ -81,15 +84,19 @@ class ReturnDesk(InstitutionOrders):
         document_ref: str,
         actor: str,
         hold_ids: Collection[UUID] | None = None,
+        approved_by: str | None = None,
     ) -> ReturnOrderResult | None:
-        """Allocate and record the case's returns, then send them; None if there is no case."""
+        """Allocate and record the case's returns, then send them; None if there is no case.
+        `actor` ordered them; `approved_by`, when given, is the second operator who approved
+        the order and the one the transitions name as actor."""
         now = self._clock.now()
         result = ReturnOrderResult()
+        by = _Orderers(actor, approved_by)
 
         def decide(funds: CaseFunds) -> Sequence[ReturnStart]:
             nonlocal result
             result = ReturnOrderResult()
-            return self._decide(funds, result, now, document_ref, actor, hold_ids)
+            return self._decide(funds, result, now, document_ref, by, hold_ids)
 
         starts = await self._returns.start_returns(case_id, decide)
         if starts is None:
@@ -98,13 +105,31 @@ class ReturnDesk(InstitutionOrders):
             self.send_soon(start.hold_id)
         return result
 
+    async def preview(
+        self, case_id: UUID, *, document_ref: str, hold_ids: Collection[UUID] | None = None
+    ) -> ReturnOrderResult | None:
+        """What `order` would start now (holds, amounts, payouts, holds skipped and why),
+        writing nothing; None if there is no case."""
+        now = self._clock.now()
+        result = ReturnOrderResult()
+
+        def decide(funds: CaseFunds) -> Sequence[ReturnStart]:
+            nonlocal result
+            result = ReturnOrderResult()
+            self._decide(funds, result, now, document_ref, _Orderers("preview"), hold_ids)
+            return ()
+
+        if await self._returns.start_returns(case_id, decide) is None:
+            return None
+        return result
+
     def _decide(
         self,
         funds: CaseFunds,
         result: ReturnOrderResult,
         now: datetime,
         document_ref: str,
-        actor: str,
+        by: _Orderers,
         hold_ids: Collection[UUID] | None,
     ) -> list[ReturnStart]:
         known = {r.hold.id: r for r in funds.holds}
@@ -118,7 +143,7 @@ class ReturnDesk(InstitutionOrders):
             elif can(record.hold.state, HoldEvent.RETURN_STARTED) and record.hold.amount_frozen > 0:
                 frozen.append(record)
             elif record.hold.state is HoldState.RETURNING and record.return_next_attempt_at is None:
-                starts.append(self._resend(record, funds.payouts, result, now, actor))
+                starts.append(self._resend(record, funds.payouts, result, now, by))
             else:
                 result.skipped[hold_id] = f"the hold is {record.hold.state.value}, not frozen"
         for planned in _allocate(funds, frozen):
@@ -126,7 +151,7 @@ class ReturnDesk(InstitutionOrders):
             if planned.allocation.paid == 0:
                 result.skipped[planned.hold_id] = "no victim is owed anything from this account"
                 continue
-            starts.append(self._start(record, planned, funds, result, now, document_ref, actor))
+            starts.append(self._start(record, planned, funds, result, now, document_ref, by))
         return starts
 
     def _start(
@@ -137,7 +162,7 @@ class ReturnDesk(InstitutionOrders):
         result: ReturnOrderResult,
         now: datetime,
         document_ref: str,
-        actor: str,
+        by: _Orderers,
     ) -> ReturnStart:
         hold, allocation = record.hold, planned.allocation
         version = hold.version
@@ -149,9 +174,9 @@ class ReturnDesk(InstitutionOrders):
         ]
         transition = hold.apply(
             HoldEvent.RETURN_STARTED,
-            cause=f"return ordered under {document_ref}: {allocation.paid} of "
+            cause=f"return ordered under {document_ref}{by.named}: {allocation.paid} of "
             f"{hold.amount_frozen} to {len(payouts)} victim(s)",
-            actor=actor,
+            actor=by.actor,
             at=now,
         )
         reason = (
@@ -176,13 +201,15 @@ class ReturnDesk(InstitutionOrders):
         payouts: Sequence[Payout],
         result: ReturnOrderResult,
         now: datetime,
-        actor: str,
+        by: _Orderers,
     ) -> ReturnStart:
         hold = record.hold
         same = [p for p in payouts if p.hold_id == hold.id and p.round == record.return_round]
         update = HoldUpdate(
             at=now,
-            change=ReturnResent(next_attempt_at=now, reason=f"return sent again by {actor}"),
+            change=ReturnResent(
+                next_attempt_at=now, reason=f"return sent again by {by.actor}{by.named}"
+            ),
         )
         result.started.append(
             StartedReturn(hold.id, hold.currency, sum(p.amount for p in same), 0, same, True)
@@ -263,6 +290,25 @@ class ReturnDesk(InstitutionOrders):
             ),
             settle_payouts="cancelled",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Orderers:
+    """Who ordered a return, and who approved it (four eyes), as the audit names them."""
+
+    ordered_by: str
+    approved_by: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return self.approved_by or self.ordered_by
+
+    @property
+    def named(self) -> str:
+        """Both people, for a cause; nothing without an approver (the actor says who)."""
+        if self.approved_by is None:
+            return ""
+        return f" (ordered by {self.ordered_by}, approved by {self.approved_by})"
 
 
 def _allocate(funds: CaseFunds, frozen: Sequence[HoldRecord]) -> list[HoldReturn]:

@@ -39,6 +39,7 @@ TABLES = {
     "webhook_subscriptions",
     "webhook_deliveries",
     "webhook_attempts",
+    "approval_orders",
 }
 
 

@@ -24,6 +24,7 @@ class KeyStorage(Storage):
                         role=key.role.value,
                         secret_sha256=key.secret_sha256,
                         label=key.label,
+                        holder=key.holder,
                         created_at=key.created_at,
                         revoked_at=key.revoked_at,
                     )
@@ -63,4 +64,5 @@ def _stored_key(row: Any) -> StoredKey:  # a Core row of api_keys
         label=row.label,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        holder=row.holder,
     )

@@ -305,6 +305,8 @@ class ApiKeyRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     secret_sha256: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(200))
+    # The person an operator key belongs to: four eyes compare people, not keys.
+    holder: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
@@ -410,3 +412,30 @@ class WebhookAttemptRow(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str] = mapped_column(String(200))
     duration_ms: Mapped[float] = mapped_column(Float)
+
+
+class ApprovalOrderRow(Base):
+    """An order that moves money or freezes it, waiting for a second operator
+    (`stopper.app.approvals`): who asked, who decided, and what the decision did."""
+
+    __tablename__ = "approval_orders"
+    __table_args__ = (Index("ix_approval_orders_status", "kind", "status", "requested_at"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    hold_id: Mapped[UUID | None] = mapped_column(ForeignKey("holds.id"))
+    hold_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    legal_document_ref: Mapped[str] = mapped_column(String(128))
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requester_person: Mapped[str] = mapped_column(String(64))
+    requester_key_id: Mapped[str | None] = mapped_column(String(32))
+    requester_actor: Mapped[str] = mapped_column(String(128))
+    requested_at: Mapped[datetime] = mapped_column(Timestamp)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decider_person: Mapped[str | None] = mapped_column(String(64))
+    decider_key_id: Mapped[str | None] = mapped_column(String(32))
+    decider_actor: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -19,6 +19,7 @@ Where each aggregate is stored:
     notes.py           people's notes on holds ("handled"), beside the holds' audit
     case_events.py     case events, written into the outbox with the changes that cause them
     webhooks.py        agencies' webhook subscriptions, their deliveries and attempts
+    approvals.py       orders waiting for a second operator (four eyes)
     dialects/          what differs between PostgreSQL and SQLite
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stopper.adapters.db.activity import ActivityReadModels
+from stopper.adapters.db.approvals import ApprovalStorage
 from stopper.adapters.db.dialects import database_for
 from stopper.adapters.db.health import HealthStorage
 from stopper.adapters.db.intake import IntakeStorage
@@ -54,6 +56,7 @@ class SqlStore(
     MessageStorage,
     NoteStorage,
     WebhookStorage,
+    ApprovalStorage,
 ):
     def __init__(
         self,
