@@ -343,6 +343,18 @@ class WebhookSettings(BaseSettings):
     batch: int = Field(default=100, ge=1, le=10_000, description="Deliveries tried at once.")
 
 
+class ApprovalSettings(BaseSettings):
+    """Four eyes (`stopper.app.approvals`): returns always wait for a second operator; freezes
+    too when switched on."""
+
+    model_config = SettingsConfigDict(env_prefix="STOPPER_APPROVALS_", extra="ignore")
+
+    freezes: bool = Field(
+        default=False,
+        description="A freeze order waits for a second operator's approval, like a return.",
+    )
+
+
 class SimulationSettings(BaseSettings):
     """`stopper simulate`: the simulated banks and payment institutions."""
 
@@ -383,6 +395,7 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
 
     @property

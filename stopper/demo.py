@@ -252,11 +252,30 @@ def problems(run: DemoRun) -> list[str]:
 RETURN_AFTER_HOURS = 24
 
 
+async def _order_and_approve_return(client: httpx.AsyncClient, case_id: str) -> int:
+    """Four eyes: officer-7 orders the return, a supervisor approves it (keys are not required
+    in the demo, so each names themselves with X-Operator). How many holds went back."""
+    ordered = await client.post(
+        f"/v1/cases/{case_id}/returns",
+        json={"legal_document_ref": f"RET-{case_id[:8]}", "requested_by": "officer-7"},
+        headers={"x-operator": "officer-7"},
+    )
+    if ordered.status_code != 202:
+        return 0
+    approved = await client.post(
+        f"/v1/return-orders/{ordered.json()['order_id']}/approve",
+        json={"approved_by": "supervisor-2"},
+        headers={"x-operator": "supervisor-2"},
+    )
+    return len(approved.json()["returns"]) if approved.status_code == 202 else 0
+
+
 async def _run_deadlines(
     client: httpx.AsyncClient, runtime: Any, run: DemoRun, clock: ScaledClock, progress: bool
 ) -> None:
     """Let 72 business hours pass. Through the API, an officer orders the formal freeze of the
-    stops of one case in ten, and a day later the return of what they froze to the victims; an
+    stops of one case in ten, and a day later the return of what they froze to the victims (one
+    officer orders it, a second approves it); an
     operator re-applies the lapsed first-level stops of another one in ten; every other stop
     lapses."""
     start = clock.now()
@@ -275,12 +294,7 @@ async def _run_deadlines(
     while clock.now() - start < timedelta(hours=DEADLINE_HOURS):
         if returns_due and clock.now() - start >= timedelta(hours=RETURN_AFTER_HOURS):
             for case_id in sorted(returns_due):
-                answer = await client.post(
-                    f"/v1/cases/{case_id}/returns",
-                    json={"legal_document_ref": f"RET-{case_id[:8]}", "requested_by": "officer-7"},
-                )
-                if answer.status_code == 202:
-                    run.returns_ordered += len(answer.json()["returns"])
+                run.returns_ordered += await _order_and_approve_return(client, case_id)
             returns_due.clear()
         for case_id in watched:
             case = (await client.get(f"/v1/cases/{case_id}")).json()

@@ -25,6 +25,7 @@ from stopper.adapters.memory_bus import InProcessBus
 from stopper.adapters.sqlite_bus import SqliteBus
 from stopper.adapters.webhook_http import HttpWebhookTransport
 from stopper.app.acceptance import ReportAcceptance
+from stopper.app.approvals import ApprovalDesk
 from stopper.app.auth import ApiKeys
 from stopper.app.background import RefusedLoops, run_periodically
 from stopper.app.callbacks import CallbackHandler
@@ -70,6 +71,7 @@ class Runtime:
     webhooks: WebhookDesk
     webhook_sender: WebhookSender
     webhook_transport: HttpWebhookTransport
+    approvals: ApprovalDesk
     # Loops whose work the bus refuses right now (they keep trying, slowly): not ready meanwhile.
     refusals: RefusedLoops = field(default_factory=RefusedLoops)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -335,6 +337,8 @@ def build_runtime(
         batch=hooks.batch,
     )
     api = settings.api
+    freezes = FreezeDesk(store, gateway, clock, settings.deadline_policy())
+    returns = ReturnDesk(store, gateway, clock)
     return Runtime(
         settings,
         registry,
@@ -356,14 +360,17 @@ def build_runtime(
             stop_requests_topic=kafka.stop_requests_topic,
             on_outbox=outbox_written.set,
         ),
-        FreezeDesk(store, gateway, clock, settings.deadline_policy()),
-        ReturnDesk(store, gateway, clock),
+        freezes,
+        returns,
         ApiKeys(store),
         Reconciler(store, dispatcher, clock),
         ReportAcceptance(store, bus, clock, registry, kafka.reports_topic),
         WebhookDesk(store, clock, own_addresses(api.host, api.port, api.public_url)),
         webhook_sender,
         webhook_transport,
+        ApprovalDesk(
+            store, returns, freezes, clock, freezes_need_approval=settings.approvals.freezes
+        ),
     )
 
 

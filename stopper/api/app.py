@@ -12,6 +12,7 @@ from stopper.api import console
 from stopper.api.bodies import BodyLimit
 from stopper.api.refusals import add_error_handlers
 from stopper.api.routers import (
+    approvals,
     callbacks,
     cases,
     handling,
@@ -68,7 +69,8 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     app.include_router(
         operations.router(queries, runtime.registry, runtime.clock, runtime.reconciler)
     )
-    app.include_router(orders.router(runtime.deadlines, runtime.freezes, runtime.returns))
+    app.include_router(orders.router(runtime.deadlines, runtime.freezes, runtime.approvals))
+    app.include_router(approvals.router(runtime.approvals))
     app.include_router(handling.router(HandlingDesk(runtime.store, runtime.clock)))
     app.include_router(callbacks.router(runtime.callbacks))
     app.include_router(iso20022.router(runtime.callbacks))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -132,6 +132,12 @@ class FreezeOrderV1(BaseModel):
 class FreezeOrderedV1(BaseModel):
     hold_id: UUID
     legal_document_ref: str
+    approval: Literal["none", "pending"] = Field(
+        default="none",
+        description="pending: freezes need a second operator (STOPPER_APPROVALS_FREEZES); "
+        "the order waits at /v1/freeze-orders/{order_id}.",
+    )
+    order_id: UUID | None = None
 
 
 class ReturnOrderV1(BaseModel):

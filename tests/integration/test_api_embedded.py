@@ -188,7 +188,22 @@ async def test_a_return_order_names_its_case_and_document_and_nothing_else(
     assert nothing.status_code == 409 and nothing.json()["detail"].startswith("nothing to return")
     schema = (await client.get("/openapi.json")).json()
     responses = schema["paths"]["/v1/cases/{case_id}/returns"]["post"]["responses"]
-    assert {"202", "404", "409", "422"} <= set(responses)
+    assert {"202", "403", "404", "409", "422"} <= set(responses)
+    assert "order_id" in schema["components"]["schemas"]["ReturnOrderAnswerV1"]["properties"]
+    assert not (await client.get("/v1/return-orders", params={"status": "pending"})).json()[
+        "orders"
+    ]
+    for path, codes in (
+        ("/v1/return-orders/{order_id}/approve", {"202", "403", "404", "409", "422"}),
+        ("/v1/return-orders/{order_id}/reject", {"200", "403", "404", "409", "422"}),
+        ("/v1/freeze-orders/{order_id}/approve", {"202", "403", "404", "409", "422"}),
+    ):
+        assert codes <= set(schema["paths"][path]["post"]["responses"]), path
+    assert "get" in schema["paths"]["/v1/return-orders"]
+    missing = await client.post(
+        f"/v1/return-orders/{uuid.uuid4()}/approve", json={"approved_by": "supervisor-2"}
+    )
+    assert missing.status_code == 404 and missing.json()["detail"] == "no such return order"
 
 
 async def _case_exists(client: httpx.AsyncClient, case_id: str) -> bool:

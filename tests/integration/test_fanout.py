@@ -346,11 +346,22 @@ async def test_frozen_funds_go_back_to_two_victims_from_two_layers(
             assert ordered.status_code == 202
         await eventually(lambda: case_in({"frozen"}), timeout=15)
 
-        ordered = await client.post(
+        pending = await client.post(
             f"/v1/cases/{case_id}/returns",
             json={"legal_document_ref": "PSB-RET-1", "requested_by": "officer-7"},
+            headers={"x-operator": "officer-7"},
+        )
+        assert pending.status_code == 202, pending.text
+        assert pending.json()["approval"] == "pending"
+        # Four eyes: nothing goes out until a second operator approves.
+        assert (await case_in({"frozen"})) is not None
+        ordered = await client.post(
+            f"/v1/return-orders/{pending.json()['order_id']}/approve",
+            json={"approved_by": "supervisor-2"},
+            headers={"x-operator": "supervisor-2"},
         )
         assert ordered.status_code == 202, ordered.text
+        assert ordered.json()["approval"] == "approved"
         case = await eventually(lambda: case_in({"returned"}), timeout=15)
         again = await client.post(
             f"/v1/cases/{case_id}/returns",
@@ -377,6 +388,7 @@ async def test_frozen_funds_go_back_to_two_victims_from_two_layers(
         8_000_000,
     )
     assert "6217000000000001" not in json.dumps(ordered.json())
+    assert "6217000000000001" not in json.dumps(pending.json())
 
 
 @pytest.mark.parametrize("world", ["instant"], indirect=True)
