@@ -141,6 +141,37 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--institution", default=None, help="one institution's code")
     reconcile.set_defaults(run=commands.reconcile)
 
+    returns = subcommands.add_parser(
+        "returns",
+        help="return orders: a return waits until a second operator approves it (four eyes)",
+    ).add_subparsers(dest="returns_command", required=True)
+
+    def return_command(name: str, help: str) -> argparse.ArgumentParser:
+        command = operator_command(returns, name, help)
+        command.add_argument(
+            "--operator",
+            default="",
+            help="who you are where keys are not required (X-Operator; default: --by); "
+            "with a key, its holder is who you are",
+        )
+        command.set_defaults(run=commands.returns)
+        return command
+
+    order = return_command("order", "order the return of a case's frozen funds (pending)")
+    order.add_argument("case_id")
+    order.add_argument("--document", required=True, help="the legal document's reference")
+    order.add_argument("--by", required=True, help="your name, for the audit")
+    order.add_argument("--hold", action="append", default=[], help="only this hold (repeatable)")
+    approve = return_command("approve", "approve another operator's return order: it is sent")
+    approve.add_argument("order_id")
+    approve.add_argument("--by", required=True, help="your name, for the audit")
+    reject = return_command("reject", "reject another operator's return order, with a reason")
+    reject.add_argument("order_id")
+    reject.add_argument("--by", required=True, help="your name, for the audit")
+    reject.add_argument("--reason", required=True)
+    pending = return_command("pending", "return orders waiting for a second operator")
+    pending.add_argument("--limit", type=int, default=200)
+
     keys = subcommands.add_parser(
         "keys", help="API keys of intake systems and operators (in the database)"
     ).add_subparsers(dest="keys_command", required=True)
@@ -148,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", choices=["intake", "operator"], required=True)
     add.add_argument("--agency", default=None, help="the agency an intake key files reports for")
     add.add_argument("--label", default="", help="who or what holds the key")
+    add.add_argument(
+        "--holder",
+        default=None,
+        help="the person an operator key belongs to: four eyes compare holders, and a key "
+        "without one can neither order nor approve a return",
+    )
     add.set_defaults(run=commands.keys)
     keys.add_parser("list", help="every key: id, role, agency, active or revoked").set_defaults(
         run=commands.keys

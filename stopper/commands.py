@@ -258,6 +258,39 @@ def reconcile(args: argparse.Namespace) -> int:
     )
 
 
+def returns(args: argparse.Namespace) -> int:
+    """`stopper returns order|approve|reject|pending`: four eyes on money going out."""
+    from stopper import operator_cli
+
+    render: operator_cli.Render = operator_cli.return_order
+    body: dict[str, object] | None = None
+    params: dict[str, object] | None = None
+    command = args.returns_command
+    if command == "order":
+        path = f"/v1/cases/{args.case_id}/returns"
+        body = {"legal_document_ref": args.document, "requested_by": args.by}
+        if args.hold:
+            body["hold_ids"] = args.hold
+    elif command == "approve":
+        path, body = f"/v1/return-orders/{args.order_id}/approve", {"approved_by": args.by}
+    elif command == "reject":
+        path = f"/v1/return-orders/{args.order_id}/reject"
+        body = {"rejected_by": args.by, "reason": args.reason}
+    else:
+        path, render = "/v1/return-orders", operator_cli.return_orders
+        params = {"status": "pending", "limit": args.limit}
+    return operator_cli.run(
+        _api_url(args),
+        path,
+        render,
+        as_json=args.json,
+        params=params,
+        key=_api_key(args),
+        body=body,
+        operator=args.operator or getattr(args, "by", "") or "",
+    )
+
+
 def list_cases(args: argparse.Namespace) -> int:
     params = {"active": "false" if args.all_cases else "true", "limit": args.limit}
     from stopper import operator_cli
@@ -282,7 +315,7 @@ def keys(args: argparse.Namespace) -> int:
     issued: tuple[StoredKey, str] | None = None
     if args.keys_command == "add":
         try:
-            issued = new_key(args.agency, KeyRole(args.role), args.label, now)
+            issued = new_key(args.agency, KeyRole(args.role), args.label, now, args.holder)
         except KeyRefused as e:
             print(f"stopper: {e}", file=sys.stderr)
             return 2
@@ -293,7 +326,11 @@ def keys(args: argparse.Namespace) -> int:
         if issued is not None:
             stored, token = issued
             await store.add_api_key(stored)
-            print(f"key {stored.key_id} ({stored.role.value}, agency {stored.agency_code or '-'})")
+            holder = f", holder {stored.holder}" if stored.holder else ""
+            print(
+                f"key {stored.key_id} ({stored.role.value}, agency {stored.agency_code or '-'}"
+                f"{holder})"
+            )
             print("the key itself, shown this once:")
             print(token)
             return 0
@@ -307,7 +344,7 @@ def keys(args: argparse.Namespace) -> int:
             state = "revoked" if key.revoked_at else "active"
             print(
                 f"{key.key_id}  {key.role.value:<8}  {key.agency_code or '-':<24}  "
-                f"{state:<7}  {key.created_at:%Y-%m-%d}  {key.label}"
+                f"{state:<7}  {key.created_at:%Y-%m-%d}  {key.holder or '-':<16}  {key.label}"
             )
         return 0
 

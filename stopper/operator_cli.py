@@ -1,5 +1,5 @@
-"""`stopper cases|holds|institutions status|reconcile`: what operators and scripts ask a running
-Stopper, through its API. Readable tables by default, the API's JSON with `--json`."""
+"""`stopper cases|holds|institutions status|reconcile|returns`: what operators and scripts ask a
+running Stopper, through its API. Readable tables by default, the API's JSON with `--json`."""
 
 from __future__ import annotations
 
@@ -20,9 +20,13 @@ def fetch(
     params: dict[str, Any] | None = None,
     key: str = "",
     body: dict[str, Any] | None = None,
+    operator: str = "",
 ) -> Any:
-    """GET `path` (POST with `body` as JSON when it is given) and return the JSON answer."""
+    """GET `path` (POST with `body` as JSON when it is given) and return the JSON answer.
+    `operator` names the person acting where keys are not required (X-Operator)."""
     headers = {"authorization": f"Bearer {key}"} if key else {}
+    if operator:
+        headers["x-operator"] = operator
     # A reconciliation asks every institution: give it longer than a read.
     timeout = 10 if body is None else 120
     try:
@@ -36,7 +40,7 @@ def fetch(
             )
     except (httpx.HTTPError, httpx.InvalidURL) as e:
         raise OperatorCommandFailed(f"cannot reach Stopper at {url}: {type(e).__name__}") from e
-    if response.status_code != 200:
+    if response.status_code not in (200, 202):  # 202: an order taken
         try:
             detail = response.json().get("detail", response.text)
         except (ValueError, AttributeError):  # not JSON, or JSON without a detail
@@ -191,6 +195,56 @@ def reconciliation(doc: Any, now: datetime, out: TextIO) -> None:
         out.write(f"{code}: could not be asked ({why})\n")
 
 
+def return_order(doc: Any, now: datetime, out: TextIO) -> None:
+    """One return order: who asked, who decided, and the returns it would make or made."""
+    asked = doc["requester"]
+    out.write(
+        f"return order {doc['order_id']}  {doc['approval']}  case {doc['case_id']}  "
+        f"document {doc['legal_document_ref']}\n"
+        f"ordered by {asked['name']} ({asked['person']}) at {doc['requested_at'][:19]}\n"
+    )
+    if doc.get("decider"):
+        decided = doc["decider"]
+        why = f": {doc['reason']}" if doc.get("reason") else ""
+        out.write(
+            f"{doc['approval']} by {decided['name']} ({decided['person']}) at "
+            f"{doc['decided_at'][:19]}{why}\n"
+        )
+    if "returns" not in doc:
+        return
+    out.write("returns (once approved)\n" if doc["approval"] == "pending" else "returns\n")
+    table(
+        [
+            [
+                r["hold_id"],
+                f"{r['amount']} {r['currency']}",
+                r["unallocated"],
+                str(len(r["payouts"])),
+            ]
+            for r in doc["returns"]
+        ],
+        ["HOLD", "AMOUNT", "UNALLOCATED", "PAYOUTS"],
+        out,
+    )
+    for skipped in doc.get("skipped", []):
+        out.write(f"skipped {skipped['hold_id']}: {skipped['reason']}\n")
+
+
+def return_orders(doc: Any, now: datetime, out: TextIO) -> None:
+    rows = [
+        [
+            o["order_id"],
+            o["approval"],
+            o["case_id"],
+            o["legal_document_ref"],
+            f"{o['requester']['name']} ({o['requester']['person']})",
+            o["requested_at"][:19].replace("T", " "),
+        ]
+        for o in doc["orders"]
+    ]
+    table(rows, ["ORDER", "APPROVAL", "CASE", "DOCUMENT", "ORDERED BY", "AT (UTC)"], out)
+
+
 Render = Callable[[Any, datetime, TextIO], None]
 
 
@@ -204,9 +258,10 @@ def run(
     key: str = "",
     out: TextIO | None = None,
     body: dict[str, Any] | None = None,
+    operator: str = "",
 ) -> int:
     out = out or sys.stdout
-    doc = fetch(url, path, params, key, body)
+    doc = fetch(url, path, params, key, body, operator)
     if as_json:
         out.write(json.dumps(doc, indent=2) + "\n")
         return 0

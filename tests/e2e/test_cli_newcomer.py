@@ -70,6 +70,10 @@ def test_keys_add_on_a_database_never_migrated_brings_the_schema_up_as_serve_doe
     listed = stopper(tmp_path, "keys", "list")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.split()[:3] == [key_id, "operator", "-"]
+    # Four eyes compare people: an operator key names its holder.
+    held = stopper(tmp_path, "keys", "add", "--role", "operator", "--holder", "li.wei")
+    assert held.returncode == 0 and "holder li.wei" in held.stdout, held.stderr
+    assert "li.wei" in stopper(tmp_path, "keys", "list").stdout
 
 
 def test_without_migrations_at_start_a_command_says_what_to_run(tmp_path: Path) -> None:

@@ -5,6 +5,10 @@ at the simulated institution, a rejection closes an order."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from stopper import cli
 from stopper.adapters.db.models import ApprovalOrderRow, HoldTransitionRow
 from stopper.api.app import create_app
 from stopper.app.auth import KeyRole, new_key
@@ -23,7 +28,11 @@ from stopper.serving import serving
 from stopper.simulation.mules import MulePlan
 from tests.factories import report_doc
 from tests.integration.helpers import eventually
-from tests.integration.test_fanout import World, world  # noqa: F401  (the fixture)
+from tests.integration.test_fanout import (  # noqa: F401  (the fixtures)
+    World,
+    stopper,
+    world,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -168,3 +177,68 @@ async def test_a_return_is_sent_only_once_another_person_approves_it(
     assert f"ordered by operator:alice (key:{pending['requester']['key_id']})" in started.cause
     assert (recorded.requester_person, recorded.decider_person) == ("alice", "bob")
     assert recorded.status == "approved"
+
+
+async def test_the_cli_orders_lists_approves_and_rejects_returns(
+    world: World,  # noqa: F811
+    stopper: str,  # noqa: F811
+) -> None:
+    """Keys not required (development): each operator names themselves (`--by`, sent as
+    X-Operator), and the second person's approval sends the money."""
+    account = ("BK03", "6222000033339002")
+    world.simulation.mules.plant(*account, MulePlan(keep_share=1.0))
+    doc = report_doc()
+    doc["transfers"] = [
+        dict(
+            doc["transfers"][0],
+            amount="12000.00",
+            receiving_account={"institution_code": account[0], "account_number": account[1]},
+        )
+    ]
+    async with httpx.AsyncClient(base_url=stopper, timeout=30) as client:
+        case_id = (await client.post("/v1/reports", json=doc)).json()["case_id"]
+
+        async def hold_in(state: str) -> dict[str, Any] | None:
+            case = (await client.get(f"/v1/cases/{case_id}")).json()
+            holds = case.get("holds", [])
+            return case if [h["state"] for h in holds] == [state] else None
+
+        [hold] = (await eventually(lambda: hold_in("stopped"), timeout=30))["holds"]
+        await client.post(
+            f"/v1/holds/{hold['hold_id']}/freeze",
+            json={"legal_document_ref": "PSB-FRZ-5", "requested_by": "officer-7"},
+        )
+        await eventually(lambda: hold_in("frozen"), timeout=15)
+
+        async def command(*args: str) -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = await asyncio.to_thread(cli.main, ["returns", *args, "--url", stopper])
+            return code, out.getvalue(), err.getvalue()
+
+        order = ("order", case_id, "--document", "PSB-RET-5", "--by", "officer-7")
+        code, shown, _ = await command(*order)
+        assert code == 0 and "pending" in shown and "12000.00 CNY" in shown, shown
+        code, ordered, _ = await command(*order, "--json")
+        rejected_id = json.loads(ordered)["order_id"]
+        order_id = shown.split()[2]
+        code, pending, _ = await command("pending")
+        assert code == 0 and pending.splitlines()[0].split()[:2] == ["ORDER", "APPROVAL"]
+        assert order_id in pending and rejected_id in pending
+
+        code, _, refused = await command("approve", order_id, "--by", "officer-7")
+        assert code == 1 and "HTTP 403" in refused and "officer-7 ordered this return" in refused
+        code, rejected, _ = await command(
+            "reject", rejected_id, "--by", "supervisor-2", "--reason", "ordered twice"
+        )
+        assert code == 0 and "rejected by supervisor-2" in rejected and "ordered twice" in rejected
+        code, approved, _ = await command("approve", order_id, "--by", "supervisor-2")
+        assert code == 0 and "approved by supervisor-2" in approved, approved
+        await eventually(lambda: hold_in("returned"), timeout=15)
+        code, _, again = await command("approve", order_id, "--by", "supervisor-3")
+        assert code == 1 and "HTTP 409" in again
+        code, pending, _ = await command("pending", "--json")
+        assert {order_id, rejected_id}.isdisjoint(
+            o["order_id"] for o in json.loads(pending)["orders"]
+        )
+    assert account[1] not in shown + approved

@@ -87,3 +87,62 @@ def test_an_unreachable_api_is_a_clear_error_not_a_traceback(
 ) -> None:
     assert cli.main(["cases", "list", "--url", "http://127.0.0.1:9"]) == 1
     assert "cannot reach Stopper at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_return_orders_read_who_asked_who_decided_and_what_goes_back() -> None:
+    from stopper.operator_cli import return_order, return_orders
+
+    order = {
+        "order_id": "o-1",
+        "approval": "rejected",
+        "case_id": "c-1",
+        "legal_document_ref": "RET-1",
+        "requester": {"name": "officer-7", "person": "alice", "key_id": "ka"},
+        "requested_at": "2026-11-22T11:00:00+00:00",
+        "decider": {"name": "supervisor-2", "person": "bob", "key_id": "kb"},
+        "decided_at": "2026-11-22T11:30:00+00:00",
+        "reason": "wrong document",
+    }
+    out = io.StringIO()
+    return_order(order, NOW, out)
+    assert out.getvalue().splitlines() == [
+        "return order o-1  rejected  case c-1  document RET-1",
+        "ordered by officer-7 (alice) at 2026-11-22T11:00:00",
+        "rejected by supervisor-2 (bob) at 2026-11-22T11:30:00: wrong document",
+    ]
+    pending = {
+        **order,
+        "approval": "pending",
+        "decider": None,
+        "returns": [
+            {
+                "hold_id": "h-1",
+                "currency": "CNY",
+                "amount": "600.00",
+                "unallocated": "0.00",
+                "payouts": [{}, {}],
+            }
+        ],
+        "skipped": [{"hold_id": "h-2", "reason": "the hold is stopped, not frozen"}],
+    }
+    out = io.StringIO()
+    return_order(pending, NOW, out)
+    lines = out.getvalue().splitlines()
+    assert lines[2] == "returns (once approved)"
+    assert lines[5].split() == ["h-1", "600.00", "CNY", "0.00", "2"]
+    assert lines[6] == "skipped h-2: the hold is stopped, not frozen"
+    listing = io.StringIO()
+    return_orders({"orders": [pending]}, NOW, listing)
+    assert listing.getvalue().splitlines()[2].split()[:4] == ["o-1", "pending", "c-1", "RET-1"]
+
+
+def test_returns_commands_parse() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        ["returns", "order", "c-1", "--document", "RET-1", "--by", "li", "--hold", "h-1"]
+    )
+    assert (args.returns_command, args.hold, args.operator) == ("order", ["h-1"], "")
+    args = parser.parse_args(["returns", "reject", "o-1", "--by", "wu", "--reason", "no"])
+    assert (args.order_id, args.reason) == ("o-1", "no")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["returns", "approve", "o-1"])  # --by is required
