@@ -28,7 +28,7 @@ from stopper.app.dispatch import Dispatcher
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.hold_changes import AttemptClaimed
 from stopper.app.intake import parse_report, to_opened_case
-from stopper.app.ports import HoldRecord, HoldUpdate, OpenedCase
+from stopper.app.ports import HoldRecord, HoldUpdate, OpenedCase, OutboxMessage
 from stopper.app.returns import ReturnDesk
 from stopper.config import DatabaseSettings, DispatchSettings
 from stopper.domain.holds import HoldEvent
@@ -384,3 +384,32 @@ async def test_a_trail_merge_is_in_the_audit_with_its_raise_and_version(store: S
         (None, "requested", None, "stopper:intake"),
         ("requested", "requested", "merged", TRAIL_ACTOR),
     ]
+
+
+async def test_one_relay_at_a_time_publishes_so_records_leave_in_the_order_written(
+    store: SqlStore,
+) -> None:
+    # Two relays taking batches side by side (SKIP LOCKED) could publish the newer batch
+    # first: a case's events out of order for its agency. The second relay waits its turn.
+    await store.record_opened_cases([opened_case()])
+    entered, release = asyncio.Event(), asyncio.Event()
+    first_batch: list[int] = []
+
+    async def slow(messages: Sequence[OutboxMessage]) -> None:
+        first_batch.extend(m.id for m in messages)
+        entered.set()
+        await release.wait()
+
+    first = asyncio.create_task(store.relay_outbox(slow, 1))
+    await asyncio.wait_for(entered.wait(), 10)
+    meanwhile: list[int] = []
+
+    async def fast(messages: Sequence[OutboxMessage]) -> None:
+        meanwhile.extend(m.id for m in messages)
+
+    assert await store.relay_outbox(fast, 10) == 0
+    assert meanwhile == []
+    release.set()
+    assert await first == 1
+    assert await store.relay_outbox(fast, 10) >= 1
+    assert min(meanwhile) > first_batch[0]

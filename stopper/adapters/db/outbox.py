@@ -27,6 +27,8 @@ class OutboxStorage(Storage):
                 if pending.first() is None:
                     return 0
             async with self._db.begin() as connection:
+                if not await self._db.take_relay_turn(connection):
+                    return 0
                 rows = (
                     await connection.execute(
                         select(OutboxRow)

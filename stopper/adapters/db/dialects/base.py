@@ -78,6 +78,12 @@ class Database(abc.ABC):
         return self.engine.connect()
 
     @abc.abstractmethod
+    async def take_relay_turn(self, connection: AsyncConnection) -> bool:
+        """In the transaction of `connection`: whether this relay may publish now. One relay at
+        a time across every process publishes, so records leave in the order they were
+        written (a case's events in order); the others find it taken and wait their turn."""
+
+    @abc.abstractmethod
     def insert_new(self, model: type[Base]) -> Insert:
         """`INSERT` that leaves out rows whose key is there already (`ON CONFLICT DO NOTHING`)."""
 

@@ -29,6 +29,8 @@ from stopper.adapters.db.models import (
 )
 
 _JSON_COLUMNS = ("payload", "headers")
+# The outbox relay's turn (`take_relay_turn`): an advisory lock key of Stopper's own ("STOPRLAY").
+_RELAY_LOCK = int.from_bytes(b"STOPRLAY", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class PostgresDatabase(Database):
@@ -41,6 +43,14 @@ class PostgresDatabase(Database):
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self._reads.connect()
+
+    async def take_relay_turn(self, connection: AsyncConnection) -> bool:
+        # A transaction-scoped advisory lock: released by the commit, or by the session's end
+        # if the relay dies; a relay that finds it taken returns at once (try, never wait).
+        taken = await connection.execute(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _RELAY_LOCK}
+        )
+        return bool(taken.scalar_one())
 
     def insert_new(self, model: type[Base]) -> Insert:
         return postgresql.insert(model).on_conflict_do_nothing()

@@ -49,6 +49,9 @@ class SqliteDatabase(Database):
             )
         super().__init__(engine)
 
+    async def take_relay_turn(self, connection: AsyncConnection) -> bool:
+        return True  # one connection, one writer: the relay's transaction is alone already
+
     def insert_new(self, model: type[Base]) -> Insert:
         return sqlite.insert(model).on_conflict_do_nothing()
 
