@@ -85,6 +85,12 @@ async def test_a_failed_hold_marked_handled_leaves_the_list_and_enters_the_audit
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"hold_id": str(hold_id), "handled": True}
     assert not await waiting()
+    # Another hold moving later leaves this one handled; it needs a person itself.
+    other = uuid.UUID(case["holds"][1]["hold_id"])
+    await fail(runtime, other, datetime.now(UTC))
+    assert not await waiting()
+    others = await runtime.store.list_holds(states=failed_states, limit=100, unhandled_only=True)
+    assert other in {h.hold.hold_id for h in others}
     # The API's list of failed holds is unchanged: a handled hold is still failed.
     listed = (await client.get("/v1/holds", headers=ops)).json()["holds"]
     assert str(hold_id) in {h["hold_id"] for h in listed}
@@ -103,7 +109,7 @@ async def test_a_failed_hold_marked_handled_leaves_the_list_and_enters_the_audit
         needs_a_person=failed_states,
     )
     assert activity.reports >= 1 and activity.holds >= 2
-    assert activity.needing_a_person == 0
+    assert activity.needing_a_person == 1  # the other hold
 
 
 async def test_handled_needs_an_operator_a_known_hold_and_one_needing_a_person(

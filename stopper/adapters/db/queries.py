@@ -286,7 +286,9 @@ def handled() -> ColumnElement[bool]:
     in the state it is in."""
     last_moved = (
         select(func.max(HoldTransitionRow.at))
-        .where(HoldTransitionRow.hold_id == HoldRow.id)
+        # Correlated to the note (the hold's id there), not to `holds`: a subquery two levels
+        # down would take `holds` into its own FROM and read every hold's transitions.
+        .where(HoldTransitionRow.hold_id == HoldNoteRow.hold_id)
         .scalar_subquery()
     )
     return exists().where(HoldNoteRow.hold_id == HoldRow.id, HoldNoteRow.at >= last_moved)
