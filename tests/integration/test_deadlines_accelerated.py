@@ -23,6 +23,7 @@ from stopper.app.freezes import FreezeDesk
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.hold_changes import Confirmed
 from stopper.app.intake import parse_report, to_opened_case
+from stopper.app.jurisdictions import PROFILES, Jurisdiction
 from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.config import DatabaseSettings, DeadlineSettings
 from stopper.domain.holds import HoldEvent
@@ -84,7 +85,10 @@ def big_report(reported_at: datetime) -> bytes:
     return json.dumps(doc).encode()
 
 
-def confirm(at: datetime) -> Any:
+def confirm(at: datetime, expires_at: datetime | None = None) -> Any:
+    """Confirm the stop at `at`, lapsing at `expires_at` (default: 48 hours later, cn)."""
+    lapses_at = expires_at or at + timedelta(hours=48)
+
     def decide(record: HoldRecord) -> HoldUpdate:
         hold = record.hold
         transitions = [hold.apply(HoldEvent.REQUEST_SENT, cause="test", actor="test", at=at)]
@@ -100,7 +104,7 @@ def confirm(at: datetime) -> Any:
         return HoldUpdate(
             at=at,
             transitions=transitions,
-            change=Confirmed(None, confirmed_at=at, stop_expires_at=at + timedelta(hours=48)),
+            change=Confirmed(None, confirmed_at=at, stop_expires_at=lapses_at),
         )
 
     return decide
@@ -254,3 +258,63 @@ async def test_72_hours_of_deadlines(store: SqlStore) -> None:
         1 for seq in by_hold.values() for event, _ in seq if event == "stop_lapsed"
     )
     assert not [row for row in lapses if "had not gone out" in row.cause]
+
+
+async def test_a_uk_stop_before_a_bank_holiday_weekend_lapses_on_the_fourth_business_day(
+    store: SqlStore,
+) -> None:
+    """The uk profile on the real store: stops confirmed on the Friday before the late-summer
+    bank holiday are warned 24 h and 2 h ahead of the end of Friday 4 September (London), lapse
+    then and not before, and may not be re-applied."""
+    profile = PROFILES[Jurisdiction.UK]
+    confirmed = datetime(2026, 8, 28, 14, tzinfo=UTC)  # Friday, 15:00 in London
+    expires = datetime(2026, 9, 4, 23, tzinfo=UTC)  # midnight in London, summer time
+    assert profile.stop_expiry.expires_at(confirmed) == expires
+    registry = load_registry()
+    opened = to_opened_case(
+        parse_report(big_report(confirmed), registry),
+        accepted_at=confirmed,
+        opened_at=confirmed,
+        source="kafka",
+    )
+    await store.record_opened_cases([opened])
+    hold_ids = [h.id for h in opened.case.holds][:50]
+    for hold_id in hold_ids:
+        await store.update_hold(
+            hold_id, confirm(confirmed, profile.stop_expiry.expires_at(confirmed))
+        )
+    clock = ManualClock(confirmed)
+    events_topic = f"events-{uuid.uuid4().hex[:8]}"
+    keeper = DeadlineKeeper(
+        store,
+        registry,
+        clock,
+        DeadlineSettings().policy(profile),
+        events_topic=events_topic,
+        stop_requests_topic="stops",
+    )
+    step = timedelta(minutes=30)
+    seen: list[tuple[datetime, str, Any]] = []
+    while clock.now() < expires + timedelta(hours=2):
+        clock.advance(step)
+        await keeper.sweep_once()
+        async with store.engine.connect() as connection:
+            for key, payload in await connection.execute(
+                select(OutboxRow.key, OutboxRow.payload)
+                .where(OutboxRow.topic == events_topic)
+                .order_by(OutboxRow.id)
+                .offset(len(seen))
+            ):
+                seen.append((clock.now(), payload["event"], payload.get("warning")))
+                assert key in {str(h) for h in hold_ids}
+    firsts = {(event, warning): at for at, event, warning in reversed(seen)}
+    assert expires - timedelta(hours=24) <= firsts[("stop_expiring", "24h")]
+    assert firsts[("stop_expiring", "24h")] < expires - timedelta(hours=24) + step
+    assert expires - timedelta(hours=2) <= firsts[("stop_expiring", "2h")] < expires
+    assert expires <= firsts[("stop_lapsed", None)] < expires + step
+    assert len(seen) == 3 * len(hold_ids)
+    for hold_id in hold_ids:
+        record = await store.get_hold(hold_id)
+        assert record is not None and record.hold.state.value == "expired"
+        outcome = await keeper.reapply(hold_id, actor="operator:test", reason="again")
+        assert outcome is ReapplyOutcome.NOT_ALLOWED
