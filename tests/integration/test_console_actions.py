@@ -35,8 +35,10 @@ async def guarded(tmp_path: Path) -> AsyncIterator[tuple[Runtime, str]]:
         yield stopper
 
 
-async def token(runtime: Runtime, role: KeyRole, agency: str | None = None) -> str:
-    stored, secret = new_key(agency, role, "console test", datetime.now(UTC))
+async def token(
+    runtime: Runtime, role: KeyRole, agency: str | None = None, holder: str | None = None
+) -> str:
+    stored, secret = new_key(agency, role, "console test", datetime.now(UTC), holder)
     await runtime.store.add_api_key(stored)
     return secret
 
@@ -98,7 +100,8 @@ async def state_of(runtime: Runtime, hold_id: UUID) -> str:
 async def test_an_operator_acts_from_the_console(guarded: tuple[Runtime, str]) -> None:
     runtime, url = guarded
     OUTPUT.mkdir(exist_ok=True)
-    operator_key = await token(runtime, KeyRole.OPERATOR)
+    # Money going out needs a key naming its holder (four eyes: a second person approves).
+    operator_key = await token(runtime, KeyRole.OPERATOR, holder="duty-officer")
     factory = ReportFactory(load_registry(), seed=11)
     reports = [factory.report(datetime.now(UTC)) for _ in range(6)]
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -183,7 +186,8 @@ async def test_an_operator_acts_from_the_console(guarded: tuple[Runtime, str]) -
             node = await graph.locator(f'g.node[data-hold="{freeze_id}"]').text_content() or ""
             assert "frozen" in node and "****" in node
             said = await act(page, f'[data-act="return"][data-case="{case_id}"]', "COURT-78/2026")
-            assert re.search(r"HTTP 20[02]", said), said
+            # Four eyes: the return waits for a second operator's approval.
+            assert "HTTP 202" in said and '"approval": "pending"' in said, said
             timeline = await page.locator("#timeline").inner_text()
             assert "stop_confirmed" in timeline and "freeze_confirmed" in timeline
             assert "operator:duty-officer" in timeline or "request" in timeline
