@@ -75,5 +75,5 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     app.include_router(callbacks.router(runtime.callbacks))
     app.include_router(iso20022.router(runtime.callbacks))
     app.include_router(webhooks.router(runtime.webhooks))
-    app.include_router(console.router(queries, runtime.registry, runtime.clock))
+    app.include_router(console.router(queries, runtime.registry, runtime.clock, runtime.approvals))
     return app

@@ -10,6 +10,7 @@ key and shows its answer, then fetches the panels again at once. The pages fetch
 again every few seconds (plain HTML rendered here) and tick the countdowns in the browser
 between two fetches; there is no front-end build. Account numbers appear masked only, as
 everywhere else, and no URL carries one (or a name): only case ids.
+Orders waiting for a second operator (four eyes) are listed with Approve and Reject.
 Releasing a hold (issue #17) is not here yet: the API has no such call.
 """
 
@@ -26,6 +27,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response
 
 from stopper.api.auth import operator
+from stopper.api.console_approvals import pending_orders
 from stopper.api.console_case import case_panels
 from stopper.api.console_html import (
     case_link,
@@ -39,6 +41,7 @@ from stopper.api.console_html import (
     table,
 )
 from stopper.api.console_summary import summary_band
+from stopper.app.approvals import ApprovalDesk
 from stopper.app.auth import Caller
 from stopper.app.health import FRESH_S
 from stopper.app.ports import Clock, Divergence
@@ -57,23 +60,25 @@ _STATIC: Final = {
 }
 
 
-def router(queries: CaseQueries, registry: Registry, clock: Clock) -> APIRouter:
+def router(
+    queries: CaseQueries, registry: Registry, clock: Clock, approvals: ApprovalDesk
+) -> APIRouter:
     """Operators only: a browser sends the key as the password of HTTP Basic authentication
     (the pages), or as a bearer token (the script's calls)."""
     routes = APIRouter()
 
     @routes.get("/console", response_class=HTMLResponse, include_in_schema=False)
     async def console(_: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
-        panels = await panels_html(queries, registry, clock.now())
+        panels = await panels_html(queries, registry, approvals, clock.now())
         return HTMLResponse(page("Stopper console", "Stopper console", "/console/panels", panels))
 
     @routes.get("/console/panels", response_class=HTMLResponse, include_in_schema=False)
     async def panels(_: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
-        return HTMLResponse(await panels_html(queries, registry, clock.now()))
+        return HTMLResponse(await panels_html(queries, registry, approvals, clock.now()))
 
     @routes.get("/console/cases/{case_id}", response_class=HTMLResponse, include_in_schema=False)
     async def case_page(case_id: UUID, _: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
-        body = await case_panels(queries, case_id, clock.now())
+        body = await case_panels(queries, approvals, case_id, clock.now())
         if body is None:
             return HTMLResponse(_no_case(case_id), status_code=404)
         title = f"Case {str(case_id)[:8]}"
@@ -92,7 +97,7 @@ def router(queries: CaseQueries, registry: Registry, clock: Clock) -> APIRouter:
     async def case_page_panels(
         case_id: UUID, _: Annotated[Caller, Depends(operator)]
     ) -> HTMLResponse:
-        body = await case_panels(queries, case_id, clock.now())
+        body = await case_panels(queries, approvals, case_id, clock.now())
         if body is None:
             return HTMLResponse(_no_case(case_id), status_code=404)
         return HTMLResponse(body)
@@ -116,7 +121,9 @@ def _no_case(case_id: UUID) -> str:
     )
 
 
-async def panels_html(queries: CaseQueries, registry: Registry, now: datetime) -> str:
+async def panels_html(
+    queries: CaseQueries, registry: Registry, approvals: ApprovalDesk, now: datetime
+) -> str:
     overview = await queries.overview()
     cases = await queries.list_cases(active_only=True, limit=_CASES)
     lapsing = await queries.list_holds(states=["stopped"], limit=_LAPSING, soonest_first=True)
@@ -130,6 +137,7 @@ async def panels_html(queries: CaseQueries, registry: Registry, now: datetime) -
     return "".join(
         [
             await summary_band(queries, by_state, now),
+            await pending_orders(approvals),
             section(
                 "failed",
                 f"Failed holds: a person must act ({len(failed)} not handled yet, "

@@ -11,6 +11,7 @@ from html import escape
 from typing import Final
 from uuid import UUID
 
+from stopper.api.console_approvals import pending_orders
 from stopper.api.console_html import (
     case_link,
     hold_actions,
@@ -21,6 +22,7 @@ from stopper.api.console_html import (
     state,
     table,
 )
+from stopper.app.approvals import ApprovalDesk
 from stopper.app.queries import CaseQueries
 from stopper.app.views import AuditEntryView, CaseView, HoldView, TrailEdgeView, TrailView
 
@@ -35,7 +37,9 @@ _ENDS: Final = {
 }
 
 
-async def case_panels(queries: CaseQueries, case_id: UUID, now: datetime) -> str | None:
+async def case_panels(
+    queries: CaseQueries, approvals: ApprovalDesk, case_id: UUID, now: datetime
+) -> str | None:
     view = await queries.get_case(case_id)
     trail = await queries.get_trail(case_id)
     if view is None or trail is None:
@@ -45,6 +49,7 @@ async def case_panels(queries: CaseQueries, case_id: UUID, now: datetime) -> str
         [
             _facts(view, now),
             section("trail", "Money trail, layer by layer", trail_graph(trail)),
+            await pending_orders(approvals, case_id),
             section("holds", f"Holds ({len(view.holds)})", _holds(view)),
             section("payouts", f"Payouts to victims ({len(view.payouts)})", _payouts(view)),
             section("timeline", f"Timeline from the audit ({len(audit)})", _timeline(audit)),

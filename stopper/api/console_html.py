@@ -62,7 +62,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _button(act: str, label: str, what: str, **ids: UUID) -> str:
+def act_button(act: str, label: str, what: str, **ids: UUID | str) -> str:
     data = "".join(f' data-{k}="{escape(str(v))}"' for k, v in ids.items())
     return (
         f'<button type="button" class="act act-{act}" data-act="{act}"{data} '
@@ -81,14 +81,14 @@ def hold_actions(hold: HoldView) -> str:
     buttons = []
     if current in FREEZABLE:
         verb = "Renew the freeze of" if current is HoldState.FROZEN else "Order the freeze of"
-        buttons.append(_button("freeze", "Freeze…", f"{verb} {where}", hold=hold.hold_id))
+        buttons.append(act_button("freeze", "Freeze…", f"{verb} {where}", hold=hold.hold_id))
     if current in REAPPLICABLE:
         buttons.append(
-            _button("reapply", "Re-apply…", f"Re-apply the stop on {where}", hold=hold.hold_id)
+            act_button("reapply", "Re-apply…", f"Re-apply the stop on {where}", hold=hold.hold_id)
         )
     if current in NEEDS_A_PERSON:
         buttons.append(
-            _button(
+            act_button(
                 "handled",
                 "Handled…",
                 f"Mark {where} as handled: it leaves the list of holds needing a person",
@@ -107,7 +107,7 @@ def return_action(case_id: UUID, holds: Sequence[HoldView]) -> str:
     for h in frozen:
         by_currency[h.currency] = by_currency.get(h.currency, 0) + h.amount_frozen
     amounts = ", ".join(f"{money(a)} {c}" for c, a in sorted(by_currency.items()))
-    return _button(
+    return act_button(
         "return",
         "Order a return…",
         f"Return the frozen funds of case {str(case_id)[:8]} ({len(frozen)} frozen holds, "
@@ -156,7 +156,7 @@ _PAGE = (
 <form method="dialog" id="confirm-form">
 <h2 id="confirm-title">Confirm</h2>
 <p id="confirm-what"></p>
-<p><label for="confirm-field" id="confirm-label">Value</label><br>
+<p id="confirm-input"><label for="confirm-field" id="confirm-label">Value</label><br>
 <textarea id="confirm-field" rows="3" cols="60" required maxlength="2000"></textarea></p>
 <p class="buttons"><button type="button" id="confirm-cancel">Cancel</button>
 <button type="submit" id="confirm-go">Confirm</button></p>

@@ -57,13 +57,16 @@ async def act(page: Page, button: str, value: str, *, by_keyboard: bool = False)
     dialog = page.locator("dialog#confirm")
     await dialog.wait_for(state="visible")
     assert await page.locator("#confirm-what").inner_text() == what
-    if by_keyboard:
+    if by_keyboard and not value:
+        await page.keyboard.press("Enter")  # nothing to enter: Confirm has the focus
+    elif by_keyboard:
         await page.keyboard.type(value)  # the field has the focus
         await page.keyboard.press("Tab")  # Cancel
         await page.keyboard.press("Tab")  # Confirm
         await page.keyboard.press("Enter")
     else:
-        await page.locator("#confirm-field").fill(value)
+        if value:
+            await page.locator("#confirm-field").fill(value)
         await page.locator("#confirm-go").click()
     await page.wait_for_function(
         "() => /HTTP \\d{3}/.test(document.getElementById('answer').textContent)"
@@ -102,6 +105,7 @@ async def test_an_operator_acts_from_the_console(guarded: tuple[Runtime, str]) -
     OUTPUT.mkdir(exist_ok=True)
     # Money going out needs a key naming its holder (four eyes: a second person approves).
     operator_key = await token(runtime, KeyRole.OPERATOR, holder="duty-officer")
+    second_key = await token(runtime, KeyRole.OPERATOR, holder="second-officer")
     factory = ReportFactory(load_registry(), seed=11)
     reports = [factory.report(datetime.now(UTC)) for _ in range(6)]
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -188,6 +192,25 @@ async def test_an_operator_acts_from_the_console(guarded: tuple[Runtime, str]) -
             said = await act(page, f'[data-act="return"][data-case="{case_id}"]', "COURT-78/2026")
             # Four eyes: the return waits for a second operator's approval.
             assert "HTTP 202" in said and '"approval": "pending"' in said, said
+            # The order waits on the case page; the one who asked cannot approve it.
+            approve = "#approvals [data-act=approve]"
+            await page.locator(approve).wait_for(timeout=5000)
+            assert "duty-officer" in await page.locator("#approvals").inner_text()
+            said = await act(page, approve, "")
+            assert "HTTP 403" in said, said
+            # A second operator, under a key of their own, approves: the return is sent.
+            await page.locator("#key-forget").click()
+            await page.locator("#key-who").fill("second-officer")
+            await page.locator("#key-value").fill(second_key)
+            await page.locator("#key-form button[type=submit]").click()
+            said = await act(page, approve, "", by_keyboard=True)
+            assert "HTTP 202" in said and '"approval": "approved"' in said, said
+            await page.locator(approve).wait_for(state="detached", timeout=5000)
+
+            async def returning_or_returned() -> bool:
+                return await state_of(runtime, freeze_id) in ("returning", "returned")
+
+            await eventually(returning_or_returned, timeout=30)
             timeline = await page.locator("#timeline").inner_text()
             assert "stop_confirmed" in timeline and "freeze_confirmed" in timeline
             assert "operator:duty-officer" in timeline or "request" in timeline

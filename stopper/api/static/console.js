@@ -13,6 +13,11 @@ const ACTIONS = {
              body: (v, who) => ({ note: v, requested_by: who }) },
   return: { field: "Legal document reference", path: (d) => `/v1/cases/${d.case}/returns`,
             body: (v, who) => ({ legal_document_ref: v, requested_by: who }) },
+  // Four eyes: another operator than the one who asked.
+  approve: { field: null, path: (d) => `${d.path}/approve`,
+             body: (v, who) => ({ approved_by: who }) },
+  reject: { field: "Reason for rejecting", path: (d) => `${d.path}/reject`,
+            body: (v, who) => ({ reason: v, rejected_by: who }) },
 };
 const panels = document.getElementById("panels");
 const live = document.getElementById("live");
@@ -95,10 +100,14 @@ document.addEventListener("click", (e) => {
   }
   pending = { ...button.dataset };
   document.getElementById("confirm-what").textContent = button.dataset.what;
-  document.getElementById("confirm-label").textContent = ACTIONS[pending.act].field;
-  document.getElementById("confirm-field").value = "";
+  const field = ACTIONS[pending.act].field;
+  const input = document.getElementById("confirm-field");
+  document.getElementById("confirm-label").textContent = field || "";
+  document.getElementById("confirm-input").hidden = !field;
+  input.required = Boolean(field);
+  input.value = "";
   dialog.showModal();
-  document.getElementById("confirm-field").focus();
+  (field ? input : document.getElementById("confirm-go")).focus();
 });
 document.getElementById("confirm-cancel").addEventListener("click", () => {
   pending = null;
@@ -108,7 +117,7 @@ document.getElementById("confirm-form").addEventListener("submit", async (e) => 
   e.preventDefault();
   const order = pending;
   const value = document.getElementById("confirm-field").value.trim();
-  if (!order || !value) return;
+  if (!order || (ACTIONS[order.act].field && !value)) return;
   dialog.close();
   pending = null;
   const action = ACTIONS[order.act];
