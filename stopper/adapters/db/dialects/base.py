@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
@@ -84,12 +85,20 @@ class Database(abc.ABC):
         written (a case's events in order); the others find it taken and wait their turn."""
 
     @abc.abstractmethod
+    def _insert(self, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+        """The dialect's own `INSERT`, the one that knows `ON CONFLICT`."""
+
     def insert_new(self, model: type[Base]) -> Insert:
         """`INSERT` that leaves out rows whose key is there already (`ON CONFLICT DO NOTHING`)."""
+        return self._insert(model).on_conflict_do_nothing()
 
-    @abc.abstractmethod
     def upsert(self, model: type[Base], rows: Sequence[Row], key: Sequence[str]) -> Insert:
         """`INSERT` of `rows`, a row whose `key` is there already updated to the new values."""
+        statement = self._insert(model).values(list(rows))
+        changed = [c for c in rows[0] if c not in key]
+        return statement.on_conflict_do_update(
+            index_elements=list(key), set_={c: statement.excluded[c] for c in changed}
+        )
 
     @abc.abstractmethod
     def id_among(self, column: Any, ids: Sequence[UUID]) -> ColumnElement[bool]:

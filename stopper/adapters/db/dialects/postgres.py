@@ -13,10 +13,9 @@ from sqlalchemy import ColumnElement, Table, Uuid, any_, bindparam, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import TextClause
 
-from stopper.adapters.db.dialects.base import CaseRows, Database, Row, table_of
+from stopper.adapters.db.dialects.base import CaseRows, Database, table_of
 from stopper.adapters.db.models import (
     AccountRow,
     Base,
@@ -52,15 +51,8 @@ class PostgresDatabase(Database):
         )
         return bool(taken.scalar_one())
 
-    def insert_new(self, model: type[Base]) -> Insert:
-        return postgresql.insert(model).on_conflict_do_nothing()
-
-    def upsert(self, model: type[Base], rows: Sequence[Row], key: Sequence[str]) -> Insert:
-        statement = postgresql.insert(model).values(list(rows))
-        changed = [c for c in rows[0] if c not in key]
-        return statement.on_conflict_do_update(
-            index_elements=list(key), set_={c: statement.excluded[c] for c in changed}
-        )
+    def _insert(self, model: type[Base]) -> postgresql.Insert:
+        return postgresql.insert(model)
 
     def id_among(self, column: Any, ids: Sequence[UUID]) -> ColumnElement[bool]:
         # `= ANY($1)`: one statement whatever the number of ids, so it is prepared once (an IN

@@ -17,9 +17,8 @@ from sqlalchemy import ColumnElement, bindparam, insert, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import QueuePool
-from sqlalchemy.sql.dml import Insert
 
-from stopper.adapters.db.dialects.base import CaseRows, Database, Row, table_of
+from stopper.adapters.db.dialects.base import CaseRows, Database, table_of
 from stopper.adapters.db.models import (
     AccountRow,
     Base,
@@ -52,15 +51,8 @@ class SqliteDatabase(Database):
     async def take_relay_turn(self, connection: AsyncConnection) -> bool:
         return True  # one connection, one writer: the relay's transaction is alone already
 
-    def insert_new(self, model: type[Base]) -> Insert:
-        return sqlite.insert(model).on_conflict_do_nothing()
-
-    def upsert(self, model: type[Base], rows: Sequence[Row], key: Sequence[str]) -> Insert:
-        statement = sqlite.insert(model).values(list(rows))
-        changed = [c for c in rows[0] if c not in key]
-        return statement.on_conflict_do_update(
-            index_elements=list(key), set_={c: statement.excluded[c] for c in changed}
-        )
+    def _insert(self, model: type[Base]) -> sqlite.Insert:
+        return sqlite.insert(model)
 
     def id_among(self, column: Any, ids: Sequence[UUID]) -> ColumnElement[bool]:
         among: ColumnElement[bool] = column.in_(list(ids))
