@@ -224,6 +224,10 @@ class SchemaNotReady(StoreUnavailable):
 class InstitutionError(InfrastructureError):
     """An institution did not give a usable answer to one attempt."""
 
+    # True for all but one of the holds a failed request carried (an ISO 20022 message of many
+    # holds): its breaker counts the failed request once, not once per hold.
+    counted_elsewhere: bool = False
+
 
 class InstitutionTimeout(InstitutionError):
     """No answer within the attempt's timeout; the institution may still have acted."""

@@ -7,7 +7,8 @@ what every call to one institution shares, per institution and per process:
   institution that takes many holds per request, `batch_size` times as many calls, which its
   adapter sends in at most `concurrency` requests);
 - a circuit breaker: while it is open a call is refused with `BreakerOpen` before anything is
-  sent; a retryable failure counts against it, an answer (even a refusal) for it;
+  sent; a retryable failure counts against it, an answer (even a refusal) for it; a request
+  that carried many holds counts once (`InstitutionError.counted_elsewhere` on the others);
 - a timeout: the adapter bounds each request by the institution's `timeout_ms`; the gateway
   bounds the whole call (a hedged one is two requests) so that nothing waits forever on an
   adapter that does not;
@@ -237,7 +238,9 @@ class InstitutionGateway:
                 self.health.record(
                     institution.code, failed=True, latency_s=time.monotonic() - started
                 )
-                if e.retryable:
+                if e.counted_elsewhere:
+                    pass  # one request of many holds: counted with the first of them
+                elif e.retryable:
                     breaker.record_failure()
                 else:
                     breaker.record_success()  # it answered; the request was the problem

@@ -34,7 +34,8 @@ STOPPED = InstitutionAnswer(AnswerKind.STOPPED, amount_held=60_000)
 
 def registry(**changes: object) -> Registry:
     base = load_registry()
-    bk01 = replace(base["BK01"], **changes)  # type: ignore[arg-type]
+    # BK01 on http_json (one hold per request) unless a test says otherwise.
+    bk01 = replace(base["BK01"], **{"adapter": "http_json", "batch_size": 1, **changes})  # type: ignore[arg-type]
     return Registry({**base.institutions, "BK01": bk01})
 
 
@@ -125,6 +126,22 @@ async def test_an_open_breaker_refuses_a_return_before_anything_is_sent() -> Non
         await gateway.request_freeze(bk01, freeze_request())
     assert adapter.freezes == []
     assert gateway.breaker("BK01").trips == 1
+
+
+async def test_a_request_of_many_holds_counts_once_against_the_breaker() -> None:
+    echoes = []
+    for _ in range(3):
+        echo = InstitutionUnavailable("answered HTTP 503")
+        echo.counted_elsewhere = True
+        echoes.append(echo)
+    adapter = ScriptedAdapter({"BK01": [*echoes, InstitutionUnavailable("answered HTTP 503")]})
+    reg = registry(breaker=BreakerPolicy(failure_threshold=2, cooldown_s=60))
+    gateway = InstitutionGateway(adapter, reg, hedge=False)
+    bk01 = gateway.registry["BK01"]
+    for _ in range(4):
+        with pytest.raises(InstitutionUnavailable):
+            await gateway.request_stop(bk01, stop_request())
+    assert gateway.breaker("BK01").trips == 0, "one failed request, however many holds"
 
 
 async def test_a_refusal_is_an_answer_and_counts_for_the_breaker_not_against_it() -> None:

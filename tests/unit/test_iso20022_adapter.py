@@ -273,6 +273,8 @@ async def test_a_failed_message_fails_each_of_its_holds(
     )
     assert all(isinstance(r, error) for r in results), results
     assert len({id(r) for r in results}) == 3, "each caller raises an error of its own"
+    counted = [r for r in results if not getattr(r, "counted_elsewhere", True)]
+    assert len(counted) == 1, "the institution's breaker counts the message once"
     if error is RequestRefused:
         assert "6222111122223333" not in str(results[0]) and "TxInf[1]" in str(results[0])
 

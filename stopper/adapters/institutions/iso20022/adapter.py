@@ -26,8 +26,12 @@ per message and `concurrency` messages at once). Per message:
   no answer for it at all: counted in `stopper_iso20022_answers_refused_total`, never guessed);
 - a failed message fails each of its holds with the same kind of `InstitutionError`: timeout,
   unavailable (5xx, unreachable), refused (4xx: the message itself is wrong), malformed (an
-  answer that is not a valid camt.029, or one answering another message); each caller is
-  bounded by the institution's timeout from its own call.
+  answer that is not a valid camt.029, or one answering another message), the institution's
+  breaker counting the message once;
+- the exchange is bounded by the institution's timeout from when the message leaves; each
+  caller by that, the batch window and `OWN_PART_S` for Stopper's own part (a free message
+  slot, the store's read and write) from its own call, so a slow store is not taken for a slow
+  institution.
 A return order is done only once a pacs.004 matches every payout of it (by reference, currency,
 account, never more than asked); a camt.029 RJCR refuses it with its reason; anything else is
 `MalformedAnswer` (asked again with the same key: the institution pays once per key). What is
@@ -82,6 +86,9 @@ from stopper.errors import (
 )
 from stopper.registry import Institution
 
+# What a caller allows for Stopper's own part of an attempt, beyond the institution's timeout
+# and the batch window: under the gateway's slack, so the gateway's bound stays the outer one.
+OWN_PART_S = 0.5
 # Who asks, in every message's Assgnr and each transaction's case creator.
 SENDER = "STOPPER"
 RECALL_OPERATION = "iso20022/camt.056"
@@ -118,12 +125,11 @@ class Iso20022Adapter:
     async def request_stop(
         self, institution: Institution, request: RequestStop
     ) -> InstitutionAnswer:
+        bound_s = (institution.timeout_ms + institution.batch_window_ms) / 1000 + OWN_PART_S
         try:
-            return await self._batcher(institution).call(
-                request, timeout_s=institution.timeout_ms / 1000
-            )
+            return await self._batcher(institution).call(request, timeout_s=bound_s)
         except TimeoutError as e:
-            raise InstitutionTimeout(f"no answer within {institution.timeout_ms} ms") from e
+            raise InstitutionTimeout(f"no answer within {bound_s * 1000:.0f} ms") from e
 
     async def stop_status(self, institution: Institution, idempotency_key: str) -> StopStatus:
         return await self._http.stop_status(institution, idempotency_key)
@@ -227,8 +233,8 @@ class Iso20022Adapter:
                 outcomes = await self._send(institution, recall)
             except InstitutionError as e:
                 # Each caller raises an error of its own (the same kind and words), chained to
-                # the message's.
-                return [_copy(e) for _ in requests]
+                # the message's; the institution's breaker counts the message once.
+                return [_copy(e, counted_elsewhere=n > 0) for n in range(len(requests))]
         answered: list[InstitutionAnswer | Exception] = []
         for r in requests:
             outcome = outcomes.get(r.idempotency_key)
@@ -324,9 +330,10 @@ def _missing(institution: Institution) -> MalformedAnswer:
     return MalformedAnswer("the camt.029 has no answer for this request")
 
 
-def _copy(error: InstitutionError) -> InstitutionError:
+def _copy(error: InstitutionError, *, counted_elsewhere: bool) -> InstitutionError:
     copy = type(error)(str(error))
     copy.__cause__ = error
+    copy.counted_elsewhere = counted_elsewhere
     return copy
 
 
