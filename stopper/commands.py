@@ -179,7 +179,7 @@ def _run_on_database(
 ) -> _T:
     """`work` on an engine of `database`, disposed of afterwards; what the driver raises is
     said in one line (`_database_errors`)."""
-    from stopper.adapters.db.engine import create_engine
+    from stopper.adapters.db.engine import create_engine, settle_sqlite_workers
 
     async def run() -> _T:
         engine = create_engine(database)
@@ -187,6 +187,7 @@ def _run_on_database(
             return await work(engine, database)
         finally:
             await engine.dispose()
+            await settle_sqlite_workers()
 
     with _database_errors(database):
         return asyncio.run(run())

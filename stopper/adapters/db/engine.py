@@ -8,6 +8,8 @@ or an HTTP request without end.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 from sqlalchemy import event
@@ -54,3 +56,22 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         # Set when each connection opens: no round trip per session.
         connect_args={"server_settings": {"statement_timeout": str(timeout_ms)}},
     )
+
+
+async def settle_sqlite_workers(timeout_s: float = 1.0) -> None:
+    """Let aiosqlite's worker threads finish while the event loop still runs. A connection that
+    failed to open (aiosqlite 0.22) stops its thread without awaiting it, and the thread then
+    reports to the loop: after `asyncio.run` closed the loop, it prints a traceback of its own
+    under what should be one line. Call before leaving `asyncio.run`."""
+    workers = [
+        thread
+        for thread in threading.enumerate()
+        if thread.name.endswith("(_connection_worker_thread)") and thread.is_alive()
+    ]
+
+    def join() -> None:
+        for worker in workers:
+            worker.join(timeout_s)
+
+    if workers:
+        await asyncio.to_thread(join)
