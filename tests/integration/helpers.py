@@ -64,9 +64,14 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 
 
 
 async def read_topic(
-    bootstrap: str, topic: str, count: int, timeout: float = 30.0
+    bootstrap: str,
+    topic: str,
+    count: int,
+    timeout: float = 30.0,
+    keep: Callable[[bytes | None, bytes], bool] | None = None,
 ) -> list[tuple[bytes | None, bytes, dict[str, str]]]:
-    """Read `count` records from the start of `topic` (key, value, headers)."""
+    """Read `count` records from the start of `topic` (key, value, headers); with `keep`, only
+    the records it keeps count and are returned (a topic other tests write to as well)."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -82,7 +87,11 @@ async def read_topic(
         while len(found) < count and asyncio.get_running_loop().time() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
-                found += [(r.key, r.value, {k: v.decode() for k, v in r.headers}) for r in records]
+                found += [
+                    (r.key, r.value, {k: v.decode() for k, v in r.headers})
+                    for r in records
+                    if keep is None or keep(r.key, r.value)
+                ]
     finally:
         await consumer.stop()
     return found

@@ -310,11 +310,20 @@ async def test_frozen_funds_at_an_iso_bank_go_back_once_a_pacs004_matches(world:
         )
         assert ordered.status_code == 202, ordered.text
         await eventually(lambda: hold_in("frozen"), timeout=15)
+        # Four eyes: one officer orders the return, another approves it (no keys here: each
+        # names themselves with X-Operator).
         ordered = await client.post(
             f"/v1/cases/{case_id}/returns",
             json={"legal_document_ref": "PSB-RET-16", "requested_by": "officer-7"},
+            headers={"x-operator": "officer-7"},
         )
         assert ordered.status_code == 202, ordered.text
+        approved = await client.post(
+            f"/v1/return-orders/{ordered.json()['order_id']}/approve",
+            json={"approved_by": "supervisor-2"},
+            headers={"x-operator": "supervisor-2"},
+        )
+        assert approved.status_code == 202, approved.text
         case = await eventually(lambda: hold_in("returned"), timeout=15)
     assert case["holds"][0]["amount_returned"] == "30000.00"
     assert [p["status"] for p in case["payouts"]] == ["paid"]
