@@ -24,6 +24,7 @@ __all__ = [
     "LAPSED",
     "LAPSING",
     "LEASED",
+    "MERGEABLE",
     "OWED_A_REQUEST",
     "RETURN_UNDER_WAY",
     "STOP_IN_FORCE",
@@ -31,6 +32,8 @@ __all__ = [
     "values",
 ]
 
+# A trail merge may still raise what the hold asks for.
+MERGEABLE: Final = states_allowing(HoldEvent.MERGED)
 # A stop request is owed and none is awaiting its answer: the hold was never sent.
 OWED_A_REQUEST: Final = states_allowing(HoldEvent.REQUEST_SENT) - AWAITING_ANSWER
 # An attempt under way: its lease (`next_attempt_at`) is what keeps the sweeper off it.

@@ -20,6 +20,7 @@ from stopper.adapters.db.models import (
     TrailEdgeRow,
 )
 from stopper.adapters.db.rows import account_row, hold_row, stop_request_row, transition_rows
+from stopper.adapters.db.states import MERGEABLE, values
 from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.domain.holds import Hold, HoldState, Transition
 from stopper.domain.trail import TrailNode, TrailPlan
@@ -88,16 +89,32 @@ async def follow_trails(
     # One statement per table whatever the number of rows (`insert_rows`): the follows run
     # inside the answers' shared transaction, which waits on every trip.
     await db.insert_rows(connection, HoldRow, written.holds)
-    await db.insert_rows(connection, HoldTransitionRow, transition_rows(written.audit))
+    # A merge raises what the hold asks for in the state the hold is in when the row is
+    # locked: the case's holds were read unlocked, and an answer committed meanwhile moved the
+    # hold on. The update takes the row lock and says that state; the merge's audit row records
+    # it (never a state the hold has left: a gap in its trail), and a hold whose state no
+    # longer takes a merge is not raised.
+    merges: list[Transition] = []
+    for raised_id, (amount, at) in written.raised.items():
+        now_in = (
+            await connection.execute(
+                update(HoldRow)
+                .where(HoldRow.id == raised_id, HoldRow.state.in_(values(MERGEABLE)))
+                .values(amount_asked=amount, version=HoldRow.version + 1, updated_at=at)
+                .returning(HoldRow.state)
+            )
+        ).scalar_one_or_none()
+        if now_in is not None:
+            state = HoldState(now_in)
+            merges += [
+                replace(m, from_state=state, to_state=state)
+                for m in written.merges
+                if m.hold_id == raised_id
+            ]
+    await db.insert_rows(connection, HoldTransitionRow, transition_rows(written.births + merges))
     if written.requests:
         # JSON payloads: no array parameter for them, an executemany.
         await connection.execute(insert(OutboxRow), written.requests)
-    for raised_id, (amount, at) in written.raised.items():
-        await connection.execute(
-            update(HoldRow)
-            .where(HoldRow.id == raised_id)
-            .values(amount_asked=amount, version=HoldRow.version + 1, updated_at=at)
-        )
     await db.insert_rows(connection, TrailEdgeRow, written.edges)
     return written.born
 
@@ -108,7 +125,8 @@ class _TrailRows:
     def __init__(self) -> None:
         self.accounts: dict[UUID, Row] = {}
         self.holds: list[Row] = []
-        self.audit: list[Transition] = []  # births and merges
+        self.births: list[Transition] = []
+        self.merges: list[Transition] = []
         self.requests: list[Row] = []
         self.raised: dict[UUID, tuple[int, datetime]] = {}
         self.edges: list[Row] = []
@@ -122,7 +140,8 @@ class _TrailRows:
             self.holds.append(hold_row(born, version=h.version, updated_at=at))
             self.requests.append(stop_request_row(topic, h.stop_request(at), at))
             self.born.append((h, at))
-        self.audit += plan.births + plan.merges
+        self.births += plan.births
+        self.merges += plan.merges
         self.raised.update({hold_id: (amount, at) for hold_id, amount in plan.raised.items()})
         self.edges += [
             {
