@@ -350,7 +350,9 @@ class Iso20022MessageRow(Base):
     __tablename__ = "iso20022_messages"
 
     message_id: Mapped[str] = mapped_column(String(35), primary_key=True)
-    hold_id: Mapped[UUID] = mapped_column(ForeignKey("holds.id"), primary_key=True, index=True)
+    # No foreign key: the rows are written while the dispatcher holds the same holds locked FOR
+    # UPDATE, and a key check would wait on (and deadlock with) those locks (migration 0017).
+    hold_id: Mapped[UUID] = mapped_column(primary_key=True, index=True)
     message_type: Mapped[str] = mapped_column(String(16))
     institution_code: Mapped[str] = mapped_column(String(12))
     idempotency_key: Mapped[str] = mapped_column(String(128))
