@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 # Past the adapter's own bound: the slack a call is given before the gateway cuts it.
 _TIMEOUT_SLACK_S = 1.0
+# What a batching adapter's own part of a call may take before its request leaves (recording
+# the message in the store, which has its own statement timeout).
+_BATCH_OWN_PART_S = 30.0
 
 
 class Operation(enum.StrEnum):
@@ -220,6 +223,11 @@ class InstitutionGateway:
         may take (a hedged stop request is two requests)."""
         breaker = self._breakers[institution.code]
         bound_s = requests * institution.timeout_ms / 1000 + _TIMEOUT_SLACK_S
+        if institution.batch_size > 1:
+            # A hold an institution takes in batches first waits, inside its adapter, for a
+            # message slot (one exchange at most) and the record of its message (Stopper's
+            # store), as others wait for a slot here.
+            bound_s += institution.timeout_ms / 1000 + _BATCH_OWN_PART_S
         async with self._slots[institution.code]:
             if not breaker.allow():
                 self.health.record(institution.code, failed=True, latency_s=0.0)

@@ -458,15 +458,12 @@ class SentMessage:
 
 
 class MessageStore(Protocol):
-    """What an institution adapter that sends messages of many holds reads and records
+    """What an institution adapter that sends messages of many holds records and reads
     (`Iso20022Adapter`)."""
 
-    async def stop_grounds(self, hold_ids: Sequence[UUID]) -> dict[UUID, StopGrounds]:
-        """Each hold's grounds, in one query; a hold that does not exist is absent."""
-        ...
-
-    async def record_message(self, message: SentMessage) -> None:
-        """Remember which holds a message carried, before it leaves."""
+    async def record_messages(self, messages: Sequence[SentMessage]) -> dict[UUID, StopGrounds]:
+        """In one transaction, before the messages leave: remember which holds each carries,
+        and read the grounds of them all (a hold that does not exist is absent)."""
         ...
 
 

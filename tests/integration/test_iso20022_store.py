@@ -144,14 +144,23 @@ async def test_a_trail_hold_names_the_onward_transfer_that_reached_it(store: Sql
     assert sorted(p.amount for p in grounds[other.id].payments) == [30_000, 82_000]
 
 
-async def test_a_message_id_leads_to_the_holds_it_carried(store: SqlStore) -> None:
+async def test_messages_recorded_together_each_lead_to_the_holds_they_carried(
+    store: SqlStore,
+) -> None:
     case = opened_case()
     await store.record_opened_cases([case])
     holds = [h.id for h in case.case.holds]
     message_id = f"STP{uuid4().hex}"
     keys = [(h, idempotency_key_for(h)) for h in holds]
-    await store.record_message(
-        SentMessage(message_id, "camt.056.001.08", "BK01", _now(), [*keys, keys[0]])
+    other = f"STP{uuid4().hex}"
+    grounds = await store.record_messages(
+        [
+            SentMessage(message_id, "camt.056.001.08", "BK01", _now(), [*keys[:2], keys[0]]),
+            SentMessage(other, "camt.056.001.08", "PI04", _now(), keys[2:]),
+        ]
     )
-    assert sorted(await store.holds_of_message(message_id)) == sorted(keys)
+    assert sorted(await store.holds_of_message(message_id)) == sorted(keys[:2])
+    assert sorted(await store.holds_of_message(other)) == sorted(keys[2:])
+    assert set(grounds) == set(holds), "the grounds of every hold the messages carry"
+    assert all(g.payments for g in grounds.values())
     assert await store.holds_of_message("STPunknown") == []

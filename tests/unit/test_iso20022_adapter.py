@@ -58,8 +58,10 @@ class Grounds:
         self.messages: list[SentMessage] = []
         self.reads: list[list[UUID]] = []
 
-    async def stop_grounds(self, hold_ids: Sequence[UUID]) -> dict[UUID, StopGrounds]:
-        self.reads.append(list(hold_ids))
+    async def record_messages(self, messages: Sequence[SentMessage]) -> dict[UUID, StopGrounds]:
+        self.messages.extend(messages)
+        hold_ids = [h for m in messages for h, _ in m.holds]
+        self.reads.append(hold_ids)
         payment = PaymentIn(
             "fake investment platform",
             70_000,
@@ -71,9 +73,6 @@ class Grounds:
             "6222111122223333",
         )
         return {h: StopGrounds(h, "PSB-TEST", (payment,)) for h in hold_ids}
-
-    async def record_message(self, message: SentMessage) -> None:
-        self.messages.append(message)
 
 
 Answer = Callable[[RequestStop], StopStatus | None]  # None: left out of the camt.029
@@ -327,6 +326,7 @@ async def test_each_caller_is_bounded_by_the_institutions_timeout() -> None:
         return_exceptions=True,
     )
     assert all(isinstance(r, InstitutionTimeout) for r in results)
+    assert all(getattr(r, "counted_elsewhere", False) for r in results), "the message's counts"
     assert asyncio.get_running_loop().time() - started < 1.0
     bank.released.set()  # the answer nobody waits for any more is dropped
     await asyncio.wait_for(iso.close(), 1)

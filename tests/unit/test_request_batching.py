@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -21,9 +21,14 @@ class Institution:
         if not hold:
             self.released.set()
         self.fail: Exception | None = None
+        self.preparing_s = 0.0
         self.arrived: asyncio.Queue[list[int]] = asyncio.Queue()
 
-    async def send(self, items: Sequence[int]) -> Sequence[int | Exception]:
+    async def send(
+        self, items: Sequence[int], leaving: Callable[[], None]
+    ) -> Sequence[int | Exception]:
+        await asyncio.sleep(self.preparing_s)  # its own part, before the request leaves
+        leaving()
         self.requests.append(list(items))
         self.arrived.put_nowait(list(items))
         await self.released.wait()
@@ -130,7 +135,7 @@ async def test_a_call_that_gives_up_before_its_batch_leaves_is_not_sent() -> Non
     calls = batcher(institution, window_s=0.05, in_flight=1)
     first = asyncio.create_task(calls.call(0, timeout_s=5))
     await asyncio.sleep(0.01)
-    gives_up = asyncio.create_task(calls.call(1, timeout_s=0.02))
+    gives_up = asyncio.create_task(calls.call(1, timeout_s=5, wait_s=0.02))
     cancelled = asyncio.create_task(calls.call(2, timeout_s=5))
     stays = asyncio.create_task(calls.call(3, timeout_s=5))
     await asyncio.sleep(0.01)
@@ -174,3 +179,27 @@ async def test_close_waits_for_requests_under_way() -> None:
     institution.released.set()
     await closing
     assert await task == 2
+
+
+async def test_a_call_waits_at_most_wait_s_to_leave_then_timeout_s_from_leaving() -> None:
+    institution = Institution(hold=True)
+    calls = batcher(institution, window_s=0.0, in_flight=1)
+    first = asyncio.create_task(calls.call(0, timeout_s=0.3))
+    assert await institution.arrived.get() == [0]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await calls.call(1, timeout_s=5, wait_s=0.05)  # queued behind the one in flight
+    assert loop.time() - started < 0.25
+    assert institution.requests == [[0]], "it never left"
+    with pytest.raises(TimeoutError):
+        await first  # left at once: bounded by timeout_s from then
+    assert 0.25 <= loop.time() - started < 1.0
+    institution.released.set()
+
+
+async def test_the_answer_is_timed_from_when_the_request_leaves_not_from_the_call() -> None:
+    institution = Institution()
+    institution.preparing_s = 0.2  # Stopper's own part (recording the message) is slow
+    calls = batcher(institution)
+    assert await calls.call(3, timeout_s=0.1) == 6

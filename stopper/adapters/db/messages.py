@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import literal, null, select, union_all
+from sqlalchemy import and_, literal, null, select, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from stopper.adapters.db.errors import store_errors
@@ -25,12 +26,47 @@ from stopper.domain.messages import OnwardKind
 
 class MessageStorage(Storage):
     async def stop_grounds(self, hold_ids: Sequence[UUID]) -> dict[UUID, StopGrounds]:
-        """Each hold's case agency and the payments into its account: for first-level holds,
+        """`_grounds`, on a connection of its own."""
+        with store_errors():
+            async with self._db.read() as connection:
+                return await self._grounds(connection, hold_ids)
+
+    async def record_messages(self, messages: Sequence[SentMessage]) -> dict[UUID, StopGrounds]:
+        """In one transaction: remember which holds each message carries (a hold twice in one
+        message, a hedge of it in the same batch, is one row), and read the grounds of them
+        all (`_grounds`)."""
+        rows = [
+            {
+                "message_id": message.message_id,
+                "hold_id": hold_id,
+                "message_type": message.message_type,
+                "institution_code": message.institution_code,
+                "idempotency_key": key,
+                "sent_at": message.sent_at,
+            }
+            for message in messages
+            for hold_id, key in dict(message.holds).items()
+        ]
+        with store_errors():
+            async with self._db.begin() as connection:
+                await self._db.insert_rows(connection, Iso20022MessageRow, rows)
+                held = [hold_id for message in messages for hold_id, _ in message.holds]
+                return await self._grounds(connection, list(dict.fromkeys(held)))
+
+    async def _grounds(
+        self, connection: AsyncConnection, hold_ids: Sequence[UUID]
+    ) -> dict[UUID, StopGrounds]:
+        """Each hold's case agency and the payments into its account, on `connection`: for
+        first-level holds,
         the victims' transfers (from the report); for the trail's holds, the onward transfers
         that reached the account (as the institution of the account they left reported them).
-        Oldest first; one statement."""
+        Oldest first; one statement. Transfers and trail edges are reached through their
+        holds' case (the column they are indexed by: by hold alone, every batch would read them
+        all)."""
         if not hold_ids:
             return {}
+        asked = aliased(HoldRow)
+        reached = aliased(HoldRow)
         receiving = aliased(AccountRow)
         source_hold = aliased(HoldRow)
         source_account = aliased(AccountRow)
@@ -46,8 +82,12 @@ class MessageStorage(Storage):
                 receiving.institution_code.label("creditor_institution"),
                 receiving.account_number.label("creditor_account"),
             )
+            .join(
+                asked,
+                and_(asked.case_id == TransferRow.case_id, asked.id == TransferRow.hold_id),
+            )
             .join(receiving, receiving.id == TransferRow.receiving_account_id)
-            .where(self._db.id_among(TransferRow.hold_id, hold_ids))
+            .where(self._db.id_among(asked.id, hold_ids))
         )
         onward = (
             select(
@@ -61,10 +101,16 @@ class MessageStorage(Storage):
                 TrailEdgeRow.institution_code.label("creditor_institution"),
                 TrailEdgeRow.account_number.label("creditor_account"),
             )
+            .join(
+                reached,
+                and_(
+                    reached.case_id == TrailEdgeRow.case_id, reached.id == TrailEdgeRow.to_hold_id
+                ),
+            )
             .join(source_hold, source_hold.id == TrailEdgeRow.from_hold_id)
             .join(source_account, source_account.id == source_hold.account_id)
             .where(
-                self._db.id_among(TrailEdgeRow.to_hold_id, hold_ids),
+                self._db.id_among(reached.id, hold_ids),
                 TrailEdgeRow.kind == literal(OnwardKind.TRANSFER.value),
             )
         )
@@ -77,48 +123,25 @@ class MessageStorage(Storage):
             .order_by(HoldRow.id, payments.c.settled_at)
         )
         found: dict[UUID, tuple[str, list[PaymentIn]]] = {}
-        with store_errors():
-            async with self._db.read() as connection:
-                for r in await connection.execute(query):
-                    _, paid_in = found.setdefault(r.hold, (r.agency_code, []))
-                    if r.hold_id is not None:
-                        paid_in.append(
-                            PaymentIn(
-                                reference=r.reference,
-                                amount=r.amount,
-                                currency=r.currency,
-                                settled_at=r.settled_at,
-                                debtor_institution=r.debtor_institution,
-                                debtor_account=r.debtor_account,
-                                creditor_institution=r.creditor_institution,
-                                creditor_account=r.creditor_account,
-                            )
-                        )
+        for r in await connection.execute(query):
+            _, paid_in = found.setdefault(r.hold, (r.agency_code, []))
+            if r.hold_id is not None:
+                paid_in.append(
+                    PaymentIn(
+                        reference=r.reference,
+                        amount=r.amount,
+                        currency=r.currency,
+                        settled_at=r.settled_at,
+                        debtor_institution=r.debtor_institution,
+                        debtor_account=r.debtor_account,
+                        creditor_institution=r.creditor_institution,
+                        creditor_account=r.creditor_account,
+                    )
+                )
         return {
             hold_id: StopGrounds(hold_id, agency, tuple(paid_in))
             for hold_id, (agency, paid_in) in found.items()
         }
-
-    async def record_message(self, message: SentMessage) -> None:
-        with store_errors():
-            async with self._db.begin() as connection:
-                await self._db.insert_rows(
-                    connection,
-                    Iso20022MessageRow,
-                    [
-                        {
-                            "message_id": message.message_id,
-                            "hold_id": hold_id,
-                            "message_type": message.message_type,
-                            "institution_code": message.institution_code,
-                            "idempotency_key": key,
-                            "sent_at": message.sent_at,
-                        }
-                        # A hold twice in one message (a hedge of it joined the same batch):
-                        # one row.
-                        for hold_id, key in dict(message.holds).items()
-                    ],
-                )
 
     async def holds_of_message(self, message_id: str) -> list[tuple[UUID, str]]:
         """The holds a message Stopper sent carried, with the keys they were sent with (an

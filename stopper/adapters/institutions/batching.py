@@ -12,8 +12,11 @@ behind it. Rules:
 - at most `max_in_flight` requests at once: a due batch waits for one to finish and takes the
   calls that came meanwhile, up to `max_batch` (the institution's `concurrency` stays a bound on
   requests, whatever the number of holds);
-- each call is bounded by its own `timeout_s`, from when it was made (`TimeoutError`); a call
-  that gives up (timed out or cancelled) before its batch leaves is taken out of it;
+- each call is bounded by `timeout_s` from when its request leaves: `send` says when
+  (`leaving`), after what it does first (Stopper's own part: recording the message), so
+  Stopper's queue and store are not counted as the institution's time; `wait_s`, if given,
+  bounds the wait until then (`TimeoutError` either way); a call that gives up (timed out or
+  cancelled) before its batch is taken is taken out of it;
 - `send` returns one outcome per call, in order: a result, or the exception that call raises;
   if `send` itself raises, every call of the batch raises it.
 """
@@ -35,12 +38,15 @@ class _Call(Generic[_Item, _Result]):
     done: asyncio.Future[_Result] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    left: asyncio.Event = field(default_factory=asyncio.Event)  # its request is under way
 
 
 class RequestBatcher(Generic[_Item, _Result]):
     def __init__(
         self,
-        send: Callable[[Sequence[_Item]], Awaitable[Sequence[_Result | Exception]]],
+        send: Callable[
+            [Sequence[_Item], Callable[[], None]], Awaitable[Sequence[_Result | Exception]]
+        ],
         *,
         max_batch: int,
         window_s: float,
@@ -68,9 +74,10 @@ class RequestBatcher(Generic[_Item, _Result]):
         """Calls not sent yet."""
         return len(self._waiting)
 
-    async def call(self, item: _Item, timeout_s: float) -> _Result:
-        """`item`'s outcome, once the request carrying it is answered; `TimeoutError` after
-        `timeout_s`."""
+    async def call(self, item: _Item, timeout_s: float, wait_s: float | None = None) -> _Result:
+        """`item`'s outcome, once the request carrying it is answered: `TimeoutError` if that
+        request has no answer `timeout_s` after it left, or (with `wait_s`) has not left
+        `wait_s` after the call."""
         call: _Call[_Item, _Result] = _Call(item)
         self._waiting.append(call)
         if self._timer is None and not self._expired:
@@ -82,6 +89,8 @@ class RequestBatcher(Generic[_Item, _Result]):
             )
         self._send_due()
         try:
+            async with asyncio.timeout(wait_s):
+                await call.left.wait()
             async with asyncio.timeout(timeout_s):
                 # Shielded: one caller giving up never cancels the request of the others.
                 return await asyncio.shield(call.done)
@@ -93,6 +102,7 @@ class RequestBatcher(Generic[_Item, _Result]):
         """Wait for the requests under way; calls still waiting are cancelled."""
         for call in self._waiting:
             call.done.cancel()
+            call.left.set()
         self._waiting.clear()
         self._reset_window()
         if self._sends:
@@ -125,7 +135,7 @@ class RequestBatcher(Generic[_Item, _Result]):
             self._timer = None
 
     def _withdraw(self, call: _Call[_Item, _Result]) -> None:
-        """A caller gave up: out of its batch if that has not left, its outcome dropped."""
+        """A caller gave up: out of its batch if that was not taken yet, its outcome dropped."""
         if not call.done.done():
             call.done.cancel()
         if call in self._waiting:
@@ -134,8 +144,12 @@ class RequestBatcher(Generic[_Item, _Result]):
                 self._reset_window()
 
     async def _request(self, batch: list[_Call[_Item, _Result]]) -> None:
+        def leaving() -> None:
+            for call in batch:
+                call.left.set()
+
         try:
-            outcomes = await self._send([call.item for call in batch])
+            outcomes = await self._send([call.item for call in batch], leaving)
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
         except Exception as e:
@@ -151,5 +165,6 @@ class RequestBatcher(Generic[_Item, _Result]):
                 else:
                     call.done.set_result(outcome)
         finally:
+            leaving()  # an outcome before the request left (its preparation failed)
             self._in_flight -= 1
             self._send_due()

@@ -19,7 +19,8 @@ per message and `concurrency` messages at once). Per message:
   integrator's question about a message id leads to the holds (`iso20022_messages`);
 - each hold one `TxInf`, naming the payments into the account (the report's transfers, or for
   a trail hold the onward transfer that reached it) and the case's agency, read for the whole
-  batch in one query (`MessageStore.stop_grounds`);
+  batch in one query, in the transaction that records the message (`MessageStore.
+  record_messages`; the messages of a burst, to every institution, share one);
 - each caller gets its own hold's answer: ACCR/CNCL stopped with the amount held and the onward
   transfers, RJCR not_found or rejected by its reason, PDCR accepted (the outcome follows by
   callback), or `MalformedAnswer` for an answer Stopper cannot read (an unknown reason code,
@@ -28,10 +29,12 @@ per message and `concurrency` messages at once). Per message:
   unavailable (5xx, unreachable), refused (4xx: the message itself is wrong), malformed (an
   answer that is not a valid camt.029, or one answering another message), the institution's
   breaker counting the message once;
-- the exchange is bounded by the institution's timeout from when the message leaves; each
-  caller by that, the batch window and `OWN_PART_S` for Stopper's own part (a free message
-  slot, the store's read and write) from its own call, so a slow store is not taken for a slow
-  institution.
+- the exchange is bounded by the institution's timeout from when the message leaves, as a
+  JSON request's is; before that a hold waits for the window, a free message slot (at most one
+  exchange of the institution's messages in flight: the gateway lets no more holds in than its
+  messages carry) and the record of its message, Stopper's own part, as a JSON request waits
+  for the gateway's slot: not the institution's time, and not counted against its breaker
+  (a caller's own timeout, a backstop, is not either: the message's is).
 A return order is done only once a pacs.004 matches every payout of it (by reference, currency,
 account, never more than asked); a camt.029 RJCR refuses it with its reason; anything else is
 `MalformedAnswer` (asked again with the same key: the institution pays once per key). What is
@@ -42,11 +45,11 @@ conversation has no freeze message: a freeze is a legal order, not a recall).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC
+from uuid import UUID
 
 from stopper import metrics
 from stopper.adapters.institutions.batching import RequestBatcher
@@ -86,9 +89,13 @@ from stopper.errors import (
 )
 from stopper.registry import Institution
 
-# What a caller allows for Stopper's own part of an attempt, beyond the institution's timeout
-# and the batch window: under the gateway's slack, so the gateway's bound stays the outer one.
-OWN_PART_S = 0.5
+# How much longer than the institution's timeout a caller waits for its message's answer,
+# once the message left: the transport's timeout fails the message first.
+ANSWER_SLACK_S = 0.5
+# Messages recorded in one transaction at most, and how long a record may take (the store's
+# own statement timeout is the real bound; this one only keeps a caller from waiting forever).
+RECORDS_PER_TRANSACTION = 200
+STORE_TIMEOUT_S = 30.0
 # Who asks, in every message's Assgnr and each transaction's case creator.
 SENDER = "STOPPER"
 RECALL_OPERATION = "iso20022/camt.056"
@@ -114,22 +121,31 @@ class Iso20022Adapter:
         self._clock = clock
         self._sender = sender
         self._batchers: dict[str, RequestBatcher[RequestStop, InstitutionAnswer]] = {}
+        # The messages about to leave, to every institution, recorded (and their holds' grounds
+        # read) together: one transaction for all the messages of a burst, not one each.
+        self._records: RequestBatcher[SentMessage, dict[UUID, StopGrounds]] = RequestBatcher(
+            self._record, max_batch=RECORDS_PER_TRANSACTION, window_s=0.0, max_in_flight=2
+        )
 
     async def close(self) -> None:
         for batcher in self._batchers.values():
             await batcher.close()
         self._batchers.clear()
+        await self._records.close()
 
     # --- the port ---------------------------------------------------------------------------
 
     async def request_stop(
         self, institution: Institution, request: RequestStop
     ) -> InstitutionAnswer:
-        bound_s = (institution.timeout_ms + institution.batch_window_ms) / 1000 + OWN_PART_S
+        # From when its message leaves (after the window, a free message slot and the
+        # message's record: Stopper's own part), the exchange; the transport's own timeout
+        # ends it first, this one is a backstop.
+        answer_s = institution.timeout_ms / 1000 + ANSWER_SLACK_S
         try:
-            return await self._batcher(institution).call(request, timeout_s=bound_s)
+            return await self._batcher(institution).call(request, answer_s)
         except TimeoutError as e:
-            raise InstitutionTimeout(f"no answer within {bound_s * 1000:.0f} ms") from e
+            raise _shared(InstitutionTimeout(f"no answer within {answer_s * 1000:.0f} ms")) from e
 
     async def stop_status(self, institution: Institution, idempotency_key: str) -> StopStatus:
         return await self._http.stop_status(institution, idempotency_key)
@@ -147,14 +163,15 @@ class Iso20022Adapter:
         matches every payout (a camt.029 RJCR refuses it; anything else is unreadable)."""
         message_id = self.new_message_id()
         now = self._clock.now()
-        await self._store.record_message(
+        await self._records.call(
             SentMessage(
                 message_id,
                 Message.CAMT_056.value,
                 institution.code,
                 now,
                 [(request.hold_id, request.idempotency_key)],
-            )
+            ),
+            STORE_TIMEOUT_S,
         )
         instruction = ReturnInstruction(message_id, now, self._sender, institution.code, request)
         metrics.ISO20022_MESSAGES.labels(institution.code, "return").inc()
@@ -183,8 +200,10 @@ class Iso20022Adapter:
         batcher = self._batchers.get(institution.code)
         if batcher is None:
 
-            async def send(requests: Sequence[RequestStop]) -> list[InstitutionAnswer | Exception]:
-                return await self._recall(institution, requests)
+            async def send(
+                requests: Sequence[RequestStop], leaving: Callable[[], None]
+            ) -> list[InstitutionAnswer | Exception]:
+                return await self._recall(institution, requests, leaving)
 
             batcher = self._batchers[institution.code] = RequestBatcher(
                 send,
@@ -194,27 +213,35 @@ class Iso20022Adapter:
             )
         return batcher
 
+    async def _record(
+        self, messages: Sequence[SentMessage], leaving: Callable[[], None]
+    ) -> list[dict[UUID, StopGrounds] | Exception]:
+        leaving()  # the store's call is what it waits for
+        grounds = await self._store.record_messages(messages)
+        return [{h: grounds[h] for h, _ in m.holds if h in grounds} for m in messages]
+
     def new_message_id(self) -> str:
         """Unique per message: the time to the second, then 72 random bits."""
         return f"STP{self._clock.now().astimezone(UTC):%Y%m%d%H%M%S}{secrets.token_hex(9)}"
 
     async def _recall(
-        self, institution: Institution, requests: Sequence[RequestStop]
+        self,
+        institution: Institution,
+        requests: Sequence[RequestStop],
+        leaving: Callable[[], None],
     ) -> list[InstitutionAnswer | Exception]:
         """One camt.056 for `requests`; each request's answer, or the error it fails with."""
         message_id = self.new_message_id()
         now = self._clock.now()
-        grounds, _ = await asyncio.gather(
-            self._store.stop_grounds([r.hold_id for r in requests]),
-            self._store.record_message(
-                SentMessage(
-                    message_id,
-                    Message.CAMT_056.value,
-                    institution.code,
-                    now,
-                    [(r.hold_id, r.idempotency_key) for r in requests],
-                )
+        grounds = await self._records.call(
+            SentMessage(
+                message_id,
+                Message.CAMT_056.value,
+                institution.code,
+                now,
+                [(r.hold_id, r.idempotency_key) for r in requests],
             ),
+            STORE_TIMEOUT_S,
         )
         # A hold missing from the store (it cannot be: it was just claimed) is not asked for.
         known = [r for r in requests if r.hold_id in grounds]
@@ -229,6 +256,7 @@ class Iso20022Adapter:
             )
             metrics.ISO20022_MESSAGES.labels(institution.code, Message.CAMT_056.value).inc()
             metrics.ISO20022_HOLDS_PER_MESSAGE.observe(len(known))
+            leaving()
             try:
                 outcomes = await self._send(institution, recall)
             except InstitutionError as e:
@@ -328,6 +356,13 @@ def _answer(
 def _missing(institution: Institution) -> MalformedAnswer:
     metrics.ISO20022_REFUSED.labels(institution.code, "missing").inc()
     return MalformedAnswer("the camt.029 has no answer for this request")
+
+
+def _shared(error: InstitutionTimeout) -> InstitutionTimeout:
+    """A caller's own timeout: the slowness of the institution's messages is counted against
+    its breaker by the messages (their own timeouts), not once per hold waiting on them."""
+    error.counted_elsewhere = True
+    return error
 
 
 def _copy(error: InstitutionError, *, counted_elsewhere: bool) -> InstitutionError:
