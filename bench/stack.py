@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,7 +46,10 @@ class Stack:
         broker: Broker,
         workers: int,
         profile: str = "instant",
+        registry_path: Path | None = None,
     ) -> None:
+        """`registry_path`: the institutions' registry for Stopper and the simulator alike
+        (default: the packaged world)."""
         tag = uuid.uuid4().hex[:8]
         self.reports_topic = f"bench.reports.{tag}"
         api_port, sim_port = free_port(), free_port()
@@ -64,6 +69,8 @@ class Stack:
             "STOPPER_INSTITUTIONS_BASE_URL": f"http://127.0.0.1:{sim_port}",
             "STOPPER_LOG_LEVEL": "WARNING",
         }
+        if registry_path is not None:
+            self.env["STOPPER_REGISTRY_PATH"] = str(registry_path)
         logs = workdir / "logs"
         logs.mkdir(exist_ok=True)
         serve = ["serve", "--host", "127.0.0.1", "--port"]
@@ -130,6 +137,23 @@ class Stack:
     def stop(self) -> None:
         for process in self.processes:
             process.stop()
+
+
+def registry_on(adapter: str, directory: Path) -> Path:
+    """The packaged world with every institution on `adapter` (`http_json` or `iso20022`), as a
+    file in `directory`."""
+    text = resources.files("stopper.data").joinpath("institutions.toml").read_text()
+    text = re.sub(r'(?m)^adapter = "[a-z0-9_]+"\n', "", text)  # each institution's own
+    text = text.replace("[defaults.bank]\n", f'[defaults.bank]\nadapter = "{adapter}"\n')
+    text = text.replace(
+        "[defaults.payment_institution]\n",
+        f'[defaults.payment_institution]\nadapter = "{adapter}"\n',
+    )
+    path = directory / f"institutions-{adapter}.toml"
+    path.write_text(text)
+    registry = load_registry(path)
+    assert {i.adapter for i in registry.values()} == {adapter}, "every institution on it"
+    return path
 
 
 async def connect(database_url: str) -> asyncpg.Connection:

@@ -3,11 +3,14 @@ results go, how runs are summed up, and the README table (`bench/run.py`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.run import FULL, QUICK, RESULTS, _median_index, _spread, parse_args, table_lines
+from bench.stack import registry_on
+from stopper.registry import load_registry
 
 
 def test_a_full_run_writes_the_kept_results_with_the_full_defaults() -> None:
@@ -80,6 +83,9 @@ def test_the_table_states_the_targets_as_ratios_and_every_realistic_step() -> No
         "postgres_durability": "fsync=on, synchronous_commit=on",
         "holds_per_s": 2400.0,
         "throughput": {"holds": 900000, "seconds": 375.0, "states": {"stopped": 900000}},
+        "holds_per_s_iso20022": 6100.0,
+        "throughput_iso20022": {"holds": 900000, "seconds": 147.5, "states": {"stopped": 900000}},
+        "ratio_iso20022_to_json": 2.54,
         "bare_per_s": 48000.0,
         "ratio": 0.05,
         "bare_same_io_per_s": 4000.0,
@@ -96,6 +102,8 @@ def test_the_table_states_the_targets_as_ratios_and_every_realistic_step() -> No
     }
     table = "\n".join(table_lines(doc))
     assert "| **ratio_same_io** (a) / (c') | 0.600 | ≥ 0.5 |" in table
+    assert "every institution on iso20022 (camt.056 batches), 2 workers | 6,100.0" in table
+    assert "2.54 x http_json) | ≥ 6,000 (#16) |" in table
     assert "| **latency_ratio_p99** (b) / bare | 0.750 | ≤ 1.0 |" in table
     assert "(runs: 17.0, 18.0, 19.0)" in table
     assert "fsync=on, synchronous_commit=on" in table
@@ -103,3 +111,10 @@ def test_the_table_states_the_targets_as_ratios_and_every_realistic_step() -> No
     assert "(d) 10 reports/s for 120 s: passed | 800 of 800 holds matched" in table
     assert "(d) 20 reports/s for 120 s: **failed** | 700 of 800" in table
     assert "not all matched" in table and "api 3.10" in table
+
+
+def test_a_runs_on_a_world_of_one_adapter(tmp_path: Path) -> None:
+    for adapter in ("http_json", "iso20022"):
+        registry = load_registry(registry_on(adapter, tmp_path))
+        assert {i.adapter for i in registry.values()} == {adapter}
+        assert len(registry) == len(load_registry())
