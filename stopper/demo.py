@@ -41,7 +41,7 @@ from stopper.config import (
     Role,
     Settings,
 )
-from stopper.demo_stats import deadline_counts, race_latencies
+from stopper.demo_stats import deadline_counts, holds_by_adapter, race_latencies
 from stopper.demo_summary import DEADLINE_HOURS, DemoRun, money, print_table, summarize
 from stopper.domain.cases import case_id_for
 from stopper.domain.holds import HoldEvent, HoldState, states_allowing
@@ -182,6 +182,7 @@ async def run_demo(
             warnings, lapses, silent = await deadline_counts(
                 runtime.store.engine, settings.kafka.hold_events_topic
             )
+            by_adapter = await holds_by_adapter(runtime.store.engine, registry)
             failed = overview.holds_by_state.get(HoldState.FAILED.value, 0)
             for listed in await runtime.store.list_holds(states=["failed"], limit=failed or 1):
                 code = listed.hold.institution_code
@@ -208,6 +209,19 @@ async def run_demo(
             "profile": profile_name,
             "holds_failed_by_profile": run.failed_by_profile.total(),
             "holds_failed_otherwise": run.failed_otherwise.total(),
+            "holds_by_adapter": {
+                adapter: {
+                    "institutions": sum(1 for i in registry.values() if i.adapter == adapter),
+                    "holds": counts.holds,
+                    "stopped": counts.stopped,
+                    **(
+                        {"messages": counts.messages, "holds_per_message": counts.holds_per_message}
+                        if counts.messages is not None
+                        else {}
+                    ),
+                }
+                for adapter, counts in by_adapter.items()
+            },
         }
         run.summary["problems"] = problems(run)
     return run

@@ -1,9 +1,10 @@
 """What a demo run reports beyond the overview, read from the store's tables: the race's
-latencies and the deadline sweeper's work. Only `stopper demo` asks; the product's store does
-not."""
+latencies, the deadline sweeper's work, and the holds by adapter. Only `stopper demo` asks; the
+product's store does not."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,8 +12,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stopper.adapters.db.errors import store_errors
-from stopper.adapters.db.models import CaseRow, HoldRow, HoldTransitionRow, OutboxRow
-from stopper.domain.holds import HoldEvent, leads_to
+from stopper.adapters.db.models import (
+    CaseRow,
+    HoldRow,
+    HoldTransitionRow,
+    Iso20022MessageRow,
+    OutboxRow,
+)
+from stopper.domain.holds import HoldEvent, HoldState, leads_to
+from stopper.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +80,53 @@ async def deadline_counts(engine: AsyncEngine, events_topic: str) -> tuple[int, 
                 )
             )
     return kinds.count("stop_expiring"), kinds.count("stop_lapsed"), int(silent or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterCounts:
+    """The holds of the institutions one adapter speaks to, and the messages that carried them
+    (ISO 20022 only: one camt.056 carries many holds)."""
+
+    holds: int
+    stopped: int
+    messages: int | None  # None: one request per hold (http_json)
+    holds_per_message: float | None = None  # what the messages carried, on average
+
+
+async def holds_by_adapter(engine: AsyncEngine, registry: Registry) -> dict[str, AdapterCounts]:
+    """Holds and stops by the adapter of their institution, with the stop-request messages
+    recorded for the iso20022 ones (return instructions left out)."""
+    with store_errors():
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(HoldRow.institution_code, HoldRow.state, func.count()).group_by(
+                        HoldRow.institution_code, HoldRow.state
+                    )
+                )
+            ).all()
+            messages, carried = (
+                await connection.execute(
+                    select(
+                        func.count(func.distinct(Iso20022MessageRow.message_id)), func.count()
+                    ).where(~Iso20022MessageRow.idempotency_key.like("stopper-return-%"))
+                )
+            ).one()
+    holds: Counter[str] = Counter()
+    stopped: Counter[str] = Counter()
+    for code, state, count in rows:
+        institution = registry.get(code)
+        adapter = institution.adapter if institution is not None else "unknown"
+        holds[adapter] += count
+        if state == HoldState.STOPPED.value:
+            stopped[adapter] += count
+    adapters = sorted({i.adapter for i in registry.values()} | set(holds))
+    return {
+        adapter: AdapterCounts(
+            holds[adapter],
+            stopped[adapter],
+            int(messages) if adapter == "iso20022" else None,
+            round(carried / messages, 1) if adapter == "iso20022" and messages else None,
+        )
+        for adapter in adapters
+    }

@@ -93,6 +93,17 @@ def print_table(run: DemoRun) -> None:
             f"  failed holds        {s['holds_failed_by_profile']} made to fail by the "
             f"{s['profile']} profile's faults, {s['holds_failed_otherwise']} otherwise"
         )
+    print("  holds by adapter    institutions  holds  stopped")
+    for adapter, row in s["holds_by_adapter"].items():
+        carried = (
+            f"  ({row['messages']} camt.056 messages, {row['holds_per_message']} holds each)"
+            if row.get("messages")
+            else ""
+        )
+        print(
+            f"    {adapter:<17} {row['institutions']:>12}  {row['holds']:>5}  "
+            f"{row['stopped']:>7}{carried}"
+        )
     print("  money trail         layer  holds  amount stopped")
     for layer, row in s["holds_by_layer"].items():
         print(f"                      {layer:>5}  {row['holds']:>5}  {row['amount_stopped']:>14}")

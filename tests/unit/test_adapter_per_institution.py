@@ -28,13 +28,13 @@ def registry() -> Registry:
 
 
 async def test_calls_go_to_the_adapter_the_registry_names_and_all_are_closed() -> None:
-    json, iso = Adapter("BK01"), Adapter("BK02")
+    json, iso = Adapter("BK07"), Adapter("BK02")
     reg = registry()
     adapters = AdapterPerInstitution({"http_json": json, "iso20022": iso}, reg)
-    for code in ("BK01", "BK02"):
+    for code in ("BK07", "BK02"):
         record = requested_hold(code)
         await adapters.request_stop(reg[code], record.hold.stop_request(record.requested_at))
-    assert [r.institution_code for r in json.requests] == ["BK01"]
+    assert [r.institution_code for r in json.requests] == ["BK07"]
     assert [r.institution_code for r in iso.requests] == ["BK02"]
     await adapters.close()
     assert json.closed and iso.closed
@@ -42,4 +42,4 @@ async def test_calls_go_to_the_adapter_the_registry_names_and_all_are_closed() -
 
 def test_a_registry_naming_an_adapter_not_given_refuses_to_start() -> None:
     with pytest.raises(ConfigurationError, match="iso20022"):
-        AdapterPerInstitution({"http_json": Adapter("BK01")}, registry())
+        AdapterPerInstitution({"http_json": Adapter("BK07")}, registry())

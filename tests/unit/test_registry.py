@@ -12,8 +12,10 @@ def test_packaged_registry_describes_how_to_reach_every_institution() -> None:
     registry = load_registry()
     assert len(registry.of_kind(InstitutionKind.BANK)) == 16
     assert len(registry.of_kind(InstitutionKind.PAYMENT_INSTITUTION)) == 28
+    iso = {i.code for i in registry.values() if i.adapter == "iso20022"}
+    assert iso == {"BK01", "BK02", "BK03", "BK04", "BK05", "BK06"}
     for institution in registry.values():
-        assert institution.adapter == "http_json"
+        assert institution.adapter in ("http_json", "iso20022")
         assert institution.endpoint == f"/institutions/{institution.code}"
         assert institution.timeout_ms > 0 and institution.concurrency > 0
         assert institution.retry.deadline_s > 0 and institution.callback_secret_ref
