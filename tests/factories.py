@@ -1,10 +1,18 @@
-"""Report documents for tests, with unique ids so tests never depend on each other."""
+"""Report documents for tests, with unique ids so tests never depend on each other, and the
+hold decisions several store tests make."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from stopper.app.ports import HoldDecision, HoldRecord, HoldUpdate
+from stopper.domain.holds import HoldEvent
+from stopper.domain.messages import OnwardTransfer
+from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
+from stopper.registry import load_registry
 
 
 def report_doc(**overrides: Any) -> dict[str, Any]:
@@ -63,3 +71,37 @@ def report_doc(**overrides: Any) -> dict[str, Any]:
     }
     doc.update(overrides)
     return doc
+
+
+def stop_and_follow(onward: Sequence[OnwardTransfer], moved_on: int, at: datetime) -> HoldDecision:
+    """A hold sent and stopped with `moved_on` missing, the money trail followed along `onward`
+    in the same change (as an institution's answer with onward transfers does)."""
+
+    def decide(record: HoldRecord) -> HoldUpdate:
+        hold = record.hold
+        moves = [
+            hold.apply(HoldEvent.REQUEST_SENT, cause="test", actor="test", at=at),
+            hold.apply(
+                HoldEvent.STOP_CONFIRMED,
+                cause="test",
+                actor="test",
+                at=at,
+                amount=hold.amount_asked - moved_on,
+            ),
+        ]
+
+        def follow(nodes: Sequence[TrailNode]) -> TrailPlan:
+            return plan_trail(
+                parent=next(n for n in nodes if n.hold_id == hold.id),
+                moved_on=moved_on,
+                onward=onward,
+                case_id=hold.case_id,
+                case_nodes=nodes,
+                known_institutions=load_registry(),
+                max_depth=5,
+                at=at,
+            )
+
+        return HoldUpdate(at=at, transitions=moves, follow=follow)
+
+    return decide

@@ -4,7 +4,7 @@ the record of which holds each message carried."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -14,14 +14,13 @@ import pytest
 from stopper.adapters.db import migrate
 from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.store import SqlStore
-from stopper.app.ports import HoldRecord, HoldUpdate, SentMessage
+from stopper.app.ports import SentMessage
 from stopper.config import DatabaseSettings
 from stopper.domain.accounts import AccountRef
 from stopper.domain.cases import hold_id_for
-from stopper.domain.holds import HoldEvent, idempotency_key_for
+from stopper.domain.holds import idempotency_key_for
 from stopper.domain.messages import OnwardKind, OnwardTransfer
-from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
-from stopper.registry import load_registry
+from tests.factories import stop_and_follow
 from tests.integration.test_store_contract import STOP_REQUESTS, _now, opened_case
 from tests.servers import create_database, drop_database
 
@@ -105,34 +104,7 @@ async def test_a_trail_hold_names_the_onward_transfer_that_reached_it(store: Sql
         OnwardTransfer(OnwardKind.CASH_WITHDRAWAL, 10_000, at - timedelta(minutes=3)),
     ]
 
-    def stop_and_follow(record: HoldRecord) -> HoldUpdate:
-        hold = record.hold
-        moves = [
-            hold.apply(HoldEvent.REQUEST_SENT, cause="t", actor="t", at=at),
-            hold.apply(
-                HoldEvent.STOP_CONFIRMED,
-                cause="t",
-                actor="t",
-                at=at,
-                amount=hold.amount_asked - 60_000,
-            ),
-        ]
-
-        def follow(nodes: Sequence[TrailNode]) -> TrailPlan:
-            return plan_trail(
-                parent=next(n for n in nodes if n.hold_id == hold.id),
-                moved_on=60_000,
-                onward=onward,
-                case_id=hold.case_id,
-                case_nodes=nodes,
-                known_institutions=load_registry(),
-                max_depth=5,
-                at=at,
-            )
-
-        return HoldUpdate(at=at, transitions=moves, follow=follow)
-
-    await store.update_hold(mule.id, stop_and_follow)
+    await store.update_hold(mule.id, stop_and_follow(onward, 60_000, at))
     trail_hold = hold_id_for(case.case.id, AccountRef("BK03", onward_to))
     assert await store.get_hold(trail_hold) is not None
     grounds = await store.stop_grounds([trail_hold, other.id])

@@ -56,9 +56,8 @@ from stopper.contracts.webhooks import CaseEventV1
 from stopper.domain.cases import hold_id_for
 from stopper.domain.holds import HoldEvent, HoldState, idempotency_key_for
 from stopper.domain.messages import OnwardKind, OnwardTransfer
-from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
 from stopper.registry import load_registry
-from tests.factories import report_doc
+from tests.factories import report_doc, stop_and_follow
 from tests.servers import create_database, drop_database
 from tests.unit.fakes import FakeDispatchStore
 
@@ -501,34 +500,7 @@ async def test_a_trail_followed_adds_holds_with_their_stop_requests_and_moves_me
         OnwardTransfer(OnwardKind.TRANSFER, 20_000, at, "BK03", f"6222{uuid4().int % 10**12:012d}"),
     ]
 
-    def stop_and_follow(record: HoldRecord) -> HoldUpdate:
-        hold = record.hold
-        moves = [
-            hold.apply(HoldEvent.REQUEST_SENT, cause="t", actor="t", at=at),
-            hold.apply(
-                HoldEvent.STOP_CONFIRMED,
-                cause="t",
-                actor="t",
-                at=at,
-                amount=hold.amount_asked - 50_000,
-            ),
-        ]
-
-        def follow(nodes: Sequence[TrailNode]) -> TrailPlan:
-            return plan_trail(
-                parent=next(n for n in nodes if n.hold_id == hold.id),
-                moved_on=50_000,
-                onward=onward,
-                case_id=hold.case_id,
-                case_nodes=nodes,
-                known_institutions=load_registry(),
-                max_depth=5,
-                at=at,
-            )
-
-        return HoldUpdate(at=at, transitions=moves, follow=follow)
-
-    await store.update_hold(mule.id, stop_and_follow)
+    await store.update_hold(mule.id, stop_and_follow(onward, 50_000, at))
     merged = await store.get_hold(other.id)
     assert merged is not None
     assert (merged.hold.amount_asked, merged.hold.version, merged.hold.state) == (

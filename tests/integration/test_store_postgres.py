@@ -33,9 +33,9 @@ from stopper.app.returns import ReturnDesk
 from stopper.config import DatabaseSettings, DispatchSettings
 from stopper.domain.holds import HoldEvent
 from stopper.domain.messages import OnwardKind, OnwardTransfer
-from stopper.domain.trail import TRAIL_ACTOR, TrailNode, TrailPlan, plan_trail
+from stopper.domain.trail import TRAIL_ACTOR
 from stopper.registry import load_registry
-from tests.factories import report_doc
+from tests.factories import report_doc, stop_and_follow
 from tests.unit.fakes import FixedClock, ScriptedAdapter
 
 pytestmark = pytest.mark.integration
@@ -327,34 +327,7 @@ async def test_a_trail_merge_is_in_the_audit_with_its_raise_and_version(store: S
         )
     ]
 
-    def stop_and_follow(record: HoldRecord) -> HoldUpdate:
-        hold = record.hold
-        moves = [
-            hold.apply(HoldEvent.REQUEST_SENT, cause="test", actor="test", at=now),
-            hold.apply(
-                HoldEvent.STOP_CONFIRMED,
-                cause="test",
-                actor="test",
-                at=now,
-                amount=hold.amount_asked - 30_000,
-            ),
-        ]
-
-        def follow(nodes: Sequence[TrailNode]) -> TrailPlan:
-            return plan_trail(
-                parent=next(n for n in nodes if n.hold_id == hold.id),
-                moved_on=30_000,
-                onward=onward,
-                case_id=hold.case_id,
-                case_nodes=nodes,
-                known_institutions=load_registry(),
-                max_depth=5,
-                at=now,
-            )
-
-        return HoldUpdate(at=now, transitions=moves, follow=follow)
-
-    await store.update_hold(mule.id, stop_and_follow)
+    await store.update_hold(mule.id, stop_and_follow(onward, 30_000, now))
     async with store.engine.connect() as connection:
         row = (
             await connection.execute(
