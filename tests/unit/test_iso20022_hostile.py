@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from stopper.adapters.institutions.iso20022 import MAX_DOCUMENT_BYTES, Message, parse_document
+from stopper.adapters.institutions.iso20022 import (
+    MAX_DOCUMENT_BYTES,
+    Message,
+    message_of,
+    parse_document,
+)
 from stopper.errors import XmlRefusal, XmlRefused
 
 EXAMPLES = Path(__file__).parents[1] / "data" / "iso20022"
@@ -146,7 +151,10 @@ def test_a_50_mb_document_is_refused_unread() -> None:
 
 def test_a_document_just_under_the_limit_is_read() -> None:
     padding = b"<!--" + b"x" * (MAX_DOCUMENT_BYTES - len(RECALL) - 100) + b"-->"
-    parse_document(RECALL.replace(b"<FIToFIPmtCxlReq>", b"<FIToFIPmtCxlReq>" + padding))
+    body = RECALL.replace(b"<FIToFIPmtCxlReq>", b"<FIToFIPmtCxlReq>" + padding)
+    assert len(body) < MAX_DOCUMENT_BYTES
+    root = parse_document(body)
+    assert message_of(root) is Message.CAMT_056
 
 
 def test_deep_nesting_is_refused_quickly() -> None:
