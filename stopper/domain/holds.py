@@ -20,7 +20,11 @@ In short (the table is the authority)::
     frozen --freeze_renewed--> frozen (a new legal document extends the freeze)
     frozen --return_started--> returning --return_confirmed--> returned
     returning --return_refused--> frozen (the institution refused: the funds stay frozen)
-    any state but a terminal one --merged--> the same state (the trail reached it again)
+    requested, sent, unconfirmed, failed, stopped, frozen, expired
+              --release_ordered--> releasing --release_confirmed--> released
+    requested --request_cancelled--> released (lifted before any request left)
+    any state but a terminal one or releasing --merged--> the same state (the trail reached
+              it again)
 
 Rules the table encodes:
 
@@ -41,16 +45,29 @@ Rules the table encodes:
   not asked for more; an expired one is, for the day it is re-applied. Sending the institution
   the extra comes with issue #17.
 * ``returned``, ``rejected`` and ``not_found`` are terminal.
-* ``released`` (the hold lifted: report withdrawn, account cleared) is a state no event reaches
-  yet; lifting a hold comes with its feature (issue #17). The state stays because the API's
-  ``state`` filter and the ``stopper_holds`` gauge's ``state`` label already offer it.
+* A *release* lifts a hold (the report was withdrawn, the account cleared). It is ordered for a
+  hold whose stop is in force (``stopped``, ``frozen``: a withdrawn report takes away the
+  ground of the freeze too) or may be: ``expired`` (Stopper's lapse is its own reckoning of the
+  deadline; the institution may count it otherwise), ``failed`` (the institution may have
+  acted without Stopper hearing of it), and a request still owed (``sent``, ``unconfirmed``,
+  or ``requested`` again after a re-application, whose earlier stop was at the institution):
+  a request under way must not be left to stop the money after a withdrawal, so the
+  institution is told to lift the hold's stop and not to carry out its requests still to
+  come. The hold is ``releasing`` until the institution confirms (``released``); meanwhile it
+  takes no stop answer, no lapse, no freeze and no merge (the account is being let go), and
+  nothing more is sent for its stop. A refusal, or attempts that run out, leave it
+  ``releasing`` with the reason for a person (the release's bookkeeping, as a freeze's).
+* A hold whose first request never left (``requested``, never re-applied) has nothing at the
+  institution: ``request_cancelled`` releases it at once, without asking (`release_event`).
+* ``returning`` is not released: the money is on its way to the victims (a refused return
+  leaves it ``frozen``, which may be released). ``released`` is terminal.
 
 An illegal event raises `IllegalTransition` and leaves the hold exactly as it was.
 
 Every "may it?" asked elsewhere is derived from the table, never listed again: `can(state,
 event)`, `states_allowing(*events)`, `leads_to(event)`, and the sets `IN_PLAY` (work is left in
 the hold), `AWAITING_ANSWER` (a request went out, its answer is owed), `ANSWERABLE` (an
-institution's answer may apply), `FREEZABLE` and `TERMINAL_STATES`.
+institution's answer may apply), `FREEZABLE`, `RELEASABLE` and `TERMINAL_STATES`.
 """
 
 from __future__ import annotations
@@ -79,6 +96,7 @@ class HoldState(enum.StrEnum):
     EXPIRED = "expired"
     RETURNING = "returning"
     RETURNED = "returned"
+    RELEASING = "releasing"
     RELEASED = "released"
 
 
@@ -97,6 +115,9 @@ class HoldEvent(enum.StrEnum):
     RETURN_CONFIRMED = "return_confirmed"
     RETURN_REFUSED = "return_refused"
     MERGED = "merged"
+    RELEASE_ORDERED = "release_ordered"
+    RELEASE_CONFIRMED = "release_confirmed"
+    REQUEST_CANCELLED = "request_cancelled"
 
 
 S = HoldState
@@ -136,6 +157,16 @@ TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingPro
         (S.RETURNING, E.RETURN_CONFIRMED): S.RETURNED,
         (S.RETURNING, E.RETURN_REFUSED): S.FROZEN,
         (S.RETURNING, E.MERGED): S.RETURNING,
+        # Releases: every state whose stop is in force, or may be, or is still owed.
+        (S.REQUESTED, E.REQUEST_CANCELLED): S.RELEASED,
+        (S.REQUESTED, E.RELEASE_ORDERED): S.RELEASING,
+        (S.SENT, E.RELEASE_ORDERED): S.RELEASING,
+        (S.UNCONFIRMED, E.RELEASE_ORDERED): S.RELEASING,
+        (S.FAILED, E.RELEASE_ORDERED): S.RELEASING,
+        (S.STOPPED, E.RELEASE_ORDERED): S.RELEASING,
+        (S.FROZEN, E.RELEASE_ORDERED): S.RELEASING,
+        (S.EXPIRED, E.RELEASE_ORDERED): S.RELEASING,
+        (S.RELEASING, E.RELEASE_CONFIRMED): S.RELEASED,
     }
 )
 
@@ -183,11 +214,20 @@ AWAITING_ANSWER: Final[frozenset[HoldState]] = frozenset(
 FREEZABLE: Final[frozenset[HoldState]] = states_allowing(
     HoldEvent.FREEZE_CONFIRMED, HoldEvent.FREEZE_RENEWED
 )
+# The states a release may be asked for in: ordered of the institution, or (a request that
+# never left) cancelled at once.
+RELEASABLE: Final[frozenset[HoldState]] = states_allowing(
+    HoldEvent.RELEASE_ORDERED, HoldEvent.REQUEST_CANCELLED
+)
+# Events a person starts: a re-application (a new generation, not work left in the old one) and
+# a release (an end decided, not one owed).
+_STARTED_BY_A_PERSON: Final = frozenset(
+    {HoldEvent.REAPPLIED, HoldEvent.RELEASE_ORDERED, HoldEvent.REQUEST_CANCELLED}
+)
 # A hold still in play: something is owed to it or may still happen to it without a person
-# starting it again (a re-application is a new generation, not work left in the old one; a
-# merge asks for more but leaves no work of its own).
+# starting it again (a merge asks for more but leaves no work of its own).
 IN_PLAY: Final[frozenset[HoldState]] = frozenset(
-    s for s, e in TRANSITIONS if e not in (HoldEvent.REAPPLIED, HoldEvent.MERGED)
+    s for s, e in TRANSITIONS if e not in _STARTED_BY_A_PERSON and e is not HoldEvent.MERGED
 )
 # Nothing may happen to a hold in these states any more.
 TERMINAL_STATES: Final[frozenset[HoldState]] = frozenset(
@@ -201,6 +241,15 @@ def idempotency_key_for(hold_id: UUID, generation: int = 0) -> str:
     `generation` changes only when a person or a rule deliberately re-applies a stop.
     """
     return f"stopper-{hold_id}-{generation}"
+
+
+def release_event(hold: Hold) -> HoldEvent:
+    """How a release reaches `hold`: cancelled at once if its first stop request never left
+    (nothing is at the institution), else ordered of the institution. Whether the state allows
+    either is the table's to say (`IllegalTransition` from `Hold.apply`)."""
+    if hold.state is HoldState.REQUESTED and hold.reapplications == 0:
+        return HoldEvent.REQUEST_CANCELLED
+    return HoldEvent.RELEASE_ORDERED
 
 
 def next_state(state: HoldState, event: HoldEvent) -> HoldState:
@@ -305,6 +354,9 @@ class Hold:
             self.amount_returned = _checked(amount, ceiling=self.amount_frozen, what="returned")
         elif event is HoldEvent.REAPPLIED:
             self.reapplications += 1
+        elif event is HoldEvent.REQUEST_CANCELLED and self.reapplications:
+            # A re-applied hold's earlier stop was at the institution: it must be asked.
+            raise IllegalTransition(self.state.value, event.value)
         elif event is HoldEvent.MERGED:
             if amount is None or amount <= 0:
                 raise InvalidAmount("a merge asks for a positive amount more")

@@ -14,6 +14,7 @@ from stopper.domain.holds import (
     AWAITING_ANSWER,
     FREEZABLE,
     IN_PLAY,
+    RELEASABLE,
     TERMINAL_STATES,
     TRANSITIONS,
     Hold,
@@ -22,6 +23,7 @@ from stopper.domain.holds import (
     can,
     leads_to,
     next_state,
+    release_event,
     states_allowing,
 )
 
@@ -70,6 +72,23 @@ EXPECTED = {
             HoldState.RETURNING,
         )
     },
+    # A release: ordered of the institution wherever a stop is in force, may be, or is owed
+    # (not while the money is on its way to the victims), confirmed by it; a request that never
+    # left is cancelled without asking.
+    **{
+        (state, HoldEvent.RELEASE_ORDERED): HoldState.RELEASING
+        for state in (
+            HoldState.REQUESTED,
+            HoldState.SENT,
+            HoldState.UNCONFIRMED,
+            HoldState.FAILED,
+            HoldState.STOPPED,
+            HoldState.FROZEN,
+            HoldState.EXPIRED,
+        )
+    },
+    (HoldState.RELEASING, HoldEvent.RELEASE_CONFIRMED): HoldState.RELEASED,
+    (HoldState.REQUESTED, HoldEvent.REQUEST_CANCELLED): HoldState.RELEASED,
 }
 
 
@@ -112,10 +131,13 @@ def test_terminal_states() -> None:
     }
 
 
-def test_released_is_kept_but_no_event_reaches_it_yet() -> None:
-    # Lifting a hold comes with its feature (issue #17); the state stays for the API's filter.
-    assert HoldState.RELEASED not in TRANSITIONS.values()
-    assert "released" not in {e.value for e in HoldEvent}
+def test_released_is_reached_only_by_the_institution_s_confirmation_or_a_request_never_sent() -> (
+    None
+):
+    assert {(s, e) for (s, e), t in TRANSITIONS.items() if t is HoldState.RELEASED} == {
+        (HoldState.RELEASING, HoldEvent.RELEASE_CONFIRMED),
+        (HoldState.REQUESTED, HoldEvent.REQUEST_CANCELLED),
+    }
 
 
 S = HoldState
@@ -130,6 +152,7 @@ def test_the_guards_others_ask_are_the_table_s() -> None:
         S.FAILED,
         S.FROZEN,
         S.RETURNING,
+        S.RELEASING,
     }
     assert AWAITING_ANSWER == {S.SENT, S.UNCONFIRMED}
     assert ANSWERABLE == {S.SENT, S.UNCONFIRMED, S.FAILED}
@@ -137,6 +160,60 @@ def test_the_guards_others_ask_are_the_table_s() -> None:
     assert states_allowing(HoldEvent.REAPPLIED) == {S.EXPIRED, S.STOPPED}
     assert states_allowing() == set()
     assert IN_PLAY.isdisjoint(TERMINAL_STATES)
+    assert RELEASABLE == {
+        S.REQUESTED,
+        S.SENT,
+        S.UNCONFIRMED,
+        S.FAILED,
+        S.STOPPED,
+        S.FROZEN,
+        S.EXPIRED,
+    }
+    # Nothing is released while its money goes to the victims, nor once it is over.
+    assert RELEASABLE.isdisjoint(TERMINAL_STATES | {S.RETURNING, S.RELEASING})
+
+
+def test_a_releasing_hold_takes_no_stop_answer_lapse_freeze_or_merge() -> None:
+    assert {e for (s, e) in TRANSITIONS if s is S.RELEASING} == {HoldEvent.RELEASE_CONFIRMED}
+    assert S.RELEASING not in ANSWERABLE | FREEZABLE | AWAITING_ANSWER
+
+
+def test_a_release_is_cancelled_at_once_only_for_a_first_request_never_sent() -> None:
+    never_sent = hold_in(S.REQUESTED)
+    assert release_event(never_sent) is HoldEvent.REQUEST_CANCELLED
+    never_sent.apply(HoldEvent.REQUEST_CANCELLED, cause="withdrawn", actor="officer", at=AT)
+    assert never_sent.state is S.RELEASED
+
+    # Re-applied: its earlier stop was at the institution, which must be asked to lift it.
+    again = hold_in(S.STOPPED)
+    again.apply(HoldEvent.REAPPLIED, cause="renewed", actor="officer", at=AT)
+    assert again.state is S.REQUESTED
+    assert release_event(again) is HoldEvent.RELEASE_ORDERED
+    with pytest.raises(IllegalTransition):
+        again.apply(HoldEvent.REQUEST_CANCELLED, cause="withdrawn", actor="officer", at=AT)
+    assert (again.state, again.version, len(again.history)) == (S.REQUESTED, 2, 1)
+    for state in (S.SENT, S.UNCONFIRMED, S.STOPPED, S.FROZEN, S.EXPIRED, S.FAILED):
+        assert release_event(hold_in(state)) is HoldEvent.RELEASE_ORDERED
+
+
+def test_a_release_ordered_and_confirmed_is_recorded_with_who_and_why() -> None:
+    hold = hold_in(S.FROZEN)
+    ordered = hold.apply(
+        HoldEvent.RELEASE_ORDERED,
+        cause="release ordered by operator:li.wei: report withdrawn",
+        actor="operator:li.wei",
+        at=AT,
+    )
+    confirmed = hold.apply(
+        HoldEvent.RELEASE_CONFIRMED, cause="released at BK01", actor="institution:BK01", at=AT
+    )
+    assert hold.state is S.RELEASED and hold.state in TERMINAL_STATES
+    assert [(t.from_state, t.to_state, t.actor) for t in (ordered, confirmed)] == [
+        (S.FROZEN, S.RELEASING, "operator:li.wei"),
+        (S.RELEASING, S.RELEASED, "institution:BK01"),
+    ]
+    # The amounts stay as they were: what the stop held is the record of what was released.
+    assert (hold.amount_stopped, hold.amount_frozen) == (8_000, 8_000)
 
 
 @pytest.mark.parametrize(("state", "event"), ALL_PAIRS, ids=lambda v: str(v))
@@ -242,7 +319,7 @@ def test_a_merge_must_ask_for_something_more(amount: int | None) -> None:
 def test_a_merge_leads_to_no_one_state() -> None:
     with pytest.raises(ValueError, match="merged"):
         leads_to(HoldEvent.MERGED)
-    assert states_allowing(HoldEvent.MERGED) == set(HoldState) - TERMINAL_STATES
+    assert states_allowing(HoldEvent.MERGED) == set(HoldState) - TERMINAL_STATES - {S.RELEASING}
 
 
 def test_reapplication_is_counted() -> None:
