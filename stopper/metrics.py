@@ -137,6 +137,17 @@ RETURN_ATTEMPTS = Counter(
     "Return requests by institution and outcome (returned, rejected, error).",
     ["institution", "outcome"],
 )
+RELEASE_ATTEMPTS = Counter(
+    "stopper_release_attempts_total",
+    "Release requests by institution and outcome (released, rejected, error).",
+    ["institution", "outcome"],
+)
+RELEASES = Counter(
+    "stopper_releases_total",
+    "Releases asked for, per hold, by ground (report_withdrawn, account_cleared) and outcome "
+    "(ordered, cancelled: nothing had been sent, already_ordered, resent, not_allowed).",
+    ["ground", "outcome"],
+)
 AMOUNT_RETURNED = Counter(
     "stopper_amount_returned_total",
     "Frozen funds the institutions confirmed paid back to victims, in currency units.",

@@ -1,6 +1,6 @@
 """`InstitutionGateway`: every call Stopper makes to an institution goes through here.
 
-Stop requests, status inquiries, reconciliation queries, freeze orders and return orders all
+Stop requests, status inquiries, reconciliation queries, freeze, return and release orders all
 leave through `InstitutionGateway`, which wraps the institution port (`InstitutionAdapter`) with
 what every call to one institution shares, per institution and per process:
 - slots: at most the institution's `concurrency` calls at once (`holds_in_flight`: for an
@@ -42,6 +42,7 @@ from stopper.domain.messages import (
     InstitutionAnswer,
     OrderAnswer,
     OrderFreeze,
+    OrderRelease,
     OrderReturn,
     RequestStop,
     StopStatus,
@@ -65,6 +66,7 @@ class Operation(enum.StrEnum):
     STATUSES = "statuses"
     FREEZE = "freeze"
     RETURN = "return"
+    RELEASE = "release"
 
 
 class InstitutionGateway:
@@ -160,6 +162,16 @@ class InstitutionGateway:
             lambda: self._adapter.request_return(institution, request),
             metrics.RETURN_ATTEMPTS,
             "returned",
+        )
+
+    async def request_release(self, institution: Institution, request: OrderRelease) -> OrderAnswer:
+        """One release attempt, counted in `stopper_release_attempts_total`."""
+        return await self._order(
+            institution,
+            Operation.RELEASE,
+            lambda: self._adapter.request_release(institution, request),
+            metrics.RELEASE_ATTEMPTS,
+            "released",
         )
 
     # --- retries, breakers, health ------------------------------------------------------------

@@ -19,6 +19,7 @@ from stopper.domain.messages import (
     InstitutionAnswer,
     OrderAnswer,
     OrderFreeze,
+    OrderRelease,
     OrderReturn,
     RequestStop,
     StopStatus,
@@ -156,6 +157,9 @@ class HoldRecord:
     return_next_attempt_at: datetime | None = None
     accepted_at: datetime | None = None  # the institution accepted the request (unconfirmed)
     inquiries: int = 0  # status inquiries made about it since
+    release_ground: str | None = None  # why it is released: report_withdrawn, account_cleared
+    release_attempts: int = 0
+    release_next_attempt_at: datetime | None = None
 
     @classmethod
     def born(
@@ -294,6 +298,18 @@ class FreezeStore(HoldUnitOfWork, Protocol):
 
     async def freezes_due(self, now: datetime, limit: int) -> list[UUID]:
         """Holds with a freeze order whose next attempt is due."""
+        ...
+
+
+class ReleaseStore(HoldUnitOfWork, Protocol):
+    """The release desk's storage (`ReleaseDesk`)."""
+
+    async def releases_due(self, now: datetime, limit: int) -> list[UUID]:
+        """Releasing holds whose next release attempt is due."""
+        ...
+
+    async def case_hold_ids(self, case_id: UUID) -> list[UUID] | None:
+        """Every hold of the case, the trail's too (None: no such case)."""
         ...
 
 
@@ -498,4 +514,9 @@ class InstitutionAdapter(Protocol):
 
     async def request_return(self, institution: Institution, request: OrderReturn) -> OrderAnswer:
         """One return attempt (the payouts to the victims' accounts), errors as for stops."""
+        ...
+
+    async def request_release(self, institution: Institution, request: OrderRelease) -> OrderAnswer:
+        """One release attempt (lift the hold's stop, carry out none of its requests still to
+        come), errors as for stops."""
         ...

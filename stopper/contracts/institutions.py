@@ -15,6 +15,7 @@ from stopper.domain.messages import (
     OnwardTransfer,
     OrderAnswer,
     OrderFreeze,
+    OrderRelease,
     OrderReturn,
     RequestStop,
     StatusKind,
@@ -268,3 +269,35 @@ class ReturnAnswerV1(BaseModel):
 
     def to_domain(self) -> OrderAnswer:
         return OrderAnswer(self.status == "returned", self.amount_returned or 0, self.reason)
+
+
+class ReleaseRequestV1(_HoldRequestV1):
+    """Lift a hold: the report was withdrawn or the account cleared. The institution releases
+    the hold's stop (or freeze), of any generation up to `generation`, and carries out none of
+    the hold's stop requests that reach it afterwards (one may still be on its way)."""
+
+    ground: Literal["report_withdrawn", "account_cleared"]
+    generation: int = Field(ge=0, description="The hold's newest stop generation.")
+
+    @classmethod
+    def from_command(cls, command: OrderRelease) -> ReleaseRequestV1:
+        return cls.model_validate(command, from_attributes=True)
+
+
+class ReleaseAnswerV1(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: Literal["released", "rejected"]
+    amount_released: int | None = Field(
+        default=None, ge=0, description="Minor units the stop held and no longer holds (0: none)."
+    )
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _released_says_how_much(self) -> ReleaseAnswerV1:
+        if self.status == "released" and self.amount_released is None:
+            raise ValueError("a released answer must say amount_released")
+        return self
+
+    def to_domain(self) -> OrderAnswer:
+        return OrderAnswer(self.status == "released", self.amount_released or 0, self.reason)

@@ -71,6 +71,23 @@ class OrderReturn:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderRelease:
+    """A hold is to be lifted at `institution_code` (`ground`: report_withdrawn or
+    account_cleared): its stop, of whatever generation up to `generation`, released, and none
+    of its stop requests still to arrive carried out."""
+
+    hold_id: UUID
+    case_id: UUID
+    institution_code: str
+    account_number: str
+    currency: str
+    ground: str
+    generation: int
+    idempotency_key: str
+    requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class CaseOpened:
     case_id: UUID
     report_id: str
@@ -127,7 +144,7 @@ class InstitutionAnswer:
 
 @dataclass(frozen=True, slots=True)
 class OrderAnswer:
-    """An institution's answer to an order about a stopped hold (a formal freeze, a return):
+    """An institution's answer to an order about a hold (a formal freeze, a return, a release):
     done, with the amount it acted on, or refused and why."""
 
     done: bool

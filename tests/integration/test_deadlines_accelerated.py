@@ -27,7 +27,13 @@ from stopper.app.jurisdictions import PROFILES, Jurisdiction
 from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.config import DatabaseSettings, DeadlineSettings
 from stopper.domain.holds import HoldEvent
-from stopper.domain.messages import OrderAnswer, OrderFreeze, OrderReturn, RequestStop
+from stopper.domain.messages import (
+    OrderAnswer,
+    OrderFreeze,
+    OrderRelease,
+    OrderReturn,
+    RequestStop,
+)
 from stopper.registry import Institution, load_registry
 from tests.factories import report_doc
 
@@ -47,6 +53,9 @@ class FreezesAtOnce:
 
     async def request_return(self, institution: Institution, request: OrderReturn) -> Any:
         raise AssertionError("no returns in this test")
+
+    async def request_release(self, institution: Institution, request: OrderRelease) -> Any:
+        raise AssertionError("no releases in this test")
 
     async def stop_status(self, institution: Institution, idempotency_key: str) -> Any:
         raise AssertionError("no status inquiries in this test")

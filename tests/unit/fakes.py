@@ -28,13 +28,19 @@ from stopper.app.ports import (
     ReturnStart,
     VictimTransfer,
 )
-from stopper.contracts.institutions import FreezeAnswerV1, ReturnAnswerV1, StopRequestV1
+from stopper.contracts.institutions import (
+    FreezeAnswerV1,
+    ReleaseAnswerV1,
+    ReturnAnswerV1,
+    StopRequestV1,
+)
 from stopper.domain.cases import hold_id_for
 from stopper.domain.holds import Hold, HoldState, Transition, idempotency_key_for
 from stopper.domain.messages import (
     InstitutionAnswer,
     OrderAnswer,
     OrderFreeze,
+    OrderRelease,
     OrderReturn,
     RequestStop,
     StatusKind,
@@ -412,6 +418,24 @@ class FakeDispatchStore:
             and r.freeze_next_attempt_at <= now
         ][:limit]
 
+    async def releases_due(self, now: datetime, limit: int) -> list[UUID]:
+        due = [
+            r
+            for r in self.holds.values()
+            if r.hold.state is HoldState.RELEASING
+            and r.release_next_attempt_at is not None
+            and r.release_next_attempt_at <= now
+        ]
+        return [r.hold.id for r in sorted(due, key=lambda r: r.release_next_attempt_at or now)][
+            :limit
+        ]
+
+    async def case_hold_ids(self, case_id: UUID) -> list[UUID] | None:
+        ids = sorted(r.hold.id for r in self.holds.values() if r.hold.case_id == case_id)
+        if case_id not in self.cases and not ids:
+            return None
+        return ids
+
     async def count_expiring(self, now: datetime, within: timedelta) -> int:
         return sum(
             1
@@ -466,6 +490,13 @@ class ScriptedAdapter:
         self.freeze_script: dict[str, list[FreezeAnswerV1 | InstitutionError]] = {}
         self.returns: list[OrderReturn] = []
         self.return_script: dict[str, list[ReturnAnswerV1 | InstitutionError]] = {}
+        # Releases: by default each key is released once, what its stop held (the amount in
+        # `held`, by hold) freed; a repeated key answers what the first answer said, as an
+        # institution answers from its stored result.
+        self.releases: list[OrderRelease] = []
+        self.release_script: dict[str, list[ReleaseAnswerV1 | InstitutionError]] = {}
+        self.held: dict[UUID, int] = {}
+        self.released: dict[str, OrderAnswer] = {}
         # Status inquiries: an institution's script of what its record says (last repeats);
         # without one, every key is still pending. `statuses` records every key asked.
         self.status_script: dict[str, list[StopStatus | InstitutionError]] = {}
@@ -511,6 +542,23 @@ class ScriptedAdapter:
             ReturnAnswerV1(status="returned", amount_returned=request.amount),
         )
         return answer.to_domain()
+
+    async def request_release(self, institution: Institution, request: OrderRelease) -> OrderAnswer:
+        self.releases.append(request)
+        known = self.released.get(request.idempotency_key)
+        if known is not None:
+            await asyncio.sleep(0)
+            return known
+        answer = (
+            await _answer_from(
+                self.release_script.get(institution.code, []),
+                ReleaseAnswerV1(
+                    status="released", amount_released=self.held.get(request.hold_id, 0)
+                ),
+            )
+        ).to_domain()
+        self.released[request.idempotency_key] = answer
+        return answer
 
 
 async def _answer_from(steps: list[_A | InstitutionError], default: _A) -> _A:

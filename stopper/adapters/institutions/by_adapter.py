@@ -11,6 +11,7 @@ from stopper.domain.messages import (
     InstitutionAnswer,
     OrderAnswer,
     OrderFreeze,
+    OrderRelease,
     OrderReturn,
     RequestStop,
     StopStatus,
@@ -58,3 +59,6 @@ class AdapterPerInstitution:
 
     async def request_return(self, institution: Institution, request: OrderReturn) -> OrderAnswer:
         return await self.of(institution).request_return(institution, request)
+
+    async def request_release(self, institution: Institution, request: OrderRelease) -> OrderAnswer:
+        return await self.of(institution).request_release(institution, request)

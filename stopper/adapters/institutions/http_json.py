@@ -6,9 +6,10 @@ GET {endpoint}/stops/{idempotency_key} asks what became of a request the institu
 (200 with the outcome, 202 while pending, 404 with status `unknown` when it never received it;
 any other 404 is unreadable, not "unknown"), and
 POST {endpoint}/stops/status (StopStatusQueryV1) asks the same of many at once (reconciliation).
-POST {endpoint}/freezes with FreezeRequestV1 turns a stop into a formal freeze, and
-POST {endpoint}/returns with ReturnRequestV1 pays frozen funds back to the victims (both answered
-at once).
+POST {endpoint}/freezes with FreezeRequestV1 turns a stop into a formal freeze,
+POST {endpoint}/returns with ReturnRequestV1 pays frozen funds back to the victims, and
+POST {endpoint}/releases with ReleaseRequestV1 lifts a hold (all answered at once, each with the
+request's `Idempotency-Key`).
 
 The client is aiohttp: at thousands of stop requests per second its pool and parser cost a
 fraction of what httpx's did (bench/README.md).
@@ -27,6 +28,8 @@ from pydantic import BaseModel, ValidationError
 from stopper.contracts.institutions import (
     FreezeAnswerV1,
     FreezeRequestV1,
+    ReleaseAnswerV1,
+    ReleaseRequestV1,
     ReturnAnswerV1,
     ReturnRequestV1,
     StopAnswerV1,
@@ -39,6 +42,7 @@ from stopper.domain.messages import (
     InstitutionAnswer,
     OrderAnswer,
     OrderFreeze,
+    OrderRelease,
     OrderReturn,
     RequestStop,
     StopStatus,
@@ -143,11 +147,16 @@ class HttpJsonAdapter:
         answer = await self._ask(institution, "returns", body, ReturnAnswerV1)
         return answer.to_domain()
 
+    async def request_release(self, institution: Institution, request: OrderRelease) -> OrderAnswer:
+        body = ReleaseRequestV1.from_command(request)
+        answer = await self._ask(institution, "releases", body, ReleaseAnswerV1)
+        return answer.to_domain()
+
     async def _ask(
         self,
         institution: Institution,
         operation: str,
-        request: FreezeRequestV1 | ReturnRequestV1,
+        request: FreezeRequestV1 | ReturnRequestV1 | ReleaseRequestV1,
         answer: type[_Answer],
     ) -> _Answer:
         response = await self._post(

@@ -39,8 +39,9 @@ A return order is done only once a pacs.004 matches every payout of it (by refer
 account, never more than asked); a camt.029 RJCR refuses it with its reason; anything else is
 `MalformedAnswer` (asked again with the same key: the institution pays once per key). What is
 not ISO 20022 here, on today's JSON routes (`HttpJsonAdapter`): status inquiries and
-reconciliation (camt.087/camt.027 are out of scope), and formal freezes (the recall
-conversation has no freeze message: a freeze is a legal order, not a recall).
+reconciliation (camt.087/camt.027 are out of scope), formal freezes (the recall
+conversation has no freeze message: a freeze is a legal order, not a recall), and releases
+(none of camt.056, camt.029 and pacs.004 lifts a stop: `POST {endpoint}/releases`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ from stopper.domain.messages import (
     InstitutionAnswer,
     OrderAnswer,
     OrderFreeze,
+    OrderRelease,
     OrderReturn,
     RequestStop,
     StatusKind,
@@ -157,6 +159,9 @@ class Iso20022Adapter:
 
     async def request_freeze(self, institution: Institution, request: OrderFreeze) -> OrderAnswer:
         return await self._http.request_freeze(institution, request)
+
+    async def request_release(self, institution: Institution, request: OrderRelease) -> OrderAnswer:
+        return await self._http.request_release(institution, request)
 
     async def request_return(self, institution: Institution, request: OrderReturn) -> OrderAnswer:
         """The return instruction (a camt.056 of one TxInf per payout), done only once a pacs.004
