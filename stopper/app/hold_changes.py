@@ -24,18 +24,21 @@ class HoldChange(Protocol):
         ...
 
 
-# Orders sent after the stop (a formal freeze, a return): the attempts of either kind.
+# Orders sent after the stop (a formal freeze, a return, a release): the attempts of each kind.
 
 
 class Order(enum.StrEnum):
     FREEZE = "freeze"
     RETURN = "return"
+    RELEASE = "release"
 
 
 def order_progress(record: HoldRecord, order: Order) -> tuple[int, datetime | None]:
     """Attempts made so far at `order`, and when the next is due (None: nothing to send)."""
     if order is Order.FREEZE:
         return record.freeze_attempts, record.freeze_next_attempt_at
+    if order is Order.RELEASE:
+        return record.release_attempts, record.release_next_attempt_at
     return record.return_attempts, record.return_next_attempt_at
 
 
@@ -44,6 +47,8 @@ def _with_progress(
 ) -> HoldRecord:
     if order is Order.FREEZE:
         return replace(record, freeze_attempts=attempts, freeze_next_attempt_at=next_attempt_at)
+    if order is Order.RELEASE:
+        return replace(record, release_attempts=attempts, release_next_attempt_at=next_attempt_at)
     return replace(record, return_attempts=attempts, return_next_attempt_at=next_attempt_at)
 
 
@@ -311,5 +316,27 @@ class ReturnResent:
             record,
             return_attempts=0,
             return_next_attempt_at=self.next_attempt_at,
+            state_reason=self.reason,
+        )
+
+
+# Releases.
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseOrdered:
+    """A release ordered on `ground` (or sent again from its first attempt), its first attempt
+    due at `next_attempt_at` (None: nothing to send, the hold was released at once)."""
+
+    ground: str
+    next_attempt_at: datetime | None
+    reason: str
+
+    def apply(self, record: HoldRecord) -> HoldRecord:
+        return replace(
+            record,
+            release_ground=self.ground,
+            release_attempts=0,
+            release_next_attempt_at=self.next_attempt_at,
             state_reason=self.reason,
         )

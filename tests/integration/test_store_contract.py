@@ -28,6 +28,9 @@ from stopper.app.hold_changes import (
     FreezeOrdered,
     Frozen,
     HoldChange,
+    Order,
+    OrderLeased,
+    ReleaseOrdered,
     ReturnOrdered,
     WarningsSent,
 )
@@ -47,6 +50,7 @@ from stopper.app.ports import (
     Payout,
     ReconcileItem,
     ReconcileStore,
+    ReleaseStore,
     ReturnStart,
     ReturnStore,
     VictimTransfer,
@@ -68,7 +72,14 @@ CASE_EVENTS = "stopper.case-events"  # the default of both stores
 
 
 class Store(
-    IntakeStore, DispatchStore, DeadlineStore, FreezeStore, ReturnStore, ReconcileStore, Protocol
+    IntakeStore,
+    DispatchStore,
+    DeadlineStore,
+    FreezeStore,
+    ReturnStore,
+    ReconcileStore,
+    ReleaseStore,
+    Protocol,
 ):
     """Every port the use cases ask of the store, and what tests and the console read back."""
 
@@ -426,6 +437,44 @@ async def test_freezes_due_are_ordered_freezes_of_holds_that_may_be_frozen(store
     await moved(store, requested, change=order)  # not freezable: a stop was never confirmed
     assert _ours(await store.freezes_due(at, 10_000), stopped, requested) == [stopped]
     assert _ours(await store.freezes_due(at - timedelta(seconds=2), 10_000), stopped) == []
+
+
+async def test_releases_due_are_releasing_holds_past_their_next_attempt_soonest_first(
+    store: Store,
+) -> None:
+    at = _now()
+    first, second = [await recorded(store, at) for _ in range(2)]
+    later, sooner = (h.id for h in first.case.holds)
+    stopped, _ = (h.id for h in second.case.holds)
+    for hold_id, seconds in ((later, 5), (sooner, 10)):
+        order = ReleaseOrdered(
+            "report_withdrawn", next_attempt_at=at - timedelta(seconds=seconds), reason="r"
+        )
+        await moved(store, hold_id, HoldEvent.RELEASE_ORDERED, change=order)
+    # Bookkeeping of a release on a hold that is not releasing is not a release due.
+    stray = ReleaseOrdered("account_cleared", next_attempt_at=at, reason="r")
+    await moved(store, stopped, HoldEvent.REQUEST_SENT, HoldEvent.STOP_CONFIRMED, change=stray)
+    assert _ours(await store.releases_due(at, 10_000), later, sooner, stopped) == [sooner, later]
+    assert _ours(await store.releases_due(at - timedelta(seconds=7), 10_000), later, sooner) == [
+        sooner
+    ]
+    # A lease moves the next attempt on; the record keeps the ground and counts the attempt.
+    leased = await moved(
+        store, sooner, change=OrderLeased(Order.RELEASE, 1, at + timedelta(seconds=30))
+    )
+    assert (leased.hold.state, leased.release_ground, leased.release_attempts) == (
+        HoldState.RELEASING,
+        "report_withdrawn",
+        1,
+    )
+    assert _ours(await store.releases_due(at, 10_000), later, sooner) == [later]
+
+
+async def test_a_case_s_hold_ids_are_all_its_holds_and_none_for_no_case(store: Store) -> None:
+    at = _now()
+    case = await recorded(store, at)
+    assert await store.case_hold_ids(case.case.id) == sorted(h.id for h in case.case.holds)
+    assert await store.case_hold_ids(uuid4()) is None
 
 
 async def test_holds_to_reconcile_are_the_unconfirmed_and_the_given_up_after_a_request(

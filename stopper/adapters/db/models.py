@@ -149,6 +149,10 @@ class HoldRow(Base):
     return_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     return_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     return_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    # A release (the report withdrawn, the account cleared), until the institution confirms.
+    release_ground: Mapped[str | None] = mapped_column(String(32))
+    release_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    release_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
 
 
 class DivergenceRow(Base):

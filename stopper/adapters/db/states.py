@@ -26,6 +26,7 @@ __all__ = [
     "LEASED",
     "MERGEABLE",
     "OWED_A_REQUEST",
+    "RELEASE_UNDER_WAY",
     "RETURN_UNDER_WAY",
     "STOP_IN_FORCE",
     "UNCONFIRMED",
@@ -49,6 +50,8 @@ LAPSING: Final = states_allowing(HoldEvent.LAPSED)
 LAPSED: Final = leads_to(HoldEvent.LAPSED)
 # A return was ordered and its confirmation is owed.
 RETURN_UNDER_WAY: Final = states_allowing(HoldEvent.RETURN_CONFIRMED)
+# A release was ordered and its confirmation is owed.
+RELEASE_UNDER_WAY: Final = states_allowing(HoldEvent.RELEASE_CONFIRMED)
 
 # The deadline columns are the stop's and the freeze's: every state that may lapse is one.
 assert {STOP_IN_FORCE, FREEZE_IN_FORCE} == LAPSING, "a lapsing state without its deadline"

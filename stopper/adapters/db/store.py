@@ -9,6 +9,7 @@ Where each aggregate is stored:
     trail.py           the money trail followed inside that unit of work
     returns.py         a case's funds and its return orders
     sweeps.py          what the sweepers find due, and the gauges' counts
+    releases.py        releases due, and a case's holds (a withdrawn report releases them)
     reconciliation.py  holds whose outcome is unknown, divergences found
     outbox.py          the transactional outbox's relay
     queries.py         read models for the API and the console
@@ -38,6 +39,7 @@ from stopper.adapters.db.notes import NoteStorage
 from stopper.adapters.db.outbox import OutboxStorage
 from stopper.adapters.db.queries import CaseReadModels
 from stopper.adapters.db.reconciliation import ReconcileStorage
+from stopper.adapters.db.releases import ReleaseStorage
 from stopper.adapters.db.returns import ReturnStorage
 from stopper.adapters.db.sweeps import SweepQueries
 from stopper.adapters.db.webhooks import WebhookStorage
@@ -46,6 +48,7 @@ from stopper.adapters.db.webhooks import WebhookStorage
 class SqlStore(
     IntakeStorage,
     ReturnStorage,
+    ReleaseStorage,
     SweepQueries,
     ReconcileStorage,
     OutboxStorage,
