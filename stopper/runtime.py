@@ -37,6 +37,7 @@ from stopper.app.gateway import InstitutionGateway
 from stopper.app.intake import IntakeHandler, IntakeTopics
 from stopper.app.ports import Bus, Clock
 from stopper.app.reconcile import Reconciler
+from stopper.app.releases import ReleaseDesk
 from stopper.app.returns import ReturnDesk
 from stopper.app.rotating_secrets import RotatingSecret
 from stopper.app.webhook_delivery import RetryPolicy, WebhookFanOut, WebhookSender
@@ -72,6 +73,7 @@ class Runtime:
     webhook_sender: WebhookSender
     webhook_transport: HttpWebhookTransport
     approvals: ApprovalDesk
+    releases: ReleaseDesk
     # Loops whose work the bus refuses right now (they keep trying, slowly): not ready meanwhile.
     refusals: RefusedLoops = field(default_factory=RefusedLoops)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -189,6 +191,16 @@ class Runtime:
             ),
         )
         self._spawn(
+            "release-sweeper",
+            run_periodically(
+                "release sweeper",
+                self.releases.sweep_once,
+                interval_s=self.settings.dispatch.sweep_interval_ms / 1000,
+                stopping=self._stopping,
+                refusals=self.refusals,
+            ),
+        )
+        self._spawn(
             "reconciler",
             run_periodically(
                 "reconciler",
@@ -241,6 +253,7 @@ class Runtime:
         await self.dispatcher.close()
         await self.freezes.close()
         await self.returns.close()
+        await self.releases.close()
         await self.bus.stop()
         await self.adapter.close()
         await self.webhook_transport.close()
@@ -293,7 +306,8 @@ def build_runtime(
         )
     outbox_written = asyncio.Event()
     # Each institution's calls go through the adapter its registry entry names; the ISO 20022
-    # adapter sends its XML (and its JSON status inquiries and freezes) through the same client.
+    # adapter sends its XML (and its JSON status inquiries, freezes and releases) through the
+    # same client.
     http_json = HttpJsonAdapter(settings.institutions.base_url)
     adapter = AdapterPerInstitution(
         {"http_json": http_json, "iso20022": Iso20022Adapter(http_json, store, clock)}, registry
@@ -371,6 +385,7 @@ def build_runtime(
         ApprovalDesk(
             store, returns, freezes, clock, freezes_need_approval=settings.approvals.freezes
         ),
+        ReleaseDesk(store, gateway, clock),
     )
 
 
