@@ -13,11 +13,16 @@ inquiry says `pending`; an institution that answers at once knows at once. It co
 request received and every stop executed, so a test can prove that no funds were stopped twice,
 and keeps a ledger of each hold's newest stop. It knows nothing but what the requests tell it.
 
+A release lifts a hold's stop (and freeze), once per idempotency key, repeats answered from the
+stored result; from then on a stop request of that hold (of the generation released or an
+earlier one, a request still on its way) is not carried out. The ledger shows a released hold
+as `released`, and every release is counted (`GET /stats`: releases, amount_released).
+
     POST /institutions/{code}/stops                    StopRequestV1 -> 200 outcome | 202 accepted
     GET  /institutions/{code}/stops/{idempotency_key}  -> StopStatusV1: 200 outcome, 202 pending,
                                                           404 unknown (never received)
     POST /institutions/{code}/stops/status             StopStatusQueryV1 -> 200 StopStatusesV1
-    POST /institutions/{code}/freezes, .../returns     answered at once
+    POST /institutions/{code}/freezes, .../returns, .../releases   answered at once
     POST /institutions/{code}/iso20022/camt.056, .../iso20022/return   the ISO 20022 institutions
                                                           (iso_banks.py)
     GET  /stats, /ledger, /healthz
@@ -44,6 +49,7 @@ import aiohttp
 from stopper.contracts.institutions import (
     CallbackV1,
     FreezeRequestV1,
+    ReleaseRequestV1,
     ReturnRequestV1,
     StopRequestV1,
 )
@@ -82,6 +88,11 @@ class Counts:
     returns: int = 0
     double_returns: int = 0
     amount_returned: int = 0
+    release_requests: int = 0  # received, whatever became of them
+    releases: int = 0  # holds released (one per key)
+    double_releases: int = 0  # a hold released by two keys
+    amount_released: int = 0  # what the stops released held
+    stops_not_carried_out: int = 0  # stop requests of a hold released before they arrived
     answers: Counter[str] = field(default_factory=Counter)
 
 
@@ -141,6 +152,9 @@ class SimulatedInstitution:
         self._frozen_by_hold: dict[UUID, int] = {}
         self._returns: dict[str, dict[str, Any]] = {}  # by idempotency key
         self._returned_holds: set[UUID] = set()
+        self._releases: dict[str, dict[str, Any]] = {}  # by idempotency key
+        # Released holds: the newest generation released, and the key it was released with.
+        self._released: dict[UUID, tuple[int, str]] = {}
 
     def down(self, elapsed_s: float) -> bool:
         outage = self.behaviour.outage
@@ -170,8 +184,13 @@ class SimulatedInstitution:
             return known
         account = request.account_number
         fate = self._fate(account)
-        if fate < self.behaviour.missing_account_rate:
-            result: dict[str, Any] = {"status": "not_found"}
+        released = self._released.get(request.hold_id)
+        if released is not None and request.generation <= released[0]:
+            # The request was on its way when the hold was released: it is not carried out.
+            result: dict[str, Any] = {"status": "rejected", "reason": "the hold was released"}
+            self.counts.stops_not_carried_out += 1
+        elif fate < self.behaviour.missing_account_rate:
+            result = {"status": "not_found"}
         elif fate < self.behaviour.missing_account_rate + self.behaviour.reject_rate:
             result = {"status": "rejected", "reason": "account under another authority's order"}
         else:
@@ -204,9 +223,12 @@ class SimulatedInstitution:
         return record.status(now)
 
     def ledger(self, now: float) -> list[dict[str, Any]]:
-        """Its record of each hold's newest generation, as far as it knows at `now`."""
+        """Its record of each hold's newest generation, as far as it knows at `now` (a
+        released hold: `released`, the amount its stop held when released)."""
         entries = []
         for record in self._newest_by_hold.values():
+            if record.hold_id in self._released:
+                continue
             known = record.known(now)
             entries.append(
                 {
@@ -216,6 +238,17 @@ class SimulatedInstitution:
                     "idempotency_key": record.idempotency_key,
                     "status": record.outcome["status"] if known else "pending",
                     "amount_held": record.outcome.get("amount_held") if known else None,
+                }
+            )
+        for hold_id, (generation, key) in self._released.items():
+            entries.append(
+                {
+                    "hold_id": str(hold_id),
+                    "institution_code": self.institution.code,
+                    "generation": generation,
+                    "idempotency_key": key,
+                    "status": "released",
+                    "amount_held": self._releases[key].get("amount_released"),
                 }
             )
         return entries
@@ -255,6 +288,24 @@ class SimulatedInstitution:
                 self.counts.double_returns += 1
             self._returned_holds.add(request.hold_id)
         self._returns[request.idempotency_key] = result
+        return result
+
+    def release(self, request: ReleaseRequestV1) -> dict[str, Any]:
+        """Lift the hold's stop (and freeze), once per idempotency key: what it held is free
+        again, and a stop request of the hold still to arrive is not carried out."""
+        known = self._releases.get(request.idempotency_key)
+        if known is not None:
+            return known
+        held = self._held_by_hold.pop(request.hold_id, 0)
+        frozen = self._frozen_by_hold.pop(request.hold_id, None)
+        released = held if frozen is None else frozen
+        result = {"status": "released", "amount_released": released}
+        if request.hold_id in self._released:
+            self.counts.double_releases += 1
+        self._released[request.hold_id] = (request.generation, request.idempotency_key)
+        self.counts.releases += 1
+        self.counts.amount_released += released
+        self._releases[request.idempotency_key] = result
         return result
 
     def _fate(self, account: str) -> float:
@@ -354,6 +405,11 @@ class Simulation:
                 "returns": sim.counts.returns,
                 "double_returns": sim.counts.double_returns,
                 "amount_returned": sim.counts.amount_returned,
+                "release_requests": sim.counts.release_requests,
+                "releases": sim.counts.releases,
+                "double_releases": sim.counts.double_releases,
+                "amount_released": sim.counts.amount_released,
+                "stops_not_carried_out": sim.counts.stops_not_carried_out,
             }
             totals.update(counts)
             per[code] = {**counts, "answers": dict(sim.counts.answers)}

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from stopper.contracts.institutions import (
     FreezeRequestV1,
+    ReleaseRequestV1,
     ReturnRequestV1,
     StopRequestV1,
     StopStatusQueryV1,
@@ -146,6 +147,37 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
         return await order(
             code, request, idempotency_key, ReturnRequestV1, SimulatedInstitution.pay_back
         )
+
+    @app.post("/institutions/{code}/releases")
+    async def release(
+        code: str, request: Request, idempotency_key: str | None = Header(default=None)
+    ) -> Response:
+        """A release, faulted like a stop (a 5xx before it is carried out, an answer that comes
+        too late after it was), answered at once."""
+        sim = simulation.institutions.get(code)
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        sim.counts.release_requests += 1
+        if sim.down(simulation.elapsed_s()):
+            return JSONResponse({"detail": "service unavailable"}, status_code=503)
+        try:
+            parsed = ReleaseRequestV1.model_validate_json(await request.body())
+        except ValidationError:
+            return JSONResponse({"detail": "invalid release request"}, status_code=422)
+        if idempotency_key != parsed.idempotency_key or parsed.institution_code != code:
+            return JSONResponse(
+                {"detail": "idempotency key or institution mismatch"}, status_code=400
+            )
+        b = sim.behaviour
+        if sim.roll(b.error_rate):
+            await asyncio.sleep(sim.latency_s())
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+        result = sim.release(parsed)
+        if sim.roll(b.timeout_rate):
+            await simulation.hang(b.hang_s)  # released, but the answer never arrives in time
+        else:
+            await asyncio.sleep(sim.latency_s())
+        return JSONResponse(result)
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:

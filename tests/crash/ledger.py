@@ -8,8 +8,10 @@ the simulated institution did with the stop request of the hold's current genera
     rejected          rejected
     pending           sent or unconfirmed (the institution took the request and owes its
                       answer by callback: both sides wait for it)
-    (nothing)         never: the institution never executed it; unless Stopper still has it
-                      requested or sent, when it is not settled yet (`UNSETTLED`, not a
+    released          released (the institution lifted the hold's stop)
+    (nothing)         released, when Stopper released a hold whose stop request never left;
+                      else never: the institution never executed it; unless Stopper still has
+                      it requested or sent, when it is not settled yet (`UNSETTLED`, not a
                       divergence, but not a match either)
 
 A ledger entry for another institution than the hold's is a divergence too.
@@ -30,9 +32,12 @@ MATCHING_STATES: Final[Mapping[str, frozenset[str]]] = {
     "not_found": frozenset({"not_found"}),
     "rejected": frozenset({"rejected"}),
     "pending": frozenset({"sent", "unconfirmed"}),
+    "released": frozenset({"released"}),
 }
 # A hold the institution has not seen may still be on its way there.
 NOT_YET_THERE: Final = frozenset({"requested", "sent"})
+# Released without asking the institution (its stop request never left): it has no entry.
+RELEASED_UNSENT: Final = "released"
 ABSENT: Final = "absent"  # the ledger's "status" of a hold it has no entry for
 SAMPLES: Final = 5  # hold ids shown per kind of divergence
 
@@ -51,7 +56,7 @@ class LedgerEntry:
     institution_code: str
     generation: int
     idempotency_key: str
-    status: str  # stopped, not_found, rejected or pending
+    status: str  # stopped, not_found, rejected, pending or released
     amount_held: int | None = None
 
     @classmethod
@@ -81,6 +86,8 @@ def verdict(hold: StopperHold, entry: LedgerEntry | None) -> Verdict:
     """Whether `hold` matches `entry`, its institution's record of the hold's current stop
     request (None: the institution has none)."""
     if entry is None:
+        if hold.state == RELEASED_UNSENT:
+            return Verdict.MATCHES  # released before its stop request left: never there
         return Verdict.UNSETTLED if hold.state in NOT_YET_THERE else Verdict.DIVERGES
     if entry.institution_code != hold.institution_code:
         return Verdict.DIVERGES

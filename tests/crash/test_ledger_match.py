@@ -59,6 +59,12 @@ def entry(
         ("requested", 0, "pending", None, Verdict.DIVERGES),
         ("failed", 0, "pending", None, Verdict.DIVERGES),
         ("stopped", 5000, "pending", None, Verdict.DIVERGES),
+        # A released hold matches a ledger that released it, and nothing else.
+        ("released", 5000, "released", 5000, Verdict.MATCHES),
+        ("released", 0, "released", 0, Verdict.MATCHES),
+        ("released", 5000, "stopped", 5000, Verdict.DIVERGES),
+        ("stopped", 5000, "released", 5000, Verdict.DIVERGES),
+        ("releasing", 5000, "stopped", 5000, Verdict.DIVERGES),
     ],
 )
 def test_a_hold_matches_only_what_its_institution_did(
@@ -77,6 +83,9 @@ def test_a_hold_matches_only_what_its_institution_did(
         ("stopped", Verdict.DIVERGES),
         ("not_found", Verdict.DIVERGES),
         ("rejected", Verdict.DIVERGES),
+        # Released before its stop request left: there was never anything there.
+        ("released", Verdict.MATCHES),
+        ("releasing", Verdict.DIVERGES),
     ],
 )
 def test_a_hold_its_institution_never_saw_is_unsettled_while_on_its_way_else_divergent(
