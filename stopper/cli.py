@@ -100,6 +100,27 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("case_id")
     show.set_defaults(run=commands.ask("/v1/cases/{case_id}", "case_show"))
 
+    def release_command(
+        group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
+    ) -> argparse.ArgumentParser:
+        command = operator_command(group, name, help)
+        command.add_argument("--reason", required=True, help="why, for the audit")
+        command.add_argument("--by", required=True, help="your name, for the audit")
+        command.add_argument(
+            "--operator",
+            default="",
+            help="who you are where keys are not required (X-Operator; default: --by)",
+        )
+        command.set_defaults(run=commands.releases)
+        return command
+
+    withdraw = release_command(
+        cases,
+        "withdraw",
+        "withdraw a case's report: every hold of it is released at its institution",
+    )
+    withdraw.add_argument("case_id")
+
     holds = subcommands.add_parser("holds", help="holds, from a running Stopper").add_subparsers(
         dest="holds_command", required=True
     )
@@ -124,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
             "/v1/holds", "holds_list", {"state": "stopped", "order": "deadline", "limit": None}
         )
     )
+
+    release = release_command(
+        holds, "release", "release a hold whose account was cleared: its institution lifts it"
+    )
+    release.add_argument("hold_id")
 
     institutions = subcommands.add_parser(
         "institutions", help="institutions, from a running Stopper"

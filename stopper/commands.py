@@ -292,6 +292,26 @@ def returns(args: argparse.Namespace) -> int:
     )
 
 
+def releases(args: argparse.Namespace) -> int:
+    """`stopper holds release` and `stopper cases withdraw`: lifting holds, with who and why."""
+    from stopper import operator_cli
+
+    render: operator_cli.Render
+    if getattr(args, "hold_id", None):
+        path, render = f"/v1/holds/{args.hold_id}/release", operator_cli.hold_release
+    else:
+        path, render = f"/v1/cases/{args.case_id}/withdraw", operator_cli.case_withdrawal
+    return operator_cli.run(
+        _api_url(args),
+        path,
+        render,
+        as_json=args.json,
+        key=_api_key(args),
+        body={"reason": args.reason, "requested_by": args.by},
+        operator=args.operator or args.by,
+    )
+
+
 def list_cases(args: argparse.Namespace) -> int:
     params = {"active": "false" if args.all_cases else "true", "limit": args.limit}
     from stopper import operator_cli

@@ -1,5 +1,6 @@
 """`stopper cases|holds|institutions status|reconcile|returns`: what operators and scripts ask a
-running Stopper, through its API. Readable tables by default, the API's JSON with `--json`."""
+running Stopper, through its API (and the orders they give it: returns, releases, withdrawals).
+Readable tables by default, the API's JSON with `--json`."""
 
 from __future__ import annotations
 
@@ -243,6 +244,29 @@ def return_orders(doc: Any, now: datetime, out: TextIO) -> None:
         for o in doc["orders"]
     ]
     table(rows, ["ORDER", "APPROVAL", "CASE", "DOCUMENT", "ORDERED BY", "AT (UTC)"], out)
+
+
+def hold_release(doc: Any, now: datetime, out: TextIO) -> None:
+    """A hold's release: ordered of its institution, or released at once."""
+    outcome = {
+        "ordered": "release sent to its institution; releasing until it confirms",
+        "cancelled": "released at once: its stop request had never left",
+        "already_ordered": "a release is already under way",
+        "resent": "the earlier release, which had given up, sent again",
+    }.get(doc["outcome"], doc["outcome"])
+    out.write(f"hold {doc['hold_id']}  {doc['state']}  ({doc['ground']})\n{outcome}\n")
+
+
+def case_withdrawal(doc: Any, now: datetime, out: TextIO) -> None:
+    """A withdrawn case: each hold released or on its way to it, and those left as they are."""
+    out.write(f"case {doc['case_id']} withdrawn ({doc['ground']})\n")
+    table(
+        [[r["hold_id"], r["outcome"], r["state"]] for r in doc["releases"]],
+        ["HOLD", "RELEASE", "STATE"],
+        out,
+    )
+    for skipped in doc.get("skipped", []):
+        out.write(f"not released {skipped['hold_id']}: {skipped['reason']}\n")
 
 
 Render = Callable[[Any, datetime, TextIO], None]

@@ -20,6 +20,7 @@ from stopper.api.routers import (
     iso20022,
     operations,
     orders,
+    releases,
     reports,
     webhooks,
 )
@@ -71,6 +72,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     )
     app.include_router(orders.router(runtime.deadlines, runtime.freezes, runtime.approvals))
     app.include_router(approvals.router(runtime.approvals))
+    app.include_router(releases.router(runtime.releases, queries))
     app.include_router(handling.router(HandlingDesk(runtime.store, runtime.clock)))
     app.include_router(callbacks.router(runtime.callbacks))
     app.include_router(iso20022.router(runtime.callbacks))

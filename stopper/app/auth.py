@@ -3,10 +3,10 @@
 A key looks like ``stk_<key id>_<secret>``. Stopper keeps only the key id, the SHA-256 of the
 secret (a random 256-bit secret needs no slow hash), the agency it belongs to and its role:
 
-- ``intake``: a police intake system. It files reports for its own agency only and sees only
-  its own agency's cases.
+- ``intake``: a police intake system. It files reports for its own agency only, sees only
+  its own agency's cases, and may withdraw them (their holds are released).
 - ``operator``: the anti-fraud centre. It sees every case and acts on holds (freeze, re-apply,
-  return), lists, institution health and the console; it files no reports.
+  return, release), lists, institution health and the console; it files no reports.
 
 An operator key names its **holder**, the person it was made for (``stopper keys add --role
 operator --holder li.wei``): four eyes on money going out (`stopper.app.approvals`) compare
@@ -84,8 +84,11 @@ class Caller:
         return not (self.is_operator and self.key_id is not None)
 
     def actor(self, person: str) -> str:
-        """How the audit trail names an action this caller took for `person`."""
+        """How the audit trail names an action this caller took for `person` (an agency's
+        intake key acts only on its own cases: a withdrawal of its report)."""
         who = f"key:{self.key_id}" if self.key_id else "anonymous"
+        if not self.is_operator:
+            return f"agency:{self.agency_code}:{person} ({who})"
         return f"operator:{person} ({who})"
 
 

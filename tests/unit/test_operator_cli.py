@@ -146,3 +146,46 @@ def test_returns_commands_parse() -> None:
     assert (args.order_id, args.reason) == ("o-1", "no")
     with pytest.raises(SystemExit):
         parser.parse_args(["returns", "approve", "o-1"])  # --by is required
+
+
+def test_release_commands_parse_and_say_what_was_ordered() -> None:
+    from stopper.operator_cli import case_withdrawal, hold_release
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["holds", "release", "h-1", "--reason", "cleared", "--by", "li"])
+    assert (args.hold_id, args.reason, args.by, args.operator) == ("h-1", "cleared", "li", "")
+    args = parser.parse_args(["cases", "withdraw", "c-1", "--reason", "withdrawn", "--by", "wu"])
+    assert (args.case_id, args.reason) == ("c-1", "withdrawn")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["holds", "release", "h-1", "--by", "li"])  # --reason is required
+    out = io.StringIO()
+    hold_release(
+        {"hold_id": "h-1", "outcome": "ordered", "state": "releasing", "ground": "account_cleared"},
+        NOW,
+        out,
+    )
+    assert out.getvalue().splitlines() == [
+        "hold h-1  releasing  (account_cleared)",
+        "release sent to its institution; releasing until it confirms",
+    ]
+    out = io.StringIO()
+    case_withdrawal(
+        {
+            "case_id": "c-1",
+            "ground": "report_withdrawn",
+            "releases": [
+                {"hold_id": "h-1", "outcome": "ordered", "state": "releasing"},
+                {"hold_id": "h-2", "outcome": "cancelled", "state": "released"},
+            ],
+            "skipped": [{"hold_id": "h-3", "reason": "the hold is returned: its funds were ..."}],
+        },
+        NOW,
+        out,
+    )
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "case c-1 withdrawn (report_withdrawn)"
+    assert [line.split() for line in lines[3:5]] == [
+        ["h-1", "ordered", "releasing"],
+        ["h-2", "cancelled", "released"],
+    ]
+    assert lines[5] == "not released h-3: the hold is returned: its funds were ..."
