@@ -5,13 +5,14 @@ needing a person, the report -> stop latency), the failed and unconfirmed holds 
 handled yet, the divergences reconciliation found, the countdown to every stop's lapse
 (closest first), the active cases (each a link to its page) and each institution's health.
 Holds and cases carry the actions their states allow (freeze, re-apply, mark handled, order a
-return): `static/console.js` asks the operator to confirm, calls the API with the operator's
-key and shows its answer, then fetches the panels again at once. The pages fetch their panels
-again every few seconds (plain HTML rendered here) and tick the countdowns in the browser
-between two fetches; there is no front-end build. Account numbers appear masked only, as
-everywhere else, and no URL carries one (or a name): only case ids.
-Orders waiting for a second operator (four eyes) are listed with Approve and Reject.
-Releasing a hold (issue #17) is not here yet: the API has no such call.
+return, release a hold, withdraw a case's report): `static/console.js` asks the operator to
+confirm, calls the API with the operator's key and shows its answer, then fetches the panels
+again at once. The pages fetch their panels again every few seconds (plain HTML rendered here)
+and tick the countdowns in the browser between two fetches; there is no front-end build.
+Account numbers appear masked only, as everywhere else, and no URL carries one (or a name):
+only case ids.
+Orders waiting for a second operator (four eyes) are listed with Approve and Reject, and the
+releases under way (a release that gave up says why) with the action to send it again.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from stopper.app.views import CaseSummaryView, HoldListView, InstitutionHealthVi
 from stopper.contracts.operations import BREAKER_STATES
 from stopper.registry import Registry
 
-_CASES, _LAPSING, _FAILED, _UNCONFIRMED, _DIVERGENCES = 25, 40, 40, 40, 20
+_CASES, _LAPSING, _FAILED, _UNCONFIRMED, _DIVERGENCES, _RELEASING = 25, 40, 40, 40, 20, 40
 _STATIC: Final = {
     name: (resources.files("stopper.api").joinpath("static", name).read_bytes(), kind)
     for name, kind in (
@@ -131,6 +132,7 @@ async def panels_html(
     unconfirmed = await queries.list_holds(
         states=["unconfirmed"], limit=_UNCONFIRMED, soonest_first=True, unhandled_only=True
     )
+    releasing = await queries.list_holds(states=["releasing"], limit=_RELEASING)
     divergences = await queries.recent_divergences(_DIVERGENCES)
     health = await queries.institution_health(now - timedelta(seconds=FRESH_S))
     by_state = overview.holds_by_state
@@ -149,6 +151,12 @@ async def panels_html(
                 "Unconfirmed: accepted by the institution, its answer owed "
                 f"({by_state.get('unconfirmed', 0)}, oldest first; handled ones left out)",
                 _unconfirmed_table(unconfirmed),
+            ),
+            section(
+                "releasing",
+                "Releases under way: released once the institution confirms "
+                f"({by_state.get('releasing', 0)}; one that gave up says why)",
+                _releasing_table(releasing),
             ),
             section(
                 "divergences",
@@ -215,6 +223,14 @@ def _unconfirmed_table(holds: Sequence[HoldListView]) -> str:
             for h in holds
         ),
         "Every accepted request is confirmed.",
+    )
+
+
+def _releasing_table(holds: Sequence[HoldListView]) -> str:
+    return table(
+        ["hold", "case", "layer", "institution", "account", "state", "asked", "why", "act"],
+        ([*_hold_cells(h), escape(h.state_reason or ""), _acts(h)] for h in holds),
+        "No release is under way.",
     )
 
 

@@ -21,6 +21,7 @@ from stopper.api.console_html import (
     short,
     state,
     table,
+    withdraw_action,
 )
 from stopper.app.approvals import ApprovalDesk
 from stopper.app.queries import CaseQueries
@@ -58,13 +59,13 @@ async def case_panels(
 
 
 def _facts(view: CaseView, now: datetime) -> str:
-    returning = return_action(view.case_id, view.holds)
+    acts = return_action(view.case_id, view.holds) + withdraw_action(view.case_id, view.holds)
     return (
         f'<section id="case"><p>Case {case_link(view.case_id)} · report '
         f"<code>{escape(view.report_id)}</code> · agency {escape(view.agency_code)} · "
         f"reported {escape(view.reported_at.strftime('%Y-%m-%d %H:%M:%S'))} · "
         f"{view.victim_count} victims, {view.transfer_count} transfers</p>"
-        f'<p class="acts">{returning}</p>'
+        f'<p class="acts">{acts}</p>'
         f'<p class="stamp">as of <time datetime="{escape(now.isoformat())}">'
         f"{escape(now.isoformat(timespec='seconds'))}</time> · "
         '<a href="/console">back to the console</a></p></section>'

@@ -17,11 +17,13 @@ from uuid import UUID
 
 from stopper.app.handling import NEEDS_A_PERSON
 from stopper.app.views import HoldView
-from stopper.domain.holds import FREEZABLE, HoldEvent, HoldState, states_allowing
+from stopper.domain.holds import FREEZABLE, RELEASABLE, HoldEvent, HoldState, states_allowing
 
 REFRESH_S: Final = 3
 REAPPLICABLE: Final = states_allowing(HoldEvent.REAPPLIED)
 RETURNABLE: Final = states_allowing(HoldEvent.RETURN_STARTED)
+# A release may be asked for, or asked for again (one under way answers so: nothing is doubled).
+RELEASE_OFFERED: Final = RELEASABLE | states_allowing(HoldEvent.RELEASE_CONFIRMED)
 
 
 def money(minor: int) -> str:
@@ -86,6 +88,18 @@ def hold_actions(hold: HoldView) -> str:
         buttons.append(
             act_button("reapply", "Re-apply…", f"Re-apply the stop on {where}", hold=hold.hold_id)
         )
+    if current in RELEASE_OFFERED:
+        again = current not in RELEASABLE
+        buttons.append(
+            act_button(
+                "release",
+                "Release again…" if again else "Release…",
+                f"{'Send again the release of' if again else 'Release'} {where}: its "
+                "institution lifts the stop and carries out none of the hold's requests still "
+                "on their way (a request never sent is dropped at once)",
+                hold=hold.hold_id,
+            )
+        )
     if current in NEEDS_A_PERSON:
         buttons.append(
             act_button(
@@ -112,6 +126,24 @@ def return_action(case_id: UUID, holds: Sequence[HoldView]) -> str:
         "Order a return…",
         f"Return the frozen funds of case {str(case_id)[:8]} ({len(frozen)} frozen holds, "
         f"{amounts}) to its victims",
+        case=case_id,
+    )
+
+
+def withdraw_action(case_id: UUID, holds: Sequence[HoldView]) -> str:
+    """Withdraw the case's report: every hold that may be released is."""
+    releasable = [h for h in holds if HoldState(h.state) in RELEASABLE]
+    if not releasable:
+        return ""
+    by_state: dict[str, int] = {}
+    for h in releasable:
+        by_state[h.state] = by_state.get(h.state, 0) + 1
+    states = ", ".join(f"{n} {s}" for s, n in sorted(by_state.items()))
+    return act_button(
+        "withdraw",
+        "Withdraw the report…",
+        f"Withdraw the report of case {str(case_id)[:8]}: release its {len(releasable)} holds "
+        f"({states}) at their institutions",
         case=case_id,
     )
 

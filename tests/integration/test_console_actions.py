@@ -229,3 +229,99 @@ async def test_an_operator_acts_from_the_console(guarded: tuple[Runtime, str]) -
     assert all("/console" in u or "/v1/" in u for u in urls if u.startswith(url))
     numbers = re.findall(r'"account_number": "([A-Za-z0-9]+)"', json.dumps(reports))
     assert numbers and not any(n in html for n in numbers for html in (case_html, main_html))
+
+
+async def test_an_operator_releases_a_hold_and_withdraws_a_case_from_the_console(
+    guarded: tuple[Runtime, str],
+) -> None:
+    runtime, url = guarded
+    OUTPUT.mkdir(exist_ok=True)
+    operator_key = await token(runtime, KeyRole.OPERATOR, holder="duty-officer")
+    factory = ReportFactory(load_registry(), seed=23)
+    reports = [factory.report(datetime.now(UTC)) for _ in range(6)]
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        for report in reports:
+            intake = await token(runtime, KeyRole.INTAKE, report["agency"]["code"])
+            answer = await client.post(
+                "/v1/reports", json=report, headers={"authorization": f"Bearer {intake}"}
+            )
+            assert answer.status_code == 202
+
+    async def two_cases() -> list[tuple[UUID, UUID]] | None:
+        found = await stopped_holds(runtime, 2)
+        if found is None:
+            return None
+        by_case = dict((case, hold) for hold, case in found)
+        return [(hold, case) for case, hold in by_case.items()] if len(by_case) >= 2 else None
+
+    (release_id, release_case), (_, withdraw_case) = (await eventually(two_cases, timeout=40))[:2]
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            context = await browser.new_context(
+                viewport={"width": 1440, "height": 900},
+                http_credentials={"username": "operator", "password": operator_key},
+            )
+            page = await context.new_page()
+            await page.goto(f"{url}/console/cases/{release_case}")
+            await page.locator("#key-who").fill("duty-officer")
+            await page.locator("#key-value").fill(operator_key)
+            await page.locator("#key-form button[type=submit]").click()
+
+            # Release one hold: the confirmation says what it does, the answer is the API's.
+            button = f'[data-act="release"][data-hold="{release_id}"]'
+            what = await page.locator(button).get_attribute("data-what") or ""
+            assert what.startswith(f"Release hold {str(release_id)[:8]}")
+            assert "lifts the stop" in what
+            said = await act(page, button, "bank confirmed the account is cleared")
+            assert "HTTP 202" in said and '"outcome": "ordered"' in said, said
+
+            async def released() -> bool:
+                return await state_of(runtime, release_id) == "released"
+
+            await eventually(released, timeout=30)
+            # The live view shows it released, and no release is offered any more.
+            node = page.locator(f'#trail-graph g.node[data-hold="{release_id}"]')
+            await page.wait_for_function(
+                "id => [...document.querySelectorAll('#trail-graph g.node')]"
+                ".some(g => g.dataset.hold === id && g.textContent.includes('released'))",
+                arg=str(release_id),
+                timeout=10000,
+            )
+            assert "released" in (await node.text_content() or "")
+            await page.locator(button).wait_for(state="detached", timeout=5000)
+            # The case's timeline from the audit: who ordered it, why, the bank's confirmation.
+            timeline = await page.locator("#timeline").inner_text()
+            assert "release_ordered" in timeline and "release_confirmed" in timeline
+            assert "operator:duty-officer" in timeline and "account cleared" in timeline
+
+            # Withdraw another case's report from its page, by keyboard.
+            await page.goto(f"{url}/console/cases/{withdraw_case}")
+            withdraw = f'[data-act="withdraw"][data-case="{withdraw_case}"]'
+            what = await page.locator(withdraw).get_attribute("data-what") or ""
+            assert what.startswith(f"Withdraw the report of case {str(withdraw_case)[:8]}")
+            said = await act(page, withdraw, "complaint withdrawn by the victim", by_keyboard=True)
+            assert "HTTP 202" in said and '"ground": "report_withdrawn"' in said, said
+
+            async def case_released() -> bool:
+                view = await runtime.store.get_case(withdraw_case)
+                assert view is not None
+                return all(h.state in ("released", "not_found", "rejected") for h in view.holds)
+
+            await eventually(case_released, timeout=30)
+            await page.locator(withdraw).wait_for(state="detached", timeout=10000)
+            # The live view follows: every hold released or over, none releasing any more.
+            await page.wait_for_function(
+                "() => !document.getElementById('holds').textContent.includes('releasing')",
+                timeout=10000,
+            )
+            assert "released" in await page.locator("#holds").inner_text()
+            await page.screenshot(path=str(OUTPUT / "console-release.png"), full_page=True)
+            case_html = await page.content()
+        finally:
+            await browser.close()
+    numbers = re.findall(r'"account_number": "([A-Za-z0-9]+)"', json.dumps(reports))
+    assert numbers and not any(n in case_html for n in numbers)

@@ -13,6 +13,12 @@ const ACTIONS = {
              body: (v, who) => ({ note: v, requested_by: who }) },
   return: { field: "Legal document reference", path: (d) => `/v1/cases/${d.case}/returns`,
             body: (v, who) => ({ legal_document_ref: v, requested_by: who }) },
+  release: { field: "Reason for releasing (e.g. account cleared)",
+             path: (d) => `/v1/holds/${d.hold}/release`,
+             body: (v, who) => ({ reason: v, requested_by: who }) },
+  withdraw: { field: "Reason for withdrawing the report",
+              path: (d) => `/v1/cases/${d.case}/withdraw`,
+              body: (v, who) => ({ reason: v, requested_by: who }) },
   // Four eyes: another operator than the one who asked.
   approve: { field: null, path: (d) => `${d.path}/approve`,
              body: (v, who) => ({ approved_by: who }) },
