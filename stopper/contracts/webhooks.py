@@ -24,8 +24,7 @@ class CaseEventType(enum.StrEnum):
     STOP_LAPSED = "stop_lapsed"
     HOLD_FROZEN = "hold_frozen"
     FUNDS_RETURNED = "funds_returned"
-    # Release comes with its feature (issue #17, item 4): declared now, told from the first
-    # transition to `released` (`stopper.app.case_events.EVENT_OF_STATE`).
+    # Told on every transition to `released` (`stopper.app.case_events.EVENT_OF_STATE`).
     HOLD_RELEASED = "hold_released"
 
 

@@ -58,9 +58,12 @@ def test_what_stopper_builds_matches_the_payload_schema() -> None:
     hold = _hold(HoldState.SENT)
     t = hold.apply(HoldEvent.STOP_CONFIRMED, cause="x", actor="x", at=NOW, amount=9_000)
     case = Case(uuid4(), "R-1", "PSB-X", NOW, NOW, (), [_hold(HoldState.REQUESTED)])
+    releasing = _hold(HoldState.RELEASING)
+    released = releasing.apply(HoldEvent.RELEASE_CONFIRMED, cause="x", actor="x", at=NOW)
     events = [
         case_opened(case),
         *transition_events(hold, [t], "R-1"),
+        *transition_events(releasing, [released], "R-1"),
         trail_followed(_hold(HoldState.REQUESTED, layer=2), NOW, "R-1"),
         stop_expiring(_hold(HoldState.STOPPED), NOW, NOW, "R-1"),
     ]
