@@ -34,6 +34,17 @@ def _at_least(minimum: float, kind: Callable[[str], float]) -> Callable[[str], f
     return parse
 
 
+def _include_handled(command: argparse.ArgumentParser) -> None:
+    # A hold a person marked handled (with a note) has left the "needs a person" list; --all
+    # shows it too.
+    command.add_argument(
+        "--all",
+        dest="unhandled",
+        action="store_false",
+        help="also the holds a person marked handled since their last change",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stopper", description="Emergency payment-stop coordinator."
@@ -126,16 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     failed = operator_command(holds, "failed", "holds Stopper gave up on: a person must act")
     failed.add_argument("--limit", type=int, default=100)
+    _include_handled(failed)
     failed.set_defaults(
-        run=commands.ask("/v1/holds", "holds_list", {"state": "failed", "limit": None})
+        run=commands.ask(
+            "/v1/holds", "holds_list", {"state": "failed", "limit": None, "unhandled": None}
+        )
     )
     unconfirmed = operator_command(
         holds, "unconfirmed", "holds their institution accepted and has not confirmed, oldest first"
     )
     unconfirmed.add_argument("--limit", type=int, default=100)
+    _include_handled(unconfirmed)
     unconfirmed.set_defaults(
         run=commands.ask(
-            "/v1/holds", "holds_list", {"state": "unconfirmed", "order": "deadline", "limit": None}
+            "/v1/holds",
+            "holds_list",
+            {"state": "unconfirmed", "order": "deadline", "limit": None, "unhandled": None},
         )
     )
     lapsing = operator_command(holds, "lapsing", "stopped holds, the closest to lapsing first")

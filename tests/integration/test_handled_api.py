@@ -91,9 +91,12 @@ async def test_a_failed_hold_marked_handled_leaves_the_list_and_enters_the_audit
     assert not await waiting()
     others = await runtime.store.list_holds(states=failed_states, limit=100, unhandled_only=True)
     assert other in {h.hold.hold_id for h in others}
-    # The API's list of failed holds is unchanged: a handled hold is still failed.
+    # The API's list of failed holds is unchanged: a handled hold is still failed; asked for
+    # the unhandled ones only (as `stopper holds failed` does), it has left the list.
     listed = (await client.get("/v1/holds", headers=ops)).json()["holds"]
     assert str(hold_id) in {h["hold_id"] for h in listed}
+    waiting_list = await client.get("/v1/holds", params={"unhandled": "true"}, headers=ops)
+    assert {h["hold_id"] for h in waiting_list.json()["holds"]} == {str(other)}
 
     # No institution runs here: the hold, requested or sent, is failed by hand.
     audit = await runtime.store.case_audit(uuid.UUID(case_id), 100)

@@ -189,3 +189,24 @@ def test_release_commands_parse_and_say_what_was_ordered() -> None:
         ["h-2", "cancelled", "released"],
     ]
     assert lines[5] == "not released h-3: the hold is returned: its funds were ..."
+
+
+@pytest.mark.parametrize("command", ["failed", "unconfirmed"])
+def test_the_needs_a_person_lists_leave_out_handled_holds_unless_asked_for_all(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stopper import operator_cli
+
+    asked: list[dict[str, object]] = []
+
+    def fetch(url: str, path: str, params: dict[str, object], *_: object) -> object:
+        asked.append({"path": path, **params})
+        return {"holds": []}
+
+    monkeypatch.setattr(operator_cli, "fetch", fetch)
+    assert cli.main(["holds", command]) == 0
+    assert cli.main(["holds", command, "--all"]) == 0
+    assert [(a["path"], a["state"], a["unhandled"]) for a in asked] == [
+        ("/v1/holds", command, True),
+        ("/v1/holds", command, False),
+    ]

@@ -82,11 +82,17 @@ def router(queries: CaseQueries) -> APIRouter:
             description="recent: last changed first; deadline: closest to lapsing first.",
         ),
         limit: int = Query(default=100, ge=1, le=1000),
+        unhandled: bool = Query(
+            default=False,
+            description="Only holds no person has marked handled since their last transition "
+            "(POST /v1/holds/{hold_id}/handled): the ones still waiting for a person.",
+        ),
     ) -> Response:
         views = await queries.list_holds(
             states=[s.value for s in state or [HoldState.FAILED]],
             limit=limit,
             soonest_first=order == "deadline",
+            unhandled_only=unhandled,
         )
         body = HoldListV1(holds=[hold_list_item_v1(v) for v in views])
         return JSONResponse(body.model_dump(mode="json"))
