@@ -13,7 +13,7 @@ import json
 import uvloop
 from aiohttp import web
 
-ANSWER = json.dumps({"status": "stopped", "amount_held": 100_000, "onward": []}).encode()
+ANSWER = json.dumps({"status": "stopped", "amount_held": "1000.00", "onward": []}).encode()
 
 
 async def stop(request: web.Request) -> web.Response:

@@ -92,6 +92,14 @@ CALLBACKS_PREVIOUS_SECRET = Counter(
     "under way): once it stops rising, the previous secret can be removed.",
     ["institution"],
 )
+LEGACY_AMOUNTS = Counter(
+    "stopper_legacy_amounts_total",
+    "Messages read with amounts in a form of before the decimal-string convention (README: "
+    "Amounts), still read during the transition: a report with a JSON number (interface "
+    "report), an institution's answer or callback with an integer of minor units (answer, "
+    "callback; by institution). Once it stays at 0, the old forms can go.",
+    ["interface", "institution"],
+)
 AMOUNT_STOPPED = Counter(
     "stopper_amount_stopped_total",
     "Money held by confirmed stops, in currency units.",

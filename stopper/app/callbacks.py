@@ -6,7 +6,9 @@ Business rules:
   secret; during a rotation window its current or its previous one, `RotatingSecret`) must
   match (`bad_signature`; one verified by the previous secret is counted, so operators see
   when the institution has switched), and the timestamp must lie within the window (default
-  5 minutes; `stale`); a signed body must be a valid callback (`invalid`);
+  5 minutes; `stale`); a signed body must be a valid callback (`invalid`), its amounts
+  decimal strings (an integer of minor units, the form of before, is still read and counted
+  in `stopper_legacy_amounts_total` during the transition);
 - a nonce is accepted once per institution: a replay is refused (`replayed`; remembered in the
   same transaction as the answer it brings: one share of a group commit per callback);
 - an institution may answer only about a request Stopper sent to it, with the key it sent
@@ -41,6 +43,7 @@ from stopper.app.dispatch import Dispatcher
 from stopper.app.ports import CallbackNonce, Clock, HoldRecord
 from stopper.app.rotating_secrets import RotatingSecret, SecretUsed
 from stopper.app.stop_decisions import AnswerOutcome
+from stopper.contracts.amounts import LegacyForms
 from stopper.contracts.institutions import CallbackV1
 from stopper.contracts.signing import (
     NONCE_HEADER,
@@ -110,12 +113,15 @@ class CallbackHandler:
         """A JSON callback (`CallbackV1`): one answer."""
         try:
             signed = self._verify(code, headers, body)
+            forms = LegacyForms()
             try:
-                callback = CallbackV1.model_validate_json(body)
+                callback = CallbackV1.model_validate_json(body, context=forms.context())
             except ValidationError as e:
                 first = e.errors()[0]
                 where = ".".join(str(p) for p in first["loc"]) or "body"
                 raise CallbackRefused(CallbackRefusal.INVALID, f"{where}: {first['msg']}") from e
+            if forms.count:
+                metrics.LEGACY_AMOUNTS.labels("callback", code).inc()
             outcome = await self._apply(
                 signed,
                 CallbackItem(callback.idempotency_key, callback.hold_id, callback.to_domain()),

@@ -12,8 +12,8 @@ cannot forget to tell the agency. The rules:
 * ``trail_followed``: the money trail added a hold (a new account reached by the case's money).
 * ``stop_expiring``: a warning went out that a stop (or freeze) is about to lapse.
 
-Payloads carry masked account numbers only. `event_id` is unique per event: receivers
-deduplicate on it (delivery is at least once).
+Payloads carry masked account numbers only, and amounts as decimal strings (`amounts`).
+`event_id` is unique per event: receivers deduplicate on it (delivery is at least once).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Final
 from uuid import UUID
 
 from stopper.app.ports import HoldRecord, HoldUpdate
+from stopper.contracts.amounts import format_amount
 from stopper.contracts.webhooks import CaseEventType
 from stopper.domain.accounts import mask_account_number
 from stopper.domain.cases import Case
@@ -72,16 +73,16 @@ class CaseEvent:
 
 
 def hold_data(hold: Hold) -> dict[str, object]:
-    """What every hold event says of the hold (the account masked)."""
+    """What every hold event says of the hold (the account masked, amounts as decimal strings)."""
     return {
         "institution_code": hold.institution_code,
         "account": mask_account_number(hold.account_number),
         "layer": hold.layer,
         "currency": hold.currency,
-        "amount_asked": hold.amount_asked,
-        "amount_stopped": hold.amount_stopped,
-        "amount_frozen": hold.amount_frozen,
-        "amount_returned": hold.amount_returned,
+        "amount_asked": format_amount(hold.amount_asked),
+        "amount_stopped": format_amount(hold.amount_stopped),
+        "amount_frozen": format_amount(hold.amount_frozen),
+        "amount_returned": format_amount(hold.amount_returned),
         "state": hold.state.value,
     }
 

@@ -22,6 +22,7 @@ from stopper.app.ports import (
     Publisher,
     VictimRecord,
 )
+from stopper.contracts.amounts import LegacyForms
 from stopper.contracts.reports import FraudReportV1
 from stopper.domain.accounts import AccountRef
 from stopper.domain.cases import TransferFact, open_case
@@ -39,9 +40,11 @@ DLQ_REASON_HEADER = "stopper-dlq-reason"
 DLQ_ORIGIN_HEADER = "stopper-dlq-origin"
 
 
-def parse_report(raw: bytes, registry: Registry) -> FraudReportV1:
+def parse_report(raw: bytes, registry: Registry, *, count_legacy: bool = True) -> FraudReportV1:
     """Validate a raw report; `ReportRejected` carries a detail a person can act on: unreadable
-    when it is not UTF-8 JSON, invalid when it breaks a rule.
+    when it is not UTF-8 JSON, invalid when it breaks a rule. A report with an amount in the
+    transition's old form (a JSON number) is counted unless `count_legacy` is false (a record
+    HTTP intake accepted, and counted, before).
 
     The detail never repeats the input (account numbers and names stay out of errors)."""
     try:
@@ -52,8 +55,9 @@ def parse_report(raw: bytes, registry: Registry) -> FraudReportV1:
             f"body: not valid UTF-8 (byte {e.start})",
             [{"loc": [], "msg": "not valid UTF-8", "type": "utf8_invalid"}],
         ) from e
+    forms = LegacyForms()
     try:
-        return FraudReportV1.model_validate_json(raw, context={"registry": registry})
+        report = FraudReportV1.model_validate_json(raw, context=forms.context(registry=registry))
     except ValidationError as e:
         errors: list[dict[str, object]] = [
             {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]} for err in e.errors()
@@ -64,6 +68,9 @@ def parse_report(raw: bytes, registry: Registry) -> FraudReportV1:
         unreadable = any(err["type"] == "json_invalid" for err in errors)
         reason = ReportRejection.UNREADABLE if unreadable else ReportRejection.INVALID
         raise ReportRejected(reason, f"{where}: {first['msg']}{more}", errors) from e
+    if forms.count and count_legacy:
+        metrics.LEGACY_AMOUNTS.labels("report", "").inc()
+    return report
 
 
 def to_opened_case(
@@ -208,7 +215,8 @@ class IntakeHandler:
         return result
 
     def _open(self, message: Message, now: datetime) -> OpenedCase:
-        report = parse_report(message.value, self._registry)
+        from_http = message.headers.get(SOURCE_HEADER) == "http"
+        report = parse_report(message.value, self._registry, count_legacy=not from_http)
         if message.key is not None and message.key != report.report_id:
             raise ReportRejected(ReportRejection.INVALID, "record key differs from report_id")
         accepted_at = _accepted_at(message)

@@ -9,6 +9,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stopper.contracts.amounts import DecimalAmount
+
 Operator = Annotated[
     str,
     Field(
@@ -33,10 +35,10 @@ class HoldV1(BaseModel):
     layer: int
     parent_hold_id: UUID | None
     currency: str
-    amount_asked: Decimal
-    amount_stopped: Decimal
-    amount_frozen: Decimal
-    amount_returned: Decimal
+    amount_asked: DecimalAmount
+    amount_stopped: DecimalAmount
+    amount_frozen: DecimalAmount
+    amount_returned: DecimalAmount
     updated_at: datetime
 
 
@@ -47,7 +49,7 @@ class PayoutV1(BaseModel):
     round: int = Field(description="1 for the hold's first return order; more after a refusal.")
     victim_ref: str
     currency: str
-    amount: Decimal
+    amount: DecimalAmount
     account: str = Field(description="The victim's own account, masked.")
     status: str = Field(description="pending, paid or cancelled (the institution refused).")
 
@@ -72,8 +74,8 @@ class TrailEdgeV1(BaseModel):
     kind: str = Field(description="transfer or cash_withdrawal")
     institution_code: str | None
     account: str | None = Field(description="Masked account number.")
-    amount: Decimal = Field(description="What the institution reported moving.")
-    amount_traced: Decimal = Field(description="What the trail followed (capped).")
+    amount: DecimalAmount = Field(description="What the institution reported moving.")
+    amount_traced: DecimalAmount = Field(description="What the trail followed (capped).")
     transferred_at: datetime
     outcome: str = Field(
         description="followed, merged, cycle, depth_limit, unrecoverable, unknown_institution "
@@ -84,8 +86,8 @@ class TrailEdgeV1(BaseModel):
 class TrailLayerV1(BaseModel):
     layer: int
     holds: int
-    amount_asked: Decimal
-    amount_stopped: Decimal
+    amount_asked: DecimalAmount
+    amount_stopped: DecimalAmount
 
 
 class TrailV1(BaseModel):
@@ -96,7 +98,7 @@ class TrailV1(BaseModel):
     layers: list[TrailLayerV1]
     holds: list[HoldV1]
     edges: list[TrailEdgeV1]
-    unrecoverable: Decimal = Field(description="Traced money that left as cash.")
+    unrecoverable: DecimalAmount = Field(description="Traced money that left as cash.")
 
 
 class ReapplyV1(BaseModel):
@@ -154,15 +156,15 @@ class ReturnOrderV1(BaseModel):
 
 class PayoutOrderedV1(BaseModel):
     victim_ref: str
-    amount: Decimal
+    amount: DecimalAmount
     account: str = Field(description="The victim's own account, masked.")
 
 
 class ReturnStartedV1(BaseModel):
     hold_id: UUID
     currency: str
-    amount: Decimal = Field(description="What goes back to the victims from this hold.")
-    unallocated: Decimal = Field(
+    amount: DecimalAmount = Field(description="What goes back to the victims from this hold.")
+    unallocated: DecimalAmount = Field(
         description="Frozen beyond what the victims are owed: stays for a person to decide on."
     )
     resent: bool = Field(description="An earlier return whose outcome was unknown, sent again.")

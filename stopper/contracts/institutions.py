@@ -1,4 +1,8 @@
-"""Messages between Stopper and the institutions (version 1)."""
+"""Messages between Stopper and the institutions (version 1).
+
+Amounts are minor units in Python and decimal strings on the wire (`amounts.Amount`): an
+institution reads ``"amount": "1250.00"`` and answers ``"amount_held": "1250.00"``; during the
+transition an answer's JSON integer is still read as minor units, and counted."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from stopper.contracts.amounts import Amount, PositiveAmount
 from stopper.domain.messages import (
     AnswerKind,
     InstitutionAnswer,
@@ -42,7 +47,7 @@ class _HoldRequestV1(BaseModel):
 class StopRequestV1(_HoldRequestV1):
     """Ask an institution for an emergency stop-payment on one account, for one hold."""
 
-    amount: int = Field(gt=0, description="Minor units (cents).")
+    amount: PositiveAmount = Field(description="What to stop, in the currency's major unit.")
     layer: int = Field(ge=1)
     generation: int = Field(
         default=0,
@@ -64,7 +69,7 @@ class OnwardTransferV1(BaseModel):
     kind: Literal["transfer", "cash_withdrawal"] = "transfer"
     institution_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,12}$")] | None = None
     account_number: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{4,34}$")] | None = None
-    amount: int = Field(gt=0, description="Minor units.")
+    amount: PositiveAmount = Field(description="What moved, in the hold's currency.")
     transferred_at: datetime
 
     @model_validator(mode="after")
@@ -87,7 +92,9 @@ class _OutcomeV1(BaseModel):
     """What every answer about a stop says: the outcome, what is held, where the rest went."""
 
     status: str
-    amount_held: int | None = Field(default=None, ge=0, description="Minor units actually held.")
+    amount_held: Amount | None = Field(
+        default=None, description="What is actually held, in the request's currency."
+    )
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
     onward: list[OnwardTransferV1] = Field(
         default_factory=list,
@@ -205,7 +212,7 @@ class CallbackItemsAcceptedV1(BaseModel):
 class FreezeRequestV1(_HoldRequestV1):
     """Turn an emergency stop into a formal freeze, on the strength of a legal document."""
 
-    amount: int = Field(ge=0, description="Minor units: what the stop holds.")
+    amount: Amount = Field(description="What the stop holds.")
     legal_document_ref: str
     renewal: bool = Field(default=False, description="Extends a freeze already in force.")
 
@@ -218,7 +225,7 @@ class FreezeAnswerV1(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     status: Literal["frozen", "rejected"]
-    amount_frozen: int | None = Field(default=None, ge=0)
+    amount_frozen: Amount | None = None
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
 
     @model_validator(mode="after")
@@ -239,13 +246,13 @@ class PayoutV1(BaseModel):
     victim_ref: str
     institution_code: str
     account_number: str
-    amount: int = Field(gt=0, description="Minor units.")
+    amount: PositiveAmount
 
 
 class ReturnRequestV1(_HoldRequestV1):
     """Return frozen funds to the victims (ISO 20022 would call it a pacs.004 payment return)."""
 
-    amount: int = Field(gt=0, description="Minor units: the sum of the payouts.")
+    amount: PositiveAmount = Field(description="The sum of the payouts.")
     legal_document_ref: str
     payouts: list[PayoutV1] = Field(min_length=1)
 
@@ -258,7 +265,7 @@ class ReturnAnswerV1(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     status: Literal["returned", "rejected"]
-    amount_returned: int | None = Field(default=None, ge=0)
+    amount_returned: Amount | None = None
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
 
     @model_validator(mode="after")
@@ -288,8 +295,8 @@ class ReleaseAnswerV1(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     status: Literal["released", "rejected"]
-    amount_released: int | None = Field(
-        default=None, ge=0, description="Minor units the stop held and no longer holds (0: none)."
+    amount_released: Amount | None = Field(
+        default=None, description="What the stop held and no longer holds (0.00: nothing)."
     )
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
 

@@ -4,12 +4,12 @@ Account numbers appear masked only."""
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from stopper.contracts.amounts import DecimalAmount
 from stopper.contracts.cases import HoldV1
 
 BREAKER_STATES = ("closed", "half_open", "open")
@@ -21,8 +21,10 @@ class CaseSummaryV1(BaseModel):
     agency_code: str
     opened_at: datetime
     holds_by_state: dict[str, int]
-    amount_reported: dict[str, Decimal] = Field(description="What the victims lost, by currency.")
-    amount_stopped: dict[str, Decimal]
+    amount_reported: dict[str, DecimalAmount] = Field(
+        description="What the victims lost, by currency."
+    )
+    amount_stopped: dict[str, DecimalAmount]
     next_lapse_at: datetime | None = Field(
         description="The earliest moment a stop of this case lapses unless frozen."
     )

@@ -8,6 +8,7 @@ used. Error messages never repeat account numbers or names.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -15,28 +16,52 @@ from typing import Annotated, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from stopper.contracts.amounts import AMOUNT_SCHEMA, MINOR_DIGITS, NOT_AN_AMOUNT, note_legacy
 from stopper.registry import Registry, load_registry
 
 # A report filed now may carry a clock a little ahead of ours.
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_VICTIMS = 100
 MAX_TRANSFERS = 500
-SUPPORTED_CURRENCIES = frozenset({"CNY", "HKD", "USD", "EUR", "GBP"})  # all with 2 minor digits
+SUPPORTED_CURRENCIES = frozenset(MINOR_DIGITS)  # all with 2 minor digits
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 InstitutionCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,12}$")]
 AccountNumber = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{4,34}$")]
 PersonName = Annotated[str, StringConstraints(min_length=1, max_length=140, strip_whitespace=True)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Amount = Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+# At most 14 digits, 2 of them decimals (`max_digits`, `decimal_places` below).
+_REPORTED_PATTERN = r"[0-9]{1,12}(\.[0-9]{1,2})?"
+_REPORTED_AMOUNT = re.compile(_REPORTED_PATTERN)
+
+
+def _reported_amount(value: object, info: ValidationInfo) -> object:
+    """A decimal string (`amounts`); a JSON number is the transition's old form (major units,
+    as always), read and counted."""
+    if isinstance(value, str):
+        if _REPORTED_AMOUNT.fullmatch(value) is None:
+            raise ValueError(NOT_AN_AMOUNT)
+    elif info.mode == "json" and isinstance(value, int | float) and not isinstance(value, bool):
+        note_legacy(info)
+    return value
+
+
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_reported_amount),
+    Field(gt=0, max_digits=14, decimal_places=2),
+    WithJsonSchema({**AMOUNT_SCHEMA, "pattern": f"^{_REPORTED_PATTERN}$"}),
+]
 Channel = Literal[
     "bank_transfer",
     "mobile_banking",

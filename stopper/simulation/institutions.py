@@ -25,7 +25,11 @@ as `released`, and every release is counted (`GET /stats`: releases, amount_rele
     POST /institutions/{code}/freezes, .../returns, .../releases   answered at once
     POST /institutions/{code}/iso20022/camt.056, .../iso20022/return   the ISO 20022 institutions
                                                           (iso_banks.py)
-    GET  /stats, /ledger, /healthz
+    GET  /stats, /ledger, /healthz                     the simulation's own counts and record,
+                                                          for tests (in minor units, as it counts)
+
+Requests and answers carry amounts as decimal strings (`stopper.contracts.amounts`); the
+simulation itself counts in minor units, and `server.written` writes its answers.
 """
 
 from __future__ import annotations

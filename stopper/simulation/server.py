@@ -1,5 +1,7 @@
 """The simulated institutions' HTTP side (`stopper simulate`): the routes listed in
-`simulation.institutions`, served by FastAPI."""
+`simulation.institutions`, served by FastAPI. The simulation counts in minor units; what it
+answers is written as the contracts say (`stopper.contracts.institutions`: amounts as decimal
+strings), so the simulated institutions speak exactly what a real one must."""
 
 from __future__ import annotations
 
@@ -12,14 +14,20 @@ from typing import Any
 
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from stopper.contracts.institutions import (
+    FreezeAnswerV1,
     FreezeRequestV1,
+    ReleaseAnswerV1,
     ReleaseRequestV1,
+    ReturnAnswerV1,
     ReturnRequestV1,
+    StopAnswerV1,
     StopRequestV1,
+    StopStatusesV1,
     StopStatusQueryV1,
+    StopStatusV1,
 )
 from stopper.simulation.institutions import INQUIRY_HTTP_STATUS, SimulatedInstitution, Simulation
 from stopper.simulation.iso_banks import add_iso_routes
@@ -27,6 +35,12 @@ from stopper.simulation.iso_banks import add_iso_routes
 _Order = FreezeRequestV1 | ReturnRequestV1
 
 log = logging.getLogger(__name__)
+
+
+def written(contract: type[BaseModel], outcome: dict[str, Any]) -> dict[str, Any]:
+    """What the simulation decided (in minor units) as an institution writes it: the
+    contract's JSON, amounts as decimal strings, with the fields it decided and no others."""
+    return contract.model_validate(outcome).model_dump(mode="json", exclude_unset=True)
 
 
 def create_simulation_app(simulation: Simulation) -> FastAPI:
@@ -71,7 +85,7 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
             return Response(b"<html>gateway says hello", status_code=200, media_type="text/html")
         if b.answers_by_callback:
             return JSONResponse({"status": "accepted"}, status_code=202)
-        return JSONResponse(record.outcome, status_code=200)
+        return JSONResponse(written(StopAnswerV1, record.outcome), status_code=200)
 
     async def stop_status(request: Request) -> Response:
         """One stop request's status, by its key: refused like a stop when down."""
@@ -83,7 +97,10 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
             return JSONResponse({"detail": "service unavailable"}, status_code=503)
         await asyncio.sleep(sim.latency_s())
         status = sim.status(request.path_params["idempotency_key"], time.monotonic())
-        return JSONResponse(status, status_code=INQUIRY_HTTP_STATUS.get(status["status"], 200))
+        return JSONResponse(
+            written(StopStatusV1, status),
+            status_code=INQUIRY_HTTP_STATUS.get(status["status"], 200),
+        )
 
     async def stop_statuses(request: Request) -> Response:
         """Many stop requests' statuses at once, one entry per key asked, in the order asked."""
@@ -100,7 +117,8 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
         sim.counts.status_keys_asked += len(query.idempotency_keys)
         await asyncio.sleep(sim.latency_s())
         now = time.monotonic()
-        return JSONResponse({"statuses": [sim.status(k, now) for k in query.idempotency_keys]})
+        statuses = {"statuses": [sim.status(k, now) for k in query.idempotency_keys]}
+        return JSONResponse(written(StopStatusesV1, statuses))
 
     # Plain Starlette routes: every stop request of a benchmark comes here, and FastAPI's
     # parameter machinery would cost the simulated banks more than Stopper spends per hold; an
@@ -116,6 +134,7 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
         idempotency_key: str | None,
         model: type[_Order],
         carry_out: Callable[[SimulatedInstitution, Any], dict[str, Any]],
+        answer: type[FreezeAnswerV1 | ReturnAnswerV1],
     ) -> Response:
         """A freeze or a return: refused like a stop when down, answered at once."""
         sim = simulation.institutions.get(code)
@@ -130,14 +149,19 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
         if idempotency_key != parsed.idempotency_key:
             return JSONResponse({"detail": "idempotency key mismatch"}, status_code=400)
         await asyncio.sleep(sim.latency_s())
-        return JSONResponse(carry_out(sim, parsed))
+        return JSONResponse(written(answer, carry_out(sim, parsed)))
 
     @app.post("/institutions/{code}/freezes")
     async def freeze(
         code: str, request: Request, idempotency_key: str | None = Header(default=None)
     ) -> Response:
         return await order(
-            code, request, idempotency_key, FreezeRequestV1, SimulatedInstitution.freeze
+            code,
+            request,
+            idempotency_key,
+            FreezeRequestV1,
+            SimulatedInstitution.freeze,
+            FreezeAnswerV1,
         )
 
     @app.post("/institutions/{code}/returns")
@@ -145,7 +169,12 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
         code: str, request: Request, idempotency_key: str | None = Header(default=None)
     ) -> Response:
         return await order(
-            code, request, idempotency_key, ReturnRequestV1, SimulatedInstitution.pay_back
+            code,
+            request,
+            idempotency_key,
+            ReturnRequestV1,
+            SimulatedInstitution.pay_back,
+            ReturnAnswerV1,
         )
 
     @app.post("/institutions/{code}/releases")
@@ -177,7 +206,7 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
             await simulation.hang(b.hang_s)  # released, but the answer never arrives in time
         else:
             await asyncio.sleep(sim.latency_s())
-        return JSONResponse(result)
+        return JSONResponse(written(ReleaseAnswerV1, result))
 
     @app.get("/stats")
     async def stats() -> dict[str, Any]:

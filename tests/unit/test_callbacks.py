@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY as METRICS
 
 from stopper.api.refusals import CALLBACK_STATUS
 from stopper.app.callbacks import CallbackHandler
@@ -57,7 +58,7 @@ def callback(record: HoldRecord, **changes: Any) -> bytes:
         "hold_id": str(record.hold.id),
         "idempotency_key": f"stopper-{record.hold.id}-0",
         "status": "stopped",
-        "amount_held": 42_000,
+        "amount_held": "420.00",
         "answered_at": NOW.isoformat(),
     }
     body.update(changes)
@@ -89,6 +90,37 @@ async def test_a_valid_callback_moves_the_hold_and_a_repeat_changes_nothing() ->
     assert store.transitions[-1].actor == "institution:BK01"
 
 
+def legacy_callbacks(code: str) -> float:
+    counted = METRICS.get_sample_value(
+        "stopper_legacy_amounts_total", {"interface": "callback", "institution": code}
+    )
+    return counted or 0.0
+
+
+async def test_the_old_integer_of_minor_units_is_still_read_and_counted() -> None:
+    # The callbacks' form before amounts became decimal strings (README: Amounts): read with
+    # its old meaning during the transition, and counted so operators see who still sends it.
+    handler, store, record = await sent_hold()
+    before = legacy_callbacks("BK01")
+    body = callback(record, amount_held=42_000)
+    assert (await handler.handle("BK01", signed(body), body)).outcome is AnswerOutcome.APPLIED
+    assert store.holds[record.hold.id].hold.amount_stopped == 42_000
+    assert legacy_callbacks("BK01") == before + 1
+    new_form = callback(record)  # "420.00": the same answer, so a repeat, and not counted
+    again = await handler.handle("BK01", signed(new_form, nonce="nonce-0002"), new_form)
+    assert again.outcome is AnswerOutcome.REPEATED and legacy_callbacks("BK01") == before + 1
+
+
+async def test_an_amount_that_is_no_decimal_string_is_refused_with_the_reason() -> None:
+    handler, store, record = await sent_hold()
+    for index, amount in enumerate([420.0, "420.001", "-420.00", "4.2e2"]):
+        body = callback(record, amount_held=amount)
+        error = await refused(handler, "BK01", signed(body, nonce=f"nonce-b{index:03d}"), body)
+        assert (CALLBACK_STATUS[error.reason], error.reason) == (422, "invalid"), amount
+        assert error.detail.startswith("amount_held: "), error.detail
+    assert store.holds[record.hold.id].hold.state is HoldState.UNCONFIRMED
+
+
 async def refused(
     handler: CallbackHandler, code: str, headers: dict[str, str], body: bytes
 ) -> CallbackRefused:
@@ -105,7 +137,7 @@ async def test_forged_stale_and_replayed_callbacks_are_refused_and_change_nothin
         ({}, 401, "bad_signature"),
         (signed(body, timestamp=int(NOW.timestamp()) - 301), 401, "stale"),
         (signed(body, timestamp=int(NOW.timestamp()) + 301), 401, "stale"),
-        (signed(callback(record, amount_held=1)), 401, "bad_signature"),  # body swapped
+        (signed(callback(record, amount_held="0.01")), 401, "bad_signature"),  # body swapped
     ]
     for headers, status, reason in cases:
         error = await refused(handler, "BK01", headers, body)

@@ -19,6 +19,7 @@ import httpx
 
 from bench.loadgen import holds_called_for
 from stopper.app.intake import parse_report, to_opened_case
+from stopper.contracts.amounts import parse_amount
 from stopper.contracts.institutions import StopRequestV1, StopStatusesV1, StopStatusV1
 from stopper.registry import load_registry
 from stopper.simulation.institutions import CALLBACK_SENDERS, Simulation
@@ -358,7 +359,7 @@ async def test_the_ledger_has_each_holds_newest_generation_as_its_institution_kn
         }
 
     assert in_process == [
-        entry(second, "stopped", answer.json()["amount_held"]),
+        entry(second, "stopped", parse_amount(answer.json()["amount_held"])),
         entry(missing, "not_found", None),
         entry(accepted, "pending", None),
     ]

@@ -9,7 +9,9 @@ POST {endpoint}/stops/status (StopStatusQueryV1) asks the same of many at once (
 POST {endpoint}/freezes with FreezeRequestV1 turns a stop into a formal freeze,
 POST {endpoint}/returns with ReturnRequestV1 pays frozen funds back to the victims, and
 POST {endpoint}/releases with ReleaseRequestV1 lifts a hold (all answered at once, each with the
-request's `Idempotency-Key`).
+request's `Idempotency-Key`). Amounts are decimal strings both ways (`stopper.contracts.amounts`);
+an answer with an integer of minor units (the form of before) is still read, and counted by
+institution.
 
 The client is aiohttp: at thousands of stop requests per second its pool and parser cost a
 fraction of what httpx's did (bench/README.md).
@@ -25,6 +27,8 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
+from stopper import metrics
+from stopper.contracts.amounts import LegacyForms
 from stopper.contracts.institutions import (
     FreezeAnswerV1,
     FreezeRequestV1,
@@ -64,6 +68,16 @@ class Response:
     content: bytes
 
 
+def _read(model: type[_Answer], response: Response, institution: Institution) -> _Answer:
+    """An institution's answer as `model` (ValidationError if it is not one); one whose amounts
+    come in the old form (integers of minor units) is counted."""
+    forms = LegacyForms()
+    answer = model.model_validate_json(response.content, context=forms.context())
+    if forms.count:
+        metrics.LEGACY_AMOUNTS.labels("answer", institution.code).inc()
+    return answer
+
+
 class HttpJsonAdapter:
     def __init__(self, base_url: str, max_connections: int = 200) -> None:
         self._base_url = base_url.rstrip("/")
@@ -101,7 +115,7 @@ class HttpJsonAdapter:
             institution, "stops", body.model_dump_json(), request.idempotency_key
         )
         try:
-            answer = StopAnswerV1.model_validate_json(response.content)
+            answer = _read(StopAnswerV1, response, institution)
         except ValidationError as e:
             raise MalformedAnswer(f"unreadable answer (HTTP {response.status_code})") from e
         if (response.status_code == 202) != (answer.status == "accepted"):
@@ -113,7 +127,7 @@ class HttpJsonAdapter:
             institution, "GET", f"stops/{quote(idempotency_key, safe='')}", None, None, (404,)
         )
         try:
-            status = StopStatusV1.model_validate_json(response.content)
+            status = _read(StopStatusV1, response, institution)
         except ValidationError as e:
             # A 404 that is not the institution's "unknown" (a wrong endpoint, say) must not
             # read as "never received": that would send the request again.
@@ -132,7 +146,7 @@ class HttpJsonAdapter:
             institution, "POST", "stops/status", query.model_dump_json().encode(), None
         )
         try:
-            answer = StopStatusesV1.model_validate_json(response.content)
+            answer = _read(StopStatusesV1, response, institution)
         except ValidationError as e:
             raise MalformedAnswer(f"unreadable statuses (HTTP {response.status_code})") from e
         return [s.to_status() for s in answer.statuses]
@@ -163,7 +177,7 @@ class HttpJsonAdapter:
             institution, operation, request.model_dump_json(), request.idempotency_key
         )
         try:
-            return answer.model_validate_json(response.content)
+            return _read(answer, response, institution)
         except ValidationError as e:
             raise MalformedAnswer(f"unreadable answer (HTTP {response.status_code})") from e
 
