@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from stopper.api import console
+from stopper.api import console, openapi
 from stopper.api.bodies import BodyLimit
 from stopper.api.refusals import add_error_handlers
 from stopper.api.routers import (
@@ -47,8 +47,10 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         title="Stopper",
         version="1",
         summary="Emergency payment-stop coordinator: police fraud reports in, stops out.",
+        description=openapi.DESCRIPTION,
         lifespan=lifespan,
     )
+    openapi.complete(app)
     app.state.runtime = runtime  # for the `caller` dependency: keys and whether they are needed
     settings = runtime.settings
     app.add_middleware(BodyLimit, limit=settings.api.max_body_bytes)

@@ -133,7 +133,8 @@ async def test_health_readiness_metrics_and_schema(
     assert "stopper_intake_latency_seconds_bucket" in metrics
     schema = (await client.get("/openapi.json")).json()
     body = schema["paths"]["/v1/reports"]["post"]["requestBody"]["content"]["application/json"]
-    assert body["schema"]["title"] == "FraudReportV1"
+    assert body["schema"] == {"$ref": "#/components/schemas/FraudReportV1"}
+    assert schema["components"]["schemas"]["FraudReportV1"]["title"] == "FraudReportV1"
     assert {"202", "200", "400", "409", "413", "422", "503"} <= set(
         schema["paths"]["/v1/reports"]["post"]["responses"]
     )

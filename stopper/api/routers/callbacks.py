@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from stopper.api.bodies import read_capped
+from stopper.api.openapi import json_body
 from stopper.app.callbacks import CallbackHandler
 from stopper.contracts.institutions import CallbackAcceptedV1, CallbackV1
 from stopper.contracts.reports import ErrorV1
@@ -39,10 +40,7 @@ def router(callbacks: CallbackHandler) -> APIRouter:
                 {"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
                 for h in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
             ],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": CallbackV1.model_json_schema()}},
-            },
+            "requestBody": json_body(CallbackV1),
         },
     )
     async def institution_callback(code: str, request: Request) -> Response:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from stopper import metrics
 from stopper.api.auth import filer
 from stopper.api.bodies import read_capped
+from stopper.api.openapi import json_body
 from stopper.api.refusals import error_response
 from stopper.app.acceptance import ReportAcceptance
 from stopper.app.auth import Caller
@@ -44,12 +45,7 @@ def router(acceptance: ReportAcceptance, *, limit: int, public_url: str) -> APIR
             200: {"model": ReportAcceptedV1, "description": "The same report was received before."},
             **_ERRORS,
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": FraudReportV1.model_json_schema()}},
-            }
-        },
+        openapi_extra={"requestBody": json_body(FraudReportV1)},
         summary="File a fraud report: opens its case and asks for a stop on every account.",
     )
     async def post_report(request: Request, who: Annotated[Caller, Depends(filer)]) -> Response:
