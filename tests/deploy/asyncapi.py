@@ -25,11 +25,12 @@ def document_validator() -> jsonschema_rs.Validator:
     return jsonschema_rs.validator_for(json.loads(ASYNCAPI_SCHEMA.read_text()))
 
 
-def payload_validator() -> jsonschema_rs.Validator:
-    """The case event's payload schema, its `#/components/...` references resolved in the
-    document itself (a Schema Object of AsyncAPI 3 is a JSON Schema draft-07 superset)."""
+def payload_validator(message: str = "caseEvent") -> jsonschema_rs.Validator:
+    """A message's payload schema (the case event's by default; `fraudReport`), its
+    `#/components/...` references resolved in the document itself (a Schema Object of AsyncAPI
+    3 is a JSON Schema draft-07 superset)."""
     doc = document()
-    ref = doc["components"]["messages"]["caseEvent"]["payload"]["$ref"]
+    ref = doc["components"]["messages"][message]["payload"]["$ref"]
     schema = {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "allOf": [{"$ref": ref}],
