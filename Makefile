@@ -23,12 +23,16 @@ $(STAMP): pyproject.toml requirements/broker.txt | $(BIN)/python
 	touch $(STAMP)
 
 # The suite starts a private PostgreSQL cluster and a real Prometheus, checks alert rules with
-# promtool, and drives the console in Chromium: install Debian's packages for what is absent.
+# promtool, drives the console in Chromium and produces a report with kafkajs on Node.js (its
+# npm package comes from tests/clients/kafkajs's lockfile, by `npm ci` in the test): install
+# Debian's packages for what is absent.
 test-binaries:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian's$$missing for the test suite"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
