@@ -75,6 +75,18 @@ BREAKER_STATE = Gauge(
     "Circuit breaker per institution: 0 closed, 1 half-open, 2 open.",
     ["institution"],
 )
+EVENT_LOOP_LAG = Histogram(
+    "stopper_event_loop_lag_seconds",
+    "How late this process's event loop woke a task due every 50 ms (0: on time): a process "
+    "short of CPU, or a long stretch of work between two awaits.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+CALLS_EXCUSED = Counter(
+    "stopper_institution_calls_excused_total",
+    "Failed calls to an institution not counted against its breaker: this process's event loop "
+    "stalled for a good part of the institution's timeout while the call was out.",
+    ["institution"],
+)
 BREAKER_TRIPS = Counter(
     "stopper_breaker_trips_total", "Times a breaker opened, by institution.", ["institution"]
 )

@@ -35,6 +35,7 @@ from stopper.app.dispatch import Dispatcher, StopRequestConsumer, publish_outbox
 from stopper.app.freezes import FreezeDesk
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.intake import IntakeHandler, IntakeTopics
+from stopper.app.loop_lag import LoopLag
 from stopper.app.ports import Bus, Clock
 from stopper.app.reconcile import Reconciler
 from stopper.app.releases import ReleaseDesk
@@ -86,6 +87,9 @@ class Runtime:
         if self.settings.database.migrate_on_start:
             await migrate.upgrade(self.engine)
         await self.bus.start()
+        lag = self.dispatcher.gateway.lag
+        if lag is not None:
+            self._spawn("loop-lag", lag.run(self._stopping))
         if consumers is None:
             consumers = self.settings.role is not Role.API
         if not consumers:
@@ -312,7 +316,7 @@ def build_runtime(
     adapter = AdapterPerInstitution(
         {"http_json": http_json, "iso20022": Iso20022Adapter(http_json, store, clock)}, registry
     )
-    gateway = InstitutionGateway(adapter, registry, hedge=settings.dispatch.hedge)
+    gateway = InstitutionGateway(adapter, registry, hedge=settings.dispatch.hedge, lag=LoopLag())
     dispatcher = Dispatcher(
         store,
         gateway,

@@ -11,7 +11,10 @@ what every call to one institution shares, per institution and per process:
   that carried many holds counts once (`InstitutionError.counted_elsewhere` on the others);
 - a timeout: the adapter bounds each request by the institution's `timeout_ms`; the gateway
   bounds the whole call (a hedged one is two requests) so that nothing waits forever on an
-  adapter that does not;
+  adapter that does not. A call that failed while this process's event loop stalled for at
+  least `STALL_EXCUSES` of the institution's timeout (`LoopLag`) is not counted against the
+  breaker: the process, not the institution, was late (`stopper_institution_calls_excused_total`);
+  the use case retries it as any failed call;
 - hedging of stop requests (see `hedging`), when enabled;
 - the institution's health (latency, failures) and each operation's attempt metric;
 - `retry_after`: when a failed call may be made again, by the institution's retry policy and
@@ -37,6 +40,7 @@ from stopper import metrics
 from stopper.app.breaker import CircuitBreaker
 from stopper.app.health import HealthSnapshot, InstitutionHealth
 from stopper.app.hedging import HedgeDelay, hedged
+from stopper.app.loop_lag import LoopLag
 from stopper.app.ports import InstitutionAdapter
 from stopper.domain.messages import (
     InstitutionAnswer,
@@ -58,6 +62,9 @@ _TIMEOUT_SLACK_S = 1.0
 # What a batching adapter's own part of a call may take before its request leaves (recording
 # the message in the store, which has its own statement timeout).
 _BATCH_OWN_PART_S = 30.0
+# A stall of the event loop this long, as a share of the institution's timeout, during a failed
+# call excuses the institution.
+STALL_EXCUSES = 0.25
 
 
 class Operation(enum.StrEnum):
@@ -77,8 +84,10 @@ class InstitutionGateway:
         *,
         hedge: bool,
         rng: random.Random | None = None,
+        lag: LoopLag | None = None,
     ) -> None:
         self._adapter = adapter
+        self._lag = lag
         self.registry = registry
         self._rng = rng or random.Random()
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
@@ -190,6 +199,11 @@ class InstitutionGateway:
             delay = max(delay, breaker_wait)
         return delay
 
+    @property
+    def lag(self) -> LoopLag | None:
+        """The event loop's stalls this gateway allows for (run it in the process's loop)."""
+        return self._lag
+
     def breaker(self, code: str) -> CircuitBreaker:
         return self._breakers[code]
 
@@ -246,6 +260,7 @@ class InstitutionGateway:
                 raise BreakerOpen("circuit breaker open")
             trips = breaker.trips
             started = time.monotonic()
+            loop_started = asyncio.get_running_loop().time()
             try:
                 try:
                     async with asyncio.timeout(bound_s):
@@ -260,6 +275,8 @@ class InstitutionGateway:
                 )
                 if e.counted_elsewhere:
                     pass  # one request of many holds: counted with the first of them
+                elif e.retryable and self._stalled(institution, loop_started):
+                    metrics.CALLS_EXCUSED.labels(institution.code).inc()
                 elif e.retryable:
                     breaker.record_failure()
                 else:
@@ -276,6 +293,14 @@ class InstitutionGateway:
                     metrics.BREAKER_TRIPS.labels(institution.code).inc()
                     log.warning("breaker opened", extra={"institution": institution.code})
                 metrics.BREAKER_STATE.labels(institution.code).set(breaker.state.value)
+
+    def _stalled(self, institution: Institution, loop_started: float) -> bool:
+        """Whether this process's loop stalled, during a call begun at `loop_started`, for
+        long enough to have made it fail whatever the institution did."""
+        if self._lag is None:
+            return False
+        stall = self._lag.stalled_since(loop_started)
+        return stall >= STALL_EXCUSES * institution.timeout_ms / 1000
 
 
 def failure_label(error: InstitutionError) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -198,3 +199,72 @@ async def test_retry_after_follows_the_policy_and_waits_for_the_breaker() -> Non
         await gateway.request_stop(bk01, stop_request())
     waited = gateway.retry_after(bk01, 1, InstitutionUnavailable("down"))
     assert waited is not None and waited > timedelta(seconds=25)  # the breaker's cooldown
+
+
+class StalledTimeouts(ScriptedAdapter):
+    """Every stop request times out; with `stall_s`, the process stalls (a blocking stretch of
+    work, as a starved CPU makes it) while the request is out, before the timeout is raised."""
+
+    def __init__(self, stall_s: float) -> None:
+        super().__init__({"BK01": [InstitutionTimeout("no answer within 200 ms")]})
+        self.stall_s = stall_s
+
+    async def request_stop(
+        self, institution: Institution, request: RequestStop
+    ) -> InstitutionAnswer:
+        await asyncio.sleep(0.001)
+        if self.stall_s:
+            time.sleep(self.stall_s)  # noqa: ASYNC251 -- the stall itself: the loop does not run
+        await asyncio.sleep(0.001)
+        return await super().request_stop(institution, request)
+
+
+@pytest.mark.parametrize("stall_s", [0.0, 0.1])
+async def test_timeouts_while_the_process_stalled_do_not_open_the_breaker(stall_s: float) -> None:
+    from stopper.app.loop_lag import LoopLag
+    from stopper.metrics import CALLS_EXCUSED
+
+    lag = LoopLag(interval_s=0.01)
+    stopping = asyncio.Event()
+    watching = asyncio.create_task(lag.run(stopping))
+    reg = registry(timeout_ms=200, breaker=BreakerPolicy(failure_threshold=2, cooldown_s=60))
+    gateway = InstitutionGateway(StalledTimeouts(stall_s), reg, hedge=False, lag=lag)
+    excused = CALLS_EXCUSED.labels("BK01")._value.get()
+    raised: list[type[Exception]] = []
+    try:
+        await asyncio.sleep(0.02)
+        for _ in range(3):
+            with pytest.raises((InstitutionTimeout, BreakerOpen)) as e:
+                await gateway.request_stop(reg["BK01"], stop_request())
+            raised.append(e.type)
+    finally:
+        stopping.set()
+        await watching
+    if stall_s:
+        # 100 ms of a 200 ms timeout with the loop stalled: the process was late, not BK01.
+        assert gateway.breaker("BK01").trips == 0
+        assert raised == [InstitutionTimeout] * 3
+        assert CALLS_EXCUSED.labels("BK01")._value.get() - excused == 3
+    else:
+        # The same timeouts with the loop on time are the institution's: the breaker opens.
+        assert gateway.breaker("BK01").trips == 1
+        assert raised == [InstitutionTimeout, InstitutionTimeout, BreakerOpen]
+        assert CALLS_EXCUSED.labels("BK01")._value.get() == excused
+
+
+async def test_the_loop_lag_counts_a_stall_still_under_way() -> None:
+    from stopper.app.loop_lag import LoopLag
+
+    lag = LoopLag(interval_s=0.01)
+    stopping = asyncio.Event()
+    watching = asyncio.create_task(lag.run(stopping))
+    await asyncio.sleep(0.03)
+    started = asyncio.get_running_loop().time()
+    assert lag.stalled_since(started) < 0.05
+    time.sleep(0.08)  # noqa: ASYNC251 -- a stall of the loop, on purpose
+    # The watcher has not woken yet: the stall is seen as it happens.
+    assert lag.stalled_since(started) >= 0.06
+    await asyncio.sleep(0.03)
+    assert lag.stalled_since(started) >= 0.06  # and recorded once it woke
+    stopping.set()
+    await watching
