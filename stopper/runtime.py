@@ -87,13 +87,15 @@ class Runtime:
         if self.settings.database.migrate_on_start:
             await migrate.upgrade(self.engine)
         await self.bus.start()
-        lag = self.dispatcher.gateway.lag
-        if lag is not None:
-            self._spawn("loop-lag", lag.run(self._stopping))
         if consumers is None:
             consumers = self.settings.role is not Role.API
         if not consumers:
             return
+        # The processes that call institutions in the background watch their loop's stalls
+        # (`LoopLag`): a call failed by a stall of their own is not held against the institution.
+        lag = self.dispatcher.gateway.lag
+        if lag is not None:
+            self._spawn("loop-lag", lag.run(self._stopping))
         kafka = self.settings.kafka
         dispatch = self.settings.dispatch
         stop_requests = StopRequestConsumer(
