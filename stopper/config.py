@@ -341,6 +341,13 @@ class WebhookSettings(BaseSettings):
     )
     sweep_interval_ms: int = Field(default=200, ge=10)
     batch: int = Field(default=100, ge=1, le=10_000, description="Deliveries tried at once.")
+    rotation_window_h: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 30,
+        description="After a webhook's secret is rotated, how long the secret it replaced still "
+        "signs deliveries beside the new one (unless the agency ends the rotation sooner).",
+    )
 
 
 class ApprovalSettings(BaseSettings):

@@ -385,7 +385,12 @@ def build_runtime(
         ApiKeys(store),
         Reconciler(store, dispatcher, clock),
         ReportAcceptance(store, bus, clock, registry, kafka.reports_topic),
-        WebhookDesk(store, clock, own_addresses(api.host, api.port, api.public_url)),
+        WebhookDesk(
+            store,
+            clock,
+            own_addresses(api.host, api.port, api.public_url),
+            timedelta(hours=settings.webhooks.rotation_window_h),
+        ),
         webhook_sender,
         webhook_transport,
         ApprovalDesk(

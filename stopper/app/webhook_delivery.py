@@ -40,7 +40,7 @@ from stopper.app.webhooks import (
     EventToDeliver,
     WebhookStore,
 )
-from stopper.contracts.signing import signed_headers
+from stopper.contracts.signing import SIGNATURE_HEADER, signed_headers
 from stopper.contracts.webhooks import CaseEventV1
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,12 @@ class WebhookSender:
     async def _attempt(self, delivery: DueDelivery) -> Attempt:
         body = delivery.body.encode()
         timestamp = int(self._clock.now().timestamp())
-        headers = signed_headers(delivery.secret, timestamp, secrets.token_hex(16), body)
+        nonce = secrets.token_hex(16)
+        headers = signed_headers(delivery.secret, timestamp, nonce, body)
+        if delivery.previous_secret is not None:
+            # A rotation under way: a signature by each secret, the current one first.
+            previous = signed_headers(delivery.previous_secret, timestamp, nonce, body)
+            headers[SIGNATURE_HEADER] += ", " + previous[SIGNATURE_HEADER]
         started = time.perf_counter()
         try:
             result = await self._transport.post(

@@ -8,6 +8,11 @@ Business rules:
   Stopper itself (its own API's address or public URL): Stopper never calls itself in a loop.
   A URL that is well formed but unreachable is accepted: its deliveries are retried and logged.
 * The secret is made here (256 random bits), returned once, and kept to sign deliveries.
+* A secret rotates without an outage: a new one is made and returned once, and the one it
+  replaces keeps signing too until the agency says it has switched (or the rotation window,
+  `WebhookSettings.rotation_window_h`, ends): each delivery meanwhile carries a signature by
+  each secret, so the agency's receiver verifies it with whichever secret it holds. A new
+  rotation during one replaces the older previous secret.
 * A removed subscription gets no new deliveries; its pending ones are not tried again.
 """
 
@@ -18,7 +23,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -38,6 +43,18 @@ class Subscription:
     secret: str
     created_at: datetime
     created_by: str
+    # During a rotation: the secret being replaced, signing as well until `previous_until`.
+    previous_secret: str | None = None
+    previous_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rotated:
+    """A webhook's new secret (shown once) and until when the one it replaced still signs."""
+
+    subscription_id: UUID
+    secret: str
+    previous_until: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +79,7 @@ class DueDelivery:
     body: str
     attempts: int  # made before this one
     created_at: datetime
+    previous_secret: str | None = None  # a rotation under way: it signs too
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +121,17 @@ class WebhookStore(Protocol):
         ...
 
     async def remove_subscription(self, subscription_id: UUID, at: datetime) -> bool: ...
+
+    async def rotate_secret(
+        self, subscription_id: UUID, secret: str, previous_until: datetime
+    ) -> bool:
+        """The subscription's secret becomes `secret`; the one it had signs as well until
+        `previous_until`. False if there is no such subscription (or it was removed)."""
+        ...
+
+    async def end_rotation(self, subscription_id: UUID) -> bool:
+        """The previous secret signs no more. False if no rotation was under way."""
+        ...
 
     async def delivery_log(self, subscription_id: UUID, limit: int) -> list[LoggedAttempt]:
         """The subscription's attempts, newest first."""
@@ -189,10 +218,17 @@ def own_addresses(api_host: str, api_port: int, public_url: str) -> list[OwnAddr
 class WebhookDesk:
     """Subscriptions and their logs, for the API."""
 
-    def __init__(self, store: WebhookStore, clock: Clock, own: Sequence[OwnAddress]) -> None:
+    def __init__(
+        self,
+        store: WebhookStore,
+        clock: Clock,
+        own: Sequence[OwnAddress],
+        rotation_window: timedelta = timedelta(hours=24),
+    ) -> None:
         self._store = store
         self._clock = clock
         self._own = tuple(own)
+        self._rotation_window = rotation_window
 
     async def subscribe(
         self, agency_code: str, url: str, events: Sequence[str], created_by: str
@@ -226,6 +262,23 @@ class WebhookDesk:
         if await self.find(agency_code, subscription_id) is None:
             return False
         return await self._store.remove_subscription(subscription_id, self._clock.now())
+
+    async def rotate(self, agency_code: str, subscription_id: UUID) -> Rotated | None:
+        """A new secret for the agency's subscription; None if it has none of that id."""
+        if await self.find(agency_code, subscription_id) is None:
+            return None
+        secret = secrets.token_urlsafe(32)
+        until = self._clock.now() + self._rotation_window
+        if not await self._store.rotate_secret(subscription_id, secret, until):
+            return None
+        return Rotated(subscription_id, secret, until)
+
+    async def end_rotation(self, agency_code: str, subscription_id: UUID) -> bool | None:
+        """The agency has switched: the previous secret signs no more. None if it has no such
+        subscription; False if no rotation was under way."""
+        if await self.find(agency_code, subscription_id) is None:
+            return None
+        return await self._store.end_rotation(subscription_id)
 
     async def log(self, subscription: Subscription, limit: int) -> list[LoggedAttempt]:
         return await self._store.delivery_log(subscription.id, limit)

@@ -51,12 +51,26 @@ class WebhookCreatedV1(BaseModel):
     )
 
 
+class WebhookSecretV1(BaseModel):
+    id: UUID
+    secret: str = Field(description="The new HMAC-SHA256 key; shown only in this answer.")
+    previous_valid_until: datetime = Field(
+        description="Until then (or until the rotation is ended) each delivery carries two "
+        "signatures in X-Stopper-Signature, `sha256=<by the new secret>, sha256=<by the old>`: "
+        "accept a delivery when either verifies."
+    )
+
+
 class WebhookV1(BaseModel):
     id: UUID
     agency_code: str
     url: str
     events: list[CaseEventType]
     created_at: datetime
+    rotating_until: datetime | None = Field(
+        default=None,
+        description="A secret rotation under way: the previous secret signs too until then.",
+    )
 
 
 class WebhookListV1(BaseModel):

@@ -127,6 +127,30 @@ async def test_the_signature_is_hmac_sha256_over_timestamp_nonce_and_body() -> N
     assert int(timestamp) == int(NOW.timestamp()) and len(nonce) >= 16
 
 
+async def test_during_a_rotation_a_delivery_is_signed_by_both_secrets_the_new_one_first() -> None:
+    body = b'{"type":"hold_stopped"}'
+    sent: list[Mapping[str, str]] = []
+
+    class Recorder:
+        async def post(
+            self, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
+        ) -> PostOutcome:
+            sent.append(headers)
+            return PostOutcome("delivered", 200)
+
+        async def close(self) -> None: ...
+
+    rotating = replace(due(1, uuid4(), secret="new", body=body.decode()), previous_secret="old")
+    sender = WebhookSender(FakeStore([rotating]), Recorder(), FixedClock(), RetryPolicy())
+    await sender.deliver_due()
+    [headers] = sent
+    timestamp, nonce = int(headers["X-Stopper-Timestamp"]), headers["X-Stopper-Nonce"]
+    by_new, by_old = headers["X-Stopper-Signature"].split(", ")
+    assert signature_matches("new", timestamp, nonce, body, by_new)
+    assert signature_matches("old", timestamp, nonce, body, by_old)
+    assert not signature_matches("old", timestamp, nonce, body, by_new)
+
+
 def test_backoff_doubles_to_its_cap_and_gives_up_after_the_retry_period() -> None:
     policy = RetryPolicy(
         first_retry=timedelta(seconds=10),
@@ -271,6 +295,14 @@ class FakeStore:
         return []
 
     async def remove_subscription(self, subscription_id: UUID, at: datetime) -> bool:
+        return False
+
+    async def rotate_secret(
+        self, subscription_id: UUID, secret: str, previous_until: datetime
+    ) -> bool:
+        return False
+
+    async def end_rotation(self, subscription_id: UUID) -> bool:
         return False
 
     async def delivery_log(self, subscription_id: UUID, limit: int) -> list[LoggedAttempt]:

@@ -374,6 +374,9 @@ class WebhookSubscriptionRow(Base):
     url: Mapped[str] = mapped_column(String(2048))
     events: Mapped[list[str]] = mapped_column(JSON)
     secret: Mapped[str] = mapped_column(String(128))
+    # During a rotation: the secret being replaced, still signing deliveries until then.
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_until: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     created_by: Mapped[str] = mapped_column(String(200))
     removed_at: Mapped[datetime | None] = mapped_column(Timestamp)

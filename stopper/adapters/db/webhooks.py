@@ -39,6 +39,8 @@ def _subscription(row: Any) -> Subscription:
         secret=row.secret,
         created_at=row.created_at,
         created_by=row.created_by,
+        previous_secret=row.previous_secret,
+        previous_until=row.previous_until,
     )
 
 
@@ -58,6 +60,30 @@ class WebhookStorage(Storage):
                         removed_at=None,
                     )
                 )
+
+    async def rotate_secret(
+        self, subscription_id: UUID, secret: str, previous_until: datetime
+    ) -> bool:
+        with store_errors():
+            async with self._db.begin() as connection:
+                result = await connection.execute(
+                    update(_Sub)
+                    .where(_Sub.id == subscription_id, _Sub.removed_at.is_(None))
+                    .values(
+                        previous_secret=_Sub.secret, previous_until=previous_until, secret=secret
+                    )
+                )
+        return bool(result.rowcount)
+
+    async def end_rotation(self, subscription_id: UUID) -> bool:
+        with store_errors():
+            async with self._db.begin() as connection:
+                result = await connection.execute(
+                    update(_Sub)
+                    .where(_Sub.id == subscription_id, _Sub.previous_secret.is_not(None))
+                    .values(previous_secret=None, previous_until=None)
+                )
+        return bool(result.rowcount)
 
     async def subscriptions_of(self, agency_code: str | None) -> list[Subscription]:
         query = select(_Sub).where(_Sub.removed_at.is_(None)).order_by(_Sub.created_at, _Sub.id)
@@ -186,6 +212,8 @@ class WebhookStorage(Storage):
                             _Sub.agency_code,
                             _Sub.url,
                             _Sub.secret,
+                            _Sub.previous_secret,
+                            _Sub.previous_until,
                         )
                         .join(_Sub, _Sub.id == _Delivery.subscription_id)
                         .where(
@@ -215,6 +243,11 @@ class WebhookStorage(Storage):
                 body=r.body,
                 attempts=r.attempts,
                 created_at=r.created_at,
+                previous_secret=(
+                    r.previous_secret
+                    if r.previous_until is not None and r.previous_until > now
+                    else None
+                ),
             )
             for r in rows
         ]

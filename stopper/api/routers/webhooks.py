@@ -21,6 +21,7 @@ from stopper.contracts.webhooks import (
     WebhookCreatedV1,
     WebhookListV1,
     WebhookRequestV1,
+    WebhookSecretV1,
     WebhookV1,
 )
 
@@ -40,6 +41,7 @@ def _webhook_v1(s: Subscription) -> WebhookV1:
         url=s.url,
         events=[CaseEventType(e) for e in s.events],
         created_at=s.created_at,
+        rotating_until=s.previous_until if s.previous_secret is not None else None,
     )
 
 
@@ -105,6 +107,50 @@ def router(desk: WebhookDesk) -> APIRouter:
             return refusal
         if not await desk.remove(agency_code, webhook_id):
             return error_response(404, "no such webhook")
+        return Response(status_code=204)
+
+    @routes.post(
+        "/v1/agencies/{agency_code}/webhooks/{webhook_id}/secret",
+        status_code=201,
+        response_model=WebhookSecretV1,
+        responses={**_NOT_YOURS, **_NO_WEBHOOK},
+        summary="Rotate the webhook's secret: a new one, answered only here; the old one still "
+        "signs beside it until `previous_valid_until` or until the rotation is ended.",
+    )
+    async def rotate_secret(
+        agency_code: Agency, webhook_id: UUID, who: Annotated[Caller, Depends(caller)]
+    ) -> Response:
+        if (refusal := refused(who, agency_code)) is not None:
+            return refusal
+        rotated = await desk.rotate(agency_code, webhook_id)
+        if rotated is None:
+            return error_response(404, "no such webhook")
+        answer = WebhookSecretV1(
+            id=rotated.subscription_id,
+            secret=rotated.secret,
+            previous_valid_until=rotated.previous_until,
+        )
+        return JSONResponse(answer.model_dump(mode="json"), status_code=201)
+
+    @routes.delete(
+        "/v1/agencies/{agency_code}/webhooks/{webhook_id}/previous-secret",
+        status_code=204,
+        responses={
+            **_NOT_YOURS,
+            404: {"model": ErrorV1, "description": "No such webhook, or no rotation under way."},
+        },
+        summary="End a secret rotation: the receiver has switched; only the new secret signs.",
+    )
+    async def end_rotation(
+        agency_code: Agency, webhook_id: UUID, who: Annotated[Caller, Depends(caller)]
+    ) -> Response:
+        if (refusal := refused(who, agency_code)) is not None:
+            return refusal
+        ended = await desk.end_rotation(agency_code, webhook_id)
+        if ended is None:
+            return error_response(404, "no such webhook")
+        if not ended:
+            return error_response(404, "no rotation under way")
         return Response(status_code=204)
 
     @routes.get(
