@@ -25,6 +25,9 @@ In short (the table is the authority)::
     requested --request_cancelled--> released (lifted before any request left)
     any state but a terminal one or releasing --merged--> the same state (the trail reached
               it again)
+    sent, unconfirmed, stopped, frozen --supplement_sent--> the same state (the extra asked)
+    the states a stop may still be in (not releasing) --supplement_accepted / _stopped /
+        _refused / _failed--> the same state (the supplement's answer, or Stopper giving up)
 
 Rules the table encodes:
 
@@ -42,8 +45,18 @@ Rules the table encodes:
 * A *merge*: money moving on along another path of the case's trail reached an account that
   already has a hold, and the hold asks for that much more (``amount_asked`` rises, the state
   stays). It is recorded like any other event. A hold whose stop is over (a terminal state) is
-  not asked for more; an expired one is, for the day it is re-applied. Sending the institution
-  the extra comes with issue #17.
+  not asked for more; an expired one is, for the day it is re-applied. What the institution is
+  sent depends on where the hold is (`merge_asks`): a ``requested`` hold's first request is not
+  out yet and asks for the raised amount itself; once it is out (``sent``, ``unconfirmed``) or
+  its stop is in force (``stopped``, ``frozen``: the states that allow ``supplement_sent``), the
+  extra is a *supplement* of its own (`stopper.domain.supplements`), whose steps the hold's
+  audit records as same-state events; elsewhere (``failed``, ``expired``, ``returning``) nothing
+  is sent: a re-application asks for all of it.
+* Amounts with supplements: `amount_first_request` is what the first request of the current
+  generation asks (fixed once it is out: a retry never asks for more under the same key);
+  `amount_stopped` is everything held, the first request's answer plus each supplement's
+  (`amount_stopped_by_supplements`), so answers add up in whatever order they come, and never
+  above `amount_asked`.
 * ``returned``, ``rejected`` and ``not_found`` are terminal.
 * A *release* lifts a hold (the report was withdrawn, the account cleared). It is ordered for a
   hold whose stop is in force (``stopped``, ``frozen``: a withdrawn report takes away the
@@ -67,7 +80,8 @@ An illegal event raises `IllegalTransition` and leaves the hold exactly as it wa
 Every "may it?" asked elsewhere is derived from the table, never listed again: `can(state,
 event)`, `states_allowing(*events)`, `leads_to(event)`, and the sets `IN_PLAY` (work is left in
 the hold), `AWAITING_ANSWER` (a request went out, its answer is owed), `ANSWERABLE` (an
-institution's answer may apply), `FREEZABLE`, `RELEASABLE` and `TERMINAL_STATES`.
+institution's answer may apply), `FREEZABLE`, `RELEASABLE`, `FIRST_NOT_OUT`, `SUPPLEMENTABLE`
+(a merge asks by a supplement), `SUPPLEMENT_ANSWERABLE` and `TERMINAL_STATES`.
 """
 
 from __future__ import annotations
@@ -118,10 +132,23 @@ class HoldEvent(enum.StrEnum):
     RELEASE_ORDERED = "release_ordered"
     RELEASE_CONFIRMED = "release_confirmed"
     REQUEST_CANCELLED = "request_cancelled"
+    # A supplement's steps, recorded on its hold (`stopper.domain.supplements`).
+    SUPPLEMENT_SENT = "supplement_sent"
+    SUPPLEMENT_ACCEPTED = "supplement_accepted"
+    SUPPLEMENT_STOPPED = "supplement_stopped"
+    SUPPLEMENT_REFUSED = "supplement_refused"  # not found, or rejected: the cause says which
+    SUPPLEMENT_FAILED = "supplement_failed"  # Stopper gave up asking for the extra
 
 
 S = HoldState
 E = HoldEvent
+# What a supplement's answer (or Stopper giving up on it) records on its hold.
+SUPPLEMENT_OUTCOMES: Final = (
+    HoldEvent.SUPPLEMENT_ACCEPTED,
+    HoldEvent.SUPPLEMENT_STOPPED,
+    HoldEvent.SUPPLEMENT_REFUSED,
+    HoldEvent.SUPPLEMENT_FAILED,
+)
 
 TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingProxyType(
     {
@@ -167,6 +194,15 @@ TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingPro
         (S.FROZEN, E.RELEASE_ORDERED): S.RELEASING,
         (S.EXPIRED, E.RELEASE_ORDERED): S.RELEASING,
         (S.RELEASING, E.RELEASE_CONFIRMED): S.RELEASED,
+        # A supplement is asked only while the first request is out or its stop is in force;
+        # its answer counts in every state the stop may still be in (not once it is over, nor
+        # in a new generation, which asks for everything again).
+        **{(s, E.SUPPLEMENT_SENT): s for s in (S.SENT, S.UNCONFIRMED, S.STOPPED, S.FROZEN)},
+        **{
+            (s, e): s
+            for s in (S.SENT, S.UNCONFIRMED, S.FAILED, S.STOPPED, S.EXPIRED, S.FROZEN, S.RETURNING)
+            for e in SUPPLEMENT_OUTCOMES
+        },
     }
 )
 
@@ -225,14 +261,47 @@ _STARTED_BY_A_PERSON: Final = frozenset(
     {HoldEvent.REAPPLIED, HoldEvent.RELEASE_ORDERED, HoldEvent.REQUEST_CANCELLED}
 )
 # A hold still in play: something is owed to it or may still happen to it without a person
-# starting it again (a merge asks for more but leaves no work of its own).
+# starting it again (a merge asks for more but leaves no work of its own, and a supplement's is
+# the supplement's).
 IN_PLAY: Final[frozenset[HoldState]] = frozenset(
-    s for s, e in TRANSITIONS if e not in _STARTED_BY_A_PERSON and e is not HoldEvent.MERGED
+    s
+    for s, e in TRANSITIONS
+    if e not in _STARTED_BY_A_PERSON
+    and e not in (HoldEvent.MERGED, HoldEvent.SUPPLEMENT_SENT, *SUPPLEMENT_OUTCOMES)
 )
+# The first request is still owed and not out: a merge raises what it will ask for.
+FIRST_NOT_OUT: Final[frozenset[HoldState]] = (
+    states_allowing(HoldEvent.REQUEST_SENT) - AWAITING_ANSWER
+)
+# The first request is out, or its stop in force: a merge asks the extra by a supplement.
+SUPPLEMENTABLE: Final[frozenset[HoldState]] = states_allowing(HoldEvent.SUPPLEMENT_SENT)
+# A supplement's answer may still count for its hold.
+SUPPLEMENT_ANSWERABLE: Final[frozenset[HoldState]] = states_allowing(*SUPPLEMENT_OUTCOMES)
+# At most this many supplements per hold: a supplement's ISO 20022 CxlId has room for two
+# digits of its number (35 characters). Past it, a merge raises the amount asked and sends
+# nothing, as in the states that take no supplement.
+MAX_SUPPLEMENTS: Final = 99
 # Nothing may happen to a hold in these states any more.
 TERMINAL_STATES: Final[frozenset[HoldState]] = frozenset(
     s for s in HoldState if not any(src == s for src, _ in TRANSITIONS)
 )
+
+
+class MergeAsks(enum.StrEnum):
+    """What a merge into a hold asks of its institution (see the module's rules)."""
+
+    FIRST_REQUEST = "first_request"  # the first request, not out yet, asks for the raised amount
+    SUPPLEMENT = "supplement"  # a supplement of its own asks for the extra
+    NOTHING = "nothing"  # nothing is sent now (failed, expired, returning; or supplements spent)
+
+
+def merge_asks(state: HoldState, supplements: int) -> MergeAsks:
+    """What a merge into a hold in `state` with `supplements` supplements so far asks for."""
+    if state in FIRST_NOT_OUT:
+        return MergeAsks.FIRST_REQUEST
+    if state in SUPPLEMENTABLE and supplements < MAX_SUPPLEMENTS:
+        return MergeAsks.SUPPLEMENT
+    return MergeAsks.NOTHING
 
 
 def idempotency_key_for(hold_id: UUID, generation: int = 0) -> str:
@@ -306,6 +375,10 @@ class Hold:
     amount_frozen: int = 0
     amount_returned: int = 0
     reapplications: int = 0
+    # What the first request of this generation asks (0: all of `amount_asked`, as born).
+    amount_first_request: int = 0
+    amount_stopped_by_supplements: int = 0  # of `amount_stopped`, what supplements hold
+    supplements: int = 0  # supplements asked so far (every generation): the next one's number - 1
     history: list[Transition] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -313,6 +386,14 @@ class Hold:
             raise InvalidAmount("a hold must ask for a positive amount")
         if self.layer < 1:
             raise InvalidAmount("layers start at 1 (the first-level account)")
+        if self.amount_first_request == 0:
+            self.amount_first_request = self.amount_asked
+
+    @property
+    def amount_stopped_by_first(self) -> int:
+        """What the answer to the first request holds (the rest of `amount_stopped` is the
+        supplements')."""
+        return self.amount_stopped - self.amount_stopped_by_supplements
 
     def stop_request(self, requested_at: datetime) -> RequestStop:
         """The stop request owed for this hold, with the idempotency key of its generation:
@@ -323,7 +404,7 @@ class Hold:
             institution_code=self.institution_code,
             account_number=self.account_number,
             currency=self.currency,
-            amount=self.amount_asked,
+            amount=self.amount_first_request,
             layer=self.layer,
             idempotency_key=idempotency_key_for(self.id, self.reapplications),
             generation=self.reapplications,
@@ -341,26 +422,42 @@ class Hold:
     ) -> Transition:
         """Move the hold by `event`; raise and change nothing if the event is not allowed.
 
-        `amount` is the amount the institution reports for ``stop_confirmed`` (what it actually
-        holds, at most what was asked) and ``freeze_confirmed`` (at most what was stopped); for
-        ``merged``, how much more is asked.
+        `amount` is the amount the institution reports for ``stop_confirmed`` (what the first
+        request holds, at most what it asked) and ``supplement_stopped`` (what a supplement
+        holds, never past `amount_asked` in all), and ``freeze_confirmed`` (at most what was
+        stopped); for ``merged``, how much more is asked.
         """
         transition = Transition.of(self.id, self.state, event, cause=cause, actor=actor, at=at)
         if event is HoldEvent.STOP_CONFIRMED:
-            self.amount_stopped = _checked(amount, ceiling=self.amount_asked, what="stopped")
+            first = _checked(amount, ceiling=self.amount_first_request, what="stopped")
+            self.amount_stopped = first + self.amount_stopped_by_supplements
+        elif event is HoldEvent.SUPPLEMENT_STOPPED:
+            more = _checked(
+                amount, ceiling=self.amount_asked - self.amount_stopped, what="stopped more"
+            )
+            self.amount_stopped += more
+            self.amount_stopped_by_supplements += more
         elif event in (HoldEvent.FREEZE_CONFIRMED, HoldEvent.FREEZE_RENEWED):
             self.amount_frozen = _checked(amount, ceiling=self.amount_stopped, what="frozen")
         elif event is HoldEvent.RETURN_CONFIRMED:
             self.amount_returned = _checked(amount, ceiling=self.amount_frozen, what="returned")
         elif event is HoldEvent.REAPPLIED:
+            # A new generation asks for everything, supplements included, in its first request.
             self.reapplications += 1
+            self.amount_first_request = self.amount_asked
+            self.amount_stopped_by_supplements = 0
         elif event is HoldEvent.REQUEST_CANCELLED and self.reapplications:
             # A re-applied hold's earlier stop was at the institution: it must be asked.
             raise IllegalTransition(self.state.value, event.value)
         elif event is HoldEvent.MERGED:
             if amount is None or amount <= 0:
                 raise InvalidAmount("a merge asks for a positive amount more")
+            asks = merge_asks(self.state, self.supplements)
             self.amount_asked += amount
+            if asks is MergeAsks.FIRST_REQUEST:
+                self.amount_first_request += amount
+            elif asks is MergeAsks.SUPPLEMENT:
+                self.supplements += 1
         self.state = transition.to_state
         self.version += 1
         self.history.append(transition)

@@ -12,8 +12,20 @@ from uuid import UUID
 
 
 @dataclass(frozen=True, slots=True)
+class SupplementOf:
+    """What makes a stop request a *supplement*: it asks for more on a stop already asked for
+    (the request whose idempotency key is `adds_to`), the money a trail merge brought there from
+    the hold `merged_from`. `number`: the hold's n-th supplement (its key's)."""
+
+    number: int
+    adds_to: str
+    merged_from: UUID
+
+
+@dataclass(frozen=True, slots=True)
 class RequestStop:
-    """A stop request is owed to `institution_code` for one hold."""
+    """A stop request is owed to `institution_code` for one hold: its first request (of the
+    generation), or with `supplement` the extra a trail merge asked for afterwards."""
 
     hold_id: UUID
     case_id: UUID
@@ -25,6 +37,7 @@ class RequestStop:
     idempotency_key: str
     generation: int  # 0 for the first stop; +1 for each deliberate re-application
     requested_at: datetime
+    supplement: SupplementOf | None = None
 
 
 @dataclass(frozen=True, slots=True)

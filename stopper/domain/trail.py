@@ -8,6 +8,8 @@ Rules (DOMAIN.md):
 - an account that already has a hold in the case, reached by another path, keeps its one hold
   and the caps are summed (a merge: the hold's ``merged`` event, in its audit); a hold whose stop
   is over (a state the hold table allows no merge in) is not asked for more, the edge is kept;
+  what the institution is then sent is the hold's to say (`holds.merge_asks`): the raised first
+  request, or a supplement for each merge (`supplements`);
 - money that returns to an account on its own path (a cycle) is not followed again;
 - below the maximum depth nothing more is followed (default 5 layers);
 - a cash withdrawal is recorded as unrecoverable and not followed; so is a transfer to an
@@ -87,6 +89,8 @@ class TrailPlan:
     births: list[Transition] = field(default_factory=list)
     raised: dict[UUID, int] = field(default_factory=dict)  # hold id -> new amount asked
     merges: list[Transition] = field(default_factory=list)  # the raises, for the holds' audit
+    # Each raise's amount, in the order of `merges` (one supplement each, where one is owed).
+    merged_amounts: list[int] = field(default_factory=list)
     edges: list[TrailEdge] = field(default_factory=list)
 
 
@@ -147,7 +151,9 @@ def plan_trail(
         elif outcome is EdgeOutcome.MERGED and target is not None:
             key = (transfer.institution_code or "", transfer.account_number or "")
             if key in planned:
-                planned[key].amount_asked += traced  # not born yet: its birth asks for the sum
+                # Not born yet: its birth, and its first request, ask for the sum.
+                planned[key].amount_asked += traced
+                planned[key].amount_first_request += traced
             elif can(nodes[target].state, HoldEvent.MERGED):
                 asked = plan.raised.get(target, nodes[target].amount_asked) + traced
                 plan.raised[target] = asked
@@ -162,6 +168,7 @@ def plan_trail(
                         at=at,
                     )
                 )
+                plan.merged_amounts.append(traced)
         plan.edges.append(TrailEdge(parent.hold_id, target, transfer, traced, outcome))
     return plan
 

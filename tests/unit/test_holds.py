@@ -12,16 +12,22 @@ from stopper.domain.errors import IllegalTransition, InvalidAmount
 from stopper.domain.holds import (
     ANSWERABLE,
     AWAITING_ANSWER,
+    FIRST_NOT_OUT,
     FREEZABLE,
     IN_PLAY,
+    MAX_SUPPLEMENTS,
     RELEASABLE,
+    SUPPLEMENT_ANSWERABLE,
+    SUPPLEMENTABLE,
     TERMINAL_STATES,
     TRANSITIONS,
     Hold,
     HoldEvent,
     HoldState,
+    MergeAsks,
     can,
     leads_to,
+    merge_asks,
     next_state,
     release_event,
     states_allowing,
@@ -89,6 +95,30 @@ EXPECTED = {
     },
     (HoldState.RELEASING, HoldEvent.RELEASE_CONFIRMED): HoldState.RELEASED,
     (HoldState.REQUESTED, HoldEvent.REQUEST_CANCELLED): HoldState.RELEASED,
+    # A supplement is asked while the request is out or the stop in force ...
+    **{
+        (state, HoldEvent.SUPPLEMENT_SENT): state
+        for state in (HoldState.SENT, HoldState.UNCONFIRMED, HoldState.STOPPED, HoldState.FROZEN)
+    },
+    # ... and what becomes of it is recorded wherever the stop may still be.
+    **{
+        (state, event): state
+        for state in (
+            HoldState.SENT,
+            HoldState.UNCONFIRMED,
+            HoldState.FAILED,
+            HoldState.STOPPED,
+            HoldState.EXPIRED,
+            HoldState.FROZEN,
+            HoldState.RETURNING,
+        )
+        for event in (
+            HoldEvent.SUPPLEMENT_ACCEPTED,
+            HoldEvent.SUPPLEMENT_STOPPED,
+            HoldEvent.SUPPLEMENT_REFUSED,
+            HoldEvent.SUPPLEMENT_FAILED,
+        )
+    },
 }
 
 
@@ -115,6 +145,7 @@ def amount_for(event: HoldEvent) -> int | None:
         HoldEvent.FREEZE_RENEWED: 6_000,
         HoldEvent.RETURN_CONFIRMED: 5_000,
         HoldEvent.MERGED: 1_000,
+        HoldEvent.SUPPLEMENT_STOPPED: 1_000,
     }.get(event)
 
 
@@ -326,6 +357,66 @@ def test_reapplication_is_counted() -> None:
     hold = hold_in(HoldState.EXPIRED)
     hold.apply(HoldEvent.REAPPLIED, cause="operator", actor="officer-7", at=AT)
     assert (hold.state, hold.reapplications) == (HoldState.REQUESTED, 1)
+
+
+@pytest.mark.parametrize(
+    ("state", "asks"),
+    [
+        (S.REQUESTED, MergeAsks.FIRST_REQUEST),
+        (S.SENT, MergeAsks.SUPPLEMENT),
+        (S.UNCONFIRMED, MergeAsks.SUPPLEMENT),
+        (S.STOPPED, MergeAsks.SUPPLEMENT),
+        (S.FROZEN, MergeAsks.SUPPLEMENT),
+        (S.FAILED, MergeAsks.NOTHING),
+        (S.EXPIRED, MergeAsks.NOTHING),
+        (S.RETURNING, MergeAsks.NOTHING),
+    ],
+)
+def test_what_a_merge_asks_of_the_institution_follows_the_hold_s_state(
+    state: HoldState, asks: MergeAsks
+) -> None:
+    assert merge_asks(state, 0) is asks
+    hold = hold_in(state)
+    hold.apply(HoldEvent.MERGED, cause="trail", actor="t", at=AT, amount=2_500)
+    assert hold.amount_asked == 12_500
+    assert hold.amount_first_request == (12_500 if asks is MergeAsks.FIRST_REQUEST else 10_000)
+    assert hold.supplements == (1 if asks is MergeAsks.SUPPLEMENT else 0)
+    assert hold.stop_request(AT).amount == hold.amount_first_request
+
+
+def test_the_derived_supplement_sets_are_the_table_s() -> None:
+    assert FIRST_NOT_OUT == {S.REQUESTED}
+    assert SUPPLEMENTABLE == {S.SENT, S.UNCONFIRMED, S.STOPPED, S.FROZEN}
+    assert SUPPLEMENT_ANSWERABLE == states_allowing(HoldEvent.MERGED) - {S.REQUESTED}
+
+
+def test_supplements_are_numbered_up_to_their_limit_then_a_merge_only_raises() -> None:
+    assert merge_asks(S.STOPPED, MAX_SUPPLEMENTS - 1) is MergeAsks.SUPPLEMENT
+    assert merge_asks(S.STOPPED, MAX_SUPPLEMENTS) is MergeAsks.NOTHING
+
+
+def test_the_first_answer_and_the_supplements_add_up_in_any_order_never_past_the_ask() -> None:
+    hold = hold_in(S.SENT, asked=10_000, stopped=0)
+    hold.apply(HoldEvent.MERGED, cause="trail", actor="t", at=AT, amount=4_000)
+    hold.apply(HoldEvent.SUPPLEMENT_STOPPED, cause="s1", actor="i", at=AT, amount=3_000)
+    assert (hold.state, hold.amount_stopped, hold.amount_stopped_by_first) == (S.SENT, 3_000, 0)
+    hold.apply(HoldEvent.STOP_CONFIRMED, cause="first", actor="i", at=AT, amount=9_000)
+    assert (hold.amount_stopped, hold.amount_stopped_by_supplements) == (12_000, 3_000)
+    with pytest.raises(InvalidAmount):  # the first request asked 10,000: never more
+        hold_in(S.SENT).apply(HoldEvent.STOP_CONFIRMED, cause="x", actor="i", at=AT, amount=10_001)
+    with pytest.raises(InvalidAmount):  # 12,000 of 14,000 held: at most 2,000 more
+        hold.apply(HoldEvent.SUPPLEMENT_STOPPED, cause="s2", actor="i", at=AT, amount=2_001)
+    assert hold.amount_stopped == 12_000
+
+
+def test_a_reapplication_asks_for_everything_in_its_first_request() -> None:
+    hold = hold_in(S.STOPPED, asked=10_000, stopped=0)
+    hold.apply(HoldEvent.MERGED, cause="trail", actor="t", at=AT, amount=4_000)
+    hold.apply(HoldEvent.SUPPLEMENT_STOPPED, cause="s1", actor="i", at=AT, amount=4_000)
+    hold.apply(HoldEvent.REAPPLIED, cause="operator", actor="officer-7", at=AT)
+    assert (hold.amount_first_request, hold.amount_stopped_by_supplements) == (14_000, 0)
+    request = hold.stop_request(AT)
+    assert (request.amount, request.generation, request.supplement) == (14_000, 1, None)
 
 
 def test_a_hold_must_ask_for_something() -> None:

@@ -68,6 +68,7 @@ AMOUNTS = {
     HoldEvent.FREEZE_RENEWED: 6_000,
     HoldEvent.RETURN_CONFIRMED: 5_000,
     HoldEvent.MERGED: 1_000,
+    HoldEvent.SUPPLEMENT_STOPPED: 1_000,
 }
 
 
