@@ -120,6 +120,13 @@ AMOUNT_STOPPED = Counter(
 TRAIL_HOLDS = Counter(
     "stopper_trail_holds_total", "Holds opened by following the money trail, by layer.", ["layer"]
 )
+SUPPLEMENTS = Counter(
+    "stopper_supplements_total",
+    "Supplements (the extra a trail merge asked of a hold whose request was out), by outcome: "
+    "sent, accepted, stopped, not_found, rejected, failed (given up while the hold's own stop "
+    "stands: a person must act), cancelled (no longer to be asked).",
+    ["institution", "outcome"],
+)
 TRAIL_EDGES = Counter(
     "stopper_trail_edges_total",
     "Onward transfers reported by institutions, by what the trail did (followed, merged, cycle, "

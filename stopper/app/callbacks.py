@@ -12,7 +12,7 @@ Business rules:
 - a nonce is accepted once per institution: a replay is refused (`replayed`; remembered in the
   same transaction as the answer it brings: one share of a group commit per callback);
 - an institution may answer only about a request Stopper sent to it, with the key it sent
-  (`not_sent_here`);
+  (`not_sent_here`); a supplement's key (`stopper.domain.supplements`) answers that supplement;
 - a valid answer moves the hold; the same answer again changes nothing; an answer the hold's
   state does not allow is refused (`conflict`).
 Refusals are `CallbackRefused` with one of these reasons (the API maps them to status codes);
@@ -43,6 +43,7 @@ from stopper.app.dispatch import Dispatcher
 from stopper.app.ports import CallbackNonce, Clock, HoldRecord
 from stopper.app.rotating_secrets import RotatingSecret, SecretUsed
 from stopper.app.stop_decisions import AnswerOutcome
+from stopper.app.supplement_ports import SupplementRecord
 from stopper.contracts.amounts import LegacyForms
 from stopper.contracts.institutions import CallbackV1
 from stopper.contracts.signing import (
@@ -52,6 +53,7 @@ from stopper.contracts.signing import (
 )
 from stopper.domain.holds import idempotency_key_for
 from stopper.domain.messages import InstitutionAnswer
+from stopper.domain.supplements import supplement_of_key
 from stopper.errors import CallbackRefusal, CallbackRefused, Refused
 from stopper.registry import Registry
 
@@ -209,6 +211,9 @@ class CallbackHandler:
             raise CallbackRefused(CallbackRefusal.NOT_SENT_HERE, "no such request was sent to you")
         if item.answer is None:
             return PENDING
+        supplement = supplement_of_key(item.idempotency_key)
+        if supplement is not None:
+            return await self._apply_supplement(signed, item, item.answer, supplement, nonce)
 
         def sent_here(record: HoldRecord) -> bool:
             hold = record.hold
@@ -229,15 +234,48 @@ class CallbackHandler:
             sent_here=sent_here,
             nonce=CallbackNonce(code, nonce, signed.received_at),
         )
-        if outcome is AnswerOutcome.REPLAYED:
-            raise CallbackRefused(CallbackRefusal.REPLAYED, "nonce already used")
-        if outcome in (AnswerOutcome.NOT_SENT_HERE, AnswerOutcome.UNKNOWN_HOLD):
+        return _refused_unless_taken(outcome)
+
+    async def _apply_supplement(
+        self,
+        signed: _Signed,
+        item: CallbackItem,
+        answer: InstitutionAnswer,
+        supplement: tuple[UUID, int],
+        nonce: str,
+    ) -> str:
+        """An answer to a supplement: its hold named, and sent to this institution."""
+        hold_id, number = supplement
+        code = signed.code
+        if hold_id != item.hold_id:
             raise CallbackRefused(CallbackRefusal.NOT_SENT_HERE, "no such request was sent to you")
-        if outcome is AnswerOutcome.CONFLICT:
-            raise CallbackRefused(
-                CallbackRefusal.CONFLICT, "the hold's state does not allow this answer"
-            )
-        return outcome.value
+
+        def sent_here(record: HoldRecord, s: SupplementRecord) -> bool:
+            return record.hold.institution_code == code and s.attempts > 0
+
+        outcome = await self._dispatcher.supplements.record_answer(
+            hold_id,
+            number,
+            answer,
+            actor=f"institution:{code}",
+            via="institution callback",
+            sent_here=sent_here,
+            nonce=CallbackNonce(code, nonce, signed.received_at),
+        )
+        return _refused_unless_taken(outcome)
+
+
+def _refused_unless_taken(outcome: AnswerOutcome) -> str:
+    """An answer's outcome, or the refusal it is."""
+    if outcome is AnswerOutcome.REPLAYED:
+        raise CallbackRefused(CallbackRefusal.REPLAYED, "nonce already used")
+    if outcome in (AnswerOutcome.NOT_SENT_HERE, AnswerOutcome.UNKNOWN_HOLD):
+        raise CallbackRefused(CallbackRefusal.NOT_SENT_HERE, "no such request was sent to you")
+    if outcome is AnswerOutcome.CONFLICT:
+        raise CallbackRefused(
+            CallbackRefusal.CONFLICT, "the hold's state does not allow this answer"
+        )
+    return outcome.value
 
 
 def _reason(refused: Refused) -> str:

@@ -25,6 +25,8 @@ Business rules:
   with `max_queued_per_institution` attempts already under way here, so one slow institution
   does not hold up the others.
 What each step changes on the hold is decided in `stop_decisions`; this module carries it out.
+The extra a trail merge asks of a hold whose request is out (a supplement) is `supplements`'
+(`Dispatcher.supplements`), swept and read from the same topic with the holds' requests.
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ from stopper.app.policies import DispatchPolicy
 from stopper.app.ports import (
     CallbackNonce,
     Clock,
-    DispatchStore,
     HoldRecord,
     HoldUpdate,
     Message,
@@ -56,9 +57,12 @@ from stopper.app.ports import (
     Publisher,
 )
 from stopper.app.stop_decisions import LEASE_MARGIN, AnswerOutcome, Claim, StopDecisions
+from stopper.app.supplement_ports import SupplementDispatchStore
+from stopper.app.supplements import SupplementDesk
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.holds import HoldState
 from stopper.domain.messages import AnswerKind, InstitutionAnswer, StatusKind, StopStatus
+from stopper.domain.supplements import supplement_of_key
 from stopper.domain.trail import TrailPlan
 from stopper.errors import InstitutionError
 from stopper.registry import Institution
@@ -74,7 +78,7 @@ LEASE_RENEWAL = timedelta(seconds=6)
 class Dispatcher:
     def __init__(
         self,
-        store: DispatchStore,
+        store: SupplementDispatchStore,
         gateway: InstitutionGateway,
         clock: Clock,
         policy: DispatchPolicy,
@@ -96,6 +100,9 @@ class Dispatcher:
         self._leases: dict[UUID, tuple[int, datetime]] = {}
         self._writer = HoldWriter(store)
         self._decisions = StopDecisions(gateway, clock, policy, self._rng, self._deadline_clock)
+        self.supplements = SupplementDesk(
+            store, gateway, clock, policy, self._decisions, self._deadline_clock
+        )
 
     async def attempt(self, hold_id: UUID, *, first: bool) -> None:
         """Claim the hold and make one attempt, waiting for its outcome."""
@@ -216,13 +223,15 @@ class Dispatcher:
         return len(renewed)
 
     async def wait_idle(self) -> None:
-        while self.in_flight():
+        while self.in_flight() or self.supplements.in_flight():
             for work in self._in_flight.values():
                 await work.wait_idle()
+            await self.supplements.wait_idle()
 
     async def close(self) -> None:
         for work in self._in_flight.values():
             await work.close()
+        await self.supplements.close()
         await self._writer.close()
 
     async def carry_out(self, claim: Claim) -> None:
@@ -274,7 +283,13 @@ class Dispatcher:
         reconciliation): an outcome is applied as an answer; `pending` waits; `unknown` (it
         never received it) sends an unconfirmed hold's request again. Returns what happened:
         applied, matched (Stopper already said so), pending, resent, unknown, or the reason a
-        status was refused (`other_request`, `other_hold`, `contradicts_final`)."""
+        status was refused (`other_request`, `other_hold`, `contradicts_final`). A supplement's
+        key is the supplement's (`SupplementDesk.apply_status`)."""
+        supplement = supplement_of_key(key)
+        if supplement is not None and supplement[0] == hold_id:
+            return await self.supplements.apply_status(
+                status, hold_id, supplement[1], institution, via=via, on_pending=on_pending
+            )
         if status.idempotency_key != key:
             return self.refuse_status(institution, "other_request")
         if status.hold_id is not None and status.hold_id != hold_id:
@@ -359,8 +374,8 @@ class Dispatcher:
             self._on_outbox()  # the new holds' stop requests wait in the outbox
 
     async def sweep_once(self) -> int:
-        """Renew the leases of this process's queued attempts, then attempt every hold that is
-        due; returns how many were looked at."""
+        """Renew the leases of this process's queued attempts, then attempt every hold, and
+        every supplement, that is due; returns how many were looked at."""
         await self.renew_leases()
         now = self._clock.now()
         grace = self._policy.first_dispatch_grace
@@ -369,7 +384,7 @@ class Dispatcher:
         for claim in claims:
             if claim is not None:
                 self.start(claim)
-        return len(due)
+        return len(due) + await self.supplements.sweep_once()
 
     async def _after_failure(
         self, hold_id: UUID, claim: Claim, institution: Institution, error: InstitutionError
@@ -392,7 +407,7 @@ class Dispatcher:
         if answer.kind is not AnswerKind.STOPPED:
             return
         institution = self._registry[hold.institution_code]
-        metrics.AMOUNT_STOPPED.labels(hold.currency).inc(hold.amount_stopped / 100)
+        metrics.AMOUNT_STOPPED.labels(hold.currency).inc(hold.amount_stopped_by_first / 100)
         if record.report_accepted_at is not None and hold.layer == 1:
             metrics.REPORT_TO_STOP_CONFIRMED.labels(
                 institution.kind.value, institution.code
@@ -409,11 +424,15 @@ class StopRequestConsumer:
 
     async def handle_batch(self, batch: Sequence[Message]) -> None:
         hold_ids: list[UUID] = []
+        supplements: list[tuple[UUID, int]] = []
         institutions: set[str] = set()
         for message in batch:
             try:
                 request = StopRequestV1.model_validate_json(message.value)
-                hold_ids.append(request.hold_id)
+                if request.supplement is None:
+                    hold_ids.append(request.hold_id)
+                else:
+                    supplements.append((request.hold_id, request.supplement.number))
                 institutions.add(request.institution_code)
             except ValidationError as e:
                 reason = f"not a stop request: {e.errors()[0]['msg']}"
@@ -431,6 +450,8 @@ class StopRequestConsumer:
         for claim in claims:
             if claim is not None:
                 self._dispatcher.start(claim)
+        if supplements:
+            await self._dispatcher.supplements.claim_requested(supplements)
 
 
 async def publish_outbox(publisher: Publisher, messages: Sequence[OutboxMessage]) -> None:

@@ -211,6 +211,17 @@ class Resent:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ReasonShown:
+    """Nothing due changes; people are told `reason` (a supplement refused or given up on while
+    the hold's own stop stands)."""
+
+    reason: str
+
+    def apply(self, record: HoldRecord) -> HoldRecord:
+        return replace(record, state_reason=self.reason)
+
+
 # Deadlines.
 
 

@@ -341,7 +341,8 @@ class ReconcileStore(Protocol):
         self, institution_code: str, accepted_before: datetime, limit: int
     ) -> list[ReconcileItem]:
         """The institution's unconfirmed holds accepted before `accepted_before`, and its
-        failed holds whose request was sent."""
+        failed holds whose request was sent; then their supplements in the same plight (each
+        by its own key and state)."""
         ...
 
     async def record_divergence(self, divergence: Divergence) -> None: ...

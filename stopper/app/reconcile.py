@@ -12,7 +12,9 @@ Business rules:
   unconfirmed hold's request again with the same key, and leaves a failed hold to a person;
 - a status that is malformed, about a key that was not asked or another hold, or that
   contradicts a final state, is refused with a counted reason and changes nothing;
-- an institution that cannot be reached is skipped until the next pass; it never fails a hold.
+- an institution that cannot be reached is skipped until the next pass; it never fails a hold;
+- supplements (the extra a trail merge asked) are asked about the same way, by their own keys:
+  an outcome applies to the supplement (`SupplementDesk.apply_status`), never moving its hold.
 Every hold asked about is counted in `stopper_reconciled_total{outcome}`.
 """
 

@@ -273,14 +273,15 @@ class StopDecisions:
         hold = record.hold
         if sent_here is not None and not sent_here(record):
             return AnswerOutcome.NOT_SENT_HERE, None
-        if hold.state is leads_to(_ANSWER_EVENTS[answer.kind]) and (
-            answer.kind is not AnswerKind.STOPPED or hold.amount_stopped == answer.amount_held
-        ):
-            return AnswerOutcome.REPEATED, None
         amount = None
         if answer.kind is AnswerKind.STOPPED:
-            # An institution can only hold what was asked; a larger figure is capped.
-            amount = min(answer.amount_held or 0, hold.amount_asked)
+            # An institution can only hold what was asked; a larger figure is capped. The first
+            # request asked `amount_first_request`: what supplements hold is counted apart.
+            amount = min(answer.amount_held or 0, hold.amount_first_request)
+        if hold.state is leads_to(_ANSWER_EVENTS[answer.kind]) and (
+            answer.kind is not AnswerKind.STOPPED or hold.amount_stopped_by_first == amount
+        ):
+            return AnswerOutcome.REPEATED, None
         cause = f"{via}: {answer.kind.value}"
         if answer.reason:
             cause += f" ({answer.reason})"
@@ -297,19 +298,28 @@ class StopDecisions:
             expires_at = self._policy.stop_expiry.expires_at(self._deadline_clock.now())
             change = Confirmed(answer.reason, confirmed_at=now, stop_expires_at=expires_at)
             if answer.onward:
-                follow = self.trail_follower(hold, answer, now, plans)
+                moved_on = hold.amount_first_request - hold.amount_stopped_by_first
+                follow = self.trail_follower(hold, answer, moved_on, now, plans)
         return AnswerOutcome.APPLIED, HoldUpdate(
             at=now, transitions=[transition], change=change, follow=follow
         )
 
     def trail_follower(
-        self, hold: Hold, answer: InstitutionAnswer, now: datetime, plans: list[TrailPlan]
+        self,
+        hold: Hold,
+        answer: InstitutionAnswer,
+        moved_on: int,
+        now: datetime,
+        plans: list[TrailPlan],
     ) -> Callable[[Sequence[TrailNode]], TrailPlan]:
+        """Follow `answer`'s onward transfers from `hold`, at most `moved_on` in all (what the
+        request answered could not hold: its own amount asked minus what it holds)."""
+
         def follow(case_nodes: Sequence[TrailNode]) -> TrailPlan:
             parent = next(n for n in case_nodes if n.hold_id == hold.id)
             plan = plan_trail(
                 parent=parent,
-                moved_on=hold.amount_asked - hold.amount_stopped,
+                moved_on=moved_on,
                 onward=answer.onward,
                 case_id=hold.case_id,
                 case_nodes=case_nodes,

@@ -6,6 +6,7 @@ transition an answer's JSON integer is still read as minor units, and counted.""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -44,8 +45,26 @@ class _HoldRequestV1(BaseModel):
     requested_at: datetime
 
 
+class StopSupplementV1(BaseModel):
+    """Which part of a hold's stop a request is, when it is not the first: a supplement, asking
+    for `amount` more on the stop already asked for under `adds_to` (the first request's
+    idempotency key), because the money trail brought more there from `merged_from_hold_id`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    number: int = Field(ge=1, le=99, description="The hold's n-th supplement (in its key).")
+    adds_to: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        description="The idempotency key of the stop request this one adds to."
+    )
+    merged_from_hold_id: UUID = Field(
+        description="The hold whose onward transfer reached this account again."
+    )
+
+
 class StopRequestV1(_HoldRequestV1):
-    """Ask an institution for an emergency stop-payment on one account, for one hold."""
+    """Ask an institution for an emergency stop-payment on one account, for one hold: its first
+    request, or (with `supplement`) more on a stop already asked for. A first request is sent
+    without the `supplement` field, as before it existed."""
 
     amount: PositiveAmount = Field(description="What to stop, in the currency's major unit.")
     layer: int = Field(ge=1)
@@ -55,10 +74,25 @@ class StopRequestV1(_HoldRequestV1):
         description="0 for the first stop of this hold; 1, 2 when it is deliberately re-applied "
         "after its stop lapsed or to renew it. A new generation is a new stop, never a retry.",
     )
+    supplement: StopSupplementV1 | None = Field(
+        default=None,
+        # Institutions (and workers) that predate supplements forbid unknown fields: a first
+        # request is written without it.
+        exclude_if=lambda value: value is None,
+        description="Present only on a supplement: hold `amount` more, besides what the request "
+        "`adds_to` holds (its own idempotency key: answered, and asked about, on its own).",
+    )
 
     @classmethod
     def from_command(cls, command: RequestStop) -> StopRequestV1:
-        return cls.model_validate(command, from_attributes=True)
+        part = command.supplement
+        if part is None:
+            return cls.model_validate(command, from_attributes=True)
+        first = cls.model_validate(replace(command, supplement=None), from_attributes=True)
+        supplement = StopSupplementV1(
+            number=part.number, adds_to=part.adds_to, merged_from_hold_id=part.merged_from
+        )
+        return first.model_copy(update={"supplement": supplement})
 
 
 class OnwardTransferV1(BaseModel):

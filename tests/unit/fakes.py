@@ -28,6 +28,7 @@ from stopper.app.ports import (
     ReturnStart,
     VictimTransfer,
 )
+from stopper.app.supplement_ports import SupplementDecision, SupplementRecord, SupplementWritten
 from stopper.contracts.institutions import (
     FreezeAnswerV1,
     ReleaseAnswerV1,
@@ -35,7 +36,14 @@ from stopper.contracts.institutions import (
     StopRequestV1,
 )
 from stopper.domain.cases import hold_id_for
-from stopper.domain.holds import Hold, HoldState, Transition, idempotency_key_for
+from stopper.domain.holds import (
+    Hold,
+    HoldState,
+    MergeAsks,
+    Transition,
+    idempotency_key_for,
+    merge_asks,
+)
 from stopper.domain.messages import (
     InstitutionAnswer,
     OrderAnswer,
@@ -47,6 +55,7 @@ from stopper.domain.messages import (
     StopStatus,
 )
 from stopper.domain.returns import FlowEdge
+from stopper.domain.supplements import Supplement
 from stopper.domain.trail import TrailEdge, TrailNode
 from stopper.errors import InstitutionError, StoreUnavailable
 from stopper.registry import Institution
@@ -132,6 +141,7 @@ class FakeDispatchStore:
         self.divergences: list[Divergence] = []
         self.outbox: list[OutboxMessage] = []
         self.published: set[int] = set()  # ids of the outbox messages relayed
+        self.supplements: dict[tuple[UUID, int], SupplementRecord] = {}
 
     def add(self, record: HoldRecord) -> None:
         self.holds[record.hold.id] = record
@@ -195,6 +205,18 @@ class FakeDispatchStore:
                     and r.accepted_at <= accepted_before
                 )
                 or (r.hold.state is HoldState.FAILED and r.attempts > 0)
+            )
+        ] + [
+            ReconcileItem(h, s.supplement.idempotency_key, s.supplement.state)
+            for (h, _), s in self.supplements.items()
+            if self.holds[h].hold.institution_code == institution_code
+            and (
+                (
+                    s.supplement.state is HoldState.UNCONFIRMED
+                    and s.accepted_at is not None
+                    and s.accepted_at <= accepted_before
+                )
+                or (s.supplement.state is HoldState.FAILED and s.attempts > 0)
             )
         ]
         return found[:limit]
@@ -341,9 +363,76 @@ class FakeDispatchStore:
         for hold_id, amount in plan.raised.items():
             self.holds[hold_id].hold.amount_asked = amount
             self.holds[hold_id].hold.version += 1
+        for merge, more in zip(plan.merges, plan.merged_amounts, strict=True):
+            self._ask_more(self.holds[merge.hold_id].hold, more, parent.hold.id, change.at)
         self.transitions += plan.births + plan.merges
         self.edges += plan.edges
         return [(hold, change.at) for hold in plan.new_holds]
+
+    def _ask_more(self, hold: Hold, more: int, merged_from: UUID, at: datetime) -> None:
+        """What a merge asks of the institution, as the real store decides it (`merge_asks`)."""
+        asks = merge_asks(hold.state, hold.supplements)
+        if asks is MergeAsks.FIRST_REQUEST:
+            hold.amount_first_request += more
+        elif asks is MergeAsks.SUPPLEMENT:
+            hold.supplements += 1
+            supplement = Supplement(
+                hold.id, hold.supplements, hold.reapplications, more, merged_from, at
+            )
+            self.supplements[(hold.id, supplement.number)] = SupplementRecord(supplement)
+            request = StopRequestV1.from_command(supplement.request(hold))
+            self._enqueue(self.stop_request_topic, str(hold.id), request.model_dump(mode="json"))
+
+    async def update_supplement(
+        self,
+        hold_id: UUID,
+        number: int,
+        decide: SupplementDecision,
+        nonce: CallbackNonce | None = None,
+    ) -> tuple[bool, SupplementWritten | None]:
+        if nonce is not None:
+            if (nonce.institution_code, nonce.nonce) in self.nonces:
+                return False, None
+            self.nonces.add((nonce.institution_code, nonce.nonce))
+        stored, stored_supplement = self.holds.get(hold_id), self.supplements.get((hold_id, number))
+        if stored is None or stored_supplement is None:
+            return True, None
+        record, supplement = copy.deepcopy(stored), copy.deepcopy(stored_supplement)
+        change = decide(record, supplement)
+        if change is None:
+            return True, None
+        written = change.hold.applied(copy.deepcopy(record))
+        written.hold.version = stored.hold.version + 1
+        self._write(written, change.hold)
+        trail = self._follow(written, change.hold) if change.hold.follow is not None else []
+        self._tell_changes([(record, change.hold)], trail)
+        self.supplements[(hold_id, number)] = copy.deepcopy(change.supplement)
+        return True, (record, supplement, change)
+
+    async def supplements_due(
+        self, now: datetime, requested_before: datetime, limit: int
+    ) -> list[tuple[UUID, int]]:
+        due = [
+            key
+            for key, s in self.supplements.items()
+            if (
+                s.supplement.state in (HoldState.SENT, HoldState.UNCONFIRMED)
+                and s.next_attempt_at is not None
+                and s.next_attempt_at <= now
+            )
+            or (
+                s.supplement.state is HoldState.REQUESTED
+                and s.supplement.requested_at <= requested_before
+            )
+        ]
+        return due[:limit]
+
+    async def supplements_of(self, hold_id: UUID) -> list[SupplementRecord]:
+        return [
+            copy.deepcopy(s)
+            for (h, _), s in sorted(self.supplements.items(), key=lambda kv: kv[0][1])
+            if h == hold_id
+        ]
 
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
         record = self.holds.get(hold_id)
