@@ -40,6 +40,7 @@ TABLES = {
     "webhook_deliveries",
     "webhook_attempts",
     "approval_orders",
+    "hold_supplements",
 }
 
 

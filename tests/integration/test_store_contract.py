@@ -8,6 +8,7 @@ so their results are checked for this test's holds only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -55,7 +56,9 @@ from stopper.app.ports import (
     ReturnStore,
     VictimTransfer,
 )
+from stopper.app.supplement_ports import SupplementRecord, SupplementStore, SupplementUpdate
 from stopper.config import DatabaseSettings
+from stopper.contracts.amounts import format_amount
 from stopper.contracts.webhooks import CaseEventV1
 from stopper.domain.cases import hold_id_for
 from stopper.domain.holds import HoldEvent, HoldState, idempotency_key_for
@@ -79,6 +82,7 @@ class Store(
     ReturnStore,
     ReconcileStore,
     ReleaseStore,
+    SupplementStore,
     Protocol,
 ):
     """Every port the use cases ask of the store, and what tests and the console read back."""
@@ -588,3 +592,217 @@ async def test_case_events_are_written_with_the_changes_that_cause_them(store: S
     assert [e.hold_id for e in events] == [None, mule.id, mule.id, other.id]
     assert events[1].data["account"] == "****" + mule.account_number[-4:]
     assert mule.account_number not in json.dumps([m.payload for m in told])
+
+
+# Supplements.
+
+
+async def merged_into_stopped(store: Store, *amounts: int) -> tuple[OpenedCase, UUID, UUID]:
+    """A case whose PI04 hold is stopped when the BK01 hold's answer sends `amounts` on into
+    the PI04 account: the case, the BK01 hold, the PI04 hold."""
+    case = await recorded(store)
+    await _relayed(store)
+    [mule] = [h for h in case.case.holds if h.institution_code == "BK01"]
+    [other] = [h for h in case.case.holds if h.institution_code == "PI04"]
+    await moved(store, other.id, HoldEvent.REQUEST_SENT, HoldEvent.STOP_CONFIRMED)
+    at = _now()
+    onward = [
+        OnwardTransfer(OnwardKind.TRANSFER, a, at, other.institution_code, other.account_number)
+        for a in amounts
+    ]
+    await store.update_hold(mule.id, stop_and_follow(onward, sum(amounts), at))
+    return case, mule.id, other.id
+
+
+async def test_a_merge_into_a_stopped_hold_writes_a_supplement_per_merge_with_its_request(
+    store: Store,
+) -> None:
+    case, mule, other = await merged_into_stopped(store, 30_000, 5_000)
+    [born] = [h for h in case.case.holds if h.id == other]
+    stored = await store.get_hold(other)
+    assert stored is not None
+    hold = stored.hold
+    assert (hold.state, hold.amount_asked, hold.amount_first_request, hold.supplements) == (
+        HoldState.STOPPED,
+        born.amount_asked + 35_000,
+        born.amount_asked,
+        2,
+    )
+    supplements = await store.supplements_of(other)
+    assert [
+        (s.supplement.number, s.supplement.amount, s.supplement.state, s.attempts)
+        for s in supplements
+    ] == [(1, 30_000, HoldState.REQUESTED, 0), (2, 5_000, HoldState.REQUESTED, 0)]
+    assert {(s.supplement.merged_from, s.supplement.generation) for s in supplements} == {(mule, 0)}
+    requests = [m for m in await _relayed(store) if m.topic == STOP_REQUESTS]
+    assert [(m.key, m.payload["idempotency_key"], m.payload["amount"]) for m in requests] == [
+        (str(other), f"stopper-{other}-s1", format_amount(30_000)),
+        (str(other), f"stopper-{other}-s2", format_amount(5_000)),
+    ]
+    assert requests[0].payload["supplement"] == {
+        "number": 1,
+        "adds_to": f"stopper-{other}-0",
+        "merged_from_hold_id": str(mule),
+    }
+    assert await store.supplements_of(mule) == []
+    # The onward transfers are kept as the trail's edges, merged ones too.
+    seen: list[CaseFunds] = []
+
+    def look(funds: CaseFunds) -> list[ReturnStart]:
+        seen.append(funds)
+        return []
+
+    await store.start_returns(case.case.id, look)
+    assert sorted(e.amount for e in seen[0].edges if e.to_hold == other) == [5_000, 30_000]
+
+
+async def test_a_merge_into_a_requested_hold_raises_what_its_first_request_asks(
+    store: Store,
+) -> None:
+    case = await recorded(store)
+    [mule] = [h for h in case.case.holds if h.institution_code == "BK01"]
+    [other] = [h for h in case.case.holds if h.institution_code == "PI04"]
+    at = _now()
+    onward = [OnwardTransfer(OnwardKind.TRANSFER, 30_000, at, "PI04", other.account_number)]
+    await store.update_hold(mule.id, stop_and_follow(onward, 30_000, at))
+    stored = await store.get_hold(other.id)
+    assert stored is not None
+    assert (stored.hold.amount_first_request, stored.hold.supplements) == (
+        other.amount_asked + 30_000,
+        0,
+    )
+    assert stored.hold.stop_request(at).amount == other.amount_asked + 30_000
+    assert await store.supplements_of(other.id) == []
+
+
+def _supplement_step(
+    event: HoldEvent, at: datetime, amount: int | None = None, *, attempt: bool = True
+) -> Callable[[HoldRecord, SupplementRecord], SupplementUpdate]:
+    """A decision moving the supplement by `event` and recording it on its hold; `attempt`:
+    counted as an attempt, the next due 5 s later (else nothing is due)."""
+
+    def decide(record: HoldRecord, s: SupplementRecord) -> SupplementUpdate:
+        s.supplement.apply(event, amount)
+        moved = s.supplement.record_on(record.hold, event, cause="test", actor="test", at=at)
+        progress = (
+            dataclasses.replace(
+                s, attempts=s.attempts + 1, next_attempt_at=at + timedelta(seconds=5)
+            )
+            if attempt
+            else dataclasses.replace(s, next_attempt_at=None)
+        )
+        return SupplementUpdate(HoldUpdate(at=at, transitions=[moved] if moved else []), progress)
+
+    return decide
+
+
+async def test_a_supplement_is_decided_with_its_hold_and_both_are_written(store: Store) -> None:
+    _, _, other = await merged_into_stopped(store, 30_000)
+    before = await store.get_hold(other)
+    assert before is not None
+    at = _now()
+    fresh, written = await store.update_supplement(
+        other, 1, _supplement_step(HoldEvent.REQUEST_SENT, at)
+    )
+    assert fresh and written is not None
+    record, as_read, update = written
+    assert (record.hold.id, as_read.supplement.number) == (other, 1)
+    assert update.supplement.attempts == 1  # as written
+    await store.update_supplement(other, 1, _supplement_step(HoldEvent.STOP_CONFIRMED, at, 20_000))
+    stored = await store.get_hold(other)
+    assert stored is not None
+    assert stored.hold.version == before.hold.version + 2
+    assert stored.hold.state is HoldState.STOPPED
+    assert (stored.hold.amount_stopped, stored.hold.amount_stopped_by_supplements) == (
+        before.hold.amount_stopped + 20_000,
+        20_000,
+    )
+    [s] = await store.supplements_of(other)
+    assert (s.supplement.state, s.supplement.amount_held, s.attempts) == (
+        HoldState.STOPPED,
+        20_000,
+        2,
+    )
+    assert s.next_attempt_at == at + timedelta(seconds=5)
+    # Nothing to decide on, or nothing decided: nothing written.
+    assert await store.update_supplement(other, 2, _supplement_step(HoldEvent.GAVE_UP, at)) == (
+        True,
+        None,
+    )
+    assert await store.update_supplement(uuid4(), 1, _supplement_step(HoldEvent.GAVE_UP, at)) == (
+        True,
+        None,
+    )
+    assert await store.update_supplement(other, 1, lambda r, s: None) == (True, None)
+    after = await store.get_hold(other)
+    assert after is not None and after.hold.version == stored.hold.version
+
+
+async def test_a_supplement_callback_nonce_lets_its_decision_run_once(store: Store) -> None:
+    _, _, other = await merged_into_stopped(store, 30_000)
+    at = _now()
+    nonce = CallbackNonce("PI04", f"n-{uuid4().hex}", at)
+    step = _supplement_step(HoldEvent.REQUEST_SENT, at)
+    fresh, written = await store.update_supplement(other, 1, step, nonce)
+    again, nothing = await store.update_supplement(other, 1, step, nonce)
+    assert (fresh, written is not None, again, nothing) == (True, True, False, None)
+    [s] = await store.supplements_of(other)
+    assert s.attempts == 1
+
+
+async def test_supplements_due_are_the_unsent_past_grace_and_the_sent_past_their_lease(
+    store: Store,
+) -> None:
+    _, _, other = await merged_into_stopped(store, 30_000, 5_000)
+    [first, _] = await store.supplements_of(other)
+    at = first.supplement.requested_at
+    await store.update_supplement(other, 1, _supplement_step(HoldEvent.REQUEST_SENT, at))
+
+    async def due(now: datetime, requested_before: datetime) -> list[tuple[UUID, int]]:
+        found = await store.supplements_due(now, requested_before, 10_000)
+        return sorted(k for k in found if k[0] == other)
+
+    assert await due(at, at - timedelta(seconds=1)) == []
+    assert await due(at, at) == [(other, 2)]
+    assert await due(at + timedelta(seconds=6), at) == [(other, 1), (other, 2)]
+    await store.update_supplement(other, 2, _supplement_step(HoldEvent.GAVE_UP, at, attempt=False))
+    assert await due(at + timedelta(seconds=6), at + timedelta(hours=1)) == [(other, 1)]
+
+
+async def test_holds_to_reconcile_include_supplements_whose_outcome_is_unknown(
+    store: Store,
+) -> None:
+    _, _, other = await merged_into_stopped(store, 30_000, 5_000, 1_000)
+    at = _now()
+    for number in (1, 2):
+        await store.update_supplement(other, number, _supplement_step(HoldEvent.REQUEST_SENT, at))
+
+    def accepted(record: HoldRecord, s: SupplementRecord) -> SupplementUpdate:
+        s.supplement.apply(HoldEvent.ACCEPTED)
+        return SupplementUpdate(
+            HoldUpdate(at=at), dataclasses.replace(s, accepted_at=at - timedelta(hours=1))
+        )
+
+    await store.update_supplement(other, 1, accepted)
+    await store.update_supplement(other, 2, _supplement_step(HoldEvent.GAVE_UP, at))
+    never_sent = _supplement_step(HoldEvent.GAVE_UP, at, attempt=False)
+    await store.update_supplement(other, 3, never_sent)
+    stored = await store.get_hold(other)
+    assert stored is not None
+
+    found = {
+        item.idempotency_key: item
+        for item in await store.holds_to_reconcile(
+            stored.hold.institution_code, at - timedelta(minutes=30), 10_000
+        )
+        if item.hold_id == other
+    }
+    # Supplement 3 was given up on before it was ever sent: nothing to ask about.
+    assert {k: i.state for k, i in found.items()} == {
+        f"stopper-{other}-s1": HoldState.UNCONFIRMED,
+        f"stopper-{other}-s2": HoldState.FAILED,
+    }
+    later = await store.holds_to_reconcile(
+        stored.hold.institution_code, at - timedelta(hours=2), 10_000
+    )
+    assert [i.idempotency_key for i in later if i.hold_id == other] == [f"stopper-{other}-s2"]

@@ -53,7 +53,7 @@ class HoldStorage(Storage):
         with store_errors():
             async with self._db.begin() as connection:
                 if nonces:
-                    used = await _remember_nonces(self._db, connection, nonces)
+                    used = await remember_nonces(self._db, connection, nonces)
                     if replayed is not None:
                         replayed.update(used)
                     decisions = {h: d for h, d in decisions.items() if h not in used}
@@ -172,7 +172,7 @@ class HoldStorage(Storage):
                 )
 
 
-async def _remember_nonces(
+async def remember_nonces(
     db: Database, connection: AsyncConnection, nonces: Mapping[UUID, CallbackNonce]
 ) -> set[UUID]:
     """Remember the callbacks' nonces; the holds whose nonce was already used."""

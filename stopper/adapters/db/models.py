@@ -153,6 +153,40 @@ class HoldRow(Base):
     release_ground: Mapped[str | None] = mapped_column(String(32))
     release_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     release_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    # Supplements (stopper.domain.supplements): what the first request of the generation asks,
+    # what supplements hold of amount_stopped, how many were asked (the next one's number - 1).
+    amount_first_request: Mapped[int] = mapped_column(BigInteger)
+    amount_stopped_by_supplements: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0"
+    )
+    supplements: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class HoldSupplementRow(Base):
+    """A supplement: the extra a trail merge asked of a hold whose request was already out, with
+    its own request's bookkeeping (as a hold's). Written under its hold's row lock."""
+
+    __tablename__ = "hold_supplements"
+    __table_args__ = (Index("ix_hold_supplements_due", "state", "next_attempt_at"),)
+
+    hold_id: Mapped[UUID] = mapped_column(ForeignKey("holds.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    # The hold whose onward transfer merged in (a reference, not a key: written while that
+    # hold's answer holds its row locked).
+    merged_from_hold_id: Mapped[UUID] = mapped_column()
+    state: Mapped[str] = mapped_column(String(16))
+    amount_held: Mapped[int] = mapped_column(BigInteger)
+    requested_at: Mapped[datetime] = mapped_column(Timestamp)
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    dispatch_deadline_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    accepted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    inquiries: Mapped[int] = mapped_column(Integer)
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class DivergenceRow(Base):

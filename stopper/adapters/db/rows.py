@@ -1,7 +1,8 @@
 """Rows of the tables, from and to what the use cases see (`HoldRecord`, `Transition`, ...).
 
 A hold's columns are listed once: every field of `HoldRecord` but `hold` is stored in the
-column of its name (`RECORD_FIELDS`), beside the domain hold's own.
+column of its name (`RECORD_FIELDS`), beside the domain hold's own; a supplement's likewise
+(`SUPPLEMENT_FIELDS`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ from sqlalchemy import Select, select
 from stopper.adapters.db.dialects import Row
 from stopper.adapters.db.models import AccountRow, HoldRow
 from stopper.app.ports import HoldRecord, HoldUpdate, OpenedCase, Payout
+from stopper.app.supplement_ports import SupplementRecord
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.accounts import account_id
 from stopper.domain.holds import Hold, HoldState, Transition
 from stopper.domain.messages import RequestStop
+from stopper.domain.supplements import Supplement
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(HoldRecord) if f.name != "hold")
+# A supplement's bookkeeping, likewise: every field of `SupplementRecord` but the supplement.
+SUPPLEMENT_FIELDS = tuple(
+    f.name for f in dataclasses.fields(SupplementRecord) if f.name != "supplement"
+)
 
 
 def holds_with_accounts() -> Select[Any]:
@@ -41,6 +48,9 @@ def hold_state(record: HoldRecord) -> Row:
         "amount_frozen": hold.amount_frozen,
         "amount_returned": hold.amount_returned,
         "reapplications": hold.reapplications,
+        "amount_first_request": hold.amount_first_request,
+        "amount_stopped_by_supplements": hold.amount_stopped_by_supplements,
+        "supplements": hold.supplements,
         **{name: getattr(record, name) for name in RECORD_FIELDS},
     }
 
@@ -95,8 +105,43 @@ def hold_record(row: Any) -> HoldRecord:
         amount_frozen=row.amount_frozen,
         amount_returned=row.amount_returned,
         reapplications=row.reapplications,
+        amount_first_request=row.amount_first_request,
+        amount_stopped_by_supplements=row.amount_stopped_by_supplements,
+        supplements=row.supplements,
     )
     return HoldRecord(hold=hold, **{name: getattr(row, name) for name in RECORD_FIELDS})
+
+
+def supplement_row(record: SupplementRecord, updated_at: datetime) -> Row:
+    """Every column of a supplement's row, as `record` has it."""
+    sup = record.supplement
+    return {
+        "hold_id": sup.hold_id,
+        "number": sup.number,
+        "generation": sup.generation,
+        "amount": sup.amount,
+        "merged_from_hold_id": sup.merged_from,
+        "state": sup.state.value,
+        "amount_held": sup.amount_held,
+        "requested_at": sup.requested_at,
+        **{name: getattr(record, name) for name in SUPPLEMENT_FIELDS},
+        "updated_at": updated_at,
+    }
+
+
+def supplement_record(row: Any) -> SupplementRecord:
+    """A supplement as stored, from a Core row of its table."""
+    supplement = Supplement(
+        hold_id=row.hold_id,
+        number=row.number,
+        generation=row.generation,
+        amount=row.amount,
+        merged_from=row.merged_from_hold_id,
+        requested_at=row.requested_at,
+        state=HoldState(row.state),
+        amount_held=row.amount_held,
+    )
+    return SupplementRecord(supplement, **{name: getattr(row, name) for name in SUPPLEMENT_FIELDS})
 
 
 def account_row(hold: Hold, first_seen_at: datetime, holder_name: str | None = None) -> Row:

@@ -6,6 +6,7 @@ Where each aggregate is stored:
 
     intake.py          opened cases, their holds claimed as they are born
     holds.py           the hold's unit of work (locked, decided, written once), nonces, leases
+    supplements.py     supplements, decided on with their hold locked; the ones due
     trail.py           the money trail followed inside that unit of work
     returns.py         a case's funds and its return orders
     sweeps.py          what the sweepers find due, and the gauges' counts
@@ -41,6 +42,7 @@ from stopper.adapters.db.queries import CaseReadModels
 from stopper.adapters.db.reconciliation import ReconcileStorage
 from stopper.adapters.db.releases import ReleaseStorage
 from stopper.adapters.db.returns import ReturnStorage
+from stopper.adapters.db.supplements import SupplementStorage
 from stopper.adapters.db.sweeps import SweepQueries
 from stopper.adapters.db.webhooks import WebhookStorage
 
@@ -49,6 +51,7 @@ class SqlStore(
     IntakeStorage,
     ReturnStorage,
     ReleaseStorage,
+    SupplementStorage,
     SweepQueries,
     ReconcileStorage,
     OutboxStorage,
