@@ -28,6 +28,7 @@ from stopper.adapters.institutions.iso20022 import (
     read_resolution,
 )
 from stopper.adapters.institutions.iso20022.codes import PENDING_REASONS, REJECTION_REASONS
+from stopper.adapters.institutions.iso20022.fields import stop_key_for_cxl_id
 from stopper.domain.holds import idempotency_key_for
 from stopper.domain.messages import (
     AnswerKind,
@@ -37,7 +38,9 @@ from stopper.domain.messages import (
     RequestStop,
     StatusKind,
     StopStatus,
+    SupplementOf,
 )
+from stopper.domain.supplements import supplement_key_for
 from stopper.errors import XmlRefusal, XmlRefused
 
 # The valid examples shipped with the schemas (tests/data/iso20022/README.md).
@@ -407,3 +410,82 @@ def test_times_are_read_in_utc_and_without_an_offset_as_utc() -> None:
         created = read_resolution(parse_document(variant)).created_at
         assert created == datetime(2025, 6, 1, 11, 5, tzinfo=UTC)
         assert created.utcoffset() == timedelta(0)
+
+
+# --- supplements ------------------------------------------------------------------------------
+
+
+def supplement_request(first: RequestStop, number: int = 1, amount: int = 120_000) -> RequestStop:
+    """The `number`-th supplement of `first`'s hold: `amount` more on that stop."""
+    return dataclasses.replace(
+        first,
+        amount=amount,
+        idempotency_key=supplement_key_for(first.hold_id, number),
+        supplement=SupplementOf(number, first.idempotency_key, uuid4()),
+    )
+
+
+@pytest.mark.parametrize("generation", [0, 2])
+def test_a_supplement_is_a_valid_txinf_of_the_extra_naming_the_same_payments(
+    generation: int,
+) -> None:
+    first = stop_request(generation=generation)
+    paid = (payment(), payment(200_000, None))
+    extra = supplement_request(first, 7)
+    sent = recall(RecallItem(first, paid, "PSB-SZ"), RecallItem(extra, paid, "PSB-SZ"))
+
+    xml = build_recall(sent)
+    root = parse_document(xml)  # valid against the official schema
+
+    assert read_recall(root) == sent
+    text = xml.decode()
+    assert f"<CxlId>{first.hold_id.hex}S7</CxlId>" in text
+    assert f"<AddtlInf>/SPLM/{first.hold_id.hex}-{generation}</AddtlInf>" in text
+    assert f"<AddtlInf>/MRGD/{extra.supplement.merged_from}</AddtlInf>" in text  # type: ignore[union-attr]
+    assert '<OrgnlIntrBkSttlmAmt Ccy="CNY">1200.00</OrgnlIntrBkSttlmAmt>' in text
+    assert "<CtrlSum>5750.00</CtrlSum>" in text
+    assert text.count("<RmtInf><Ustrd>fake investment</Ustrd></RmtInf>") == 0  # two payments
+    assert text.count("<Pmts ") == 2  # both TxInf name the same original payments
+
+
+@pytest.mark.parametrize("number", [1, 42, 99])
+def test_a_supplement_s_key_survives_as_a_cxl_id_and_back(number: int) -> None:
+    hold_id = uuid4()
+    key = supplement_key_for(hold_id, number)
+    cxl_id = cxl_id_for(key)
+
+    assert len(cxl_id) <= 35 and cxl_id == f"{hold_id.hex}S{number}"
+    assert stop_key_for_cxl_id(cxl_id) == (key, hold_id)
+    assert key_for_cxl_id(cxl_id) is None  # not a first request's
+    assert stop_key_for_cxl_id(cxl_id_for(idempotency_key_for(hold_id, 1))) == (
+        idempotency_key_for(hold_id, 1),
+        hold_id,
+    )
+
+
+@pytest.mark.parametrize("cxl_id", [f"{uuid4().hex}S0", f"{uuid4().hex}S100", f"{uuid4().hex}S01"])
+def test_a_supplement_cxl_id_stopper_never_writes_is_not_a_key(cxl_id: str) -> None:
+    assert stop_key_for_cxl_id(cxl_id) is None
+
+
+def test_a_supplement_without_what_it_adds_to_is_refused() -> None:
+    first = stop_request()
+    extra = supplement_request(first)
+    xml = build_recall(recall(RecallItem(extra, (), "PSB-SZ"))).decode()
+    broken = xml.replace(f"<AddtlInf>/SPLM/{first.hold_id.hex}-0</AddtlInf>", "")
+    with pytest.raises(XmlRefused) as refused:
+        read_recall(parse_document(broken.encode()))
+    assert "/SPLM/" in refused.value.detail
+
+
+def test_an_answer_to_a_supplement_reads_back_under_the_supplement_s_key() -> None:
+    hold_id = uuid4()
+    key = supplement_key_for(hold_id, 3)
+    onward = (OnwardTransfer(OnwardKind.TRANSFER, 20_000, NOW, "BK02", "6222999988887777"),)
+    answer = InstitutionAnswer(AnswerKind.STOPPED, 100_000, None, onward)
+    item = ItemAnswer(key, "CNY", 120_000, StopStatus(key, StatusKind.ANSWERED, hold_id, answer))
+
+    [read] = read_resolution(parse_document(resolution_of(item))).items
+
+    assert (read.idempotency_key, read.hold_id) == (key, hold_id)
+    assert read.status == item.status

@@ -17,22 +17,45 @@ from uuid import UUID
 from lxml import etree
 
 from stopper.adapters.institutions.iso20022.codes import DEFAULT_MINOR_DIGITS, MINOR_DIGITS
+from stopper.domain.supplements import supplement_key_for, supplement_of_key
 from stopper.errors import XmlRefusal, XmlRefused
 
 # --- Stopper's keys in 35 characters ------------------------------------------------------------
 
 _STOP_KEY = re.compile(r"^stopper-([0-9a-f-]{36})-(\d{1,2})$")
 _CXL_ID = re.compile(r"^([0-9a-f]{32})-(\d{1,2})$")
+# A supplement's: `stopper-<hold id>-s<number>` as the hold id's 32 hex digits, `S`, the number.
+_SUPPLEMENT_CXL_ID = re.compile(r"^([0-9a-f]{32})S([1-9]\d?)$")
 MAX_GENERATION = 99  # two digits: Stopper re-applies a stop at most twice
 
 
 def cxl_id_for(idempotency_key: str) -> str:
     """`stopper-<hold id>-<generation>` (46+ characters) as a CxlId (at most 35): the hold id's
-    32 hex digits, a dash, the generation. `key_for_cxl_id` gives the key back."""
+    32 hex digits, a dash, the generation. A supplement's key `stopper-<hold id>-s<number>` is
+    the 32 hex digits, `S`, the number (1 to 99: `...f011S1`). `key_for_cxl_id` and
+    `stop_key_for_cxl_id` give the key back."""
     match = _STOP_KEY.match(idempotency_key)
+    if match is not None:
+        return f"{UUID(match.group(1)).hex}-{int(match.group(2))}"
+    supplement = supplement_of_key(idempotency_key)
+    if supplement is not None:
+        return f"{supplement[0].hex}S{supplement[1]}"
+    raise ValueError(
+        "not a stop request's idempotency key (stopper-<uuid>-<generation>, or -s<number>)"
+    )
+
+
+def stop_key_for_cxl_id(cxl_id: str) -> tuple[str, UUID] | None:
+    """The idempotency key and hold a CxlId stands for, a first request's or a supplement's;
+    None if not Stopper's."""
+    first = key_for_cxl_id(cxl_id)
+    if first is not None:
+        return first[0], first[1]
+    match = _SUPPLEMENT_CXL_ID.match(cxl_id)
     if match is None:
-        raise ValueError("not a stop request's idempotency key (stopper-<uuid>-<generation>)")
-    return f"{UUID(match.group(1)).hex}-{int(match.group(2))}"
+        return None
+    hold_id = UUID(hex=match.group(1))
+    return supplement_key_for(hold_id, int(match.group(2))), hold_id
 
 
 def key_for_cxl_id(cxl_id: str) -> tuple[str, UUID, int] | None:

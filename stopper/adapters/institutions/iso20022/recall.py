@@ -13,7 +13,11 @@ Undrlyg (one)           TxInf per hold:
   CxlRsnInf/Orgtr/Nm    the police agency's code
   CxlRsnInf/Rsn/Cd      FRAD
   CxlRsnInf/AddtlInf    /CASE/<case id>, /LAYR/<layer in the money trail>,
-                        /REQD/<requested at>, /BSIS/<legal basis> (continued by // lines)
+                        /REQD/<requested at>, /BSIS/<legal basis> (continued by // lines);
+                        a supplement (more asked on a stop already asked for: its CxlId is
+                        `<hold>S<n>`, its amount the extra) adds /SPLM/<the CxlId of the
+                        request it adds to> and /MRGD/<the hold the money merged from>, and
+                        names the same original payments
   OrgnlTxRef/CdtrAgt, CdtrAcct   the account to stop (Othr/Id: registry code, number)
   OrgnlTxRef/RmtInf/Ustrd, DbtrAcct, DbtrAgt   the one payment's reference and payer
   SplmtryData           every original payment (`Pmts`, Stopper's supplementary schema):
@@ -49,11 +53,13 @@ from stopper.adapters.institutions.iso20022.fields import (
     organisation,
     parse_datetime,
     read_tagged_lines,
+    stop_key_for_cxl_id,
     tagged_lines,
     text,
 )
 from stopper.adapters.institutions.iso20022.model import OriginalPayment, Recall, RecallItem
-from stopper.domain.messages import RequestStop
+from stopper.domain.messages import RequestStop, SupplementOf
+from stopper.domain.supplements import supplement_of_key
 from stopper.errors import XmlRefusal, XmlRefused
 
 _NS = Message.CAMT_056.namespace
@@ -110,6 +116,9 @@ def _transaction(item: RecallItem, sender: str) -> Iterator[str]:
     yield f"<AddtlInf>/CASE/{request.case_id}</AddtlInf>"
     yield f"<AddtlInf>/LAYR/{request.layer}</AddtlInf>"
     yield f"<AddtlInf>/REQD/{datetime_text(request.requested_at)}</AddtlInf>"
+    if request.supplement is not None:
+        yield f"<AddtlInf>/SPLM/{cxl_id_for(request.supplement.adds_to)}</AddtlInf>"
+        yield f"<AddtlInf>/MRGD/{request.supplement.merged_from}</AddtlInf>"
     for line in tagged_lines("BSIS", item.legal_basis):
         yield f"<AddtlInf>{text(line)}</AddtlInf>"
     yield "</CxlRsnInf><OrgnlTxRef>"
@@ -170,10 +179,11 @@ def _refuse(where: str, why: str) -> XmlRefused:
 def _read_transaction(transaction: etree._Element, receiver: str, where: str) -> RecallItem:
     fields = _R.children(transaction)
     cxl_id = fields.get("CxlId")
-    decoded = key_for_cxl_id((cxl_id.text or "") if cxl_id is not None else "")
+    cxl_text = (cxl_id.text or "") if cxl_id is not None else ""
+    decoded = stop_key_for_cxl_id(cxl_text)
     if decoded is None:
         raise _refuse(where, "its CxlId is not one of Stopper's")
-    idempotency_key, hold_id, generation = decoded
+    idempotency_key, hold_id = decoded
     asked_element = fields.get("OrgnlIntrBkSttlmAmt")
     asked = amount(asked_element) if asked_element is not None else None
     if asked is None:
@@ -196,6 +206,7 @@ def _read_transaction(transaction: etree._Element, receiver: str, where: str) ->
         basis = tagged["BSIS"]
     except (KeyError, ValueError) as e:
         raise _refuse(where, "AddtlInf lacks /CASE/, /LAYR/, /REQD/ or /BSIS/") from e
+    generation, supplement = _part(cxl_text, idempotency_key, hold_id, tagged, where)
     request = RequestStop(
         hold_id=hold_id,
         case_id=case_id,
@@ -207,9 +218,29 @@ def _read_transaction(transaction: etree._Element, receiver: str, where: str) ->
         idempotency_key=idempotency_key,
         generation=generation,
         requested_at=requested_at,
+        supplement=supplement,
     )
     payments = tuple(_read_payments(transaction, where)) if "SplmtryData" in fields else ()
     return RecallItem(request, payments, agency, basis)
+
+
+def _part(
+    cxl_id: str, idempotency_key: str, hold_id: UUID, tagged: dict[str, str], where: str
+) -> tuple[int, SupplementOf | None]:
+    """The generation a transaction asks in, and for a supplement what it adds to: a first
+    request's CxlId says its generation; a supplement's /SPLM/ names the first request's."""
+    first = key_for_cxl_id(cxl_id)
+    if first is not None:
+        return first[2], None
+    number = supplement_of_key(idempotency_key)
+    adds_to = key_for_cxl_id(tagged.get("SPLM", ""))
+    try:
+        merged_from = UUID(tagged["MRGD"])
+    except (KeyError, ValueError):
+        merged_from = None
+    if number is None or adds_to is None or adds_to[1] != hold_id or merged_from is None:
+        raise _refuse(where, "a supplement without /SPLM/ of its hold's request or /MRGD/")
+    return adds_to[2], SupplementOf(number[1], adds_to[0], merged_from)
 
 
 def _read_payments(transaction: etree._Element, where: str) -> Iterator[OriginalPayment]:

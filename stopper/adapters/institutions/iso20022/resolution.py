@@ -6,7 +6,8 @@ Sts/Conf                 CNCL (all accepted), RJCR (all rejected), PDCR (all pen
 CxlDtls/OrgnlGrpInfAndSts  OrgnlMsgId = the camt.056's Assgnmt/Id, OrgnlMsgNmId
                          camt.056.001.08: which recall this answers (optional)
 CxlDtls/TxInfAndSts      one per hold:
-  RslvdCase/Id           the recall's Case/Id (= its CxlId): which hold and generation.
+  RslvdCase/Id           the recall's Case/Id (= its CxlId): which hold and generation, or
+                         which supplement.
                          Without it, the message's RslvdCase when it answers one transaction
   TxCxlSts               ACCR, RJCR or PDCR (codes.py: what each becomes)
   CxlStsRsnInf/Rsn/Cd    with RJCR: the reason (codes.py); AddtlInf: the institution's words
@@ -51,9 +52,9 @@ from stopper.adapters.institutions.iso20022.fields import (
     cxl_id_for,
     datetime_text,
     document_time,
-    key_for_cxl_id,
     organisation,
     parse_datetime,
+    stop_key_for_cxl_id,
     text,
 )
 from stopper.adapters.institutions.iso20022.model import (
@@ -252,8 +253,8 @@ def _read_item(
     fields = _R.children(transaction) if transaction is not None else {}
     resolved = fields.get("RslvdCase")
     case_id = (_R.text(resolved, "Id") if resolved is not None else None) or fallback_case or ""
-    decoded = key_for_cxl_id(case_id)
-    key, hold_id = (decoded[0], decoded[1]) if decoded is not None else (case_id, None)
+    decoded = stop_key_for_cxl_id(case_id)
+    key, hold_id = decoded if decoded is not None else (case_id, None)
 
     def refused(refusal: ItemRefusal, detail: str) -> ResolvedItem:
         return ResolvedItem(key, hold_id, None, refusal, detail)
