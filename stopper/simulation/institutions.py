@@ -18,6 +18,12 @@ stored result; from then on a stop request of that hold (of the generation relea
 earlier one, a request still on its way) is not carried out. The ledger shows a released hold
 as `released`, and every release is counted (`GET /stats`: releases, amount_released).
 
+A supplement (a stop request with `supplement`: more asked on a stop already asked for) is a
+request of its own key, decided the same way: the account's fate (not found, rejected) is the
+same, and what more it holds is what the balance allows (`MuleWorld.stop_more`: partly, or
+nothing, when the money moved on). The ledger's entry for the hold adds what each supplement of
+the generation holds to the stop's `amount_held` and lists them (`supplements`).
+
     POST /institutions/{code}/stops                    StopRequestV1 -> 200 outcome | 202 accepted
     GET  /institutions/{code}/stops/{idempotency_key}  -> StopStatusV1: 200 outcome, 202 pending,
                                                           404 unknown (never received)
@@ -84,6 +90,7 @@ class Counts:
     status_queries: int = 0  # POSTs to /stops/status
     status_keys_asked: int = 0  # keys those queries asked about
     stops_executed: int = 0
+    supplements_executed: int = 0
     double_stops: int = 0
     callbacks_owed: int = 0  # one per key (per camt.056, for ISO 20022), answering by callback
     callbacks_sent: int = 0
@@ -151,7 +158,8 @@ class SimulatedInstitution:
         self._newest_by_hold: dict[UUID, StopRecord] = {}  # the newest generation's
         # Stops executed per hold and generation: two for one generation is a double stop.
         self._executed_by_hold: Counter[tuple[UUID, int]] = Counter()
-        self._held_by_hold: dict[UUID, int] = {}
+        # Supplements by hold and generation: their records, by number.
+        self._supplements: dict[tuple[UUID, int], dict[int, StopRecord]] = {}
         self._freezes: dict[str, dict[str, Any]] = {}  # by idempotency key
         self._frozen_by_hold: dict[UUID, int] = {}
         self._returns: dict[str, dict[str, Any]] = {}  # by idempotency key
@@ -197,12 +205,13 @@ class SimulatedInstitution:
             result = {"status": "not_found"}
         elif fate < self.behaviour.missing_account_rate + self.behaviour.reject_rate:
             result = {"status": "rejected", "reason": "account under another authority's order"}
+        elif request.supplement is not None:
+            result = self._hold_more(request)
         else:
             held, onward = self._mules.stop(
                 self.institution.code, account, request.amount, request.layer, datetime.now(UTC)
             )
             result = {"status": "stopped", "amount_held": held, "onward": onward}
-            self._held_by_hold[request.hold_id] = held
             self.counts.stops_executed += 1
             executed = (request.hold_id, request.generation)
             self._executed_by_hold[executed] += 1
@@ -213,11 +222,28 @@ class SimulatedInstitution:
             request.idempotency_key, request.hold_id, request.generation, result, known_at
         )
         self._stops[request.idempotency_key] = record
-        newest = self._newest_by_hold.get(request.hold_id)
-        if newest is None or request.generation > newest.generation:
-            self._newest_by_hold[request.hold_id] = record
+        if request.supplement is not None:
+            self._supplements.setdefault((request.hold_id, request.generation), {})[
+                request.supplement.number
+            ] = record
+        else:
+            newest = self._newest_by_hold.get(request.hold_id)
+            if newest is None or request.generation > newest.generation:
+                self._newest_by_hold[request.hold_id] = record
         self.counts.answers[result["status"]] += 1
         return record
+
+    def _hold_more(self, request: StopRequestV1) -> dict[str, Any]:
+        """A supplement carried out: what more the balance allows is held beside the stop."""
+        held, onward = self._mules.stop_more(
+            self.institution.code,
+            request.account_number,
+            request.amount,
+            request.layer,
+            datetime.now(UTC),
+        )
+        self.counts.supplements_executed += 1
+        return {"status": "stopped", "amount_held": held, "onward": onward}
 
     def status(self, idempotency_key: str, now: float) -> dict[str, Any]:
         """What it can say at `now` of the stop request with this key (a `StopStatusV1`)."""
@@ -227,13 +253,31 @@ class SimulatedInstitution:
         return record.status(now)
 
     def ledger(self, now: float) -> list[dict[str, Any]]:
-        """Its record of each hold's newest generation, as far as it knows at `now` (a
-        released hold: `released`, the amount its stop held when released)."""
+        """Its record of each hold's newest generation, as far as it knows at `now`: the stop,
+        and what its supplements hold added to its `amount_held` (those it knows the outcome
+        of), each listed in `supplements`; a released hold: `released`, the amount its stop held
+        when released."""
         entries = []
         for record in self._newest_by_hold.values():
             if record.hold_id in self._released:
                 continue
             known = record.known(now)
+            held = record.outcome.get("amount_held") if known else None
+            supplements = []
+            by_number = self._supplements.get((record.hold_id, record.generation), {})
+            for number, supplement in sorted(by_number.items()):
+                done = supplement.known(now)
+                more = supplement.outcome.get("amount_held") if done else None
+                supplements.append(
+                    {
+                        "number": number,
+                        "idempotency_key": supplement.idempotency_key,
+                        "status": supplement.outcome["status"] if done else "pending",
+                        "amount_held": more,
+                    }
+                )
+                if held is not None and more is not None:
+                    held += more
             entries.append(
                 {
                     "hold_id": str(record.hold_id),
@@ -241,7 +285,8 @@ class SimulatedInstitution:
                     "generation": record.generation,
                     "idempotency_key": record.idempotency_key,
                     "status": record.outcome["status"] if known else "pending",
-                    "amount_held": record.outcome.get("amount_held") if known else None,
+                    "amount_held": held,
+                    "supplements": supplements,
                 }
             )
         for hold_id, (generation, key) in self._released.items():
@@ -257,12 +302,23 @@ class SimulatedInstitution:
             )
         return entries
 
+    def held(self, hold_id: UUID) -> int | None:
+        """What its newest stop of the hold holds, supplements included (None: no stop, or
+        one released)."""
+        record = self._newest_by_hold.get(hold_id)
+        if record is None or record.outcome["status"] != "stopped" or hold_id in self._released:
+            return None
+        supplements = self._supplements.get((hold_id, record.generation), {}).values()
+        return int(record.outcome["amount_held"]) + sum(
+            int(s.outcome.get("amount_held") or 0) for s in supplements
+        )
+
     def freeze(self, request: FreezeRequestV1) -> dict[str, Any]:
         """A formal freeze of what the stop holds, once per idempotency key."""
         known = self._freezes.get(request.idempotency_key)
         if known is not None:
             return known
-        held = self._held_by_hold.get(request.hold_id)
+        held = self.held(request.hold_id)
         if held is None:
             result: dict[str, Any] = {"status": "rejected", "reason": "no stop in force here"}
         else:
@@ -300,7 +356,7 @@ class SimulatedInstitution:
         known = self._releases.get(request.idempotency_key)
         if known is not None:
             return known
-        held = self._held_by_hold.pop(request.hold_id, 0)
+        held = self.held(request.hold_id) or 0
         frozen = self._frozen_by_hold.pop(request.hold_id, None)
         released = held if frozen is None else frozen
         result = {"status": "released", "amount_released": released}
@@ -401,6 +457,7 @@ class Simulation:
                 "status_queries": sim.counts.status_queries,
                 "status_keys_asked": sim.counts.status_keys_asked,
                 "stops_executed": sim.counts.stops_executed,
+                "supplements_executed": sim.counts.supplements_executed,
                 "double_stops": sim.counts.double_stops,
                 "callbacks_owed": sim.counts.callbacks_owed,
                 "callbacks_sent": sim.counts.callbacks_sent,

@@ -68,14 +68,45 @@ class MuleWorld:
     ) -> tuple[int, list[dict[str, Any]]]:
         """A stop of `amount` on the account: what it holds, and where the rest went."""
         key = (institution_code, account_number)
-        plan = self._plans.get(key) or self._draw(key, layer)
-        self._plans[key] = plan
+        plan = self._plan(key, layer)
         remaining = self._remaining.setdefault(key, round(amount * plan.keep_share))
         held = min(remaining, amount)
         self._remaining[key] = remaining - held
-        moved = amount - held
+        return held, self._moved_on(key, plan, amount - held, now)
+
+    def stop_more(
+        self,
+        institution_code: str,
+        account_number: str,
+        amount: int,
+        layer: int,
+        now: datetime,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """A supplement: `amount` more reached the account by another path, and is asked for on
+        top of its stop. The account kept its plan's share of that money, and what the first
+        stop left of its own is there too; what the balance allows is held (partly, otherwise),
+        the rest moved on the account's way."""
+        key = (institution_code, account_number)
+        plan = self._plan(key, layer)
+        share = round(amount * plan.keep_share)
+        left = self._remaining.get(key, 0)  # none before the first stop arrives
+        taken = min(left, amount - share)
+        if key in self._remaining:
+            self._remaining[key] = left - taken
+        held = share + taken
+        return held, self._moved_on(key, plan, amount - held, now)
+
+    def _plan(self, key: tuple[str, str], layer: int) -> MulePlan:
+        plan = self._plans.get(key) or self._draw(key, layer)
+        self._plans[key] = plan
+        return plan
+
+    def _moved_on(
+        self, key: tuple[str, str], plan: MulePlan, moved: int, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Where `moved` went, by the account's plan (nothing when it has nowhere to go)."""
         if moved <= 0 or not plan.destinations:
-            return held, []
+            return []
         onward: list[dict[str, Any]] = []
         left = moved
         rng = self._rng(key, "times")
@@ -98,7 +129,7 @@ class MuleWorld:
                         "transferred_at": when,
                     }
                 )
-        return held, onward
+        return onward
 
     def _draw(self, key: tuple[str, str], layer: int) -> MulePlan:
         rng = self._rng(key, "plan")

@@ -20,9 +20,15 @@ import httpx
 from bench.loadgen import holds_called_for
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.contracts.amounts import parse_amount
-from stopper.contracts.institutions import StopRequestV1, StopStatusesV1, StopStatusV1
+from stopper.contracts.institutions import (
+    StopRequestV1,
+    StopStatusesV1,
+    StopStatusV1,
+    StopSupplementV1,
+)
 from stopper.registry import load_registry
 from stopper.simulation.institutions import CALLBACK_SENDERS, Simulation
+from stopper.simulation.mules import MulePlan
 from stopper.simulation.profiles import Behaviour
 from stopper.simulation.reports import ReportFactory
 from stopper.simulation.server import create_simulation_app
@@ -356,6 +362,7 @@ async def test_the_ledger_has_each_holds_newest_generation_as_its_institution_kn
             "idempotency_key": request.idempotency_key,
             "status": status,
             "amount_held": amount_held,
+            "supplements": [],
         }
 
     assert in_process == [
@@ -363,6 +370,57 @@ async def test_the_ledger_has_each_holds_newest_generation_as_its_institution_kn
         entry(missing, "not_found", None),
         entry(accepted, "pending", None),
     ]
+
+
+def supplement_of(request: StopRequestV1, number: int, amount: int) -> StopRequestV1:
+    """The `number`-th supplement of `request`'s hold: `amount` more on that stop."""
+    return request.model_copy(
+        update={
+            "idempotency_key": f"stopper-{request.hold_id}-s{number}",
+            "amount": amount,
+            "supplement": StopSupplementV1(
+                number=number, adds_to=request.idempotency_key, merged_from_hold_id=uuid4()
+            ),
+        }
+    )
+
+
+async def test_a_supplement_holds_what_the_balance_allows_once_and_the_ledger_adds_it() -> None:
+    code = CODES[0]
+    async with simulated({code: AT_ONCE}) as world:
+        sim = world.simulation.institutions[code]
+        # One account keeps half of whatever reaches it, the other all of it.
+        halves, whole = "6222000055550001", "6222000055550002"
+        world.simulation.mules.plant(code, halves, MulePlan(keep_share=0.5))
+        world.simulation.mules.plant(code, whole, MulePlan(keep_share=1.0))
+        first = stop_request(code).model_copy(update={"account_number": halves})
+        other = stop_request(code).model_copy(update={"account_number": whole})
+        assert parse_amount((await post_stop(world.client, first)).json()["amount_held"]) == 5_000
+        await post_stop(world.client, other)
+        more = supplement_of(first, 1, 4_000)
+        assert "supplement" in json.loads(more.model_dump_json())
+        partly = await post_stop(world.client, more)
+        again = await post_stop(world.client, more)  # a retry: answered from its record
+        fully = await post_stop(world.client, supplement_of(other, 1, 3_000))
+        by_hold = {e["hold_id"]: e for e in world.simulation.ledger()}
+    assert partly.json() == again.json()
+    assert partly.json()["status"] == "stopped"
+    assert parse_amount(partly.json()["amount_held"]) == 2_000  # on the wire: "20.00"
+    assert parse_amount(fully.json()["amount_held"]) == 3_000
+    assert sim.counts.supplements_executed == 2
+    assert sim.counts.stops_executed == 2 and sim.counts.double_stops == 0
+    entry = by_hold[str(first.hold_id)]
+    assert (entry["status"], entry["amount_held"]) == ("stopped", 7_000)
+    assert entry["idempotency_key"] == first.idempotency_key  # the stop's own entry
+    assert entry["supplements"] == [
+        {
+            "number": 1,
+            "idempotency_key": more.idempotency_key,
+            "status": "stopped",
+            "amount_held": 2_000,
+        }
+    ]
+    assert by_hold[str(other.hold_id)]["amount_held"] == 13_000
 
 
 async def test_a_burst_of_callbacks_leaves_a_bounded_number_at_a_time_and_all_arrive() -> None:

@@ -41,7 +41,9 @@ from stopper.domain.messages import (
     RequestStop,
     ReturnPayout,
     StatusKind,
+    SupplementOf,
 )
+from stopper.domain.supplements import supplement_key_for
 from stopper.registry import Institution, InstitutionKind, Registry
 from stopper.simulation.institutions import Simulation
 from stopper.simulation.mules import Destination, MulePlan
@@ -402,3 +404,32 @@ async def test_a_return_without_a_freeze_is_refused_by_camt029() -> None:
     assert answer.status_code == 200
     refused = read_return_answer(parse_document(answer.content), sent.order)
     assert refused == OrderAnswer(False, 0, "LEGL legal decision: no freeze in force here")
+
+
+async def test_a_supplement_txinf_holds_the_extra_once_and_the_ledger_adds_it() -> None:
+    async with simulated() as world:
+        account = "6222000077770001"
+        world.simulation.mules.plant(ISO, account, MulePlan(keep_share=1.0))
+        first = stop(ISO, account, amount=60_000)
+        await send(world.client, recall(ISO, first))
+        extra = replace(
+            stop(ISO, account, amount=15_000),
+            hold_id=first.hold_id,
+            case_id=first.case_id,
+            idempotency_key=supplement_key_for(first.hold_id, 1),
+            supplement=SupplementOf(1, first.idempotency_key, uuid4()),
+        )
+        answer = await send(world.client, recall(ISO, extra))
+        repeated = await send(world.client, recall(ISO, extra))  # a retry, in another message
+        by_hold = {e["hold_id"]: e for e in world.simulation.ledger()}
+        stats = world.simulation.stats()["institutions"][ISO]
+
+    [item] = read_resolution(parse_document(answer.content)).items
+    assert item.idempotency_key == extra.idempotency_key and item.hold_id == first.hold_id
+    assert item.status is not None and item.status.answer is not None
+    assert (item.status.answer.kind, item.status.answer.amount_held) == (AnswerKind.STOPPED, 15_000)
+    assert read_resolution(parse_document(repeated.content)).items == (item,)
+    assert (stats["stops_executed"], stats["supplements_executed"]) == (1, 1)
+    entry = by_hold[str(first.hold_id)]
+    assert (entry["status"], entry["amount_held"], entry["generation"]) == ("stopped", 75_000, 0)
+    assert [s["idempotency_key"] for s in entry["supplements"]] == [extra.idempotency_key]
