@@ -6,12 +6,10 @@ the policy and the time, as `stop_decisions` are for a hold's first request; `Su
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from stopper import metrics
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.hold_changes import HoldChange, ReasonShown
 from stopper.app.policies import DispatchPolicy
@@ -33,8 +31,6 @@ from stopper.domain.supplements import Supplement
 from stopper.domain.trail import TrailPlan
 from stopper.errors import BreakerOpen, InstitutionError
 from stopper.registry import Institution
-
-log = logging.getLogger(__name__)
 
 _ANSWER_EVENTS = {
     AnswerKind.STOPPED: HoldEvent.STOP_CONFIRMED,
@@ -125,6 +121,7 @@ class SupplementDecisions:
                 dispatch_deadline_at=deadline,
                 sent_at=s.sent_at or now,
             ),
+            outcome="sent" if s.sent_at is None else None,
         )
 
     def claim_of(self, record: HoldRecord, s: SupplementRecord) -> SupplementClaim:
@@ -171,7 +168,6 @@ class SupplementDecisions:
             why = f"the hold is {hold.state.value}: nothing more is asked"
         else:
             return None
-        metrics.SUPPLEMENTS.labels(hold.institution_code, "cancelled").inc()
         return self._given_up(record, s, why, now, shown=None)
 
     def _give_up(
@@ -187,13 +183,8 @@ class SupplementDecisions:
         hold, sup = record.hold, s.supplement
         shown = (
             f"supplement {sup.number} ({sup.amount} more, merged from another path) not"
-            f" confirmed: {why}; the stop holding {hold.amount_stopped} stands; a person must ask"
-            f" {institution.code} for the rest"
-        )
-        metrics.SUPPLEMENTS.labels(institution.code, "failed").inc()
-        log.warning(
-            "supplement given up: a person must act",
-            extra={"hold_id": str(hold.id), "institution": institution.code},
+            f" confirmed: {why}; what is held so far ({hold.amount_stopped}) stands; a person"
+            f" must ask {institution.code} for the rest"
         )
         return self._given_up(record, s, why, now, shown=shown)
 
@@ -207,6 +198,7 @@ class SupplementDecisions:
         return SupplementUpdate(
             HoldUpdate(at=now, transitions=[gave_up] if gave_up else [], change=change),
             replace(s, next_attempt_at=None, state_reason=why),
+            outcome="cancelled" if shown is None else "failed",
         )
 
     # --- after an attempt -----------------------------------------------------------------
@@ -344,18 +336,15 @@ class SupplementDecisions:
         recorded = self._recorded(hold, sup, event, answer, actor=actor, via=via, now=now)
         change: HoldChange | None = None
         follow = None
-        if recorded is None:
-            log.info(
-                "supplement answered after it stopped counting for its hold",
-                extra={"hold_id": str(hold.id), "institution": hold.institution_code},
-            )
-        elif held is not None and answer.onward:
+        # An answer that comes after the supplement stopped counting for its hold (the stop
+        # over, or re-applied) is kept by the supplement alone.
+        if recorded is not None and held is not None and answer.onward:
             follow = self._stops.trail_follower(hold, answer, sup.amount - held, now, plans)
-        elif held is None:
+        elif recorded is not None and held is None:
             change = ReasonShown(
                 f"supplement {sup.number} ({sup.amount} more) {answer.kind.value}"
                 + (f" ({answer.reason})" if answer.reason else "")
-                + f"; the stop holding {hold.amount_stopped} stands"
+                + f"; what is held so far ({hold.amount_stopped}) stands"
             )
         return AnswerOutcome.APPLIED, SupplementUpdate(
             HoldUpdate(

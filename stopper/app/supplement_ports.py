@@ -42,6 +42,9 @@ class SupplementUpdate:
 
     hold: HoldUpdate
     supplement: SupplementRecord
+    # What it comes to, counted once it is written (`stopper_supplements_total{outcome}`):
+    # sent, failed (given up), cancelled (no longer to be asked); None: nothing to count.
+    outcome: str | None = None
 
 
 SupplementDecision = Callable[[HoldRecord, SupplementRecord], SupplementUpdate | None]

@@ -85,7 +85,18 @@ class SupplementDesk:
         decide: Callable[[HoldRecord, SupplementRecord], SupplementUpdate | None],
         nonce: CallbackNonce | None = None,
     ) -> tuple[bool, SupplementWritten | None]:
-        return await self._store.update_supplement(hold_id, number, decide, nonce)
+        """`SupplementStore.update_supplement`, and what the written decision comes to counted
+        (and, given up, logged for a person)."""
+        fresh, written = await self._store.update_supplement(hold_id, number, decide, nonce)
+        if written is not None and written[2].outcome is not None:
+            code = written[0].hold.institution_code
+            metrics.SUPPLEMENTS.labels(code, written[2].outcome).inc()
+            if written[2].outcome == "failed":
+                log.warning(
+                    "supplement given up: a person must act",
+                    extra={"hold_id": str(hold_id), "institution": code},
+                )
+        return fresh, written
 
     # --- claims and attempts --------------------------------------------------------------
 
@@ -100,10 +111,7 @@ class SupplementDesk:
         record, before, update = written
         if update.supplement.next_attempt_at is None:
             return None  # closed (given up, not to be sent any more)
-        claim = self._decisions.claim_of(record, before)
-        if claim.attempt == 1 and not claim.inquiry:
-            metrics.SUPPLEMENTS.labels(record.hold.institution_code, "sent").inc()
-        return claim
+        return self._decisions.claim_of(record, before)
 
     def start(self, claim: SupplementClaim) -> None:
         """Carry out a claimed attempt in the background."""

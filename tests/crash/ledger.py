@@ -14,7 +14,11 @@ the simulated institution did with the stop request of the hold's current genera
                       it requested or sent, when it is not settled yet (`UNSETTLED`, not a
                       divergence, but not a match either)
 
-A ledger entry for another institution than the hold's is a divergence too.
+A ledger entry for another institution than the hold's is a divergence too. A stop's
+`amount_held` includes what the supplements of its generation hold (the extra a trail merge
+asked of an account already asked, each under its own key), as far as the institution knows
+their outcome, as Stopper's `amount_stopped` adds them: a supplement's answer in transit is the
+same race as a callback's, which the reads before and after settle (`compare`).
 """
 
 from __future__ import annotations

@@ -154,3 +154,29 @@ def test_a_ledger_hold_is_unknown_to_stopper_only_if_listed_before_stopper_was_r
     after = [entry("stopped", 700, H1), entry("stopped", 500, H2)]
     assert compare(holds, before, after).unknown_to_stopper == []
     assert compare(holds, after, after).unknown_to_stopper == [H2]
+
+
+def test_a_stop_s_supplements_count_in_its_amount_and_one_in_transit_is_no_divergence() -> None:
+    raw = {
+        "hold_id": str(H1),
+        "institution_code": "BK01",
+        "generation": 0,
+        "idempotency_key": f"stopper-{H1}-0",
+        "status": "stopped",
+        "amount_held": 7000,
+        "supplements": [
+            {
+                "number": 1,
+                "idempotency_key": f"stopper-{H1}-s1",
+                "status": "stopped",
+                "amount_held": 2000,
+            }
+        ],
+    }
+    with_supplement = LedgerEntry.from_json(raw)
+    assert with_supplement.amount_held == 7000
+    before = entry("stopped", 5000)  # read while the supplement's outcome was still owed
+    assert compare([hold("stopped", 7000)], [with_supplement]).matched == 1
+    assert compare([hold("stopped", 5000)], [before], [with_supplement]).matched == 1
+    assert compare([hold("stopped", 7000)], [before], [with_supplement]).matched == 1
+    assert compare([hold("stopped", 5000)], [with_supplement]).divergent == 1

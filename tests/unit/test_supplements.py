@@ -258,7 +258,7 @@ async def test_a_supplement_given_up_leaves_the_stop_standing_and_tells_people()
     assert (sibling.hold.state, sibling.hold.amount_stopped) == (HoldState.STOPPED, 20_000)
     reason = sibling.state_reason or ""
     assert "supplement 1 (30000 more" in reason and "a person must ask PI02" in reason
-    assert "the stop holding 20000 stands" in reason
+    assert "what is held so far (20000) stands" in reason
     assert world.events()[-1] is HoldEvent.SUPPLEMENT_FAILED
     [record] = await world.store.supplements_of(world.sibling_id)
     assert record.supplement.state is HoldState.FAILED

@@ -33,8 +33,8 @@ class MessageStorage(Storage):
 
     async def record_messages(self, messages: Sequence[SentMessage]) -> dict[UUID, StopGrounds]:
         """In one transaction: remember which holds each message carries (a hold twice in one
-        message, a hedge of it in the same batch, is one row), and read the grounds of them
-        all (`_grounds`)."""
+        message, a hedge of it or its first request and a supplement in the same batch, is one
+        row), and read the grounds of them all (`_grounds`)."""
         rows = [
             {
                 "message_id": message.message_id,
