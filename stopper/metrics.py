@@ -260,3 +260,17 @@ WEBHOOK_DELIVERIES_OWED = Counter(
     "stopper_webhook_deliveries_owed_total",
     "Webhook deliveries recorded from case events (one per event and subscription).",
 )
+
+# The mule-account registry. No account appears in any label.
+MULE_STOP_REQUESTS = Counter(
+    "stopper_mule_stop_requests_total",
+    "Stop attempts started for an account named in two or more cases (a known mule; they go "
+    "first and say so), by institution.",
+    ["institution"],
+)
+ACCOUNT_LOOKUPS = Counter(
+    "stopper_account_lookups_total",
+    "Operators' look-ups of an account in the registry, by outcome (flagged, named: in one "
+    "case only, none: in no case).",
+    ["outcome"],
+)

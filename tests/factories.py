@@ -73,6 +73,27 @@ def report_doc(**overrides: Any) -> dict[str, Any]:
     return doc
 
 
+def fresh_account(institution_code: str = "BK01") -> tuple[str, str]:
+    """An account no other test names (institution code, account number)."""
+    return institution_code, f"6222{uuid.uuid4().int % 10**12:012d}"
+
+
+def naming_doc(*accounts: tuple[str, str], **overrides: Any) -> dict[str, Any]:
+    """A report of one victim who paid each of `accounts` (institution code, number) 150.00."""
+    doc = report_doc(**overrides)
+    template = doc["transfers"][0]
+    doc["victims"] = [{"victim_id": "V1"}]
+    doc["transfers"] = [
+        dict(
+            template,
+            amount="150.00",
+            receiving_account={"institution_code": code, "account_number": number},
+        )
+        for code, number in accounts
+    ]
+    return doc
+
+
 def stop_and_follow(onward: Sequence[OnwardTransfer], moved_on: int, at: datetime) -> HoldDecision:
     """A hold sent and stopped with `moved_on` missing, the money trail followed along `onward`
     in the same change (as an institution's answer with onward transfers does)."""

@@ -117,6 +117,8 @@ class RecordOutcome:
     already_known: Mapping[UUID, str]
     # With a `claim` decision: each new hold it claimed, as it was born and what the claim did.
     claimed: Sequence[tuple[HoldRecord, HoldUpdate]] = ()
+    # New holds on known mule accounts, by hold: the cases naming it as the write saw them.
+    mule_cases: Mapping[UUID, int] = field(default_factory=dict)
 
 
 class IntakeStore(Protocol):
@@ -128,7 +130,9 @@ class IntakeStore(Protocol):
         """In one transaction: cases, victims, transfers, accounts, holds and their birth
         transitions. Cases that already exist are left untouched. `claim` is decided on each
         new hold (as `HoldRecord.born`) in the same transaction, and what it changes is written
-        with the hold: a first stop request claimed without a transaction of its own."""
+        with the hold: a first stop request claimed without a transaction of its own. Which
+        new holds are on known mule accounts is read by the same write (another writer's
+        case committed meanwhile is not counted there; it flags the account once both are in)."""
         ...
 
 
@@ -264,13 +268,19 @@ class DispatchStore(HoldUnitOfWork, Protocol):
     async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
         """Holds whose next attempt is due: `sent` past `next_attempt_at` (a retry or a lapsed
         lease), `unconfirmed` past it (a status inquiry), and `requested` ones no consumer
-        picked up since `requested_before`."""
+        picked up since `requested_before`. Of the longest due (a few sweeps' worth), known
+        mules first."""
         ...
 
     async def renew_leases(self, claims: Mapping[UUID, int], until: datetime) -> list[UUID]:
         """Move to `until` the lease (`next_attempt_at`) of each hold still `sent` on the
         attempt given for it (hold -> attempt) whose lease ends sooner; rows another
         transaction holds are skipped (it is writing their outcome). Returns those renewed."""
+        ...
+
+    async def mule_cases(self, hold_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The holds among `hold_ids` on a known mule account, with the cases naming it
+        (counted up to `CASES_COUNTED`)."""
         ...
 
 

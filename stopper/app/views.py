@@ -140,3 +140,64 @@ class ActivityView:
     needing_a_person: int  # failed or unconfirmed holds nobody marked handled since
     # Each stop confirmed in the last hour: when, and the seconds from the report's acceptance.
     latencies: tuple[tuple[datetime, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCaseView:
+    """One case naming an account: its hold on it, reported (layer 1) or found by the trail."""
+
+    case_id: UUID
+    agency_code: str
+    layer: int
+    state: str
+    named_at: datetime  # the hold's birth: when the case named the account
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecordView:
+    """An account as the mule-account registry knows it, from the holds naming it."""
+
+    institution_code: str
+    account_masked: str
+    cases: int  # the cases naming it (`stopper.domain.mules`): two or more is a known mule
+    first_seen_at: datetime
+    last_seen_at: datetime
+    amount_stopped: dict[str, int]  # by currency, over all its holds
+    recent_cases: tuple[AccountCaseView, ...]  # the newest first, a bounded number
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedAccountsView:
+    """A page of the known mule accounts, the most recently named first."""
+
+    accounts: tuple[AccountRecordView, ...]
+    total: int  # known mule accounts in all
+
+
+@dataclass(frozen=True, slots=True)
+class SharedAccountView:
+    institution_code: str
+    account_masked: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedCaseView:
+    """Another case naming an account this case names."""
+
+    case_id: UUID
+    agency_code: str
+    opened_at: datetime
+    shared: tuple[SharedAccountView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CaseLinksView:
+    """A case's links through shared accounts: the cases that share one with it, and the ring
+    (every case connected to it through shared accounts, however many steps away, itself
+    included), as far as the bounded search went (`complete`: counts are exact)."""
+
+    linked: tuple[LinkedCaseView, ...]  # newest first, a bounded number
+    linked_total: int
+    ring_size: int
+    ring_case_ids: tuple[UUID, ...]  # the others, nearest first, a bounded number
+    complete: bool

@@ -36,6 +36,7 @@ from stopper.app.hold_changes import (
     WarningsSent,
 )
 from stopper.app.intake import parse_report, to_opened_case
+from stopper.app.mules import MuleStore
 from stopper.app.ports import (
     CallbackNonce,
     CaseFunds,
@@ -60,11 +61,12 @@ from stopper.app.supplement_ports import SupplementRecord, SupplementStore, Supp
 from stopper.config import DatabaseSettings
 from stopper.contracts.amounts import format_amount
 from stopper.contracts.webhooks import CaseEventV1
+from stopper.domain.accounts import account_id
 from stopper.domain.cases import hold_id_for
 from stopper.domain.holds import HoldEvent, HoldState, idempotency_key_for
 from stopper.domain.messages import OnwardKind, OnwardTransfer
 from stopper.registry import load_registry
-from tests.factories import report_doc, stop_and_follow
+from tests.factories import fresh_account, naming_doc, report_doc, stop_and_follow
 from tests.servers import create_database, drop_database
 from tests.unit.fakes import FakeDispatchStore
 
@@ -83,6 +85,7 @@ class Store(
     ReconcileStore,
     ReleaseStore,
     SupplementStore,
+    MuleStore,
     Protocol,
 ):
     """Every port the use cases ask of the store, and what tests and the console read back."""
@@ -806,3 +809,171 @@ async def test_holds_to_reconcile_include_supplements_whose_outcome_is_unknown(
         stored.hold.institution_code, at - timedelta(hours=2), 10_000
     )
     assert [i.idempotency_key for i in later if i.hold_id == other] == [f"stopper-{other}-s2"]
+
+
+# The mule-account registry: read from the holds, never kept beside them.
+
+
+def _hold_on(case: OpenedCase, account: tuple[str, str]) -> UUID:
+    [hold] = [h for h in case.case.holds if (h.institution_code, h.account_number) == account]
+    return hold.id
+
+
+async def test_an_account_two_cases_name_is_a_known_mule_and_their_holds_say_so(
+    store: Store,
+) -> None:
+    mule, other, twin = fresh_account(), fresh_account("PI04"), fresh_account("BK03")
+    at = _now()
+    first = opened_case(at, naming_doc(mule, other))
+    assert (await store.record_opened_cases([first])).mule_cases == {}
+    second = opened_case(at + timedelta(minutes=1), naming_doc(mule))
+    outcome = await store.record_opened_cases([second])
+    assert outcome.mule_cases == {_hold_on(second, mule): 2}
+    # Two cases of one batch naming one account: each stop request knows of the other.
+    pair = [opened_case(at, naming_doc(twin)) for _ in range(2)]
+    both = await store.record_opened_cases(pair)
+    assert both.mule_cases == {_hold_on(case, twin): 2 for case in pair}
+    holds = [_hold_on(first, mule), _hold_on(second, mule), _hold_on(first, other), uuid4()]
+    assert await store.mule_cases(holds) == {holds[0]: 2, holds[1]: 2}
+    third = opened_case(at + timedelta(minutes=2), naming_doc(mule))
+    assert (await store.record_opened_cases([third])).mule_cases == {_hold_on(third, mule): 3}
+    assert await store.mule_cases(holds[:1]) == {holds[0]: 3}
+
+
+async def test_two_writers_naming_one_account_at_once_both_flag_it(store: Store) -> None:
+    """Nothing is counted on the write path, so two intakes racing (two workers, each with its
+    own connection and transaction on PostgreSQL) cannot lose the flag between them."""
+    mule = fresh_account("BK05")
+    at = _now()
+    racing = [opened_case(at, naming_doc(mule, fresh_account())) for _ in range(4)]
+    await asyncio.gather(*(store.record_opened_cases([case]) for case in racing))
+    holds = [_hold_on(case, mule) for case in racing]
+    assert await store.mule_cases(holds) == {hold: 4 for hold in holds}
+    found = await store.account_record(*mule, cases_listed=10)
+    assert found is not None and found.cases == 4
+    assert {c.case_id for c in found.recent_cases} == {case.case.id for case in racing}
+
+
+async def test_an_account_the_money_trail_finds_is_named_by_that_case_too(store: Store) -> None:
+    reported, mule = fresh_account("BK02"), fresh_account("PI04")
+    at = _now()
+    named = opened_case(at, naming_doc(mule))
+    traced = opened_case(at, naming_doc(reported))
+    await store.record_opened_cases([named, traced])
+    onward = [OnwardTransfer(OnwardKind.TRANSFER, 10_000, at, *mule)]
+    await store.update_hold(_hold_on(traced, reported), stop_and_follow(onward, 10_000, at))
+    found = await store.account_record(*mule, cases_listed=10)
+    assert found is not None and found.cases == 2
+    assert {(c.case_id, c.layer) for c in found.recent_cases} == {
+        (named.case.id, 1),
+        (traced.case.id, 2),
+    }
+    naming = await store.cases_naming([account_id(*mule)], 10)
+    assert {(n.case_id, n.account_masked) for n in naming} == {
+        (named.case.id, "****" + mule[1][-4:]),
+        (traced.case.id, "****" + mule[1][-4:]),
+    }
+    trail_hold = next(n for n in naming if n.case_id == traced.case.id)
+    assert (trail_hold.agency_code, trail_hold.opened_at) == ("PSB-TEST", at)
+
+
+async def test_an_account_record_says_when_it_was_named_and_what_was_stopped(
+    store: Store,
+) -> None:
+    mule = fresh_account("BK06")
+    at = _now()
+    cases = [opened_case(at + timedelta(minutes=m), naming_doc(mule)) for m in (0, 5, 9)]
+    await store.record_opened_cases(cases)
+    await moved(store, _hold_on(cases[1], mule), HoldEvent.REQUEST_SENT, HoldEvent.STOP_CONFIRMED)
+    found = await store.account_record(*mule, cases_listed=2)
+    assert found is not None
+    assert (found.institution_code, found.account_masked, found.cases) == (
+        "BK06",
+        "****" + mule[1][-4:],
+        3,
+    )
+    assert (found.first_seen_at, found.last_seen_at) == (at, at + timedelta(minutes=9))
+    assert found.amount_stopped == {"CNY": 15_000}
+    assert [(c.case_id, c.state) for c in found.recent_cases] == [
+        (cases[2].case.id, "requested"),
+        (cases[1].case.id, "stopped"),
+    ]
+    # Nothing found, and nothing said, of an account no case names: a victim's own account.
+    victim = cases[0].case.transfers[0].victim_account
+    assert await store.account_record(victim.institution_code, victim.account_number, 2) is None
+    assert await store.account_record(*fresh_account(), cases_listed=2) is None
+
+
+async def test_the_flagged_accounts_are_paged_the_most_recently_named_first(
+    store: Store,
+) -> None:
+    older, newer, once = fresh_account("BK07"), fresh_account("BK08"), fresh_account("BK09")
+    at = _now() + timedelta(days=3650)  # later than any other test's cases: the first page
+    await store.record_opened_cases(
+        [
+            opened_case(at, naming_doc(older)),
+            opened_case(at + timedelta(minutes=1), naming_doc(older, once)),
+            opened_case(at + timedelta(minutes=2), naming_doc(newer)),
+            opened_case(at + timedelta(minutes=3), naming_doc(newer)),
+        ]
+    )
+    page = await store.flagged_accounts(limit=2, offset=0, cases_listed=1)
+    assert [(a.account_masked, a.cases) for a in page.accounts] == [
+        ("****" + newer[1][-4:], 2),
+        ("****" + older[1][-4:], 2),
+    ]
+    assert page.accounts[0].last_seen_at == at + timedelta(minutes=3)
+    assert len(page.accounts[0].recent_cases) == 1
+    everything = await store.flagged_accounts(limit=10_000, offset=0, cases_listed=1)
+    assert page.total == everything.total == len(everything.accounts) >= 2
+    assert "****" + once[1][-4:] not in {a.account_masked for a in everything.accounts}
+    second = await store.flagged_accounts(limit=1, offset=1, cases_listed=1)
+    assert second.accounts == page.accounts[1:]
+    past = await store.flagged_accounts(limit=5, offset=everything.total, cases_listed=1)
+    assert (past.accounts, past.total) == ((), everything.total)
+
+
+async def test_the_links_of_cases_are_read_within_their_limit(store: Store) -> None:
+    shared = fresh_account("PI05")
+    cases = [opened_case(_now(), naming_doc(shared, fresh_account())) for _ in range(3)]
+    await store.record_opened_cases(cases)
+    ids = [c.case.id for c in cases]
+    named = await store.accounts_named_in(ids, 100)
+    assert len(named) == 6 and {n.case_id for n in named} == set(ids)
+    assert len(await store.accounts_named_in(ids, 4)) == 4
+    naming = await store.cases_naming([account_id(*shared)], 100)
+    assert {n.case_id for n in naming} == set(ids)
+    assert len(await store.cases_naming([account_id(*shared)], 2)) == 2
+    assert await store.cases_naming([uuid4()], 10) == []
+
+
+async def test_known_mules_are_due_first(store: Store) -> None:
+    at = _now()
+    mule = fresh_account("BK10")
+    plain = opened_case(at, naming_doc(fresh_account("BK11")))
+    named = [opened_case(at, naming_doc(mule)) for _ in range(2)]
+    await store.record_opened_cases([plain, *named])
+    ids = [plain.case.holds[0].id, *(_hold_on(c, mule) for c in named)]
+    due = _ours(await store.due_holds(at, at, 10_000), *ids)
+    assert set(due[:2]) == set(ids[1:]) and due[2:] == ids[:1]
+
+
+async def test_a_released_hold_names_its_account_no_longer(store: Store) -> None:
+    mule = fresh_account("BK12")
+    cases = [opened_case(_now(), naming_doc(mule)) for _ in range(2)]
+    await store.record_opened_cases(cases)
+    holds = [_hold_on(c, mule) for c in cases]
+
+    def lifted(record: HoldRecord) -> HoldUpdate:
+        # No event reaches `released` yet (issue #17 brings the release): the state is written
+        # as the release will write it, to hold every store to what it then means here.
+        record.hold.state = HoldState.RELEASED
+        return HoldUpdate(at=_now())
+
+    await store.update_hold(holds[1], lifted)
+    assert await store.mule_cases(holds) == {}
+    found = await store.account_record(*mule, cases_listed=5)
+    assert found is not None and found.cases == 1
+    assert [n.case_id for n in await store.cases_naming([account_id(*mule)], 5)] == [
+        cases[0].case.id
+    ]

@@ -54,11 +54,13 @@ from stopper.domain.messages import (
     StatusKind,
     StopStatus,
 )
+from stopper.domain.mules import mule_cases_of
 from stopper.domain.returns import FlowEdge
 from stopper.domain.supplements import Supplement
 from stopper.domain.trail import TrailEdge, TrailNode
 from stopper.errors import InstitutionError, StoreUnavailable
 from stopper.registry import Institution
+from tests.unit.fake_mules import FakeMuleReads
 
 
 class FixedClock:
@@ -118,7 +120,7 @@ def message(
     return Message("stopper.reports", 0, offset, key, value, datetime.now(UTC), headers or {})
 
 
-class FakeDispatchStore:
+class FakeDispatchStore(FakeMuleReads):
     """The store in dicts and lists, keeping the contract `tests/integration/test_store_contract.py`
     holds it to beside the real store. `update_hold` runs without awaiting, so it is atomic like
     the real one."""
@@ -154,6 +156,8 @@ class FakeDispatchStore:
         self, cases: Sequence[OpenedCase], claim: HoldDecision | None = None
     ) -> RecordOutcome:
         created, known, claimed = [], {}, []
+        accounts = [t.receiving_account.id for c in cases for t in c.case.transfers]
+        earlier = self.earlier_cases(accounts)  # before the batch, as the real write reads it
         for opened in cases:
             case = opened.case
             if case.id in self.cases:
@@ -187,7 +191,13 @@ class FakeDispatchStore:
                 self.transitions += change.transitions
                 self._tell(events_of_changes([(born, change)], [], {case.id: case.report_id}))
                 claimed.append((born, change))
-        return RecordOutcome(created=created, already_known=known, claimed=claimed)
+        new = [self.cases[case_id].case for case_id in created]
+        return RecordOutcome(
+            created=created,
+            already_known=known,
+            claimed=claimed,
+            mule_cases=mule_cases_of(new, earlier),
+        )
 
     async def holds_to_reconcile(
         self, institution_code: str, accepted_before: datetime, limit: int
@@ -468,7 +478,9 @@ class FakeDispatchStore:
                 and (r.next_attempt_at is None or r.next_attempt_at <= now)
             )
         ]
-        return due[:limit]
+        window = due[: limit * 4]  # as far as the real store looks for known mules
+        mules = await self.mule_cases(window)
+        return sorted(window, key=lambda h: h not in mules)[:limit]  # known mules first
 
     async def holds_near_deadline(
         self,

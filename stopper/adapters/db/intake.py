@@ -16,6 +16,7 @@ from stopper.adapters.db.storage import Storage
 from stopper.app.case_events import case_opened, transition_events
 from stopper.app.ports import HoldDecision, HoldRecord, HoldUpdate, OpenedCase, RecordOutcome
 from stopper.domain.cases import hold_id_for
+from stopper.domain.mules import mule_cases_of
 
 
 class IntakeStorage(Storage):
@@ -34,12 +35,15 @@ class IntakeStorage(Storage):
         `claim` decided on each of their holds as born, and written with the hold."""
         rows, claimed = _case_rows(cases, claim, self._case_events_topic)
         with store_errors():
-            created = await self._db.record_cases(rows)
+            recorded = await self._db.record_cases(rows)
+            created = recorded.created
             already_known = await self._fingerprints({c.case.id for c in cases} - created)
+        new = [c.case for c in cases if c.case.id in created]
         return RecordOutcome(
-            created=[c.case.id for c in cases if c.case.id in created],
+            created=[case.id for case in new],
             already_known=already_known,
             claimed=[(r, c) for r, c in claimed if r.hold.case_id in created],
+            mule_cases=mule_cases_of(new, recorded.earlier_cases),
         )
 
     async def _fingerprints(self, ids: set[UUID]) -> dict[UUID, str]:

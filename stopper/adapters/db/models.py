@@ -21,9 +21,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from stopper.domain.mules import LIFTED
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -57,6 +60,9 @@ class UtcTimestamp(TypeDecorator[datetime]):
 
 
 Timestamp = UtcTimestamp()
+# A hold that names its account (`stopper.domain.mules`), as SQL: the predicate of the
+# holds-by-account index, and of every query that reads it (`stopper.adapters.db.naming`).
+NAMING_PREDICATE = f"state <> '{LIFTED.value}'"
 
 
 class Base(DeclarativeBase):
@@ -106,6 +112,16 @@ class HoldRow(Base):
         # The deadline sweeper's reads (see SqlStore.holds_near_deadline).
         Index("ix_holds_stop_expiry", "state", "stop_expires_at"),
         Index("ix_holds_freeze_expiry", "state", "freeze_expires_at"),
+        # The mule-account registry (`stopper.adapters.db.mules`): the cases naming an account.
+        # Partial: the holds that name their account (`stopper.adapters.db.naming`), so a count
+        # or a probe needs no heap page once the table is vacuumed (an index-only scan).
+        Index(
+            "ix_holds_account_case",
+            "account_id",
+            "case_id",
+            postgresql_where=text(NAMING_PREDICATE),
+            sqlite_where=text(NAMING_PREDICATE),
+        ),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)

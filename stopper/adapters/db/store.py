@@ -22,6 +22,7 @@ Where each aggregate is stored:
     case_events.py     case events, written into the outbox with the changes that cause them
     webhooks.py        agencies' webhook subscriptions, their deliveries and attempts
     approvals.py       orders waiting for a second operator (four eyes)
+    mules.py           the mule-account registry: the cases naming an account (read, not kept)
     dialects/          what differs between PostgreSQL and SQLite
 """
 
@@ -36,6 +37,7 @@ from stopper.adapters.db.health import HealthStorage
 from stopper.adapters.db.intake import IntakeStorage
 from stopper.adapters.db.keys import KeyStorage
 from stopper.adapters.db.messages import MessageStorage
+from stopper.adapters.db.mules import MuleStorage
 from stopper.adapters.db.notes import NoteStorage
 from stopper.adapters.db.outbox import OutboxStorage
 from stopper.adapters.db.queries import CaseReadModels
@@ -63,6 +65,7 @@ class SqlStore(
     NoteStorage,
     WebhookStorage,
     ApprovalStorage,
+    MuleStorage,
 ):
     def __init__(
         self,

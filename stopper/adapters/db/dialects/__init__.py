@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from stopper.adapters.db.dialects.base import CaseRows, Database, Row, table_of
+from stopper.adapters.db.dialects.base import CaseRows, Database, RecordedCases, Row, table_of
 from stopper.adapters.db.dialects.postgres import PostgresDatabase
 from stopper.adapters.db.dialects.sqlite import SqliteDatabase
 
-__all__ = ["CaseRows", "Database", "Row", "database_for", "table_of"]
+__all__ = ["CaseRows", "Database", "RecordedCases", "Row", "database_for", "table_of"]
 
 
 def database_for(engine: AsyncEngine) -> Database:

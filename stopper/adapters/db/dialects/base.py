@@ -58,6 +58,16 @@ class CaseRows:
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedCases:
+    """What `Database.record_cases` did: the cases it created, and how many cases other than
+    the batch's named each account of the batch before it (`earlier_cases`, by account id,
+    counted up to `CASES_COUNTED`; absent: none), as the write saw them."""
+
+    created: set[UUID]
+    earlier_cases: dict[UUID, int]
+
+
 def table_of(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -117,7 +127,8 @@ class Database(abc.ABC):
         """Update rows of `model` by id: each row its id (key `row_id`) and the same columns."""
 
     @abc.abstractmethod
-    async def record_cases(self, rows: CaseRows) -> set[UUID]:
-        """Write the rows of the cases that are new, and of no other; their ids. A case that
-        is there already (another transaction, an earlier delivery) is left out whole, so a
-        redelivered report never doubles anything."""
+    async def record_cases(self, rows: CaseRows) -> RecordedCases:
+        """Write the rows of the cases that are new, and of no other; their ids, and how many
+        cases already named each account of the batch (in the same statement or transaction).
+        A case that is there already (another transaction, an earlier delivery) is left out
+        whole, so a redelivered report never doubles anything."""

@@ -15,8 +15,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import TextClause
 
-from stopper.adapters.db.dialects.base import CaseRows, Database, table_of
+from stopper.adapters.db.dialects.base import CaseRows, Database, RecordedCases, table_of
 from stopper.adapters.db.models import (
+    NAMING_PREDICATE,
     AccountRow,
     Base,
     CaseRow,
@@ -26,6 +27,7 @@ from stopper.adapters.db.models import (
     TransferRow,
     VictimRow,
 )
+from stopper.domain.mules import CASES_COUNTED
 
 _JSON_COLUMNS = ("payload", "headers")
 # The outbox relay's turn (`take_relay_turn`): an advisory lock key of Stopper's own ("STOPRLAY").
@@ -86,26 +88,38 @@ class PostgresDatabase(Database):
             {c: [row[c] for row in rows] for c in ("row_id", *columns)},
         )
 
-    async def record_cases(self, rows: CaseRows) -> set[UUID]:
+    async def record_cases(self, rows: CaseRows) -> RecordedCases:
         # Every row of the batch in one statement (`_record_cases`), which commits by itself:
         # one round trip instead of a transaction of eight.
-        params: dict[str, list[Any]] = {}
-        for model, values in rows.by_table():
-            name = model.__tablename__
-            columns = written_columns(table_of(model))
-            for row in values:
-                if row.keys() != set(columns):
-                    raise ValueError(f"{name}: a row of {sorted(row)}, not of {columns}")
-            for column in columns:
-                params[f"{name}__{column}"] = [row[column] for row in values]
-        # The events' JSON as text: a text statement's parameters skip the JSON type.
-        for column in written_columns(table_of(OutboxRow)):
-            params[f"outbox__{column}"] = [
-                json.dumps(e[column]) if column in _JSON_COLUMNS else e[column] for e in rows.events
-            ]
+        params = case_parameters(rows)
         async with self.read() as connection:
-            inserted = await connection.execute(_record_cases(connection.dialect), params)
-            return set(inserted.scalars())
+            written = await connection.execute(_record_cases(connection.dialect), params)
+            recorded = RecordedCases(created=set(), earlier_cases={})
+            for kind, row_id, cases in written:
+                if kind == "case":
+                    recorded.created.add(row_id)
+                elif cases:
+                    recorded.earlier_cases[row_id] = int(cases)
+            return recorded
+
+
+def case_parameters(rows: CaseRows) -> dict[str, Any]:
+    """The parameters of `_record_cases` for a batch: each column of each table as one array."""
+    params: dict[str, Any] = {"cases_counted": CASES_COUNTED}
+    for model, values in rows.by_table():
+        name = model.__tablename__
+        columns = written_columns(table_of(model))
+        for row in values:
+            if row.keys() != set(columns):
+                raise ValueError(f"{name}: a row of {sorted(row)}, not of {columns}")
+        for column in columns:
+            params[f"{name}__{column}"] = [row[column] for row in values]
+    # The events' JSON as text: a text statement's parameters skip the JSON type.
+    for column in written_columns(table_of(OutboxRow)):
+        params[f"outbox__{column}"] = [
+            json.dumps(e[column]) if column in _JSON_COLUMNS else e[column] for e in rows.events
+        ]
+    return params
 
 
 def written_columns(table: Table) -> tuple[str, ...]:
@@ -118,7 +132,12 @@ def _record_cases(dialect: Dialect) -> TextClause:
     """One statement for a batch of opened cases: the cases that are new (`ON CONFLICT DO
     NOTHING` on their ids), then only their victims, holds, transfers, transitions and events
     (outbox rows keyed by case id); the accounts any of them name. Returns the ids of the new
-    cases. Foreign keys are checked at the end of the statement, when every row is in."""
+    cases (`case` rows), and for every account of the batch how many cases already named it
+    (`account` rows, counted up to `:cases_counted` by its entries in the holds-by-account
+    index, as `stopper.adapters.db.naming.cases_naming` counts, its predicate written in):
+    every part of a statement
+    sees the same snapshot, so these are the holds committed before it, none of the batch's.
+    Foreign keys are checked at the end of the statement, when every row is in."""
 
     def rows(model: type[Base]) -> str:
         table = table_of(model)
@@ -145,7 +164,11 @@ def _record_cases(dialect: Dialect) -> TextClause:
         "WHERE x.hold_id IN (SELECT id FROM new_holds)), "
         f"new_events AS ({insert(OutboxRow)}SELECT * FROM ({rows(OutboxRow)}) o "
         "WHERE o.key IN (SELECT CAST(id AS TEXT) FROM new_cases)) "
-        "SELECT id FROM new_cases"
+        "SELECT 'case' AS kind, id, 0 AS cases FROM new_cases "
+        "UNION ALL SELECT 'account', a.id, (SELECT count(*) FROM (SELECT 1 FROM holds h "
+        f"WHERE h.account_id = a.id AND h.{NAMING_PREDICATE} LIMIT :cases_counted) n) "
+        f"FROM unnest({_arrays(dialect, table_of(AccountRow), ('id',), prefix='accounts__')}) "
+        "AS a(id)"
     )
 
 

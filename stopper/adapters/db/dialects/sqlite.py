@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, bindparam, insert, update
+from sqlalchemy import ColumnElement, bindparam, insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import QueuePool
 
-from stopper.adapters.db.dialects.base import CaseRows, Database, table_of
+from stopper.adapters.db.dialects.base import CaseRows, Database, RecordedCases, table_of
 from stopper.adapters.db.models import (
     AccountRow,
     Base,
@@ -29,6 +29,7 @@ from stopper.adapters.db.models import (
     TransferRow,
     VictimRow,
 )
+from stopper.adapters.db.naming import cases_naming
 from stopper.errors import ConfigurationError
 
 
@@ -72,10 +73,17 @@ class SqliteDatabase(Database):
             statement = update(table).where(table.c.id == bindparam("row_id"))
             await connection.execute(statement, list(rows))
 
-    async def record_cases(self, rows: CaseRows) -> set[UUID]:
+    async def record_cases(self, rows: CaseRows) -> RecordedCases:
         if not rows.cases:
-            return set()
+            return RecordedCases(created=set(), earlier_cases={})
         async with self.begin() as connection:
+            # Before the batch's holds, as PostgreSQL's one statement sees the table.
+            earlier = await connection.execute(
+                select(AccountRow.id, cases_naming(AccountRow.id)).where(
+                    AccountRow.id.in_([a["id"] for a in rows.accounts])
+                )
+            )
+            earlier_cases = {account: int(cases) for account, cases in earlier if cases}
             # The case ids first: only the rows of the cases this inserted follow them.
             inserted = await connection.execute(
                 self.insert_new(CaseRow).values(rows.cases).returning(CaseRow.id)
@@ -93,4 +101,4 @@ class SqliteDatabase(Database):
                 (OutboxRow, [e for e in rows.events if UUID(e["key"]) in created]),
             ):
                 await self.insert_rows(connection, model, values)
-        return created
+        return RecordedCases(created=created, earlier_cases=earlier_cases)
