@@ -23,7 +23,13 @@ Business rules:
   institution per process, a circuit breaker per institution that stops hammering one that is
   down, hedging, health and metrics); intake waits (a second at most) only for institutions
   with `max_queued_per_institution` attempts already under way here, so one slow institution
-  does not hold up the others.
+  does not hold up the others;
+- a stop request for a known mule account (`stopper.domain.mules`) goes first: the sweeper
+  finds such holds first, claims made together start with them, and they take their
+  institution's next free slot before other requests waiting there; the request says in how
+  many cases the account is named. What the store knew when the attempt was claimed is what
+  it says (intake's claims read it in the write that records the case); the registry never
+  holds up a stop: if it cannot be read, the attempts start unflagged.
 What each step changes on the hold is decided in `stop_decisions`; this module carries it out.
 The extra a trail merge asks of a hold whose request is out (a supplement) is `supplements`'
 (`Dispatcher.supplements`), swept and read from the same topic with the holds' requests.
@@ -35,7 +41,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -56,15 +62,22 @@ from stopper.app.ports import (
     OutboxMessage,
     Publisher,
 )
-from stopper.app.stop_decisions import LEASE_MARGIN, AnswerOutcome, Claim, StopDecisions
+from stopper.app.stop_decisions import (
+    LEASE_MARGIN,
+    AnswerOutcome,
+    Claim,
+    StopDecisions,
+    mules_first,
+)
 from stopper.app.supplement_ports import SupplementDispatchStore
 from stopper.app.supplements import SupplementDesk
 from stopper.contracts.institutions import StopRequestV1
 from stopper.domain.holds import HoldState
 from stopper.domain.messages import AnswerKind, InstitutionAnswer, StatusKind, StopStatus
+from stopper.domain.mules import is_flagged
 from stopper.domain.supplements import supplement_of_key
 from stopper.domain.trail import TrailPlan
-from stopper.errors import InstitutionError
+from stopper.errors import InstitutionError, StoreUnavailable
 from stopper.registry import Institution
 
 log = logging.getLogger(__name__)
@@ -107,8 +120,8 @@ class Dispatcher:
     async def attempt(self, hold_id: UUID, *, first: bool) -> None:
         """Claim the hold and make one attempt, waiting for its outcome."""
         claim = await self.claim(hold_id, first=first)
-        if claim is not None:
-            await self.carry_out(claim)
+        for marked in await self.with_mule_flags([claim]):
+            await self.carry_out(marked)
 
     async def claim(self, hold_id: UUID, *, first: bool) -> Claim | None:
         """Take the hold for one attempt if it is (still) owed one, or give it up if its
@@ -131,14 +144,32 @@ class Dispatcher:
         own, and leaves once intake's write commits. The same decision as `claim`'s."""
         return self._decisions.claim(record, self._clock.now(), first=True)
 
-    async def start_new(self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]]) -> None:
-        """Carry out the first attempts intake claimed, in the background. Waits first while
-        an institution they go to has too many attempts under way (see `wait_for_room`)."""
+    async def start_new(
+        self,
+        claimed: Sequence[tuple[HoldRecord, HoldUpdate]],
+        mule_cases: Mapping[UUID, int],
+    ) -> None:
+        """Carry out the first attempts intake claimed, in the background, known mules first
+        (`mule_cases`: what intake's write read, by hold). Waits first while an institution
+        they go to has too many attempts under way (see `wait_for_room`)."""
         await self.wait_for_room(record.hold.institution_code for record, _ in claimed)
-        for record, change in claimed:
-            claim = self._claimed(record, change)
-            if claim is not None:
-                self.start(claim)
+        claims = (self._claimed(record, change) for record, change in claimed)
+        for claim in mules_first((c for c in claims if c is not None), mule_cases):
+            self.start(claim)
+
+    async def with_mule_flags(self, claims: Iterable[Claim | None]) -> list[Claim]:
+        """The attempts of committed claims, each stop request saying whether its account is a
+        known mule (one read for all), those first (`mules_first`). A store that cannot answer
+        holds up nothing: the attempts go unflagged, in the order given."""
+        made = [claim for claim in claims if claim is not None]
+        stops = [claim.request.hold_id for claim in made if not claim.inquiry]
+        mule_cases: Mapping[UUID, int] = {}
+        if stops:
+            try:
+                mule_cases = await self._store.mule_cases(stops)
+            except StoreUnavailable as e:
+                log.warning("known mules not read; attempts go unflagged", extra={"error": str(e)})
+        return mules_first(made, mule_cases)
 
     def _claimed(self, record: HoldRecord, change: HoldUpdate) -> Claim | None:
         """The attempt a committed claim stands for; None if the claim gave the hold up."""
@@ -189,6 +220,8 @@ class Dispatcher:
         hold_id = claim.request.hold_id
         if claim.lease_until is not None and not claim.inquiry:
             self._leases[hold_id] = (claim.attempt, claim.lease_until)
+        if is_flagged(claim.request.mule_cases) and not claim.inquiry:
+            metrics.MULE_STOP_REQUESTS.labels(claim.request.institution_code).inc()
         self._in_flight[claim.request.institution_code].start(
             self._carry_out_leased(claim), hold_id=str(hold_id)
         )
@@ -381,9 +414,8 @@ class Dispatcher:
         grace = self._policy.first_dispatch_grace
         due = await self._store.due_holds(now, now - grace, limit=500)
         claims = await asyncio.gather(*(self.claim(hold_id, first=False) for hold_id in due))
-        for claim in claims:
-            if claim is not None:
-                self.start(claim)
+        for claim in await self.with_mule_flags(claims):
+            self.start(claim)
         return len(due) + await self.supplements.sweep_once()
 
     async def _after_failure(
@@ -447,9 +479,8 @@ class StopRequestConsumer:
         # The batch is done once every claim is committed: from then on the attempt is owed by
         # this process, or by the sweeper once its lease lapses.
         claims = await asyncio.gather(*(self._dispatcher.claim(h, first=True) for h in hold_ids))
-        for claim in claims:
-            if claim is not None:
-                self._dispatcher.start(claim)
+        for claim in await self._dispatcher.with_mule_flags(claims):
+            self._dispatcher.start(claim)
         if supplements:
             await self._dispatcher.supplements.claim_requested(supplements)
 

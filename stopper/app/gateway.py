@@ -5,7 +5,8 @@ leave through `InstitutionGateway`, which wraps the institution port (`Instituti
 what every call to one institution shares, per institution and per process:
 - slots: at most the institution's `concurrency` calls at once (`holds_in_flight`: for an
   institution that takes many holds per request, `batch_size` times as many calls, which its
-  adapter sends in at most `concurrency` requests);
+  adapter sends in at most `concurrency` requests); a stop request for a known mule account
+  takes the next free slot before calls without priority (`PrioritySlots`);
 - a circuit breaker: while it is open a call is refused with `BreakerOpen` before anything is
   sent; a retryable failure counts against it, an answer (even a refusal) for it; a request
   that carried many holds counts once (`InstitutionError.counted_elsewhere` on the others);
@@ -42,6 +43,7 @@ from stopper.app.health import HealthSnapshot, InstitutionHealth
 from stopper.app.hedging import HedgeDelay, hedged
 from stopper.app.loop_lag import LoopLag
 from stopper.app.ports import InstitutionAdapter
+from stopper.app.slots import PrioritySlots
 from stopper.domain.messages import (
     InstitutionAnswer,
     OrderAnswer,
@@ -51,6 +53,7 @@ from stopper.domain.messages import (
     RequestStop,
     StopStatus,
 )
+from stopper.domain.mules import is_flagged
 from stopper.errors import BreakerOpen, InstitutionError, InstitutionTimeout, InstitutionUnavailable
 from stopper.registry import Institution, Registry
 
@@ -91,7 +94,7 @@ class InstitutionGateway:
         self.registry = registry
         self._rng = rng or random.Random()
         self._breakers = {code: CircuitBreaker(i.breaker) for code, i in registry.items()}
-        self._slots = {code: asyncio.Semaphore(i.holds_in_flight) for code, i in registry.items()}
+        self._slots = {code: PrioritySlots(i.holds_in_flight) for code, i in registry.items()}
         # Slow stop attempts are sent once more with the same key (see `hedging`).
         self._hedges = (
             {code: HedgeDelay(i.timeout_ms / 1000) for code, i in registry.items()}
@@ -111,15 +114,17 @@ class InstitutionGateway:
             return self._adapter.request_stop(institution, request)
 
         hedges = self._hedges
+        first = is_flagged(request.mule_cases)
         try:
             if hedges is None:
-                answer = await self._call(institution, Operation.STOP, stop)
+                answer = await self._call(institution, Operation.STOP, stop, first=first)
             else:
                 answer = await self._call(
                     institution,
                     Operation.STOP,
                     lambda: hedged(stop, hedges[institution.code], institution.code),
                     requests=2,
+                    first=first,
                 )
         except InstitutionError as e:
             metrics.STOP_ATTEMPTS.labels(institution.code, failure_label(e)).inc()
@@ -243,10 +248,12 @@ class InstitutionGateway:
         operation: Operation,
         call: Callable[[], Awaitable[_T]],
         requests: int = 1,
+        first: bool = False,
     ) -> _T:
         """`call()` under the institution's slots and breaker, bounded in time, its latency and
         failure in the institution's health. `requests`: how many timeouts in a row the call
-        may take (a hedged stop request is two requests)."""
+        may take (a hedged stop request is two requests); `first`: ahead of other waiters for
+        a slot."""
         breaker = self._breakers[institution.code]
         bound_s = requests * institution.timeout_ms / 1000 + _TIMEOUT_SLACK_S
         if institution.batch_size > 1:
@@ -254,7 +261,7 @@ class InstitutionGateway:
             # message slot (one exchange at most) and the record of its message (Stopper's
             # store), as others wait for a slot here.
             bound_s += institution.timeout_ms / 1000 + _BATCH_OWN_PART_S
-        async with self._slots[institution.code]:
+        async with self._slots[institution.code].taken(first=first):
             if not breaker.allow():
                 self.health.record(institution.code, failed=True, latency_s=0.0)
                 raise BreakerOpen("circuit breaker open")

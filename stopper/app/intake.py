@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+from uuid import UUID
 
 from pydantic import ValidationError
 
@@ -121,7 +122,9 @@ class FirstAttempts(Protocol):
 
     def claim_new(self, record: HoldRecord) -> HoldUpdate | None: ...
 
-    async def start_new(self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]]) -> None: ...
+    async def start_new(
+        self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]], mule_cases: Mapping[UUID, int]
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +202,7 @@ class IntakeHandler:
             )
             result.created = len(outcome.created)
             if outcome.claimed and self._dispatch is not None:
-                await self._dispatch.start_new(outcome.claimed)
+                await self._dispatch.start_new(outcome.claimed, outcome.mule_cases)
             for message, case in opened.values():
                 known = outcome.already_known.get(case.case.id)
                 if known is None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.hold_changes import (
@@ -31,6 +32,7 @@ from stopper.app.ports import Clock, HoldRecord, HoldUpdate
 from stopper.domain.errors import DomainError
 from stopper.domain.holds import Hold, HoldEvent, HoldState, can, idempotency_key_for, leads_to
 from stopper.domain.messages import AnswerKind, InstitutionAnswer, RequestStop
+from stopper.domain.mules import is_flagged
 from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
 from stopper.errors import BreakerOpen, InstitutionError
 from stopper.registry import Institution
@@ -331,6 +333,19 @@ class StopDecisions:
             return plan
 
         return follow
+
+
+def mules_first(claims: Iterable[Claim], mule_cases: Mapping[UUID, int]) -> list[Claim]:
+    """The claims, each stop request saying in how many cases its account is named when it is
+    a known mule (`mule_cases`, by hold), those first: they are started first and take their
+    institution's next free slot before the others. Otherwise in the order given."""
+    marked = []
+    for claim in claims:
+        cases = None if claim.inquiry else mule_cases.get(claim.request.hold_id)
+        if cases is not None:
+            claim = replace(claim, request=replace(claim.request, mule_cases=cases))
+        marked.append(claim)
+    return sorted(marked, key=lambda c: not is_flagged(c.request.mule_cases))
 
 
 def _give_up(hold: Hold, reason: str, now: datetime) -> HoldUpdate:

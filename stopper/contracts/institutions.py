@@ -27,6 +27,7 @@ from stopper.domain.messages import (
     StatusKind,
     StopStatus,
 )
+from stopper.domain.mules import CASES_COUNTED, FLAGGED_AT, counted, is_flagged
 
 
 class _HoldRequestV1(BaseModel):
@@ -61,6 +62,19 @@ class StopSupplementV1(BaseModel):
     )
 
 
+class KnownMuleV1(BaseModel):
+    """The account is a known mule: Stopper's cases name it more than once."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    cases: int = Field(
+        ge=FLAGGED_AT,
+        le=CASES_COUNTED,
+        description=f"The cases naming the account (reported or found by the money trail), this "
+        f"one included, counted up to {CASES_COUNTED} ({CASES_COUNTED} means at least as many).",
+    )
+
+
 class StopRequestV1(_HoldRequestV1):
     """Ask an institution for an emergency stop-payment on one account, for one hold: its first
     request, or (with `supplement`) more on a stop already asked for. A first request is sent
@@ -82,17 +96,29 @@ class StopRequestV1(_HoldRequestV1):
         description="Present only on a supplement: hold `amount` more, besides what the request "
         "`adds_to` holds (its own idempotency key: answered, and asked about, on its own).",
     )
+    known_mule: KnownMuleV1 | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # left out otherwise, as `supplement` is
+        description="Present only when the account is a known mule (named in two or more of "
+        "Stopper's cases); such a request was sent ahead of others. Left out otherwise, so an "
+        "institution that does not know the field never sees it.",
+    )
 
     @classmethod
     def from_command(cls, command: RequestStop) -> StopRequestV1:
         part = command.supplement
         if part is None:
-            return cls.model_validate(command, from_attributes=True)
-        first = cls.model_validate(replace(command, supplement=None), from_attributes=True)
-        supplement = StopSupplementV1(
-            number=part.number, adds_to=part.adds_to, merged_from_hold_id=part.merged_from
-        )
-        return first.model_copy(update={"supplement": supplement})
+            request = cls.model_validate(command, from_attributes=True)
+        else:
+            first = cls.model_validate(replace(command, supplement=None), from_attributes=True)
+            supplement = StopSupplementV1(
+                number=part.number, adds_to=part.adds_to, merged_from_hold_id=part.merged_from
+            )
+            request = first.model_copy(update={"supplement": supplement})
+        if is_flagged(command.mule_cases):
+            known = KnownMuleV1(cases=counted(command.mule_cases))
+            request = request.model_copy(update={"known_mule": known})
+        return request
 
 
 class OnwardTransferV1(BaseModel):

@@ -38,6 +38,9 @@ class RequestStop:
     generation: int  # 0 for the first stop; +1 for each deliberate re-application
     requested_at: datetime
     supplement: SupplementOf | None = None
+    # A known mule (`stopper.domain.mules`): the cases naming the account, this one included,
+    # counted up to `CASES_COUNTED`, as Stopper knew when the request was claimed; 0 otherwise.
+    mule_cases: int = 0
 
 
 @dataclass(frozen=True, slots=True)

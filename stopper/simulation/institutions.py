@@ -11,7 +11,9 @@ one callback per key, however often it is asked (a double callback is that one c
 delivered twice); it knows its outcome only once the callback is due. Until then a status
 inquiry says `pending`; an institution that answers at once knows at once. It counts every
 request received and every stop executed, so a test can prove that no funds were stopped twice,
-and keeps a ledger of each hold's newest stop. It knows nothing but what the requests tell it.
+and keeps a ledger of each hold's newest stop. It knows nothing but what the requests tell it;
+a request that says its account is a known mule (`known_mule`, or `/MULE/` in a camt.056) is
+counted (`mule_flagged` in `/stats`) and its count kept in the ledger (`known_mule_cases`).
 
 A release lifts a hold's stop (and freeze), once per idempotency key, repeats answered from the
 stored result; from then on a stop request of that hold (of the generation released or an
@@ -92,6 +94,7 @@ class Counts:
     stops_executed: int = 0
     supplements_executed: int = 0
     double_stops: int = 0
+    mule_flagged: int = 0  # stop requests (one per key) that said the account is a known mule
     callbacks_owed: int = 0  # one per key (per camt.056, for ISO 20022), answering by callback
     callbacks_sent: int = 0
     callbacks_failed: int = 0
@@ -118,6 +121,7 @@ class StopRecord:
     generation: int
     outcome: dict[str, Any]  # the answer of an institution that answers at once
     known_at: float
+    known_mule_cases: int | None = None  # what the request said (`known_mule`), if anything
 
     def known(self, now: float) -> bool:
         return now >= self.known_at
@@ -218,8 +222,11 @@ class SimulatedInstitution:
             if self._executed_by_hold[executed] > 1:
                 self.counts.double_stops += 1
         known_at = now + self.callback_delay_s() if self.behaviour.answers_by_callback else now
+        mule = request.known_mule.cases if request.known_mule is not None else None
+        if mule is not None:
+            self.counts.mule_flagged += 1
         record = StopRecord(
-            request.idempotency_key, request.hold_id, request.generation, result, known_at
+            request.idempotency_key, request.hold_id, request.generation, result, known_at, mule
         )
         self._stops[request.idempotency_key] = record
         if request.supplement is not None:
@@ -287,6 +294,7 @@ class SimulatedInstitution:
                     "status": record.outcome["status"] if known else "pending",
                     "amount_held": held,
                     "supplements": supplements,
+                    "known_mule_cases": record.known_mule_cases,
                 }
             )
         for hold_id, (generation, key) in self._released.items():
@@ -459,6 +467,7 @@ class Simulation:
                 "stops_executed": sim.counts.stops_executed,
                 "supplements_executed": sim.counts.supplements_executed,
                 "double_stops": sim.counts.double_stops,
+                "mule_flagged": sim.counts.mule_flagged,
                 "callbacks_owed": sim.counts.callbacks_owed,
                 "callbacks_sent": sim.counts.callbacks_sent,
                 "callbacks_failed": sim.counts.callbacks_failed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +23,7 @@ from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.domain.cases import case_id_for
 from stopper.domain.holds import HoldEvent, HoldState
 from stopper.registry import load_registry
-from tests.factories import report_doc
+from tests.factories import fresh_account, naming_doc, report_doc
 from tests.unit.fakes import FakeIntakeStore, FakePublisher, FakeSubscription, FixedClock, message
 
 TOPICS = IntakeTopics(dead_letter="dlq")
@@ -34,15 +34,19 @@ class FakeDispatcher:
 
     def __init__(self, dispatched: list[UUID] | None) -> None:
         self.dispatched = dispatched
+        self.mule_cases: dict[UUID, int] = {}
 
     def claim_new(self, record: HoldRecord) -> HoldUpdate | None:
         at = FixedClock().now()
         sent = record.hold.apply(HoldEvent.REQUEST_SENT, cause="fake", actor="test", at=at)
         return HoldUpdate(at=at, transitions=[sent], change=AttemptClaimed(1, at, at, at))
 
-    async def start_new(self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]]) -> None:
+    async def start_new(
+        self, claimed: Sequence[tuple[HoldRecord, HoldUpdate]], mule_cases: Mapping[UUID, int]
+    ) -> None:
         if self.dispatched is not None:
             self.dispatched.extend(record.hold.id for record, _ in claimed)
+        self.mule_cases.update(mule_cases)
 
 
 def handler(
@@ -197,3 +201,18 @@ async def test_any_record_becomes_a_case_or_a_dead_letter_with_a_reason(
     # Every record is accounted for: a case, a dead letter, or a repost of a case.
     assert result.created == len(store.cases)
     assert result.created + result.duplicates + len(dead) == len(records)
+
+
+async def test_a_report_naming_an_account_of_an_earlier_case_starts_its_hold_as_a_mule() -> None:
+    store = FakeIntakeStore()
+    dispatcher = FakeDispatcher([])
+    intake = IntakeHandler(
+        store, FakePublisher(), FixedClock(), load_registry(), TOPICS, dispatcher
+    )
+    mule, other = fresh_account(), fresh_account("PI04")
+    await intake.handle_batch([message(raw(naming_doc(mule, other)))])
+    assert dispatcher.mule_cases == {}
+    later = naming_doc(mule)
+    await intake.handle_batch([message(raw(later))])
+    [hold] = store.cases[case_id_for(later["report_id"])].case.holds
+    assert dispatcher.mule_cases == {hold.id: 2}

@@ -412,6 +412,24 @@ def test_times_are_read_in_utc_and_without_an_offset_as_utc() -> None:
         assert created.utcoffset() == timedelta(0)
 
 
+def test_a_known_mule_is_said_in_its_own_addtlinf_line_and_reads_back() -> None:
+    mule = RecallItem(dataclasses.replace(stop_request(), mule_cases=3), (payment(),), "PSB-SZ")
+    plain = RecallItem(stop_request(), (payment(),), "PSB-SZ")
+    sent = recall(mule, plain)
+    xml = build_recall(sent)
+    assert xml.decode().count("<AddtlInf>/MULE/3</AddtlInf>") == 1
+    assert read_recall(parse_document(xml)) == sent  # valid against the schema, and read back
+
+
+@pytest.mark.parametrize("line", ["/MULE/1", "/MULE/11", "/MULE/x", "/MULE/²"])
+def test_a_mule_line_that_is_no_count_of_cases_is_refused(line: str) -> None:
+    item = RecallItem(dataclasses.replace(stop_request(), mule_cases=2), (), "PSB-SZ")
+    xml = build_recall(recall(item)).replace(b"/MULE/2", line.encode())
+    with pytest.raises(XmlRefused) as refused:
+        read_recall(parse_document(xml))
+    assert refused.value.reason is XmlRefusal.INVALID and "/MULE/" in refused.value.detail
+
+
 # --- supplements ------------------------------------------------------------------------------
 
 

@@ -203,3 +203,17 @@ async def test_the_answer_is_timed_from_when_the_request_leaves_not_from_the_cal
     institution.preparing_s = 0.2  # Stopper's own part (recording the message) is slow
     calls = batcher(institution)
     assert await calls.call(3, timeout_s=0.1) == 6
+
+
+async def test_calls_made_first_wait_ahead_and_leave_in_the_next_request() -> None:
+    institution = Institution(hold=True)
+    calls = batcher(institution, max_batch=2, window_s=0.01, in_flight=1)
+    busy = asyncio.create_task(calls.call(1, timeout_s=5))
+    assert await institution.arrived.get() == [1]
+    waiting = [asyncio.create_task(calls.call(i, timeout_s=5)) for i in (2, 3)]
+    await asyncio.sleep(0)
+    waiting += [asyncio.create_task(calls.call(i, timeout_s=5, first=True)) for i in (8, 9)]
+    await asyncio.sleep(0.03)  # the window passed; the one request slot is still taken
+    institution.released.set()
+    assert await asyncio.gather(busy, *waiting) == [2, 4, 6, 16, 18]
+    assert institution.requests == [[1], [8, 9], [2, 3]]

@@ -21,6 +21,7 @@ from bench.loadgen import holds_called_for
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.contracts.amounts import parse_amount
 from stopper.contracts.institutions import (
+    KnownMuleV1,
     StopRequestV1,
     StopStatusesV1,
     StopStatusV1,
@@ -363,6 +364,7 @@ async def test_the_ledger_has_each_holds_newest_generation_as_its_institution_kn
             "status": status,
             "amount_held": amount_held,
             "supplements": [],
+            "known_mule_cases": None,
         }
 
     assert in_process == [
@@ -421,6 +423,23 @@ async def test_a_supplement_holds_what_the_balance_allows_once_and_the_ledger_ad
         }
     ]
     assert by_hold[str(other.hold_id)]["amount_held"] == 13_000
+
+
+async def test_a_stop_request_for_a_known_mule_is_counted_and_kept_in_the_ledger() -> None:
+    code = CODES[0]
+    async with simulated({}) as world:
+        mule = stop_request(code).model_copy(update={"known_mule": KnownMuleV1(cases=3)})
+        plain = stop_request(code)
+        for request in (mule, mule, plain):  # a retry is the same request: counted once
+            assert (await post_stop(world.client, request)).status_code == 200
+        stats = (await world.client.get("/stats")).json()
+        ledger = {e["hold_id"]: e["known_mule_cases"] for e in world.simulation.ledger()}
+    assert stats["totals"]["mule_flagged"] == stats["institutions"][code]["mule_flagged"] == 1
+    assert ledger == {str(mule.hold_id): 3, str(plain.hold_id): None}
+    assert "known_mule" not in json.loads(plain.model_dump_json()), (
+        "absent unless the account is a mule"
+    )
+    assert json.loads(mule.model_dump_json())["known_mule"] == {"cases": 3}
 
 
 async def test_a_burst_of_callbacks_leaves_a_bounded_number_at_a_time_and_all_arrive() -> None:

@@ -191,6 +191,17 @@ async def test_each_key_is_carried_out_once_however_often_and_in_whatever_batch(
     assert stats["iso_messages"] == 3 and stats["stop_requests"] == 5
 
 
+async def test_an_iso_bank_counts_the_recalls_that_say_the_account_is_a_known_mule() -> None:
+    async with simulated() as world:
+        mule = replace(stop(ISO, "6222000000000003"), mule_cases=5)
+        plain = stop(ISO, "6222000000000004")
+        assert (await send(world.client, recall(ISO, mule, plain))).status_code == 200
+        stats = world.simulation.stats()["institutions"][ISO]
+        ledger = {e["hold_id"]: e["known_mule_cases"] for e in world.simulation.ledger()}
+    assert stats["mule_flagged"] == 1
+    assert ledger == {str(mule.hold_id): 5, str(plain.hold_id): None}
+
+
 async def test_partial_balances_and_onward_transfers_come_back_in_the_camt029() -> None:
     async with simulated() as world:
         request = stop(ISO, "6222000000000009", 100_000)

@@ -11,7 +11,8 @@ behind it. Rules:
   oldest waiting call; a batch leaves as soon as it has `max_batch` calls;
 - at most `max_in_flight` requests at once: a due batch waits for one to finish and takes the
   calls that came meanwhile, up to `max_batch` (the institution's `concurrency` stays a bound on
-  requests, whatever the number of holds);
+  requests, whatever the number of holds); calls made `first` (stop requests for a known mule
+  account) wait ahead of the others, so the next batch takes them first;
 - each call is bounded by `timeout_s` from when its request leaves: `send` says when
   (`leaving`), after what it does first (Stopper's own part: recording the message), so
   Stopper's queue and store are not counted as the institution's time; `wait_s`, if given,
@@ -35,6 +36,7 @@ _Result = TypeVar("_Result")
 @dataclass(eq=False, slots=True)
 class _Call(Generic[_Item, _Result]):
     item: _Item
+    first: bool = False
     done: asyncio.Future[_Result] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -74,12 +76,18 @@ class RequestBatcher(Generic[_Item, _Result]):
         """Calls not sent yet."""
         return len(self._waiting)
 
-    async def call(self, item: _Item, timeout_s: float, wait_s: float | None = None) -> _Result:
+    async def call(
+        self, item: _Item, timeout_s: float, wait_s: float | None = None, *, first: bool = False
+    ) -> _Result:
         """`item`'s outcome, once the request carrying it is answered: `TimeoutError` if that
         request has no answer `timeout_s` after it left, or (with `wait_s`) has not left
-        `wait_s` after the call."""
-        call: _Call[_Item, _Result] = _Call(item)
-        self._waiting.append(call)
+        `wait_s` after the call. `first`: ahead of the waiting calls made without it."""
+        call: _Call[_Item, _Result] = _Call(item, first)
+        if first:
+            ahead = next((i for i, c in enumerate(self._waiting) if not c.first), None)
+            self._waiting.insert(len(self._waiting) if ahead is None else ahead, call)
+        else:
+            self._waiting.append(call)
         if self._timer is None and not self._expired:
             loop = asyncio.get_running_loop()
             self._timer = (

@@ -1,7 +1,8 @@
 """`HttpJsonAdapter`: stop requests as JSON over HTTP.
 
-POST {endpoint}/stops with the StopRequestV1 body and an `Idempotency-Key` header. The
-institution answers 200 with the outcome, or 202 when the outcome follows by callback.
+POST {endpoint}/stops with the StopRequestV1 body and an `Idempotency-Key` header (`known_mule`
+only for a known mule account). The institution answers 200 with the outcome, or 202 when the
+outcome follows by callback.
 GET {endpoint}/stops/{idempotency_key} asks what became of a request the institution accepted
 (200 with the outcome, 202 while pending, 404 with status `unknown` when it never received it;
 any other 404 is unreadable, not "unknown"), and

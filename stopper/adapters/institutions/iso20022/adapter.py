@@ -82,6 +82,7 @@ from stopper.domain.messages import (
     StatusKind,
     StopStatus,
 )
+from stopper.domain.mules import is_flagged
 from stopper.errors import (
     InstitutionError,
     InstitutionTimeout,
@@ -145,7 +146,9 @@ class Iso20022Adapter:
         # ends it first, this one is a backstop.
         answer_s = institution.timeout_ms / 1000 + ANSWER_SLACK_S
         try:
-            return await self._batcher(institution).call(request, answer_s)
+            return await self._batcher(institution).call(
+                request, answer_s, first=is_flagged(request.mule_cases)
+            )
         except TimeoutError as e:
             raise _shared(InstitutionTimeout(f"no answer within {answer_s * 1000:.0f} ms")) from e
 

@@ -17,7 +17,9 @@ Undrlyg (one)           TxInf per hold:
                         a supplement (more asked on a stop already asked for: its CxlId is
                         `<hold>S<n>`, its amount the extra) adds /SPLM/<the CxlId of the
                         request it adds to> and /MRGD/<the hold the money merged from>, and
-                        names the same original payments
+                        names the same original payments;
+                        for a known mule account /MULE/<cases naming it, up to 10> (the
+                        field `known_mule` of a JSON stop request)
   OrgnlTxRef/CdtrAgt, CdtrAcct   the account to stop (Othr/Id: registry code, number)
   OrgnlTxRef/RmtInf/Ustrd, DbtrAcct, DbtrAgt   the one payment's reference and payer
   SplmtryData           every original payment (`Pmts`, Stopper's supplementary schema):
@@ -59,6 +61,7 @@ from stopper.adapters.institutions.iso20022.fields import (
 )
 from stopper.adapters.institutions.iso20022.model import OriginalPayment, Recall, RecallItem
 from stopper.domain.messages import RequestStop, SupplementOf
+from stopper.domain.mules import CASES_COUNTED, FLAGGED_AT, counted, is_flagged
 from stopper.domain.supplements import supplement_of_key
 from stopper.errors import XmlRefusal, XmlRefused
 
@@ -119,6 +122,8 @@ def _transaction(item: RecallItem, sender: str) -> Iterator[str]:
     if request.supplement is not None:
         yield f"<AddtlInf>/SPLM/{cxl_id_for(request.supplement.adds_to)}</AddtlInf>"
         yield f"<AddtlInf>/MRGD/{request.supplement.merged_from}</AddtlInf>"
+    if is_flagged(request.mule_cases):
+        yield f"<AddtlInf>/MULE/{counted(request.mule_cases)}</AddtlInf>"
     for line in tagged_lines("BSIS", item.legal_basis):
         yield f"<AddtlInf>{text(line)}</AddtlInf>"
     yield "</CxlRsnInf><OrgnlTxRef>"
@@ -207,6 +212,7 @@ def _read_transaction(transaction: etree._Element, receiver: str, where: str) ->
     except (KeyError, ValueError) as e:
         raise _refuse(where, "AddtlInf lacks /CASE/, /LAYR/, /REQD/ or /BSIS/") from e
     generation, supplement = _part(cxl_text, idempotency_key, hold_id, tagged, where)
+    mule_cases = _mule_cases(tagged.get("MULE"), where)
     request = RequestStop(
         hold_id=hold_id,
         case_id=case_id,
@@ -219,6 +225,7 @@ def _read_transaction(transaction: etree._Element, receiver: str, where: str) ->
         generation=generation,
         requested_at=requested_at,
         supplement=supplement,
+        mule_cases=mule_cases,
     )
     payments = tuple(_read_payments(transaction, where)) if "SplmtryData" in fields else ()
     return RecallItem(request, payments, agency, basis)
@@ -241,6 +248,19 @@ def _part(
     if number is None or adds_to is None or adds_to[1] != hold_id or merged_from is None:
         raise _refuse(where, "a supplement without /SPLM/ of its hold's request or /MRGD/")
     return adds_to[2], SupplementOf(number[1], adds_to[0], merged_from)
+
+
+_MULE_COUNTS = range(FLAGGED_AT, CASES_COUNTED + 1)
+
+
+def _mule_cases(tagged: str | None, where: str) -> int:
+    """The cases a `/MULE/` line says name the account (0 without one)."""
+    if tagged is None:
+        return 0
+    valid = tagged.isascii() and tagged.isdigit() and int(tagged) in _MULE_COUNTS
+    if not valid:
+        raise _refuse(where, f"/MULE/ is not a count of {FLAGGED_AT} to {CASES_COUNTED} cases")
+    return int(tagged)
 
 
 def _read_payments(transaction: etree._Element, where: str) -> Iterator[OriginalPayment]:
