@@ -12,6 +12,7 @@ from stopper.api import console, openapi
 from stopper.api.bodies import BodyLimit
 from stopper.api.refusals import add_error_handlers
 from stopper.api.routers import (
+    accounts,
     approvals,
     callbacks,
     cases,
@@ -25,6 +26,7 @@ from stopper.api.routers import (
     webhooks,
 )
 from stopper.app.handling import HandlingDesk
+from stopper.app.mules import MuleRegistry
 from stopper.app.queries import CaseQueries
 from stopper.config import Role
 from stopper.runtime import Runtime
@@ -61,6 +63,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
         return app  # a worker answers for its health and metrics only
 
     queries: CaseQueries = runtime.store
+    mules = MuleRegistry(runtime.store)
     app.include_router(
         reports.router(
             runtime.acceptance,
@@ -68,7 +71,8 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
             public_url=settings.api.public_url.rstrip("/"),
         )
     )
-    app.include_router(cases.router(queries))
+    app.include_router(cases.router(queries, mules))
+    app.include_router(accounts.router(mules))
     app.include_router(
         operations.router(queries, runtime.registry, runtime.clock, runtime.reconciler)
     )
@@ -79,5 +83,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     app.include_router(callbacks.router(runtime.callbacks))
     app.include_router(iso20022.router(runtime.callbacks))
     app.include_router(webhooks.router(runtime.webhooks))
-    app.include_router(console.router(queries, runtime.registry, runtime.clock, runtime.approvals))
+    app.include_router(
+        console.router(queries, runtime.registry, runtime.clock, runtime.approvals, mules)
+    )
     return app

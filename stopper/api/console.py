@@ -13,6 +13,8 @@ Account numbers appear masked only, as everywhere else, and no URL carries one (
 only case ids.
 Orders waiting for a second operator (four eyes) are listed with Approve and Reject, and the
 releases under way (a release that gave up says why) with the action to send it again.
+The known mule accounts have a page of their own (/console/accounts, linked from the main page's
+heading), and a case's page shows the cases it shares accounts with and its ring.
 """
 
 from __future__ import annotations
@@ -41,10 +43,12 @@ from stopper.api.console_html import (
     state,
     table,
 )
+from stopper.api.console_mules import FLAGGED_REFRESH_S, FLAGGED_SHOWN, flagged_panel
 from stopper.api.console_summary import summary_band
 from stopper.app.approvals import ApprovalDesk
 from stopper.app.auth import Caller
 from stopper.app.health import FRESH_S
+from stopper.app.mules import MuleRegistry
 from stopper.app.ports import Clock, Divergence
 from stopper.app.queries import CaseQueries
 from stopper.app.views import CaseSummaryView, HoldListView, InstitutionHealthView
@@ -62,7 +66,11 @@ _STATIC: Final = {
 
 
 def router(
-    queries: CaseQueries, registry: Registry, clock: Clock, approvals: ApprovalDesk
+    queries: CaseQueries,
+    registry: Registry,
+    clock: Clock,
+    approvals: ApprovalDesk,
+    mules: MuleRegistry,
 ) -> APIRouter:
     """Operators only: a browser sends the key as the password of HTTP Basic authentication
     (the pages), or as a bearer token (the script's calls)."""
@@ -71,15 +79,33 @@ def router(
     @routes.get("/console", response_class=HTMLResponse, include_in_schema=False)
     async def console(_: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
         panels = await panels_html(queries, registry, approvals, clock.now())
-        return HTMLResponse(page("Stopper console", "Stopper console", "/console/panels", panels))
+        heading = 'Stopper console · <a href="/console/accounts">known mule accounts</a>'
+        return HTMLResponse(page("Stopper console", heading, "/console/panels", panels))
 
     @routes.get("/console/panels", response_class=HTMLResponse, include_in_schema=False)
     async def panels(_: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
         return HTMLResponse(await panels_html(queries, registry, approvals, clock.now()))
 
+    @routes.get("/console/accounts", response_class=HTMLResponse, include_in_schema=False)
+    async def accounts_page(_: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
+        panel = flagged_panel(await mules.flagged(FLAGGED_SHOWN), clock.now())
+        return HTMLResponse(
+            page(
+                "Known mule accounts · Stopper console",
+                '<a href="/console">Stopper console</a> · known mule accounts',
+                "/console/accounts/panels",
+                panel,
+                every_s=FLAGGED_REFRESH_S,
+            )
+        )
+
+    @routes.get("/console/accounts/panels", response_class=HTMLResponse, include_in_schema=False)
+    async def accounts_panels(_: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
+        return HTMLResponse(flagged_panel(await mules.flagged(FLAGGED_SHOWN), clock.now()))
+
     @routes.get("/console/cases/{case_id}", response_class=HTMLResponse, include_in_schema=False)
     async def case_page(case_id: UUID, _: Annotated[Caller, Depends(operator)]) -> HTMLResponse:
-        body = await case_panels(queries, approvals, case_id, clock.now())
+        body = await case_panels(queries, approvals, mules, case_id, clock.now())
         if body is None:
             return HTMLResponse(_no_case(case_id), status_code=404)
         title = f"Case {str(case_id)[:8]}"
@@ -98,7 +124,7 @@ def router(
     async def case_page_panels(
         case_id: UUID, _: Annotated[Caller, Depends(operator)]
     ) -> HTMLResponse:
-        body = await case_panels(queries, approvals, case_id, clock.now())
+        body = await case_panels(queries, approvals, mules, case_id, clock.now())
         if body is None:
             return HTMLResponse(_no_case(case_id), status_code=404)
         return HTMLResponse(body)

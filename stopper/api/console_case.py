@@ -1,7 +1,8 @@
 """The console's case page (`/console/cases/{case_id}`): the money trail drawn layer by layer
 as inline SVG (accounts as nodes, onward transfers as edges with amount and outcome), the
-holds with the actions their states allow, the payouts to victims, and the case's timeline
-from the audit (transitions and people's notes). Rendered here, refreshed like the main page."""
+holds with the actions their states allow, the cases sharing an account with this one and its
+ring, the payouts to victims, and the case's timeline from the audit (transitions and people's
+notes). Rendered here, refreshed like the main page."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from stopper.api.console_html import (
     table,
     withdraw_action,
 )
+from stopper.api.console_mules import links_section
 from stopper.app.approvals import ApprovalDesk
+from stopper.app.mules import MuleRegistry
 from stopper.app.queries import CaseQueries
 from stopper.app.views import AuditEntryView, CaseView, HoldView, TrailEdgeView, TrailView
 
@@ -39,7 +42,11 @@ _ENDS: Final = {
 
 
 async def case_panels(
-    queries: CaseQueries, approvals: ApprovalDesk, case_id: UUID, now: datetime
+    queries: CaseQueries,
+    approvals: ApprovalDesk,
+    mules: MuleRegistry,
+    case_id: UUID,
+    now: datetime,
 ) -> str | None:
     view = await queries.get_case(case_id)
     trail = await queries.get_trail(case_id)
@@ -52,6 +59,7 @@ async def case_panels(
             section("trail", "Money trail, layer by layer", trail_graph(trail)),
             await pending_orders(approvals, case_id),
             section("holds", f"Holds ({len(view.holds)})", _holds(view)),
+            links_section(await mules.case_links(case_id)),
             section("payouts", f"Payouts to victims ({len(view.payouts)})", _payouts(view)),
             section("timeline", f"Timeline from the audit ({len(audit)})", _timeline(audit)),
         ]

@@ -148,17 +148,19 @@ def withdraw_action(case_id: UUID, holds: Sequence[HoldView]) -> str:
     )
 
 
-def page(title: str, heading: str, refresh_path: str, panels: str) -> str:
+def page(title: str, heading: str, refresh_path: str, panels: str, every_s: int = REFRESH_S) -> str:
+    """A console page around `panels`, fetched again from `refresh_path` every `every_s`."""
     return (
         _PAGE.replace("{title}", escape(title))
         .replace("{heading}", heading)
         .replace("{refresh}", escape(refresh_path))
+        .replace("{every_ms}", str(every_s * 1000))
+        .replace("{every}", str(every_s))
         .replace("{panels}", panels)
     )
 
 
-_PAGE = (
-    """<!doctype html>
+_PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -168,9 +170,7 @@ _PAGE = (
 </head>
 <body>
 <header><h1>{heading}</h1>
-<span id="live" aria-live="off">live: refreshed every """
-    + str(REFRESH_S)
-    + """ s</span>
+<span id="live" aria-live="off">live: refreshed every {every} s</span>
 <form id="key-form" method="post" autocomplete="off">
 <span id="key-state">no key: actions need one</span>
 <label>Your name <input name="who" id="key-who" required maxlength="64"
@@ -181,9 +181,7 @@ _PAGE = (
 </form>
 </header>
 <div id="answer" role="status" aria-live="polite"></div>
-<main id="panels" data-refresh="{refresh}" data-every="""
-    + str(REFRESH_S * 1000)
-    + """>{panels}</main>
+<main id="panels" data-refresh="{refresh}" data-every="{every_ms}">{panels}</main>
 <dialog id="confirm" aria-labelledby="confirm-title">
 <form method="dialog" id="confirm-form">
 <h2 id="confirm-title">Confirm</h2>
@@ -198,4 +196,3 @@ _PAGE = (
 </body>
 </html>
 """
-)

@@ -12,12 +12,24 @@ from uuid import UUID
 
 from stopper.app.returns import ReturnOrderResult
 from stopper.app.views import (
+    AccountRecordView,
+    CaseLinksView,
     CaseSummaryView,
     CaseView,
+    FlaggedAccountsView,
     HoldListView,
     HoldView,
     InstitutionHealthView,
     TrailView,
+)
+from stopper.contracts.accounts import (
+    AccountCaseV1,
+    AccountRecordV1,
+    FlaggedAccountsV1,
+    LinkedCasesV1,
+    LinkedCaseV1,
+    RingV1,
+    SharedAccountV1,
 )
 from stopper.contracts.cases import (
     CaseV1,
@@ -40,6 +52,7 @@ from stopper.contracts.operations import (
     InstitutionStatusV1,
 )
 from stopper.domain.accounts import mask_account_number
+from stopper.domain.mules import is_flagged
 from stopper.registry import Registry
 
 
@@ -60,7 +73,7 @@ def hold_v1(h: HoldView) -> HoldV1:
     )
 
 
-def case_v1(view: CaseView) -> CaseV1:
+def case_v1(view: CaseView, links: CaseLinksView) -> CaseV1:
     by_state: dict[str, int] = {}
     for hold in view.holds:
         by_state[hold.state] = by_state.get(hold.state, 0) + 1
@@ -87,6 +100,58 @@ def case_v1(view: CaseView) -> CaseV1:
             )
             for p in view.payouts
         ],
+        linked_cases=linked_cases_v1(links),
+    )
+
+
+def linked_cases_v1(links: CaseLinksView) -> LinkedCasesV1:
+    return LinkedCasesV1(
+        cases=[
+            LinkedCaseV1(
+                case_id=c.case_id,
+                agency_code=c.agency_code,
+                opened_at=c.opened_at,
+                shared_accounts=[
+                    SharedAccountV1(institution_code=a.institution_code, account=a.account_masked)
+                    for a in c.shared
+                ],
+            )
+            for c in links.linked
+        ],
+        total=links.linked_total,
+        ring=RingV1(size=links.ring_size, case_ids=list(links.ring_case_ids)),
+        complete=links.complete,
+    )
+
+
+def account_record_v1(view: AccountRecordView) -> AccountRecordV1:
+    return AccountRecordV1(
+        institution_code=view.institution_code,
+        account=view.account_masked,
+        flagged=is_flagged(view.cases),
+        cases=view.cases,
+        first_seen_at=view.first_seen_at,
+        last_seen_at=view.last_seen_at,
+        amount_stopped={c: to_major(a) for c, a in sorted(view.amount_stopped.items())},
+        recent_cases=[
+            AccountCaseV1(
+                case_id=c.case_id,
+                agency_code=c.agency_code,
+                layer=c.layer,
+                state=c.state,
+                named_at=c.named_at,
+            )
+            for c in view.recent_cases
+        ],
+    )
+
+
+def flagged_accounts_v1(view: FlaggedAccountsView, offset: int) -> FlaggedAccountsV1:
+    after = offset + len(view.accounts)
+    return FlaggedAccountsV1(
+        accounts=[account_record_v1(a) for a in view.accounts],
+        total=view.total,
+        next_offset=after if view.accounts and after < view.total else None,
     )
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stopper.contracts.accounts import LinkedCasesV1
 from stopper.contracts.amounts import DecimalAmount
 
 Operator = Annotated[
@@ -66,6 +67,9 @@ class CaseV1(BaseModel):
     holds_by_state: dict[str, int]
     holds: list[HoldV1]
     payouts: list[PayoutV1] = Field(description="Returns to the victims, in the order made.")
+    linked_cases: LinkedCasesV1 = Field(
+        description="Cases naming an account this one names (the mule-account registry)."
+    )
 
 
 class TrailEdgeV1(BaseModel):

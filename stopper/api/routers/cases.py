@@ -1,5 +1,6 @@
-"""Case queries: one case, its money trail, the list of cases and of holds. An intake key sees
-its own agency's cases only; another agency's case is answered as no case at all."""
+"""Case queries: one case (with the cases it shares accounts with), its money trail, the list of
+cases and of holds. An intake key sees its own agency's cases only; another agency's case is
+answered as no case at all."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from stopper.api.auth import caller, operator
 from stopper.api.refusals import error_response
 from stopper.api.wire import case_summary_v1, case_v1, hold_list_item_v1, trail_v1
 from stopper.app.auth import Caller
+from stopper.app.mules import MuleRegistry
 from stopper.app.queries import CaseQueries
 from stopper.contracts.cases import CaseV1, TrailV1
 from stopper.contracts.operations import CaseListV1, HoldListV1
@@ -22,7 +24,7 @@ from stopper.domain.holds import HoldState
 _NO_CASE = "no such case; a report accepted moments ago may still be queued"
 
 
-def router(queries: CaseQueries) -> APIRouter:
+def router(queries: CaseQueries, mules: MuleRegistry) -> APIRouter:
     routes = APIRouter()
 
     @routes.get(
@@ -34,7 +36,10 @@ def router(queries: CaseQueries) -> APIRouter:
         view = await queries.get_case(case_id)
         if view is None or not who.sees_agency(view.agency_code):
             return error_response(404, _NO_CASE)
-        return JSONResponse(case_v1(view).model_dump(mode="json"))
+        # Another agency's linked case shows as its id, agency and the shared account (masked,
+        # and already in this case): that it exists, never what is in it.
+        links = await mules.case_links(case_id)
+        return JSONResponse(case_v1(view, links).model_dump(mode="json"))
 
     @routes.get(
         "/v1/cases/{case_id}/trail",
