@@ -4,8 +4,8 @@ Which cases name an account (its holds, each with its case) is read, not stored:
 requests of intake and of the dispatcher say whether their account is a known mule, an
 operator looks an account up, and a case's view shows the cases it shares an account with.
 Each is a few entries of this index; without it every one read every hold. Partial: only the
-holds that name their account (a released one does not), so a count or a probe is an
-index-only scan once the table is vacuumed.
+holds that name their account (one being released or released does not), so a count or a
+probe is an index-only scan once the table is vacuumed.
 
 Revision ID: 0019
 Revises: 0020
@@ -22,7 +22,8 @@ down_revision = "0020"
 branch_labels = None
 depends_on = None
 
-_NAMING = sa.text("state <> 'released'")  # NAMING_PREDICATE of stopper/adapters/db/models.py
+# NAMING_PREDICATE of stopper/adapters/db/models.py, as it was when this migration was written.
+_NAMING = sa.text("state NOT IN ('released', 'releasing')")
 
 
 def upgrade() -> None:

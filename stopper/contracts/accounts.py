@@ -4,11 +4,11 @@ only, and come in request bodies only, never in a URL."""
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stopper.contracts.amounts import DecimalAmount
 from stopper.contracts.reports import AccountNumber, InstitutionCode
 from stopper.domain.mules import (
     CASES_LISTED,
@@ -46,7 +46,7 @@ class AccountRecordV1(BaseModel):
     cases: int = Field(description="The cases naming the account, reported or traced.")
     first_seen_at: datetime
     last_seen_at: datetime
-    amount_stopped: dict[str, Decimal] = Field(description="By currency, over all its holds.")
+    amount_stopped: dict[str, DecimalAmount] = Field(description="By currency, over all its holds.")
     recent_cases: list[AccountCaseV1] = Field(
         description=f"The newest first (up to {CASES_LISTED} in a look-up, "
         f"{FLAGGED_CASES_LISTED} in the flagged list)."

@@ -12,8 +12,9 @@ markers), and Stopper treats it accordingly (its stop requests go first and say 
 A flag is never stored: it is read from the holds, each of which has its case and its account.
 Two cases recorded at the same moment by two workers therefore flag their account as soon as
 both have committed, with no counter to keep in step and no lock to take on the intake path (a
-counter kept by intake would serialise every intake naming a hot account). A released hold
-(the report withdrawn, the account cleared) no longer names its account.
+counter kept by intake would serialise every intake naming a hot account). A hold being
+released or released (the report withdrawn, the account cleared: `LIFTED`) no longer names its
+account: the decision to lift it is the evidence, whether or not the institution confirmed.
 
 A stop request says in how many cases its account is named, counted up to `CASES_COUNTED`: the
 institution needs to know the account is a mule, not whether it is the tenth case or the
@@ -31,11 +32,14 @@ from uuid import UUID
 
 from stopper.domain.accounts import account_id
 from stopper.domain.cases import Case
-from stopper.domain.holds import HoldState
+from stopper.domain.holds import HoldEvent, HoldState, leads_to
 
 FLAGGED_AT: Final = 2  # cases naming an account that make it a known mule
 CASES_COUNTED: Final = 10  # a stop request's count stops here ("10 or more")
-LIFTED: Final = HoldState.RELEASED  # a hold in this state names its account no longer
+# A hold in these states names its account no longer: where a release leads (from the table).
+LIFTED: Final[frozenset[HoldState]] = frozenset(
+    leads_to(event) for event in (HoldEvent.RELEASE_ORDERED, HoldEvent.RELEASE_CONFIRMED)
+)
 
 # How far the registry's answers go (`stopper.app.mules`): a giant ring or a hot account
 # must not make one request read the world.
@@ -49,7 +53,7 @@ FLAGGED_CASES_LISTED: Final = 10  # cases listed with each account of the flagge
 
 def names_its_account(state: HoldState) -> bool:
     """Whether a hold in `state` counts as its case naming the account."""
-    return state is not LIFTED
+    return state not in LIFTED
 
 
 def is_flagged(cases: int) -> bool:

@@ -37,6 +37,7 @@ def test_a_stop_request_counts_the_cases_up_to_its_cap_and_a_lifted_hold_not_at_
     assert (counted(3), counted(10_000)) == (3, CASES_COUNTED)
     assert names_its_account(HoldState.FAILED) and names_its_account(HoldState.NOT_FOUND)
     assert not names_its_account(HoldState.RELEASED)
+    assert not names_its_account(HoldState.RELEASING)
 
 
 def test_the_cases_naming_an_account_are_the_earlier_ones_and_the_batchs() -> None:

@@ -62,7 +62,7 @@ class UtcTimestamp(TypeDecorator[datetime]):
 Timestamp = UtcTimestamp()
 # A hold that names its account (`stopper.domain.mules`), as SQL: the predicate of the
 # holds-by-account index, and of every query that reads it (`stopper.adapters.db.naming`).
-NAMING_PREDICATE = f"state <> '{LIFTED.value}'"
+NAMING_PREDICATE = "state NOT IN ({})".format(", ".join(f"'{s}'" for s in sorted(LIFTED)))
 
 
 class Base(DeclarativeBase):

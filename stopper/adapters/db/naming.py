@@ -16,12 +16,13 @@ from sqlalchemy.orm import aliased
 from stopper.adapters.db.models import HoldRow
 from stopper.domain.mules import CASES_COUNTED, LIFTED
 
-_LIFTED: ColumnElement[str] = literal_column(f"'{LIFTED.value}'")
+_LIFTED: list[ColumnElement[str]] = [literal_column(f"'{state.value}'") for state in sorted(LIFTED)]
 
 
 def names_its_account(hold: Any = HoldRow) -> ColumnElement[bool]:
-    """The hold (a `HoldRow`, or an alias of it) counts as its case naming the account."""
-    naming: ColumnElement[bool] = hold.state != _LIFTED
+    """The hold (a `HoldRow`, or an alias of it) counts as its case naming the account: the
+    condition of the partial index, as the index has it (`NAMING_PREDICATE`)."""
+    naming: ColumnElement[bool] = hold.state.not_in(_LIFTED)
     return naming
 
 
