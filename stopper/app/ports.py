@@ -447,53 +447,6 @@ class ReturnStore(HoldUnitOfWork, Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentIn:
-    """One payment into a hold's account: a victim's transfer (from the report), or, for a hold
-    the money trail opened, the onward transfer that reached the account."""
-
-    reference: str | None
-    amount: int
-    currency: str
-    settled_at: datetime
-    debtor_institution: str
-    debtor_account: str
-    creditor_institution: str
-    creditor_account: str
-
-
-@dataclass(frozen=True, slots=True)
-class StopGrounds:
-    """What a stop request for one hold names beside the hold itself: the agency that
-    reported the case, and the payments into the account, oldest first."""
-
-    hold_id: UUID
-    agency_code: str
-    payments: tuple[PaymentIn, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SentMessage:
-    """A message carrying many holds (an ISO 20022 camt.056 or return instruction), under the
-    message id Stopper gave it."""
-
-    message_id: str
-    message_type: str
-    institution_code: str
-    sent_at: datetime
-    holds: Sequence[tuple[UUID, str]]  # (hold, the idempotency key it was sent with)
-
-
-class MessageStore(Protocol):
-    """What an institution adapter that sends messages of many holds records and reads
-    (`Iso20022Adapter`)."""
-
-    async def record_messages(self, messages: Sequence[SentMessage]) -> dict[UUID, StopGrounds]:
-        """In one transaction, before the messages leave: remember which holds each carries,
-        and read the grounds of them all (a hold that does not exist is absent)."""
-        ...
-
-
 class InstitutionAdapter(Protocol):
     """One institution's side of Stopper, in the domain's terms: each method takes a domain
     command, makes one request (bounded by the institution's timeout, never retried) and returns

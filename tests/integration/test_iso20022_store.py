@@ -14,7 +14,7 @@ import pytest
 from stopper.adapters.db import migrate
 from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.store import SqlStore
-from stopper.app.ports import SentMessage
+from stopper.app.message_ports import SentMessage
 from stopper.config import DatabaseSettings
 from stopper.domain.accounts import AccountRef
 from stopper.domain.cases import hold_id_for

@@ -19,7 +19,8 @@ import pytest
 from stopper.adapters.clock import SystemClock
 from stopper.adapters.institutions.http_json import HttpJsonAdapter
 from stopper.adapters.institutions.iso20022.adapter import Iso20022Adapter
-from stopper.app.ports import InstitutionAdapter, SentMessage, StopGrounds
+from stopper.app.message_ports import SentMessage, StopGrounds
+from stopper.app.ports import InstitutionAdapter
 from stopper.domain.messages import OrderRelease, RequestStop
 from stopper.registry import Institution, load_registry
 from stopper.serving import serving

@@ -25,7 +25,7 @@ from stopper.adapters.institutions.iso20022 import (
     read_return_instruction,
 )
 from stopper.adapters.institutions.iso20022.adapter import Iso20022Adapter
-from stopper.app.ports import PaymentIn, SentMessage, StopGrounds
+from stopper.app.message_ports import PaymentIn, SentMessage, StopGrounds
 from stopper.domain.messages import (
     AnswerKind,
     InstitutionAnswer,

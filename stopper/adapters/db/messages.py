@@ -20,7 +20,7 @@ from stopper.adapters.db.models import (
     TransferRow,
 )
 from stopper.adapters.db.storage import Storage
-from stopper.app.ports import PaymentIn, SentMessage, StopGrounds
+from stopper.app.message_ports import PaymentIn, SentMessage, StopGrounds
 from stopper.domain.messages import OnwardKind
 
 

@@ -70,7 +70,8 @@ from stopper.adapters.institutions.iso20022.returns import (
     build_return_instruction,
     read_return_answer,
 )
-from stopper.app.ports import Clock, MessageStore, SentMessage, StopGrounds
+from stopper.app.message_ports import MessageStore, SentMessage, StopGrounds
+from stopper.app.ports import Clock
 from stopper.domain.messages import (
     AnswerKind,
     InstitutionAnswer,
