@@ -18,6 +18,7 @@ from stopper.app.ports import Message
 from stopper.app.webhook_delivery import (
     PostOutcome,
     RetryPolicy,
+    WebhookFanOut,
     WebhookSender,
     events_of,
 )
@@ -230,6 +231,42 @@ def test_a_record_that_is_not_a_case_event_is_left_out() -> None:
     assert json.loads(event.body) == good
 
 
+def case_event_record(case_id: UUID, offset: int) -> Message:
+    event = {
+        "event_id": str(uuid4()),
+        "type": "hold_stopped",
+        "case_id": str(case_id),
+        "report_id": "R-1",
+        "hold_id": str(uuid4()),
+        "occurred_at": NOW.isoformat(),
+        "data": {},
+    }
+    return Message("t", 0, offset, str(case_id), json.dumps(event).encode(), NOW)
+
+
+async def test_with_no_subscription_anywhere_the_fan_out_reads_nothing_more() -> None:
+    store = FakeStore([])
+    batch = [case_event_record(uuid4(), n) for n in range(3)]
+    await WebhookFanOut(store, FixedClock()).handle_batch(batch)
+    assert store.owed == []
+
+
+async def test_once_an_agency_subscribes_the_fan_out_records_what_each_event_owes() -> None:
+    subscription = Subscription(
+        id=SUB,
+        agency_code="PSB-X",
+        url="http://agency.example/hook",
+        events=("hold_stopped",),
+        secret="k",
+        created_at=NOW,
+        created_by="PSB-X",
+    )
+    store = FakeStore([], subscribed=[subscription])
+    batch = [case_event_record(uuid4(), n) for n in range(3)]
+    await WebhookFanOut(store, FixedClock()).handle_batch(batch)
+    assert [e.case_id for e in store.owed] == [UUID(m.key or "") for m in batch]
+
+
 # --- the sender, against a fake store that keeps the claim rule --------------------------
 
 
@@ -260,6 +297,8 @@ class FakeStore:
     next_at: dict[int, datetime] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     done: set[int] = field(default_factory=set)
+    subscribed: list[Subscription] = field(default_factory=list)
+    owed: list[EventToDeliver] = field(default_factory=list)
 
     async def claim_deliveries(
         self, now: datetime, lease_until: datetime, limit: int
@@ -293,7 +332,7 @@ class FakeStore:
     async def add_subscription(self, subscription: Subscription) -> None: ...
 
     async def subscriptions_of(self, agency_code: str | None) -> list[Subscription]:
-        return []
+        return [s for s in self.subscribed if agency_code in (None, s.agency_code)]
 
     async def remove_subscription(self, subscription_id: UUID, at: datetime) -> bool:
         return False
@@ -310,7 +349,8 @@ class FakeStore:
         return []
 
     async def record_deliveries(self, events: Sequence[EventToDeliver], now: datetime) -> int:
-        return 0
+        self.owed += events
+        return len(events)
 
 
 class FlakyReceiver:
