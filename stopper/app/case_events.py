@@ -139,12 +139,20 @@ def stop_expiring(
     return CaseEvent(CaseEventType.STOP_EXPIRING, hold.case_id, report_id, hold.id, at, data)
 
 
-def tells(record: HoldRecord, change: HoldUpdate) -> bool:
-    """Whether `change` (decided on `record`) owes the agency an event."""
-    return change.applied(record).warnings_sent > record.warnings_sent or any(
-        t.to_state in EVENT_OF_STATE and t.from_state not in (None, t.to_state)
-        for t in change.transitions
-    )
+def told(
+    changes: Sequence[tuple[HoldRecord, HoldUpdate]],
+) -> list[tuple[HoldRecord, HoldUpdate, HoldRecord]]:
+    """The changes that owe the agency an event, each with the record as it leaves it (the
+    change applied once: it is the hot path of every hold transaction)."""
+    telling = []
+    for record, change in changes:
+        applied = change.applied(record)
+        if applied.warnings_sent > record.warnings_sent or any(
+            t.to_state in EVENT_OF_STATE and t.from_state not in (None, t.to_state)
+            for t in change.transitions
+        ):
+            telling.append((record, change, applied))
+    return telling
 
 
 def events_of_changes(
@@ -155,11 +163,17 @@ def events_of_changes(
     """The events of hold changes written together, and of the holds the trail added with
     them, in the order they happened (a warning before the lapse it precedes); `report_ids`
     by case id."""
+    return events_of_told(told(changes), trail_holds, report_ids)
+
+
+def events_of_told(
+    telling: Sequence[tuple[HoldRecord, HoldUpdate, HoldRecord]],
+    trail_holds: Sequence[tuple[Hold, datetime]],
+    report_ids: Mapping[UUID, str],
+) -> list[CaseEvent]:
+    """`events_of_changes` of the changes `told` kept."""
     events: list[CaseEvent] = []
-    for record, change in changes:
-        if not tells(record, change):
-            continue
-        applied = change.applied(record)
+    for record, change, applied in telling:
         report_id = report_ids[record.hold.case_id]
         if applied.warnings_sent > record.warnings_sent:
             expires_at = applied.freeze_expires_at or applied.stop_expires_at

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stopper.adapters.db.dialects import Database, Row
 from stopper.adapters.db.models import CaseRow
 from stopper.adapters.db.rows import outbox_row
-from stopper.app.case_events import CaseEvent, events_of_changes, tells
+from stopper.app.case_events import CaseEvent, events_of_told, told
 from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.domain.holds import Hold
 
@@ -27,18 +27,22 @@ async def case_events(
     connection: AsyncConnection,
     changes: Sequence[tuple[HoldRecord, HoldUpdate]],
     trail_holds: Sequence[tuple[Hold, datetime]],
+    report_ids: Mapping[UUID, str] | None = None,
 ) -> list[CaseEvent]:
-    """The events of changes written in this transaction (`events_of_changes`), their cases'
-    report ids read only when some change tells something."""
-    case_ids = {r.hold.case_id for r, c in changes if tells(r, c)} | {
-        h.case_id for h, _ in trail_holds
-    }
+    """The events of changes written in this transaction (`events_of_changes`). Their cases'
+    report ids come from `report_ids` (what the caller read with the holds) or, for cases it
+    does not have, are read only when some change tells something."""
+    telling = told(changes)
+    case_ids = {r.hold.case_id for r, _, _ in telling} | {h.case_id for h, _ in trail_holds}
     if not case_ids:
         return []
-    report_ids: dict[UUID, str] = {
-        row.id: row.report_id
-        for row in await connection.execute(
-            select(CaseRow.id, CaseRow.report_id).where(db.id_among(CaseRow.id, list(case_ids)))
+    known = dict(report_ids or {})
+    missing = [case_id for case_id in case_ids if case_id not in known]
+    if missing:
+        known.update(
+            (row.id, row.report_id)
+            for row in await connection.execute(
+                select(CaseRow.id, CaseRow.report_id).where(db.id_among(CaseRow.id, missing))
+            )
         )
-    }
-    return events_of_changes(changes, trail_holds, report_ids)
+    return events_of_told(telling, trail_holds, known)

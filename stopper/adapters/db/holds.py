@@ -15,6 +15,7 @@ from stopper.adapters.db.dialects import Database
 from stopper.adapters.db.errors import store_errors
 from stopper.adapters.db.models import (
     CallbackNonceRow,
+    CaseRow,
     HoldRow,
     HoldTransitionRow,
     OutboxRow,
@@ -61,19 +62,24 @@ class HoldStorage(Storage):
                         return []
                 # Lock the rows, in id order so two batches never wait on each other in a
                 # circle: the decisions below see what is written, and nobody writes in between.
+                # The cases' report ids come along for the events the changes owe.
                 rows = await connection.execute(
                     holds_with_accounts()
+                    .add_columns(CaseRow.report_id)
+                    .join(CaseRow, CaseRow.id == HoldRow.case_id)
                     .where(self._db.id_among(HoldRow.id, list(decisions)))
                     .order_by(HoldRow.id)
                     .with_for_update(of=HoldRow)
                 )
                 changes = []
+                report_ids: dict[UUID, str] = {}
                 for row in rows.all():
                     record = hold_record(row)
                     change = decisions[record.hold.id](record)
                     if change is not None:
                         changes.append((record, row.version, change))
-                await self._write_locked(connection, changes)
+                        report_ids[row.case_id] = row.report_id
+                await self._write_locked(connection, changes, report_ids)
         return [(record, change) for record, _, change in changes]
 
     async def get_hold(self, hold_id: UUID) -> HoldRecord | None:
@@ -110,7 +116,10 @@ class HoldStorage(Storage):
         return renewed
 
     async def _write_locked(
-        self, connection: AsyncConnection, changes: Sequence[tuple[HoldRecord, int, HoldUpdate]]
+        self,
+        connection: AsyncConnection,
+        changes: Sequence[tuple[HoldRecord, int, HoldUpdate]],
+        report_ids: Mapping[UUID, str] | None = None,
     ) -> None:
         """Write the changes (record, version read, change) of holds this transaction has
         locked: every change sets the same columns (`hold_columns`), so one statement for all."""
@@ -121,7 +130,9 @@ class HoldStorage(Storage):
             for record, version, change in changes
         ]
         await self._db.update_by_id(connection, HoldRow, rows)
-        await self._write_with(connection, [(record, change) for record, _, change in changes])
+        await self._write_with(
+            connection, [(record, change) for record, _, change in changes], report_ids
+        )
 
     async def _write_checked(
         self, connection: AsyncConnection, record: HoldRecord, version: int, change: HoldUpdate
@@ -139,9 +150,13 @@ class HoldStorage(Storage):
         return True
 
     async def _write_with(
-        self, connection: AsyncConnection, changes: Sequence[tuple[HoldRecord, HoldUpdate]]
+        self,
+        connection: AsyncConnection,
+        changes: Sequence[tuple[HoldRecord, HoldUpdate]],
+        report_ids: Mapping[UUID, str] | None = None,
     ) -> None:
-        """What goes with written hold changes: transitions, outbox events, the trail, payouts."""
+        """What goes with written hold changes: transitions, outbox events, the trail, payouts
+        (`report_ids`: what the caller read of the changes' cases, by case id)."""
         transitions = [t for _, change in changes for t in change.transitions]
         await self._db.insert_rows(connection, HoldTransitionRow, transition_rows(transitions))
         follows = [(record, change) for record, change in changes if change.follow is not None]
@@ -151,7 +166,7 @@ class HoldStorage(Storage):
             else []
         )
         # What the agency is told is derived from what is written here, so no change misses it.
-        told = await case_events(self._db, connection, changes, trail_holds)
+        told = await case_events(self._db, connection, changes, trail_holds, report_ids)
         events = [
             outbox_row(e.topic, e.key, dict(e.payload), change.at)
             for _, change in changes

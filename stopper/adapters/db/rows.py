@@ -8,6 +8,7 @@ column of its name (`RECORD_FIELDS`), beside the domain hold's own; a supplement
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,8 @@ RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(HoldRecord) if f.name !
 SUPPLEMENT_FIELDS = tuple(
     f.name for f in dataclasses.fields(SupplementRecord) if f.name != "supplement"
 )
+# A row's bookkeeping columns in `HoldRecord`'s field order, read at once (the hot path).
+_record_columns = operator.attrgetter(*RECORD_FIELDS)
 
 
 def holds_with_accounts() -> Select[Any]:
@@ -109,7 +112,7 @@ def hold_record(row: Any) -> HoldRecord:
         amount_stopped_by_supplements=row.amount_stopped_by_supplements,
         supplements=row.supplements,
     )
-    return HoldRecord(hold=hold, **{name: getattr(row, name) for name in RECORD_FIELDS})
+    return HoldRecord(hold, *_record_columns(row))
 
 
 def supplement_row(record: SupplementRecord, updated_at: datetime) -> Row:
