@@ -224,14 +224,21 @@ def states_allowing(*events: HoldEvent) -> frozenset[HoldState]:
     return frozenset().union(*(_ALLOWING[event] for event in events))
 
 
+# Each event's targets, wherever it applies (read on every answer: derived once).
+_TARGETS: Final[Mapping[HoldEvent, frozenset[HoldState]]] = MappingProxyType(
+    {event: frozenset(t for (_, e), t in TRANSITIONS.items() if e is event) for event in HoldEvent}
+)
+
+
 def leads_to(event: HoldEvent) -> HoldState:
     """The one state `event` leads to from wherever it applies (an answer's own state: a
     hold already there has heard it); `ValueError` for an event whose target depends on the
     state it applies to."""
-    targets = {t for (_, e), t in TRANSITIONS.items() if e is event}
+    targets = _TARGETS[event]
     if len(targets) != 1:
         raise ValueError(f"{event.value} does not lead to one state")
-    return targets.pop()
+    (target,) = targets
+    return target
 
 
 # An institution's answer to a stop request: what the request found.
