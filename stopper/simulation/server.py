@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
@@ -33,6 +33,8 @@ from stopper.simulation.institutions import INQUIRY_HTTP_STATUS, SimulatedInstit
 from stopper.simulation.iso_banks import add_iso_routes
 
 _Order = FreezeRequestV1 | ReturnRequestV1
+# The requests about a hold that `admitted` checks before they are carried out.
+_Admitted = TypeVar("_Admitted", StopRequestV1, ReleaseRequestV1)
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +56,42 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
 
     app = FastAPI(title="Stopper: simulated institutions", lifespan=lifespan)
 
-    async def stop(request: Request) -> Response:
-        code = request.path_params["code"]
-        idempotency_key = request.headers.get("idempotency-key")
-        sim = simulation.institutions.get(code)
+    async def admitted(
+        request: Request,
+        contract: type[_Admitted],
+        what: str,
+        counter: Literal["stop_requests", "release_requests"],
+    ) -> tuple[SimulatedInstitution, _Admitted] | Response:
+        """What a request about a hold passes before it is carried out: an institution of the
+        path's code (counted by `counter` from there on), up, the body its contract, its key
+        the header's and the institution the path's, and no 5xx rolled (one comes after the
+        institution's latency). The institution and the request, or the answer to give."""
+        sim = simulation.institutions.get(request.path_params["code"])
         if sim is None:
             return JSONResponse({"detail": "no such institution"}, status_code=404)
-        sim.counts.stop_requests += 1
+        setattr(sim.counts, counter, getattr(sim.counts, counter) + 1)
         if sim.down(simulation.elapsed_s()):
             return JSONResponse({"detail": "service unavailable"}, status_code=503)
         try:
-            stop_request = StopRequestV1.model_validate_json(await request.body())
+            parsed = contract.model_validate_json(await request.body())
         except ValidationError:
-            return JSONResponse({"detail": "invalid stop request"}, status_code=422)
-        if idempotency_key != stop_request.idempotency_key or stop_request.institution_code != code:
+            return JSONResponse({"detail": f"invalid {what}"}, status_code=422)
+        key = request.headers.get("idempotency-key")
+        if key != parsed.idempotency_key or parsed.institution_code != sim.institution.code:
             return JSONResponse(
                 {"detail": "idempotency key or institution mismatch"}, status_code=400
             )
-        b = sim.behaviour
-        if sim.roll(b.error_rate):
+        if sim.roll(sim.behaviour.error_rate):
             await asyncio.sleep(sim.latency_s())
             return JSONResponse({"detail": "internal error"}, status_code=500)
+        return sim, parsed
+
+    async def stop(request: Request) -> Response:
+        admission = await admitted(request, StopRequestV1, "stop request", "stop_requests")
+        if isinstance(admission, Response):
+            return admission
+        sim, stop_request = admission
+        b = sim.behaviour
         record = simulation.execute(sim, stop_request)
         if sim.roll(b.timeout_rate):
             # The stop happened, but the answer never arrives in time.
@@ -178,29 +195,14 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
         )
 
     @app.post("/institutions/{code}/releases")
-    async def release(
-        code: str, request: Request, idempotency_key: str | None = Header(default=None)
-    ) -> Response:
+    async def release(request: Request) -> Response:
         """A release, faulted like a stop (a 5xx before it is carried out, an answer that comes
         too late after it was), answered at once."""
-        sim = simulation.institutions.get(code)
-        if sim is None:
-            return JSONResponse({"detail": "no such institution"}, status_code=404)
-        sim.counts.release_requests += 1
-        if sim.down(simulation.elapsed_s()):
-            return JSONResponse({"detail": "service unavailable"}, status_code=503)
-        try:
-            parsed = ReleaseRequestV1.model_validate_json(await request.body())
-        except ValidationError:
-            return JSONResponse({"detail": "invalid release request"}, status_code=422)
-        if idempotency_key != parsed.idempotency_key or parsed.institution_code != code:
-            return JSONResponse(
-                {"detail": "idempotency key or institution mismatch"}, status_code=400
-            )
+        admission = await admitted(request, ReleaseRequestV1, "release request", "release_requests")
+        if isinstance(admission, Response):
+            return admission
+        sim, parsed = admission
         b = sim.behaviour
-        if sim.roll(b.error_rate):
-            await asyncio.sleep(sim.latency_s())
-            return JSONResponse({"detail": "internal error"}, status_code=500)
         result = sim.release(parsed)
         if sim.roll(b.timeout_rate):
             await simulation.hang(b.hang_s)  # released, but the answer never arrives in time
