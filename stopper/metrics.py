@@ -169,6 +169,13 @@ RELEASE_ATTEMPTS = Counter(
     "Release requests by institution and outcome (released, rejected, error).",
     ["institution", "outcome"],
 )
+ORDERS_LEFT = Counter(
+    "stopper_orders_left_total",
+    "Orders after the stop (freeze, return, release) left for a person: nothing more is sent "
+    "until one acts, by order and outcome (refused by the institution, gave_up: its attempts "
+    "ran out or the institution could not take it).",
+    ["order", "outcome"],
+)
 RELEASES = Counter(
     "stopper_releases_total",
     "Releases asked for, per hold, by ground (report_withdrawn, account_cleared) and outcome "

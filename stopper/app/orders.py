@@ -7,7 +7,8 @@ What they share:
   timeout), so two attempts never overlap; the request carries the order's idempotency key, so
   sending again never acts twice;
 - a failure is retried with exponential backoff and full jitter up to the institution's attempt
-  limit; the last failure, or a refusal, is recorded and left for a person;
+  limit; the last failure, or a refusal, is recorded and left for a person, counted in
+  `stopper_orders_left_total{order,outcome}` (the StopperOrdersLeftForAPerson alert);
 - every attempt goes through the `InstitutionGateway` (slots, breaker, timeout, health, the
   order's attempt metric), like stop requests do.
 """
@@ -15,11 +16,13 @@ What they share:
 from __future__ import annotations
 
 import abc
+import logging
 import random
 from datetime import datetime, timedelta
 from typing import ClassVar
 from uuid import UUID
 
+from stopper import metrics
 from stopper.app.background import BackgroundWork
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.hold_changes import Order, OrderLeased, OrderProgress, order_progress
@@ -27,6 +30,8 @@ from stopper.app.ports import Clock, HoldRecord, HoldUnitOfWork, HoldUpdate
 from stopper.domain.messages import OrderAnswer
 from stopper.errors import BreakerOpen, InstitutionError
 from stopper.registry import Institution
+
+log = logging.getLogger(__name__)
 
 _LEASE_MARGIN = timedelta(seconds=2)
 
@@ -118,17 +123,12 @@ class InstitutionOrders(abc.ABC):
         try:
             answer = await self._send(institution, record, now)
         except InstitutionError as e:
-            failure, error = f"{self.kind.value} attempt {attempt}: {e}", e
-            await self._store.update_hold(
-                hold_id, lambda r: self._retry_later(r, attempt, failure, error)
-            )
+            await self._failed(hold_id, attempt, f"{self.kind.value} attempt {attempt}: {e}", e)
             return
         if not answer.done:
             why = answer.reason or "no reason given"
             reason = f"{self.kind.value} refused by the institution: {why}"
-            await self._store.update_hold(
-                hold_id, lambda r: self._retry_later(r, attempt, reason, None)
-            )
+            await self._failed(hold_id, attempt, reason, None)
             return
         await self._store.update_hold(
             hold_id,
@@ -136,6 +136,29 @@ class InstitutionOrders(abc.ABC):
                 self._done(r, answer, self._clock.now()) if self._current(r, attempt) else None
             ),
         )
+
+    async def _failed(
+        self, hold_id: UUID, attempt: int, reason: str, error: InstitutionError | None
+    ) -> None:
+        """Record a failed attempt (`error`) or a refusal (no error); an order it leaves for a
+        person (nothing more will be sent) is counted and logged once written."""
+        written = await self._store.update_hold(
+            hold_id, lambda r: self._retry_later(r, attempt, reason, error)
+        )
+        if written is None:
+            return
+        record, update = written
+        change = update.change
+        if isinstance(change, OrderProgress) and change.next_attempt_at is None:
+            outcome = "refused" if error is None else "gave_up"
+            metrics.ORDERS_LEFT.labels(self.kind.value, outcome).inc()
+            log.warning(
+                "%s of hold %s left for a person (%s)",
+                self.kind.value,
+                hold_id,
+                outcome,
+                extra={"hold_id": str(hold_id), "institution": record.hold.institution_code},
+            )
 
     def _current(self, record: HoldRecord, attempt: int) -> bool:
         # False once another attempt took over, or this one was already recorded.

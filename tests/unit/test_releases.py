@@ -10,6 +10,8 @@ from dataclasses import replace
 from datetime import timedelta
 from uuid import uuid4
 
+import prometheus_client
+
 from stopper.app.dispatch import Dispatcher
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.ports import HoldRecord
@@ -66,6 +68,14 @@ async def sweep(releases: ReleaseDesk, clock: FixedClock, seconds: int) -> None:
     for _ in range(seconds):
         clock.at += timedelta(seconds=1)
         await releases.sweep_once()
+
+
+def orders_left(outcome: str) -> float:
+    """`stopper_orders_left_total` for releases with `outcome`, as scraped."""
+    value = prometheus_client.REGISTRY.get_sample_value(
+        "stopper_orders_left_total", {"order": "release", "outcome": outcome}
+    )
+    return value or 0.0
 
 
 async def test_a_stopped_hold_is_released_when_its_institution_confirms() -> None:
@@ -153,10 +163,12 @@ async def test_a_release_that_keeps_failing_is_left_releasing_for_a_person_then_
     releases, store, adapter, clock = desk(adapter)
     record = in_state(clock, *STOPPED, HoldEvent.FREEZE_CONFIRMED)
     store.add(record)
+    left_before = orders_left("gave_up")
     await releases.release(record.hold.id, ground=CLEARED, reason="r", actor=ACTOR)
     await sweep(releases, clock, 600)
     stored = store.holds[record.hold.id]
     max_attempts = REGISTRY["BK01"].retry.max_attempts
+    assert orders_left("gave_up") == left_before + 1, "counted once, when the last attempt failed"
     assert stored.hold.state is HoldState.RELEASING
     assert stored.release_next_attempt_at is None and stored.release_attempts == max_attempts
     assert (stored.state_reason or "").endswith("a person must act")
@@ -179,9 +191,11 @@ async def test_a_refusal_is_left_for_a_person_and_nothing_else_is_released() -> 
     releases, store, _, clock = desk(adapter)
     record = in_state(clock, *STOPPED)
     store.add(record)
+    left_before = orders_left("refused")
     await releases.release(record.hold.id, ground=CLEARED, reason="r", actor=ACTOR)
     await releases.wait_idle()
     stored = store.holds[record.hold.id]
+    assert orders_left("refused") == left_before + 1
     assert stored.hold.state is HoldState.RELEASING and stored.release_next_attempt_at is None
     assert "held under a court order" in (stored.state_reason or "")
     # Ordered twice while under way: not ordered again.
