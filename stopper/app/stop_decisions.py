@@ -100,11 +100,16 @@ class StopDecisions:
             return None
         # The deadline runs from the first attempt: a hold that waited in a backlog (consumer
         # lag, an outage of Stopper's own) is still asked for once; only an institution that
-        # stays unreachable past `deadline_s` makes it `failed`.
+        # stays unreachable past `deadline_s` makes it `failed`. Likewise a retry that fell due
+        # before the deadline is made when Stopper reaches it late (a starved process, a
+        # sweeper behind): the lateness is Stopper's, not the institution's.
         deadline = record.dispatch_deadline_at or now + timedelta(
             seconds=institution.retry.deadline_s
         )
-        if now >= deadline or record.attempts >= institution.retry.max_attempts:
+        fell_due_in_time = record.next_attempt_at is not None and record.next_attempt_at < deadline
+        if (now >= deadline and not fell_due_in_time) or (
+            record.attempts >= institution.retry.max_attempts
+        ):
             reason = (
                 f"gave up after {record.attempts} attempts"
                 f" ({record.state_reason or 'no answer'}); a person must act"
