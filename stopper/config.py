@@ -227,6 +227,15 @@ class DispatchSettings(BaseSettings):
         "and the stop-request consumer wait for some to finish (a burst then waits on the "
         "broker, as consumer lag); an institution with room is never held up by another.",
     )
+    max_queued: int = Field(
+        default=3000,
+        ge=1,
+        description="Stop attempts under way in one process before intake and the stop-request "
+        "consumer wait, however long, for room: the process is behind as a whole (short of "
+        "CPU, every institution busy), so a burst waits on the broker rather than in memory "
+        "against its deadlines. Well above max_queued_per_institution: one slow institution "
+        "never reaches it alone.",
+    )
     hedge: bool = Field(
         default=True,
         description="Send a stop attempt slower than the institution's usual answer (its "
@@ -270,6 +279,7 @@ class DispatchSettings(BaseSettings):
             first_dispatch_grace=timedelta(seconds=self.first_dispatch_grace_s),
             inquiry_max_interval=timedelta(seconds=self.inquiry_max_interval_s),
             max_queued_per_institution=self.max_queued_per_institution,
+            max_queued=self.max_queued,
             trail_max_depth=self.trail_max_depth,
         )
 

@@ -169,6 +169,11 @@ RELEASE_ATTEMPTS = Counter(
     "Release requests by institution and outcome (released, rejected, error).",
     ["institution", "outcome"],
 )
+INTAKE_WAITS = Counter(
+    "stopper_intake_waits_total",
+    "Times intake (or the stop-request consumer) waited because this process had "
+    "STOPPER_DISPATCH_MAX_QUEUED stop attempts under way: the process is behind as a whole.",
+)
 ORDERS_LEFT = Counter(
     "stopper_orders_left_total",
     "Orders after the stop (freeze, return, release) left for a person: nothing more is sent "

@@ -23,7 +23,9 @@ Business rules:
   institution per process, a circuit breaker per institution that stops hammering one that is
   down, hedging, health and metrics); intake waits (a second at most) only for institutions
   with `max_queued_per_institution` attempts already under way here, so one slow institution
-  does not hold up the others;
+  does not hold up the others; and, however long, while the process has `max_queued` attempts
+  under way (it is behind as a whole: a burst then waits on the broker, not in memory against
+  its deadline);
 - a stop request for a known mule account (`stopper.domain.mules`) goes first: the sweeper
   finds such holds first, claims made together start with them, and they take their
   institution's next free slot before other requests waiting there; the request says in how
@@ -81,6 +83,10 @@ from stopper.errors import InstitutionError, StoreUnavailable
 from stopper.registry import Institution
 
 log = logging.getLogger(__name__)
+
+# How long intake waits for the busiest institution before it looks at the others again,
+# while the process is at `max_queued` attempts.
+_PROCESS_LIMIT_POLL_S = 0.05
 
 # An attempt still waiting in this process (for its institution's connections, or for its
 # answer's transaction) when its lease is about to run out gets this much more, so that no
@@ -208,6 +214,27 @@ class Dispatcher:
                     len(work),
                     extra={"institution": code},
                 )
+        await self._wait_below_process_limit()
+
+    async def _wait_below_process_limit(self) -> None:
+        """Wait, however long, while this process has `max_queued` attempts under way: then the
+        process itself is behind (short of CPU, every institution busy), not one institution,
+        and more attempts would only wait in memory against their deadlines while the burst
+        could wait on the broker. One institution cannot bring this about alone: its own
+        limit is far below it."""
+        limit = self._policy.max_queued
+        if self.in_flight() < limit:
+            return
+        log.warning(
+            "%d stop attempts under way in this process; intake waits for room",
+            self.in_flight(),
+        )
+        metrics.INTAKE_WAITS.inc()
+        while self.in_flight() >= limit:
+            # The busiest institution's next finished attempt makes room; one elsewhere is
+            # noticed within the poll.
+            busiest = max(self._in_flight.values(), key=len)
+            await busiest.wait_below(len(busiest), timeout_s=_PROCESS_LIMIT_POLL_S)
 
     def in_flight(self) -> int:
         """Attempts and inquiries under way in this process."""

@@ -21,6 +21,7 @@ class DispatchPolicy:
     first_dispatch_grace: timedelta  # a hold requested this long ago is the sweeper's to send
     inquiry_max_interval: timedelta  # the longest wait between two status inquiries
     max_queued_per_institution: int  # attempts under way to one institution before intake waits
+    max_queued: int  # attempts under way in the process before intake waits for room
     trail_max_depth: int  # layers of the money trail followed, the first included
 
 

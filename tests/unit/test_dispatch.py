@@ -193,6 +193,32 @@ async def test_a_hold_that_waited_in_a_backlog_is_still_asked_and_gets_its_whole
     assert len(adapter.requests) == 3
 
 
+async def test_a_retry_that_fell_due_in_time_is_made_when_stopper_reaches_it_late() -> None:
+    """A starved process (or a sweeper behind) reaching a retry after the deadline is Stopper's
+    lateness, not the institution's: the retry due before the deadline is still made, once;
+    a retry that could only fall due after the deadline is not scheduled at all."""
+    reg = registry(
+        retry=RetryPolicy(
+            max_attempts=100, initial_backoff_ms=500, max_backoff_ms=2000, deadline_s=20
+        )
+    )
+    dispatcher, store, adapter, clock = setup([InstitutionTimeout("no answer in 2000 ms")], reg)
+    record = requested_hold()
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    retrying = store.holds[record.hold.id]
+    assert retrying.hold.state is HoldState.SENT and retrying.next_attempt_at is not None
+    assert retrying.dispatch_deadline_at is not None
+    assert retrying.next_attempt_at < retrying.dispatch_deadline_at
+    # The process comes back to it a minute late, well past the 20 s deadline.
+    adapter.script["BK01"] = [STOPPED]
+    clock.at = retrying.dispatch_deadline_at + timedelta(minutes=1)
+    await dispatcher.sweep_once()
+    await dispatcher.wait_idle()
+    assert store.holds[record.hold.id].hold.state is HoldState.STOPPED
+    assert len(adapter.requests) == 2
+
+
 async def test_a_refused_request_fails_at_once() -> None:
     dispatcher, store, adapter, clock = setup([RequestRefused("HTTP 400")])
     record = requested_hold()
@@ -362,6 +388,37 @@ async def test_one_institution_at_its_queue_limit_does_not_hold_up_another() -> 
     assert loop.time() - started >= 0.9  # BK01 is full: waited, at most a second
     adapter.open.set()
     await dispatcher.wait_idle()
+
+
+async def test_a_process_behind_as_a_whole_holds_intake_until_it_has_room() -> None:
+    """Past `max_queued` attempts in the process (every institution busy, or the process short
+    of CPU), intake waits, however long, rather than starting more that would wait in memory
+    against their deadlines; it goes on once attempts finish."""
+    store = FakeDispatchStore()
+    adapter = GatedAdapter({"BK01": [STOPPED], "BK02": [STOPPED]})
+    clock = FixedClock(NOW)
+    settings = DispatchSettings(max_queued_per_institution=10, max_queued=2)
+    rng = random.Random(1)
+    dispatcher = Dispatcher(
+        store,
+        InstitutionGateway(adapter, registry(), hedge=True, rng=rng),
+        clock,
+        settings.policy(),
+        rng,
+    )
+    for code in ("BK01", "BK02"):
+        record = requested_hold(code)
+        store.add(record)
+        claim = await dispatcher.claim(record.hold.id, first=True)
+        assert claim is not None
+        dispatcher.start(claim)
+    waiting = asyncio.create_task(dispatcher.wait_for_room(["BK02"]))
+    await asyncio.sleep(1.5)
+    assert not waiting.done(), "no second's cap: the process has no room"
+    adapter.open.set()
+    await asyncio.wait_for(waiting, timeout=2)
+    await dispatcher.wait_idle()
+    assert {h.hold.state for h in store.holds.values()} == {HoldState.STOPPED}
 
 
 async def test_the_breaker_stops_calls_to_an_institution_that_is_down() -> None:
