@@ -150,12 +150,14 @@ async def test_business_answers_are_final_and_never_retried(kind: AnswerKind) ->
     assert len(adapter.requests) == 1
 
 
+# Retries a plenty, bounded by a 20 s deadline from the first attempt.
+PATIENT_20S = RetryPolicy(
+    max_attempts=100, initial_backoff_ms=500, max_backoff_ms=2000, deadline_s=20
+)
+
+
 async def test_the_hold_fails_with_the_reason_when_the_deadline_passes() -> None:
-    reg = registry(
-        retry=RetryPolicy(
-            max_attempts=100, initial_backoff_ms=500, max_backoff_ms=2000, deadline_s=20
-        )
-    )
+    reg = registry(retry=PATIENT_20S)
     dispatcher, store, adapter, clock = setup([InstitutionTimeout("no answer in 2000 ms")], reg)
     record = requested_hold()
     store.add(record)
@@ -174,11 +176,7 @@ async def test_the_hold_fails_with_the_reason_when_the_deadline_passes() -> None
 async def test_a_hold_that_waited_in_a_backlog_is_still_asked_and_gets_its_whole_deadline() -> None:
     """The deadline is the institution's to use up: a report that waited past `deadline_s` in
     the consumer lag (or in an outage of Stopper's own) still becomes a stop request."""
-    reg = registry(
-        retry=RetryPolicy(
-            max_attempts=100, initial_backoff_ms=500, max_backoff_ms=2000, deadline_s=20
-        )
-    )
+    reg = registry(retry=PATIENT_20S)
     dispatcher, store, adapter, clock = setup(
         [InstitutionTimeout("no answer in 2000 ms"), InstitutionTimeout("again"), STOPPED], reg
     )
@@ -195,13 +193,8 @@ async def test_a_hold_that_waited_in_a_backlog_is_still_asked_and_gets_its_whole
 
 async def test_a_retry_that_fell_due_in_time_is_made_when_stopper_reaches_it_late() -> None:
     """A starved process (or a sweeper behind) reaching a retry after the deadline is Stopper's
-    lateness, not the institution's: the retry due before the deadline is still made, once;
-    a retry that could only fall due after the deadline is not scheduled at all."""
-    reg = registry(
-        retry=RetryPolicy(
-            max_attempts=100, initial_backoff_ms=500, max_backoff_ms=2000, deadline_s=20
-        )
-    )
+    lateness, not the institution's: the retry due before the deadline is still made."""
+    reg = registry(retry=PATIENT_20S)
     dispatcher, store, adapter, clock = setup([InstitutionTimeout("no answer in 2000 ms")], reg)
     record = requested_hold()
     store.add(record)
@@ -361,19 +354,23 @@ async def test_an_unconfirmed_hold_fails_only_when_its_stop_would_have_lapsed() 
     assert len(adapter.requests) == 1
 
 
-async def test_one_institution_at_its_queue_limit_does_not_hold_up_another() -> None:
+def gated(settings: DispatchSettings) -> tuple[Dispatcher, FakeDispatchStore, GatedAdapter]:
+    """A dispatcher whose BK01 and BK02 answer only once the adapter's `open` is set."""
     store = FakeDispatchStore()
     adapter = GatedAdapter({"BK01": [STOPPED], "BK02": [STOPPED]})
-    clock = FixedClock(NOW)
-    settings = DispatchSettings(max_queued_per_institution=2)
     rng = random.Random(1)
     dispatcher = Dispatcher(
         store,
         InstitutionGateway(adapter, registry(), hedge=True, rng=rng),
-        clock,
+        FixedClock(NOW),
         settings.policy(),
         rng,
     )
+    return dispatcher, store, adapter
+
+
+async def test_one_institution_at_its_queue_limit_does_not_hold_up_another() -> None:
+    dispatcher, store, adapter = gated(DispatchSettings(max_queued_per_institution=2))
     for _ in range(2):
         record = requested_hold("BK01")
         store.add(record)
@@ -394,17 +391,8 @@ async def test_a_process_behind_as_a_whole_holds_intake_until_it_has_room() -> N
     """Past `max_queued` attempts in the process (every institution busy, or the process short
     of CPU), intake waits, however long, rather than starting more that would wait in memory
     against their deadlines; it goes on once attempts finish."""
-    store = FakeDispatchStore()
-    adapter = GatedAdapter({"BK01": [STOPPED], "BK02": [STOPPED]})
-    clock = FixedClock(NOW)
-    settings = DispatchSettings(max_queued_per_institution=10, max_queued=2)
-    rng = random.Random(1)
-    dispatcher = Dispatcher(
-        store,
-        InstitutionGateway(adapter, registry(), hedge=True, rng=rng),
-        clock,
-        settings.policy(),
-        rng,
+    dispatcher, store, adapter = gated(
+        DispatchSettings(max_queued_per_institution=10, max_queued=2)
     )
     for code in ("BK01", "BK02"):
         record = requested_hold(code)

@@ -211,9 +211,8 @@ def test_a_stopper_on_a_named_host_is_still_itself_on_loopback() -> None:
     assert refusal_of_url("http://127.0.0.1:8080/x", own) == "the URL points at Stopper itself"
 
 
-def test_a_record_that_is_not_a_case_event_is_left_out() -> None:
-    case_id, event_id = uuid4(), uuid4()
-    good = {
+def case_event(case_id: UUID, event_id: UUID) -> dict[str, object]:
+    return {
         "event_id": str(event_id),
         "type": "hold_stopped",
         "case_id": str(case_id),
@@ -222,6 +221,11 @@ def test_a_record_that_is_not_a_case_event_is_left_out() -> None:
         "occurred_at": NOW.isoformat(),
         "data": {},
     }
+
+
+def test_a_record_that_is_not_a_case_event_is_left_out() -> None:
+    case_id, event_id = uuid4(), uuid4()
+    good = case_event(case_id, event_id)
     batch = [
         Message("t", 0, 0, str(case_id), b"not json", NOW),
         Message("t", 0, 1, str(case_id), json.dumps(good).encode(), NOW),
@@ -232,15 +236,7 @@ def test_a_record_that_is_not_a_case_event_is_left_out() -> None:
 
 
 def case_event_record(case_id: UUID, offset: int) -> Message:
-    event = {
-        "event_id": str(uuid4()),
-        "type": "hold_stopped",
-        "case_id": str(case_id),
-        "report_id": "R-1",
-        "hold_id": str(uuid4()),
-        "occurred_at": NOW.isoformat(),
-        "data": {},
-    }
+    event = case_event(case_id, uuid4())
     return Message("t", 0, offset, str(case_id), json.dumps(event).encode(), NOW)
 
 
