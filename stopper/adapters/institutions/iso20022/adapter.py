@@ -57,7 +57,6 @@ from stopper.adapters.institutions.batching import RequestBatcher
 from stopper.adapters.institutions.http_json import HttpJsonAdapter, Response
 from stopper.adapters.institutions.iso20022.documents import Message, parse_document
 from stopper.adapters.institutions.iso20022.model import (
-    OriginalPayment,
     Recall,
     RecallItem,
     Resolution,
@@ -314,20 +313,7 @@ class Iso20022Adapter:
 
 
 def _item(request: RequestStop, grounds: StopGrounds) -> RecallItem:
-    payments = tuple(
-        OriginalPayment(
-            reference=p.reference,
-            amount=p.amount,
-            currency=p.currency,
-            settled_at=p.settled_at,
-            debtor_institution=p.debtor_institution,
-            debtor_account=p.debtor_account,
-            creditor_institution=p.creditor_institution,
-            creditor_account=p.creditor_account,
-        )
-        for p in grounds.payments
-    )
-    return RecallItem(request=request, payments=payments, agency_code=grounds.agency_code)
+    return RecallItem(request=request, payments=grounds.payments, agency_code=grounds.agency_code)
 
 
 def _answers(

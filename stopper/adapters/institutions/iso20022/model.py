@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from stopper.app.message_ports import PaymentIn
 from stopper.domain.messages import OrderReturn, RequestStop, StopStatus
 
 # What a stop request rests on, said in every recall (a police emergency stop-payment needs no
@@ -17,19 +18,10 @@ from stopper.domain.messages import OrderReturn, RequestStop, StopStatus
 EMERGENCY_STOP_BASIS = "Police emergency stop-payment of suspected fraud proceeds (48 hours)"
 
 
-@dataclass(frozen=True, slots=True)
-class OriginalPayment:
-    """One victim transfer into the account to stop (or, for a hold deeper in the money trail,
-    the onward transfer that reached it): minor units, settled at an aware time."""
-
-    reference: str | None  # as the payer gave it, up to 140 characters
-    amount: int
-    currency: str
-    settled_at: datetime
-    debtor_institution: str
-    debtor_account: str
-    creditor_institution: str
-    creditor_account: str
+# One victim transfer into the account to stop (or, for a hold deeper in the money trail, the
+# onward transfer that reached it), in minor units, settled at an aware time: a recall's
+# original payment is the payment in that the store reads as the hold's grounds.
+OriginalPayment = PaymentIn
 
 
 @dataclass(frozen=True, slots=True)
