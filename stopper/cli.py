@@ -184,6 +184,19 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--institution", default=None, help="one institution's code")
     reconcile.set_defaults(run=commands.reconcile)
 
+    reverify = operator_command(
+        subcommands,
+        "reverify",
+        "ask the institutions again about every stopped first-level hold (a job the workers "
+        "run behind live work)",
+    )
+    reverify.add_argument("--institution", default=None, help="one institution's code")
+    reverify.add_argument(
+        "--wait", action="store_true", help="follow the job until it has finished"
+    )
+    reverify.add_argument("--by", default="operator", help="who asks (without a key)")
+    reverify.set_defaults(run=commands.reverify)
+
     returns = subcommands.add_parser(
         "returns",
         help="return orders: a return waits until a second operator approves it (four eyes)",

@@ -259,6 +259,19 @@ def reconcile(args: argparse.Namespace) -> int:
     )
 
 
+def reverify(args: argparse.Namespace) -> int:
+    from stopper import operator_cli
+
+    return operator_cli.reverify(
+        _api_url(args),
+        institution=args.institution,
+        requested_by=args.by,
+        wait=args.wait,
+        as_json=args.json,
+        key=_api_key(args),
+    )
+
+
 def returns(args: argparse.Namespace) -> int:
     """`stopper returns order|approve|reject|pending`: four eyes on money going out."""
     from stopper import operator_cli

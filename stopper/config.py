@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stopper.app.jurisdictions import PROFILES, FixedLapse, Jurisdiction, JurisdictionProfile
-from stopper.app.policies import DeadlinePolicy, DispatchPolicy
+from stopper.app.policies import DeadlinePolicy, DispatchPolicy, ReverifyPolicy
 from stopper.app.rotating_secrets import RotatingSecret
 
 
@@ -360,6 +360,38 @@ class WebhookSettings(BaseSettings):
     )
 
 
+class ReverifySettings(BaseSettings):
+    """Re-verification (`stopper.app.reverify`): how a job asks the institutions again about
+    every stopped first-level hold without taking from live work: pages of holds, a pause
+    between pages, and a lease on the job (another worker resumes it once the lease lapses)."""
+
+    model_config = SettingsConfigDict(env_prefix="STOPPER_REVERIFY_", extra="ignore")
+
+    page: int = Field(
+        default=500,
+        ge=1,
+        le=1000,
+        description="Holds read per page; each institution is asked about its share of a page "
+        "in one status query (at most 1,000 keys, STATUS_QUERY_MAX_KEYS).",
+    )
+    pause_ms: int = Field(
+        default=50, ge=0, description="Between two pages: the live work's share of the worker."
+    )
+    lease_s: float = Field(
+        default=60.0, gt=0, description="A job untouched this long is taken over by a worker."
+    )
+    poll_interval_s: float = Field(
+        default=5.0, gt=0, description="How often a worker looks for a job to run."
+    )
+
+    def policy(self) -> ReverifyPolicy:
+        return ReverifyPolicy(
+            page=self.page,
+            pause=timedelta(milliseconds=self.pause_ms),
+            lease=timedelta(seconds=self.lease_s),
+        )
+
+
 class ApprovalSettings(BaseSettings):
     """Four eyes (`stopper.app.approvals`): returns always wait for a second operator; freezes
     too when switched on."""
@@ -413,6 +445,7 @@ class Settings(BaseSettings):
     deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    reverify: ReverifySettings = Field(default_factory=ReverifySettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
 
     @property

@@ -226,6 +226,18 @@ RECONCILED = Counter(
     "refusal reason.",
     ["outcome"],
 )
+REVERIFIED = Counter(
+    "stopper_reverified_total",
+    "Stopped first-level holds a re-verification asked about, by outcome (confirmed; lifted: "
+    "the institution no longer holds the stop, the hold moved to expired; amount_differs; "
+    "moved: the hold changed meanwhile; pending, unanswered, unreachable; or why the status "
+    "was refused).",
+    ["outcome"],
+)
+REVERIFY_REMAINING = Gauge(
+    "stopper_reverify_remaining",
+    "Holds the running re-verification (of this worker) has still to ask about (0 when none runs).",
+)
 HOLDS_UNCONFIRMED_OVERDUE = Gauge(
     "stopper_holds_unconfirmed_overdue",
     "Holds whose stop request the institution accepted and has not confirmed for longer "

@@ -1,11 +1,12 @@
-"""`stopper cases|holds|institutions status|reconcile|returns`: what operators and scripts ask a
-running Stopper, through its API (and the orders they give it: returns, releases, withdrawals).
-Readable tables by default, the API's JSON with `--json`."""
+"""`stopper cases|holds|institutions status|reconcile|reverify|returns`: what operators and
+scripts ask a running Stopper, through its API (and the orders they give it: returns, releases,
+withdrawals, re-verifications). Readable tables by default, the API's JSON with `--json`."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -194,6 +195,61 @@ def reconciliation(doc: Any, now: datetime, out: TextIO) -> None:
     )
     for code, why in sorted(doc["unreachable"].items()):
         out.write(f"{code}: could not be asked ({why})\n")
+
+
+def reverification(doc: Any, now: datetime, out: TextIO) -> None:
+    """One re-verification job: its scope, progress and outcomes."""
+    scope = doc["institution"] or "every institution"
+    out.write(
+        f"re-verification {doc['id']}  {doc['state']}  {scope}  by {doc['requested_by']}\n"
+        f"started {doc['started_at'][:19]}"
+        + (f", finished {doc['finished_at'][:19]}" if doc["finished_at"] else "")
+        + "\n"
+    )
+    out.write(
+        f"{doc['holds']} holds: {doc['asked']} asked, {doc['confirmed']} confirmed, "
+        f"{doc['diverged']} diverged, {doc['unreachable']} unreachable, "
+        f"{doc['remaining']} to go\n"
+    )
+    rows = [[outcome, str(n)] for outcome, n in sorted(doc["outcomes"].items())]
+    table(rows, ["OUTCOME", "HOLDS"], out)
+    if doc["diverged"]:
+        out.write("Divergences: GET /v1/divergences (or the console) lists them.\n")
+
+
+def reverify(
+    url: str,
+    *,
+    institution: str | None,
+    requested_by: str,
+    wait: bool,
+    as_json: bool,
+    key: str = "",
+    out: TextIO | None = None,
+    poll_s: float = 2.0,
+) -> int:
+    """Start a re-verification; with `wait`, follow it (a line of progress per poll) until it
+    has finished. A running job overlapping it is an error naming that job (HTTP 409)."""
+    out = out or sys.stdout
+    body = {"institution": institution, "requested_by": requested_by}
+    doc = fetch(url, "/v1/reverifications", key=key, body=body)
+    while wait and doc["state"] != "finished":
+        if not as_json:
+            out.write(
+                f"{doc['asked'] + doc['unreachable']} of {doc['holds']} holds, "
+                f"{doc['diverged']} diverged, {doc['remaining']} to go\n"
+            )
+            out.flush()
+        time.sleep(poll_s)
+        doc = fetch(url, f"/v1/reverifications/{doc['id']}", key=key)
+    if as_json:
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    try:
+        reverification(doc, datetime.now(UTC), out)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise _not_stopper(url) from e
+    return 0
 
 
 def return_order(doc: Any, now: datetime, out: TextIO) -> None:

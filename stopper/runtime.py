@@ -40,6 +40,7 @@ from stopper.app.ports import Bus, Clock
 from stopper.app.reconcile import Reconciler
 from stopper.app.releases import ReleaseDesk
 from stopper.app.returns import ReturnDesk
+from stopper.app.reverify import Reverifier
 from stopper.app.rotating_secrets import RotatingSecret
 from stopper.app.webhook_delivery import RetryPolicy, WebhookFanOut, WebhookSender
 from stopper.app.webhooks import WebhookDesk, own_addresses
@@ -75,6 +76,7 @@ class Runtime:
     webhook_transport: HttpWebhookTransport
     approvals: ApprovalDesk
     releases: ReleaseDesk
+    reverifier: Reverifier
     # Loops whose work the bus refuses right now (they keep trying, slowly): not ready meanwhile.
     refusals: RefusedLoops = field(default_factory=RefusedLoops)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -214,6 +216,17 @@ class Runtime:
                 interval_s=dispatch.reconcile_interval_s,
                 stopping=self._stopping,
                 refusals=self.refusals,
+            ),
+        )
+        self._spawn(
+            "reverifier",
+            run_periodically(
+                "reverifier",
+                self.reverifier.run_once,
+                interval_s=self.settings.reverify.poll_interval_s,
+                stopping=self._stopping,
+                refusals=self.refusals,
+                wake=self.reverifier.started,
             ),
         )
         self._spawn(
@@ -397,6 +410,13 @@ def build_runtime(
             store, returns, freezes, clock, freezes_need_approval=settings.approvals.freezes
         ),
         ReleaseDesk(store, gateway, clock),
+        Reverifier(
+            store,
+            dispatcher,
+            clock,
+            owner=settings.instance_id,
+            policy=settings.reverify.policy(),
+        ),
     )
 
 

@@ -23,6 +23,7 @@ from stopper.api.routers import (
     orders,
     releases,
     reports,
+    reverifications,
     webhooks,
 )
 from stopper.app.handling import HandlingDesk
@@ -76,6 +77,7 @@ def create_app(runtime: Runtime, *, start_runtime: bool = True) -> FastAPI:
     app.include_router(
         operations.router(queries, runtime.registry, runtime.clock, runtime.reconciler)
     )
+    app.include_router(reverifications.router(runtime.reverifier, runtime.registry))
     app.include_router(orders.router(runtime.deadlines, runtime.freezes, runtime.approvals))
     app.include_router(approvals.router(runtime.approvals))
     app.include_router(releases.router(runtime.releases, queries))

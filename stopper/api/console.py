@@ -186,7 +186,7 @@ async def panels_html(
             ),
             section(
                 "divergences",
-                f"Divergences found by reconciliation (latest {_DIVERGENCES})",
+                f"Divergences found by reconciliation and re-verification (latest {_DIVERGENCES})",
                 _divergences_table(divergences, now),
             ),
             section(
@@ -262,13 +262,14 @@ def _releasing_table(holds: Sequence[HoldListView]) -> str:
 
 def _divergences_table(divergences: Sequence[Divergence], now: datetime) -> str:
     return table(
-        ["hold", "institution", "Stopper said", "institution said", "found"],
+        ["hold", "institution", "Stopper said", "institution said", "found by", "found"],
         (
             [
                 f'<code title="{escape(str(d.hold_id))}">{escape(str(d.hold_id)[:8])}</code>',
                 escape(d.institution_code),
                 state(d.stopper_state),
                 state(d.institution_status),
+                escape(d.found_by),
                 f"{int((now - d.found_at).total_seconds() // 60)} min ago",
             ]
             for d in divergences

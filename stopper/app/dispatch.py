@@ -343,8 +343,8 @@ class Dispatcher:
         reconciliation): an outcome is applied as an answer; `pending` waits; `unknown` (it
         never received it) sends an unconfirmed hold's request again. Returns what happened:
         applied, matched (Stopper already said so), pending, resent, unknown, or the reason a
-        status was refused (`other_request`, `other_hold`, `contradicts_final`). A supplement's
-        key is the supplement's (`SupplementDesk.apply_status`)."""
+        status was refused (`other_request`, `other_hold`, `contradicts_final`, `lifted`). A
+        supplement's key is the supplement's (`SupplementDesk.apply_status`)."""
         supplement = supplement_of_key(key)
         if supplement is not None and supplement[0] == hold_id:
             return await self.supplements.apply_status(
@@ -366,6 +366,10 @@ class Dispatcher:
             if on_pending is not None:
                 await on_pending()
             return "pending"
+        if status.kind is StatusKind.LIFTED:
+            # Carried out and lifted since: no answer for a request still owed (re-verification
+            # reads it of stopped holds, `stopper.app.reverify`).
+            return self.refuse_status(institution, "lifted")
         resent = await self._writer.apply(
             hold_id, lambda r: self._decisions.resend(r, key, institution)
         )

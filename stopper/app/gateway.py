@@ -6,7 +6,9 @@ what every call to one institution shares, per institution and per process:
 - slots: at most the institution's `concurrency` calls at once (`holds_in_flight`: for an
   institution that takes many holds per request, `batch_size` times as many calls, which its
   adapter sends in at most `concurrency` requests); a stop request for a known mule account
-  takes the next free slot before calls without priority (`PrioritySlots`);
+  takes the next free slot before calls without priority, and bulk work (a re-verification's
+  status queries) waits behind every live call and holds only a share of the slots
+  (`PrioritySlots`, its lanes);
 - a circuit breaker: while it is open a call is refused with `BreakerOpen` before anything is
   sent; a retryable failure counts against it, an answer (even a refusal) for it; a request
   that carried many holds counts once (`InstitutionError.counted_elsewhere` on the others);
@@ -43,7 +45,7 @@ from stopper.app.health import HealthSnapshot, InstitutionHealth
 from stopper.app.hedging import HedgeDelay, hedged
 from stopper.app.loop_lag import LoopLag
 from stopper.app.ports import InstitutionAdapter
-from stopper.app.slots import PrioritySlots
+from stopper.app.slots import Lane, PrioritySlots
 from stopper.domain.messages import (
     InstitutionAnswer,
     OrderAnswer,
@@ -149,13 +151,15 @@ class InstitutionGateway:
         return status
 
     async def stop_statuses(
-        self, institution: Institution, idempotency_keys: Sequence[str]
+        self, institution: Institution, idempotency_keys: Sequence[str], *, bulk: bool = False
     ) -> list[StopStatus]:
-        """Reconciliation's query about many requests at once."""
+        """Reconciliation's (or, with `bulk`, a re-verification's) query about many requests at
+        once; bulk queries take their slot in `Lane.BULK`, behind every live call."""
         return await self._call(
             institution,
             Operation.STATUSES,
             lambda: self._adapter.stop_statuses(institution, idempotency_keys),
+            lane=Lane.BULK if bulk else Lane.LIVE,
         )
 
     async def request_freeze(self, institution: Institution, request: OrderFreeze) -> OrderAnswer:
@@ -249,11 +253,12 @@ class InstitutionGateway:
         call: Callable[[], Awaitable[_T]],
         requests: int = 1,
         first: bool = False,
+        lane: Lane = Lane.LIVE,
     ) -> _T:
         """`call()` under the institution's slots and breaker, bounded in time, its latency and
         failure in the institution's health. `requests`: how many timeouts in a row the call
         may take (a hedged stop request is two requests); `first`: ahead of other waiters for
-        a slot."""
+        a slot; `lane`: the slot's lane otherwise (`Lane.BULK`: behind every live call)."""
         breaker = self._breakers[institution.code]
         bound_s = requests * institution.timeout_ms / 1000 + _TIMEOUT_SLACK_S
         if institution.batch_size > 1:
@@ -261,7 +266,7 @@ class InstitutionGateway:
             # message slot (one exchange at most) and the record of its message (Stopper's
             # store), as others wait for a slot here.
             bound_s += institution.timeout_ms / 1000 + _BATCH_OWN_PART_S
-        async with self._slots[institution.code].taken(first=first):
+        async with self._slots[institution.code].taken(lane=Lane.FIRST if first else lane):
             if not breaker.allow():
                 self.health.record(institution.code, failed=True, latency_s=0.0)
                 raise BreakerOpen("circuit breaker open")

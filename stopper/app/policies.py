@@ -34,3 +34,13 @@ class DeadlinePolicy:
     freeze_warnings: tuple[timedelta, ...]  # lead times of freeze-expiry warnings, longest first
     freeze_validity: timedelta
     max_reapplications: int  # how often one hold's stop may be asked for again
+
+
+@dataclass(frozen=True, slots=True)
+class ReverifyPolicy:
+    """How a re-verification job asks (`stopper.app.reverify`): holds per page, the pause
+    between pages, and how long a worker's lease on the job lasts unrenewed."""
+
+    page: int = 500
+    pause: timedelta = timedelta(milliseconds=50)
+    lease: timedelta = timedelta(seconds=60)

@@ -334,14 +334,16 @@ class ReconcileItem:
 
 @dataclass(frozen=True, slots=True)
 class Divergence:
-    """Reconciliation found Stopper's state for a hold different from its institution's record
-    (and moved the hold to the institution's truth)."""
+    """Reconciliation (or a re-verification: `found_by`) found Stopper's state for a hold
+    different from its institution's record (and moved the hold to the institution's truth
+    where the table allows it)."""
 
     hold_id: UUID
     institution_code: str
     stopper_state: str
     institution_status: str
     found_at: datetime
+    found_by: str = "reconciliation"  # or "reverification"
 
 
 class ReconcileStore(Protocol):

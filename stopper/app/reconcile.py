@@ -24,11 +24,11 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
-from uuid import UUID
 
 from stopper import metrics
 from stopper.app.dispatch import Dispatcher
-from stopper.app.ports import Clock, Divergence, ReconcileStore
+from stopper.app.ports import Clock, ReconcileItem, ReconcileStore
+from stopper.app.status_answers import answer_each, record_divergence, said
 from stopper.contracts.institutions import STATUS_QUERY_MAX_KEYS
 from stopper.domain.holds import HoldState
 from stopper.domain.messages import StatusKind, StopStatus
@@ -99,47 +99,35 @@ class Reconciler:
         items = await self._store.holds_to_reconcile(
             institution.code, accepted_before, STATUS_QUERY_MAX_KEYS
         )
-        counts: Counter[str] = Counter()
         if not items:
-            return counts
+            return Counter()
         by_key = {item.idempotency_key: item for item in items}
         statuses = await self._gateway.stop_statuses(institution, list(by_key))
-        answered: set[str] = set()
-        for status in statuses:
-            item = by_key.get(status.idempotency_key)
-            if item is None or status.idempotency_key in answered:
-                outcome = self._dispatcher.refuse_status(institution, "other_request")
-            elif item.state is HoldState.FAILED and status.kind is StatusKind.UNKNOWN:
-                outcome = "unknown"  # never received, and Stopper gave up on it: a person acts
-            else:
-                outcome = await self._dispatcher.apply_status(
-                    status, item.hold_id, item.idempotency_key, institution, via="reconciled"
-                )
-                if outcome == _APPLIED:
-                    await self._diverged(item.hold_id, institution, item.state, status)
-            if item is not None:
-                answered.add(status.idempotency_key)
-            counts[outcome] += 1
-            metrics.RECONCILED.labels(outcome).inc()
-        missing = len(by_key) - len(answered)
-        if missing:
-            counts["unanswered"] += missing
-            metrics.RECONCILED.labels("unanswered").inc(missing)
-        return counts
 
-    async def _diverged(
-        self, hold_id: UUID, institution: Institution, was: HoldState, status: StopStatus
-    ) -> None:
-        said = status.answer.kind.value if status.answer is not None else status.kind.value
-        log.warning(
-            "divergence: Stopper's state differed from the institution's record",
-            extra={
-                "hold_id": str(hold_id),
-                "institution": institution.code,
-                "stopper_state": was.value,
-                "institution_status": said,
-            },
+        async def apply(item: ReconcileItem, status: StopStatus) -> str:
+            if item.state is HoldState.FAILED and status.kind is StatusKind.UNKNOWN:
+                return "unknown"  # never received, and Stopper gave up on it: a person acts
+            outcome = await self._dispatcher.apply_status(
+                status, item.hold_id, item.idempotency_key, institution, via="reconciled"
+            )
+            if outcome == _APPLIED:
+                await record_divergence(
+                    self._store,
+                    item.hold_id,
+                    institution.code,
+                    item.state.value,
+                    said(status),
+                    self._clock.now(),
+                    found_by="reconciliation",
+                )
+            return outcome
+
+        counts = await answer_each(
+            statuses,
+            by_key,
+            apply,
+            lambda reason: self._dispatcher.refuse_status(institution, reason),
         )
-        await self._store.record_divergence(
-            Divergence(hold_id, institution.code, was.value, said, self._clock.now())
-        )
+        for outcome, n in counts.items():
+            metrics.RECONCILED.labels(outcome).inc(n)
+        return counts

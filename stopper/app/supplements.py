@@ -197,6 +197,8 @@ class SupplementDesk:
             if on_pending is not None:
                 await on_pending()
             return "pending"
+        if status.kind is StatusKind.LIFTED:
+            return _refuse(institution, "lifted")
         _, resent = await self._apply(hold_id, number, lambda r, s: self._decisions.resend(r, s))
         if resent is None:
             return "unknown"

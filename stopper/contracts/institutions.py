@@ -206,11 +206,15 @@ class StopStatusV1(_OutcomeV1):
 
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     hold_id: UUID | None = Field(default=None, description="Required with an outcome.")
-    status: Literal["stopped", "not_found", "rejected", "pending", "unknown"]
+    status: Literal["stopped", "not_found", "rejected", "pending", "unknown", "lifted"] = Field(
+        description="The request's outcome (stopped, not_found, rejected), pending, unknown "
+        "(never received), or lifted: it was carried out and its stop no longer stands "
+        "(released, or lifted by the institution)."
+    )
 
     @model_validator(mode="after")
     def _outcome_names_its_hold(self) -> StopStatusV1:
-        if self.status in ("stopped", "not_found", "rejected") and self.hold_id is None:
+        if self.status in ("stopped", "not_found", "rejected", "lifted") and self.hold_id is None:
             raise ValueError("an outcome names the hold it is about")
         return self
 
@@ -219,6 +223,8 @@ class StopStatusV1(_OutcomeV1):
             return StopStatus(self.idempotency_key, StatusKind.PENDING, self.hold_id)
         if self.status == "unknown":
             return StopStatus(self.idempotency_key, StatusKind.UNKNOWN, self.hold_id)
+        if self.status == "lifted":
+            return StopStatus(self.idempotency_key, StatusKind.LIFTED, self.hold_id)
         return StopStatus(self.idempotency_key, StatusKind.ANSWERED, self.hold_id, self.to_domain())
 
 

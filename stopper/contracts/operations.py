@@ -87,6 +87,9 @@ class DivergenceV1(BaseModel):
     stopper_state: str = Field(description="What Stopper said before reconciliation.")
     institution_status: str = Field(description="What the institution's record said.")
     found_at: datetime
+    found_by: str = Field(
+        default="reconciliation", description="reconciliation, or reverification."
+    )
 
 
 class DivergenceListV1(BaseModel):

@@ -16,6 +16,7 @@ In short (the table is the authority)::
     unconfirmed --request_sent--> sent (it says it never received the request: sent again)
     requested, sent, unconfirmed --gave_up--> failed
     stopped, frozen --lapsed--> expired --reapplied--> requested
+    stopped --stop_lifted--> expired (re-verification: the institution no longer holds it)
     stopped --reapplied--> requested (an expiring stop renewed before it lapses)
     frozen --freeze_renewed--> frozen (a new legal document extends the freeze)
     frozen --return_started--> returning --return_confirmed--> returned
@@ -57,6 +58,11 @@ Rules the table encodes:
   `amount_stopped` is everything held, the first request's answer plus each supplement's
   (`amount_stopped_by_supplements`), so answers add up in whatever order they come, and never
   above `amount_asked`.
+* A stop the institution no longer holds (a weekly re-verification asked it, and it answered
+  that the stop was lifted, that it has no record of the request, or that the account is not
+  there) is over as surely as a lapsed one: ``stop_lifted`` moves a ``stopped`` hold to
+  ``expired``, from where a person may re-apply it (a new request, a new key) or release it.
+  Stopper never says ``stopped`` for money the institution has let go.
 * ``returned``, ``rejected`` and ``not_found`` are terminal.
 * A *release* lifts a hold (the report was withdrawn, the account cleared). It is ordered for a
   hold whose stop is in force (``stopped``, ``frozen``: a withdrawn report takes away the
@@ -125,6 +131,7 @@ class HoldEvent(enum.StrEnum):
     FREEZE_CONFIRMED = "freeze_confirmed"
     FREEZE_RENEWED = "freeze_renewed"
     LAPSED = "lapsed"
+    STOP_LIFTED = "stop_lifted"  # re-verification: the institution no longer holds the stop
     RETURN_STARTED = "return_started"
     RETURN_CONFIRMED = "return_confirmed"
     RETURN_REFUSED = "return_refused"
@@ -173,6 +180,7 @@ TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingPro
         (S.FAILED, E.MERGED): S.FAILED,
         (S.STOPPED, E.FREEZE_CONFIRMED): S.FROZEN,
         (S.STOPPED, E.LAPSED): S.EXPIRED,
+        (S.STOPPED, E.STOP_LIFTED): S.EXPIRED,
         (S.STOPPED, E.REAPPLIED): S.REQUESTED,
         (S.STOPPED, E.MERGED): S.STOPPED,
         (S.EXPIRED, E.REAPPLIED): S.REQUESTED,

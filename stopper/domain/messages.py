@@ -174,6 +174,9 @@ class StatusKind(enum.StrEnum):
     ANSWERED = "answered"  # it has an outcome: `StopStatus.answer`
     PENDING = "pending"  # it has the request and owes the outcome
     UNKNOWN = "unknown"  # it never received the request: only then is it sent again
+    # It carried the stop out, and the stop no longer stands there (released, or lifted on the
+    # institution's own decision): what a re-verification of a stopped hold may find.
+    LIFTED = "lifted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,12 @@ stored result; from then on a stop request of that hold (of the generation relea
 earlier one, a request still on its way) is not carried out. The ledger shows a released hold
 as `released`, and every release is counted (`GET /stats`: releases, amount_released).
 
+A status inquiry about a stop that no longer stands (released, or lifted on the institution's
+own decision) says `lifted`: what a re-verification of a stopped hold finds. For tests and the
+benchmark, an institution's ledger can be changed directly: stops put on record as executed
+without a request (`seed_stops`: a benchmark's 300,000 stopped holds), and stops it lifts on
+its own (`lift`: the ledger shows them `lifted`); both are counted (`seeded_stops`, `lifted`).
+
 A supplement (a stop request with `supplement`: more asked on a stop already asked for) is a
 request of its own key, decided the same way: the account's fate (not found, rejected) is the
 same, and what more it holds is what the balance allows (`MuleWorld.stop_more`: partly, or
@@ -31,6 +37,9 @@ the generation holds to the stop's `amount_held` and lists them (`supplements`).
                                                           404 unknown (never received)
     POST /institutions/{code}/stops/status             StopStatusQueryV1 -> 200 StopStatusesV1
     POST /institutions/{code}/freezes, .../returns, .../releases   answered at once
+    POST /institutions/{code}/ledger/stops              {"stops": [{hold_id, generation, amount}]}
+    POST /institutions/{code}/ledger/lifted             {"idempotency_keys": [...]}: the
+                                                          ledger changed directly (tests, bench)
     POST /institutions/{code}/iso20022/camt.056, .../iso20022/return   the ISO 20022 institutions
                                                           (iso_banks.py)
     GET  /stats, /ledger, /healthz                     the simulation's own counts and record,
@@ -107,6 +116,8 @@ class Counts:
     double_releases: int = 0  # a hold released by two keys
     amount_released: int = 0  # what the stops released held
     stops_not_carried_out: int = 0  # stop requests of a hold released before they arrived
+    seeded_stops: int = 0  # stops put on record without a request (`seed_stops`)
+    lifted: int = 0  # stops lifted on the institution's own decision (`lift`)
     answers: Counter[str] = field(default_factory=Counter)
 
 
@@ -171,6 +182,8 @@ class SimulatedInstitution:
         self._releases: dict[str, dict[str, Any]] = {}  # by idempotency key
         # Released holds: the newest generation released, and the key it was released with.
         self._released: dict[UUID, tuple[int, str]] = {}
+        # Stops lifted on the institution's own decision: the generation lifted, by hold.
+        self._lifted: dict[UUID, int] = {}
 
     def down(self, elapsed_s: float) -> bool:
         outage = self.behaviour.outage
@@ -253,11 +266,57 @@ class SimulatedInstitution:
         return {"status": "stopped", "amount_held": held, "onward": onward}
 
     def status(self, idempotency_key: str, now: float) -> dict[str, Any]:
-        """What it can say at `now` of the stop request with this key (a `StopStatusV1`)."""
+        """What it can say at `now` of the stop request with this key (a `StopStatusV1`): a
+        stop carried out and since released or lifted says `lifted`."""
         record = self._stops.get(idempotency_key)
         if record is None:
             return {"idempotency_key": idempotency_key, "status": "unknown"}
-        return record.status(now)
+        status = record.status(now)
+        if status["status"] == "stopped" and self._no_longer_stands(record):
+            return {
+                "idempotency_key": idempotency_key,
+                "hold_id": status["hold_id"],
+                "status": "lifted",
+            }
+        return status
+
+    def _no_longer_stands(self, record: StopRecord) -> bool:
+        released = self._released.get(record.hold_id)
+        lifted = self._lifted.get(record.hold_id)
+        return (released is not None and record.generation <= released[0]) or (
+            lifted is not None and record.generation <= lifted
+        )
+
+    def seed_stops(self, stops: list[tuple[UUID, int, int]]) -> None:
+        """Put stops on record as executed, without a request: (hold, generation, amount held)
+        each, under the key Stopper's request of that generation has. For a benchmark's
+        hundreds of thousands of stopped holds: every seeded stop holds the amount it names."""
+        for hold_id, generation, amount in stops:
+            key = f"stopper-{hold_id}-{generation}"
+            outcome = {"status": "stopped", "amount_held": amount, "onward": []}
+            record = StopRecord(key, hold_id, generation, outcome, 0.0)
+            self._stops[key] = record
+            newest = self._newest_by_hold.get(hold_id)
+            if newest is None or generation > newest.generation:
+                self._newest_by_hold[hold_id] = record
+        self.counts.seeded_stops += len(stops)
+
+    def lift(self, idempotency_keys: list[str]) -> int:
+        """Lift, on the institution's own decision, the stops these keys made (a stop it has
+        not carried out, or one released, is left alone); how many it lifted."""
+        lifted = 0
+        for key in idempotency_keys:
+            record = self._stops.get(key)
+            if record is None or record.outcome["status"] != "stopped":
+                continue
+            if self._no_longer_stands(record):
+                continue
+            self._lifted[record.hold_id] = max(
+                record.generation, self._lifted.get(record.hold_id, -1)
+            )
+            lifted += 1
+        self.counts.lifted += lifted
+        return lifted
 
     def ledger(self, now: float) -> list[dict[str, Any]]:
         """Its record of each hold's newest generation, as far as it knows at `now`: the stop,
@@ -270,6 +329,18 @@ class SimulatedInstitution:
                 continue
             known = record.known(now)
             held = record.outcome.get("amount_held") if known else None
+            if known and record.outcome["status"] == "stopped" and self._no_longer_stands(record):
+                entries.append(
+                    {
+                        "hold_id": str(record.hold_id),
+                        "institution_code": self.institution.code,
+                        "generation": record.generation,
+                        "idempotency_key": record.idempotency_key,
+                        "status": "lifted",
+                        "amount_held": None,
+                    }
+                )
+                continue
             supplements = []
             by_number = self._supplements.get((record.hold_id, record.generation), {})
             for number, supplement in sorted(by_number.items()):
@@ -312,9 +383,14 @@ class SimulatedInstitution:
 
     def held(self, hold_id: UUID) -> int | None:
         """What its newest stop of the hold holds, supplements included (None: no stop, or
-        one released)."""
+        one released or lifted)."""
         record = self._newest_by_hold.get(hold_id)
-        if record is None or record.outcome["status"] != "stopped" or hold_id in self._released:
+        if (
+            record is None
+            or record.outcome["status"] != "stopped"
+            or hold_id in self._released
+            or self._no_longer_stands(record)
+        ):
             return None
         supplements = self._supplements.get((hold_id, record.generation), {}).values()
         return int(record.outcome["amount_held"]) + sum(
@@ -480,6 +556,8 @@ class Simulation:
                 "double_releases": sim.counts.double_releases,
                 "amount_released": sim.counts.amount_released,
                 "stops_not_carried_out": sim.counts.stops_not_carried_out,
+                "seeded_stops": sim.counts.seeded_stops,
+                "lifted": sim.counts.lifted,
             }
             totals.update(counts)
             per[code] = {**counts, "answers": dict(sim.counts.answers)}

@@ -11,10 +11,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
+from uuid import UUID
 
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from stopper.contracts.institutions import (
     FreezeAnswerV1,
@@ -43,6 +44,16 @@ def written(contract: type[BaseModel], outcome: dict[str, Any]) -> dict[str, Any
     """What the simulation decided (in minor units) as an institution writes it: the
     contract's JSON, amounts as decimal strings, with the fields it decided and no others."""
     return contract.model_validate(outcome).model_dump(mode="json", exclude_unset=True)
+
+
+class SeededStopV1(BaseModel):
+    hold_id: UUID
+    generation: int = Field(default=0, ge=0)
+    amount: int = Field(gt=0, description="Held, in minor units (as the simulation counts).")
+
+
+class SeededStopsV1(BaseModel):
+    stops: list[SeededStopV1] = Field(max_length=100_000)
 
 
 def create_simulation_app(simulation: Simulation) -> FastAPI:
@@ -137,12 +148,38 @@ def create_simulation_app(simulation: Simulation) -> FastAPI:
         statuses = {"statuses": [sim.status(k, now) for k in query.idempotency_keys]}
         return JSONResponse(written(StopStatusesV1, statuses))
 
+    async def seed_stops(request: Request) -> Response:
+        """Stops put on the institution's record directly (tests, the benchmark's stopped
+        holds): `{"stops": [{"hold_id", "generation", "amount"}]}`, amounts in minor units."""
+        sim = simulation.institutions.get(request.path_params["code"])
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        try:
+            body = SeededStopsV1.model_validate_json(await request.body())
+        except ValidationError:
+            return JSONResponse({"detail": "invalid stops"}, status_code=422)
+        sim.seed_stops([(s.hold_id, s.generation, s.amount) for s in body.stops])
+        return JSONResponse({"seeded": len(body.stops)})
+
+    async def lift_stops(request: Request) -> Response:
+        """Stops the institution lifts on its own decision: `{"idempotency_keys": [...]}`."""
+        sim = simulation.institutions.get(request.path_params["code"])
+        if sim is None:
+            return JSONResponse({"detail": "no such institution"}, status_code=404)
+        try:
+            body = StopStatusQueryV1.model_validate_json(await request.body())
+        except ValidationError:
+            return JSONResponse({"detail": "invalid keys"}, status_code=422)
+        return JSONResponse({"lifted": sim.lift(list(body.idempotency_keys))})
+
     # Plain Starlette routes: every stop request of a benchmark comes here, and FastAPI's
     # parameter machinery would cost the simulated banks more than Stopper spends per hold; an
     # inquiry may follow every accepted stop whose callback is late.
     app.add_route("/institutions/{code}/stops", stop, methods=["POST"])
     app.add_route("/institutions/{code}/stops/status", stop_statuses, methods=["POST"])
     app.add_route("/institutions/{code}/stops/{idempotency_key}", stop_status, methods=["GET"])
+    app.add_route("/institutions/{code}/ledger/stops", seed_stops, methods=["POST"])
+    app.add_route("/institutions/{code}/ledger/lifted", lift_stops, methods=["POST"])
     add_iso_routes(app, simulation)  # the iso20022 institutions' camt.056 and return routes
 
     async def order(

@@ -41,6 +41,7 @@ TABLES = {
     "webhook_attempts",
     "approval_orders",
     "hold_supplements",
+    "reverifications",
 }
 
 

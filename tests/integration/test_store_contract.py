@@ -57,6 +57,7 @@ from stopper.app.ports import (
     ReturnStore,
     VictimTransfer,
 )
+from stopper.app.reverify_ports import JobState, ReverifyProgress, ReverifyStore
 from stopper.app.supplement_ports import SupplementRecord, SupplementStore, SupplementUpdate
 from stopper.config import DatabaseSettings
 from stopper.contracts.amounts import format_amount
@@ -86,6 +87,7 @@ class Store(
     ReleaseStore,
     SupplementStore,
     MuleStore,
+    ReverifyStore,
     Protocol,
 ):
     """Every port the use cases ask of the store, and what tests and the console read back."""
@@ -974,3 +976,117 @@ async def test_a_hold_released_or_being_released_names_its_account_no_longer(
     assert [n.case_id for n in await store.cases_naming([account_id(*mule)], 5)] == [
         cases[0].case.id
     ]
+
+
+# Re-verification.
+
+
+async def _stopped(store: Store, hold_id: UUID, at: datetime) -> None:
+    confirmed = Confirmed(None, confirmed_at=at, stop_expires_at=at + timedelta(hours=40))
+    await moved(store, hold_id, HoldEvent.REQUEST_SENT, HoldEvent.STOP_CONFIRMED, change=confirmed)
+
+
+async def test_stopped_first_level_holds_are_paged_in_id_order_with_their_generation_s_key(
+    store: Store,
+) -> None:
+    at = _now()
+    cases = [await recorded(store, at) for _ in range(3)]
+    holds = [h for c in cases for h in c.case.holds]
+    on_bk01 = sorted(h.id for h in holds if h.institution_code == "BK01")
+    for hold in holds:
+        await _stopped(store, hold.id, at)
+    reapplied = on_bk01[1]
+    await moved(store, reapplied, HoldEvent.REAPPLIED)
+    await moved(store, reapplied, HoldEvent.REQUEST_SENT, HoldEvent.STOP_CONFIRMED, amount=700)
+    frozen = on_bk01[2]
+    await moved(store, frozen, HoldEvent.FREEZE_CONFIRMED)
+    page = await store.stopped_first_level_holds("BK01", None, 100_000)
+    ours = [p for p in page if p.hold_id in on_bk01]
+    assert [p.hold_id for p in ours] == [on_bk01[0], reapplied]
+    assert [p.hold_id for p in page] == sorted(p.hold_id for p in page)
+    assert {p.institution_code for p in page} == {"BK01"}
+    first, again = ours
+    assert first.idempotency_key == idempotency_key_for(first.hold_id, 0)
+    assert again.idempotency_key == idempotency_key_for(reapplied, 1)
+    asked = next(h for h in holds if h.id == on_bk01[0]).amount_asked
+    assert (first.amount_first_request, first.amount_held) == (asked, asked)
+    assert again.amount_held == 700
+    after = await store.stopped_first_level_holds("BK01", on_bk01[0], 100_000)
+    assert on_bk01[0] not in {p.hold_id for p in after} and reapplied in {p.hold_id for p in after}
+    assert len(await store.stopped_first_level_holds(None, None, 2)) == 2
+    every = {p.hold_id for p in await store.stopped_first_level_holds(None, None, 100_000)}
+    assert {h.id for h in holds} - every == {frozen}
+
+
+async def _finish_running(store: Store) -> None:
+    """Leave no job running (the PostgreSQL database is the module's: the next test's starts
+    would find it)."""
+    now = _now()
+    while (job := await store.claim_reverification("cleaner", now, now)) is not None:
+        assert await store.save_reverification(
+            job.id, "cleaner", job.progress, now, now, finished=True
+        )
+
+
+async def test_a_reverification_starts_unless_a_running_one_overlaps_and_one_worker_runs_it(
+    store: Store,
+) -> None:
+    await _finish_running(store)
+    at = _now()
+    case = await recorded(store, at)
+    for hold in case.case.holds:
+        await _stopped(store, hold.id, at)
+    bk01 = await store.start_reverification(uuid4(), "BK01", "operator:ana", at)
+    assert bk01.started and bk01.job.holds >= 1 and bk01.job.state is JobState.RUNNING
+    pi04 = await store.start_reverification(uuid4(), "PI04", "operator:ana", at)
+    assert pi04.started
+    for scope in ("BK01", None):
+        refused = await store.start_reverification(uuid4(), scope, "operator:bo", at)
+        assert (refused.started, refused.job.id) == (False, bk01.job.id)
+    assert await store.reverification(bk01.job.id) == bk01.job
+    assert await store.reverification(uuid4()) is None
+    listed = await store.reverifications(100)
+    assert {bk01.job.id, pi04.job.id} <= {j.id for j in listed}
+    assert [j.started_at for j in listed] == sorted((j.started_at for j in listed), reverse=True)
+
+    lease = at + timedelta(minutes=1)
+    claimed = await store.claim_reverification("w1", at, lease)
+    assert claimed is not None and claimed.id == bk01.job.id  # the oldest first
+    other = await store.claim_reverification("w2", at, lease)
+    assert other is not None and other.id == pi04.job.id  # w1 holds the first
+    assert await store.claim_reverification("w3", at, lease) is None
+    progress = ReverifyProgress(case.case.holds[0].id, {"confirmed": 3, "unreachable": 1})
+    assert not await store.save_reverification(
+        bk01.job.id, "w2", progress, at, lease, finished=False
+    )
+    assert await store.save_reverification(bk01.job.id, "w1", progress, at, lease, finished=False)
+    saved = await store.reverification(bk01.job.id)
+    assert saved is not None and saved.progress == progress
+    assert (saved.progress.asked, saved.remaining) == (3, max(0, bk01.job.holds - 4))
+    # Once w1's lease lapsed, another worker resumes the job where it was saved.
+    taken = await store.claim_reverification("w3", lease, lease + timedelta(minutes=1))
+    assert taken is not None and taken.id == bk01.job.id and taken.progress == progress
+    assert not await store.save_reverification(
+        bk01.job.id, "w1", progress, at, lease, finished=True
+    )
+    done_at = lease + timedelta(seconds=5)
+    assert await store.save_reverification(
+        bk01.job.id, "w3", progress, done_at, done_at, finished=True
+    )
+    finished = await store.reverification(bk01.job.id)
+    assert finished is not None and finished.state is JobState.FINISHED
+    assert (finished.finished_at, finished.remaining) == (done_at, 0)
+    assert (await store.start_reverification(uuid4(), "BK01", "operator:bo", at)).started
+    assert await store.save_reverification(pi04.job.id, "w2", progress, at, at, finished=True)
+    await _finish_running(store)
+
+
+async def test_two_asking_at_once_start_one_job(store: Store) -> None:
+    await _finish_running(store)
+    at = _now()
+    begun = await asyncio.gather(
+        *(store.start_reverification(uuid4(), None, f"operator:{n}", at) for n in range(4))
+    )
+    assert sum(b.started for b in begun) == 1
+    assert len({b.job.id for b in begun}) == 1
+    await _finish_running(store)

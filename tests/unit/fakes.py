@@ -61,6 +61,7 @@ from stopper.domain.trail import TrailEdge, TrailNode
 from stopper.errors import InstitutionError, StoreUnavailable
 from stopper.registry import Institution
 from tests.unit.fake_mules import FakeMuleReads
+from tests.unit.fake_reverifications import FakeReverifications
 
 
 class FixedClock:
@@ -120,7 +121,7 @@ def message(
     return Message("stopper.reports", 0, offset, key, value, datetime.now(UTC), headers or {})
 
 
-class FakeDispatchStore(FakeMuleReads):
+class FakeDispatchStore(FakeMuleReads, FakeReverifications):
     """The store in dicts and lists, keeping the contract `tests/integration/test_store_contract.py`
     holds it to beside the real store. `update_hold` runs without awaiting, so it is atomic like
     the real one."""
@@ -144,6 +145,7 @@ class FakeDispatchStore(FakeMuleReads):
         self.outbox: list[OutboxMessage] = []
         self.published: set[int] = set()  # ids of the outbox messages relayed
         self.supplements: dict[tuple[UUID, int], SupplementRecord] = {}
+        FakeReverifications.__init__(self)
 
     def add(self, record: HoldRecord) -> None:
         self.holds[record.hold.id] = record

@@ -57,6 +57,7 @@ EXPECTED = {
     (HoldState.FAILED, HoldEvent.REJECTED): HoldState.REJECTED,
     (HoldState.STOPPED, HoldEvent.FREEZE_CONFIRMED): HoldState.FROZEN,
     (HoldState.STOPPED, HoldEvent.LAPSED): HoldState.EXPIRED,
+    (HoldState.STOPPED, HoldEvent.STOP_LIFTED): HoldState.EXPIRED,
     (HoldState.STOPPED, HoldEvent.REAPPLIED): HoldState.REQUESTED,
     (HoldState.EXPIRED, HoldEvent.REAPPLIED): HoldState.REQUESTED,
     (HoldState.FROZEN, HoldEvent.LAPSED): HoldState.EXPIRED,
@@ -258,6 +259,7 @@ def test_an_answer_leads_to_its_own_state() -> None:
     assert leads_to(HoldEvent.NOT_FOUND) is S.NOT_FOUND
     assert leads_to(HoldEvent.REJECTED) is S.REJECTED
     assert leads_to(HoldEvent.LAPSED) is S.EXPIRED
+    assert leads_to(HoldEvent.STOP_LIFTED) is S.EXPIRED
 
 
 @pytest.mark.parametrize(("state", "event"), ALLOWED, ids=lambda v: str(v))

@@ -63,6 +63,9 @@ Timestamp = UtcTimestamp()
 # A hold that names its account (`stopper.domain.mules`), as SQL: the predicate of the
 # holds-by-account index, and of every query that reads it (`stopper.adapters.db.naming`).
 NAMING_PREDICATE = "state NOT IN ({})".format(", ".join(f"'{s}'" for s in sorted(LIFTED)))
+# A stopped first-level hold: what a re-verification asks about (`stopper.app.reverify`), as
+# SQL: the predicate of its partial index and of the reads that page through it.
+STOPPED_FIRST_LEVEL = "state = 'stopped' AND layer = 1"
 
 
 class Base(DeclarativeBase):
@@ -121,6 +124,13 @@ class HoldRow(Base):
             "case_id",
             postgresql_where=text(NAMING_PREDICATE),
             sqlite_where=text(NAMING_PREDICATE),
+        ),
+        # Re-verification's pages, in id order (`stopper.adapters.db.reverifications`).
+        Index(
+            "ix_holds_stopped_first_level",
+            "id",
+            postgresql_where=text(STOPPED_FIRST_LEVEL),
+            sqlite_where=text(STOPPED_FIRST_LEVEL),
         ),
     )
 
@@ -207,7 +217,8 @@ class HoldSupplementRow(Base):
 
 class DivergenceRow(Base):
     """A hold whose state in Stopper differed from its institution's record when reconciliation
-    asked (`stopper reconcile`); the hold was moved to the institution's truth."""
+    (`stopper reconcile`) or a re-verification (`stopper reverify`) asked; the hold was moved to
+    the institution's truth where the table allows it."""
 
     __tablename__ = "reconciliation_divergences"
 
@@ -217,6 +228,7 @@ class DivergenceRow(Base):
     stopper_state: Mapped[str] = mapped_column(String(16))
     institution_status: Mapped[str] = mapped_column(String(16))
     found_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    found_by: Mapped[str] = mapped_column(String(16), server_default="reconciliation")
 
 
 class TransferRow(Base):
@@ -498,3 +510,24 @@ class ApprovalOrderRow(Base):
     decider_actor: Mapped[str | None] = mapped_column(String(128))
     decided_at: Mapped[datetime | None] = mapped_column(Timestamp)
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ReverificationRow(Base):
+    """A re-verification job (`stopper.app.reverify`): its scope, how far it got (the last hold
+    id asked about, outcomes counted), and the lease of the worker running it."""
+
+    __tablename__ = "reverifications"
+    __table_args__ = (Index("ix_reverifications_state", "state", "started_at"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    institution_code: Mapped[str | None] = mapped_column(String(12))
+    state: Mapped[str] = mapped_column(String(16))
+    holds: Mapped[int] = mapped_column(Integer)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    cursor: Mapped[UUID | None] = mapped_column()
+    outcomes: Mapped[dict[str, int]] = mapped_column(JSON)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -96,6 +96,7 @@ class ReconcileStorage(Storage):
                         r.stopper_state,
                         r.institution_status,
                         r.found_at,
+                        r.found_by,
                     )
                     for r in rows
                 ]

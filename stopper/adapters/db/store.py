@@ -12,6 +12,7 @@ Where each aggregate is stored:
     sweeps.py          what the sweepers find due, and the gauges' counts
     releases.py        releases due, and a case's holds (a withdrawn report releases them)
     reconciliation.py  holds whose outcome is unknown, divergences found
+    reverifications.py re-verification jobs, and the stopped first-level holds they ask about
     outbox.py          the transactional outbox's relay
     queries.py         read models for the API and the console
     activity.py        a case's timeline and the last hour's activity, for the console
@@ -44,6 +45,7 @@ from stopper.adapters.db.queries import CaseReadModels
 from stopper.adapters.db.reconciliation import ReconcileStorage
 from stopper.adapters.db.releases import ReleaseStorage
 from stopper.adapters.db.returns import ReturnStorage
+from stopper.adapters.db.reverifications import ReverificationStorage
 from stopper.adapters.db.supplements import SupplementStorage
 from stopper.adapters.db.sweeps import SweepQueries
 from stopper.adapters.db.webhooks import WebhookStorage
@@ -56,6 +58,7 @@ class SqlStore(
     SupplementStorage,
     SweepQueries,
     ReconcileStorage,
+    ReverificationStorage,
     OutboxStorage,
     CaseReadModels,
     ActivityReadModels,
