@@ -17,7 +17,12 @@ a run with `--quick` or `--only` writes bench/results/partial.json (not kept in 
     most behind;
 (d) the realistic run (bench/realistic.py): api, two workers and the realistic simulator,
     reports over HTTP in steps of rising rate, every hold compared with the institutions'
-    ledger, on a PostgreSQL of its own with fsync and synchronous_commit on.
+    ledger, on a PostgreSQL of its own with fsync and synchronous_commit on;
+(e) live reports behind bulk work (bench/reverify.py): `--reverify-holds` stopped first-level
+    holds seeded, live reports over HTTP at `--reverify-rate` (20) per second without and then
+    while a re-verification of all of them drains; p50/p99 report -> stop request of the live
+    holds, the job's holds per second and whether it finished. On the fsync-off server, right
+    after (b).
 """
 
 from __future__ import annotations
@@ -36,12 +41,13 @@ from typing import Any
 from bench.bare import bare_latency_ms, bare_per_s, bare_same_io_per_s
 from bench.loadgen import Race, send_kafka
 from bench.realistic import Steps, durable_postgres_server, realistic
+from bench.reverify import reverify_bench
 from bench.stack import Stack, http_load, on_servers, registry_on, settled
 from tests.crash.harness import fresh_database
 from tests.servers import Broker, PostgresServer, drop_database
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("a", "b", "c", "c'", "d")
+PARTS = ("a", "b", "c", "c'", "d", "e")
 ALIASES = {"c2": "c'", "cprime": "c'"}  # c' is awkward to type in a shell
 
 # Defaults of a full run, and of `--quick` (a minute or two a part, to see that it works).
@@ -52,6 +58,8 @@ FULL: dict[str, Any] = {
     "same_io_records": 200_000,
     "realistic_rates": "10,20,50,100,200",
     "realistic_step_seconds": 120.0,
+    "reverify_holds": 300_000,
+    "reverify_seconds": 60.0,
 }
 QUICK: dict[str, Any] = {
     "reports": 20_000,
@@ -60,16 +68,28 @@ QUICK: dict[str, Any] = {
     "same_io_records": 20_000,
     "realistic_rates": "10,20",
     "realistic_step_seconds": 15.0,
+    "reverify_holds": 30_000,
+    "reverify_seconds": 15.0,
 }
 
 
 async def bench(
     args: argparse.Namespace, pg: PostgresServer, broker: Broker, root: Path
 ) -> dict[str, Any]:
-    """(b), (a), (c) and (c'), as asked for, on the fsync-off server."""
+    """(b), (e), (a), (c) and (c'), as asked for, on the fsync-off server."""
     results: dict[str, Any] = {}
     if "b" in args.parts:
         results |= await latency(args, pg, broker, root)
+    if "e" in args.parts:
+        results |= await reverify_bench(
+            pg,
+            broker,
+            root,
+            holds=args.reverify_holds,
+            rate=args.reverify_rate,
+            seconds=args.reverify_seconds,
+            timeout=args.reverify_timeout,
+        )
     if "a" in args.parts:
         # Every institution on one adapter, then on the other, in the same run: the JSON figure
         # is the headline (the ratios use it), ISO 20022's is beside it.
@@ -247,7 +267,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default=",".join(PARTS),
-        help="the parts to run, comma-separated, of a, b, c, c' (or c2), d (default: all)",
+        help="the parts to run, comma-separated, of a, b, c, c' (or c2), d, e (default: all)",
     )
     parser.add_argument(
         "--quick",
@@ -281,6 +301,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="how long after a step's load to wait for every hold to match (default 60)",
     )
     d.add_argument("--realistic-workers", type=int, default=2)
+    e = parser.add_argument_group("(e) live reports while a re-verification drains")
+    e.add_argument("--reverify-holds", type=int, help="stopped holds seeded (default 300000)")
+    e.add_argument("--reverify-seconds", type=float, help="each live load (default 60)")
+    e.add_argument("--reverify-rate", type=float, default=20.0, help="live reports/s")
+    e.add_argument(
+        "--reverify-timeout",
+        type=float,
+        default=600.0,
+        help="how long after the live load to wait for the job to finish (default 600)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="(a), (b): settling")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
@@ -331,6 +361,8 @@ def main() -> int:
             "workers": args.workers,
             "latency_workers": args.latency_workers,
             "same_io_records": args.same_io_records,
+            "reverify_holds": args.reverify_holds,
+            "reverify_seconds": args.reverify_seconds,
             "institutions": "simulated, profile instant (answer at once); (d): realistic",
             "broker": "Tansu 0.6.0 (memory storage), loopback",
             "database": "PostgreSQL 15, loopback, fsync off; (d): fsync and synchronous_commit on",
@@ -416,7 +448,25 @@ def table_lines(doc: dict[str, Any]) -> list[str]:
     )
     for step in doc["realistic_steps"]:
         lines.append(_step_row(step))
+    if "reverify" in doc:
+        lines += _reverify_rows(doc["reverify"])
     return lines
+
+
+def _reverify_rows(e: dict[str, Any]) -> list[str]:
+    live, base, job = e["live"], e["baseline"], e["job"]
+    req, before = live["report_to_request_ms"], base["report_to_request_ms"]
+    drained = "finished" if job["finished"] else "**not finished**"
+    during = "still draining at" if job["draining_at_load_end"] else "done before"
+    return [
+        f"| (e) report → stop request p50 / p99 at {e['rate']:g} reports/s while a "
+        f"re-verification of {e['holds']:,} holds drains, ms | {req['p50']:,} / "
+        f"**{req['p99']:,}** (without it: {before['p50']:,} / {before['p99']:,}) | p99 ≤ 50 |",
+        f"| (e) the re-verification: holds asked per second | "
+        f"{job['asked'] / job['seconds'] if job['seconds'] else 0:,.1f} ({job['asked']:,} of "
+        f"{job['holds']:,} in {job['seconds']:g} s, {drained}, {during} the load's end; "
+        f"{', '.join(f'{n:,} {o}' for o, n in sorted(job['outcomes'].items()))}) | |",
+    ]
 
 
 def _step_row(step: dict[str, Any]) -> str:

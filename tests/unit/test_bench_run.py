@@ -8,14 +8,23 @@ from typing import Any
 
 import pytest
 
-from bench.run import FULL, QUICK, RESULTS, _median_index, _spread, parse_args, table_lines
+from bench.run import (
+    FULL,
+    QUICK,
+    RESULTS,
+    _median_index,
+    _reverify_rows,
+    _spread,
+    parse_args,
+    table_lines,
+)
 from bench.stack import registry_on
 from stopper.registry import load_registry
 
 
 def test_a_full_run_writes_the_kept_results_with_the_full_defaults() -> None:
     args = parse_args([])
-    assert args.parts == ["a", "b", "c", "c'", "d"] and args.full
+    assert args.parts == ["a", "b", "c", "c'", "d", "e"] and args.full
     assert args.output == RESULTS / "latest.json"
     assert (args.reports, args.latency_runs, args.realistic_step_seconds) == (
         FULL["reports"],
@@ -36,7 +45,7 @@ def test_parts_run_alone_are_named_as_in_the_readme_and_keep_their_order() -> No
     assert args.parts == ["b", "c'", "d"] and not args.full
     assert args.output == RESULTS / "partial.json"
     with pytest.raises(SystemExit):
-        parse_args(["--only", "e"])
+        parse_args(["--only", "f"])
 
 
 def latency_run(p99: float) -> dict[str, Any]:
@@ -118,3 +127,28 @@ def test_a_runs_on_a_world_of_one_adapter(tmp_path: Path) -> None:
         registry = load_registry(registry_on(adapter, tmp_path))
         assert {i.adapter for i in registry.values()} == {adapter}
         assert len(registry) == len(load_registry())
+
+
+def test_the_reverify_rows_say_the_live_p99_beside_its_baseline_and_whether_the_job_drained() -> (
+    None
+):
+    race = {"report_to_request_ms": {"p50": 6.0, "p95": 20.0, "p99": 31.5}}
+    e = {
+        "holds": 300_000,
+        "rate": 20,
+        "live": race,
+        "baseline": {"report_to_request_ms": {"p50": 5.0, "p95": 12.0, "p99": 18.0}},
+        "job": {
+            "holds": 300_000,
+            "asked": 120_000,
+            "finished": False,
+            "draining_at_load_end": True,
+            "seconds": 60.0,
+            "outcomes": {"confirmed": 120_000},
+        },
+    }
+    live, job = _reverify_rows(e)
+    assert "6.0 / **31.5** (without it: 5.0 / 18.0) | p99 ≤ 50 |" in live
+    assert "2,000.0 (120,000 of 300,000 in 60 s, **not finished**, still draining at" in job
+    assert "120,000 confirmed" in job
+    assert QUICK["reverify_holds"] < FULL["reverify_holds"] == 300_000
