@@ -22,6 +22,7 @@ from stopper.app.intake import parse_report, to_opened_case
 from stopper.contracts.amounts import parse_amount
 from stopper.contracts.institutions import (
     KnownMuleV1,
+    ReleaseRequestV1,
     StopRequestV1,
     StopStatusesV1,
     StopStatusV1,
@@ -470,3 +471,59 @@ def test_the_load_generator_counts_the_holds_intake_opens() -> None:
             source="kafka",
         )
         assert holds_called_for(report) == len(case.case.holds)
+
+
+async def test_a_stop_released_or_lifted_at_the_institution_is_reported_lifted() -> None:
+    code = CODES[0]
+    async with simulated({}) as world:
+        kept, lifted = uuid4(), uuid4()
+        seeded = await world.client.post(
+            f"/institutions/{code}/ledger/stops",
+            json={"stops": [{"hold_id": str(h), "amount": 7_000} for h in (kept, lifted)]},
+        )
+        assert seeded.json() == {"seeded": 2}
+        released = stop_request(code)
+        await post_stop(world.client, released)
+        world.simulation.institutions[code].release(
+            ReleaseRequestV1(
+                **released.model_dump(
+                    include={"hold_id", "case_id", "institution_code", "account_number"}
+                ),
+                currency="EUR",
+                idempotency_key=f"release-{released.hold_id}",
+                requested_at=datetime.now(UTC),
+                ground="account_cleared",
+                generation=0,
+            )
+        )
+        keys = [f"stopper-{kept}-0", f"stopper-{lifted}-0", released.idempotency_key]
+        lift = await world.client.post(
+            f"/institutions/{code}/ledger/lifted",
+            json={"idempotency_keys": [keys[1], keys[2], f"stopper-{uuid4()}-0"]},
+        )
+        again = await world.client.post(
+            f"/institutions/{code}/ledger/lifted", json={"idempotency_keys": [keys[1]]}
+        )
+        answer = await world.client.post(
+            f"/institutions/{code}/stops/status", json={"idempotency_keys": keys}
+        )
+        refused = await world.client.post(
+            f"/institutions/{code}/ledger/stops", json={"stops": [{"hold_id": "x"}]}
+        )
+    # The released stop is lifted already: only the seeded one is lifted on its own, once.
+    assert (lift.json(), again.json(), refused.status_code) == ({"lifted": 1}, {"lifted": 0}, 422)
+    statuses = StopStatusesV1.model_validate_json(answer.content).statuses
+    assert [(s.status, s.amount_held) for s in statuses] == [
+        ("stopped", 7_000),
+        ("lifted", None),
+        ("lifted", None),
+    ]
+    assert [s.hold_id for s in statuses] == [kept, lifted, released.hold_id]
+    ledger = {e["hold_id"]: e["status"] for e in world.simulation.ledger()}
+    assert (ledger[str(kept)], ledger[str(lifted)], ledger[str(released.hold_id)]) == (
+        "stopped",
+        "lifted",
+        "released",
+    )
+    counts = world.simulation.stats()["institutions"][code]
+    assert (counts["seeded_stops"], counts["lifted"]) == (2, 1)
