@@ -182,14 +182,21 @@ async def reverify_bench(
     seconds: float,
     timeout: float,
     workers: int = 1,
+    page: int | None = None,
+    holds_per_s: float | None = None,
 ) -> dict[str, Any]:
+    """`page`, `holds_per_s`: the workers' STOPPER_REVERIFY_PAGE and _HOLDS_PER_S (default:
+    theirs)."""
     database = await fresh_database(pg)
     stack = Stack(root, database, broker, workers)
+    tuned = {"STOPPER_REVERIFY_PAGE": page, "STOPPER_REVERIFY_HOLDS_PER_S": holds_per_s}
+    for process in stack.processes:
+        process.env.update({k: str(v) for k, v in tuned.items() if v is not None})
     sim_url = stack.env["STOPPER_INSTITUTIONS_BASE_URL"]
     codes = sorted(load_registry())
     generated = seeded_holds(holds, codes)
-    await stack.start()
     try:
+        await stack.start()
         started = time.perf_counter()
         await seed_database(database, generated)
         await seed_simulator(sim_url, generated)
@@ -247,6 +254,8 @@ async def reverify_bench(
             "rate": rate,
             "seconds": seconds,
             "workers": workers,
+            "page": page,
+            "holds_per_s_cap": holds_per_s,
             "baseline": baseline_doc,
             "live": live,
             "job": {

@@ -89,6 +89,8 @@ async def bench(
             rate=args.reverify_rate,
             seconds=args.reverify_seconds,
             timeout=args.reverify_timeout,
+            page=args.reverify_page,
+            holds_per_s=args.reverify_holds_per_s,
         )
     if "a" in args.parts:
         # Every institution on one adapter, then on the other, in the same run: the JSON figure
@@ -305,6 +307,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     e.add_argument("--reverify-holds", type=int, help="stopped holds seeded (default 300000)")
     e.add_argument("--reverify-seconds", type=float, help="each live load (default 60)")
     e.add_argument("--reverify-rate", type=float, default=20.0, help="live reports/s")
+    e.add_argument("--reverify-page", type=int, help="STOPPER_REVERIFY_PAGE (default: Stopper's)")
+    e.add_argument(
+        "--reverify-holds-per-s",
+        type=float,
+        help="STOPPER_REVERIFY_HOLDS_PER_S (default: Stopper's)",
+    )
     e.add_argument(
         "--reverify-timeout",
         type=float,

@@ -362,20 +362,24 @@ class WebhookSettings(BaseSettings):
 
 class ReverifySettings(BaseSettings):
     """Re-verification (`stopper.app.reverify`): how a job asks the institutions again about
-    every stopped first-level hold without taking from live work: pages of holds, a pause
-    between pages, and a lease on the job (another worker resumes it once the lease lapses)."""
+    every stopped first-level hold without taking from live work: pages of holds at a bounded
+    rate, and a lease on the job (another worker resumes it once the lease lapses)."""
 
     model_config = SettingsConfigDict(env_prefix="STOPPER_REVERIFY_", extra="ignore")
 
     page: int = Field(
-        default=500,
+        default=250,
         ge=1,
         le=1000,
         description="Holds read per page; each institution is asked about its share of a page "
         "in one status query (at most 1,000 keys, STATUS_QUERY_MAX_KEYS).",
     )
-    pause_ms: int = Field(
-        default=50, ge=0, description="Between two pages: the live work's share of the worker."
+    holds_per_s: float = Field(
+        default=1000.0,
+        gt=0,
+        description="At most this many holds asked about per second (a pause after each page "
+        "makes up the rest): what bulk work may take from the live work's share of a worker, "
+        "the institutions and the database. 300,000 holds in five minutes.",
     )
     lease_s: float = Field(
         default=60.0, gt=0, description="A job untouched this long is taken over by a worker."
@@ -387,7 +391,7 @@ class ReverifySettings(BaseSettings):
     def policy(self) -> ReverifyPolicy:
         return ReverifyPolicy(
             page=self.page,
-            pause=timedelta(milliseconds=self.pause_ms),
+            holds_per_s=self.holds_per_s,
             lease=timedelta(seconds=self.lease_s),
         )
 

@@ -1,10 +1,11 @@
 """Re-verification: jobs that ask the institutions again about every stopped first-level hold
 
 A job (`POST /v1/reverifications`, `stopper reverify`) is a row: its scope (one institution or
-all), the count of holds it set out to ask about, how far it got (the last hold id asked, in
-id order, and the outcomes counted) and the lease of the worker running it, so that a restart
-resumes where the job stopped. A partial index of the stopped first-level holds by id serves
-its pages. The divergences table says which of reconciliation and re-verification found each.
+all), the count of holds it set out to ask about, how far it got (the last hold asked, in
+(institution, id) order, and the outcomes counted) and the lease of the worker running it, so
+that a restart resumes where the job stopped. A partial index of the stopped first-level holds
+by institution and id serves its pages (each mostly one institution's, asked in one query).
+The divergences table says which of reconciliation and re-verification found each.
 
 Revision ID: 0022
 Revises: 0019
@@ -36,6 +37,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("cursor_institution", sa.String(12), nullable=True),
         sa.Column("cursor", sa.Uuid(), nullable=True),
         sa.Column("outcomes", sa.JSON(), nullable=False),
         sa.Column("lease_owner", sa.String(64), nullable=True),
@@ -48,7 +50,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_holds_stopped_first_level",
         "holds",
-        ["id"],
+        ["institution_code", "id"],
         postgresql_where=_STOPPED_FIRST_LEVEL,
         sqlite_where=_STOPPED_FIRST_LEVEL,
     )

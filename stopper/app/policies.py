@@ -38,9 +38,10 @@ class DeadlinePolicy:
 
 @dataclass(frozen=True, slots=True)
 class ReverifyPolicy:
-    """How a re-verification job asks (`stopper.app.reverify`): holds per page, the pause
-    between pages, and how long a worker's lease on the job lasts unrenewed."""
+    """How a re-verification job asks (`stopper.app.reverify`): holds per page, at most how many
+    holds per second (a pause after each page), and how long a worker's lease on the job lasts
+    unrenewed."""
 
-    page: int = 500
-    pause: timedelta = timedelta(milliseconds=50)
+    page: int = 250
+    holds_per_s: float = 1000.0
     lease: timedelta = timedelta(seconds=60)

@@ -6,8 +6,10 @@ Business rules:
   first-level holds of one institution or of all, counted when it starts. A job whose scope
   overlaps a running one's (a job of all institutions overlaps every job) is not started: the
   running job is returned instead (409 over HTTP);
-- a worker runs it page by page (`ReverifyPolicy.page` holds in id order) with a pause between
-  pages; each institution is asked about its share of a page in one status query
+- a worker runs it page by page (`ReverifyPolicy.page` holds in (institution, id) order, so a
+  page is one institution's but where one ends) at most `ReverifyPolicy.holds_per_s` holds per
+  second (a pause after each page makes up the rest); each institution is
+  asked about its share of a page in one status query
   (`POST {endpoint}/stops/status`, the reconciler's), one institution at a time, in the
   gateway's bulk lane: behind every live call, and never in more than a share of the
   institution's slots (`stopper.app.slots`);
@@ -25,7 +27,7 @@ Business rules:
   * a hold that changed meanwhile (frozen, released, ...): ``moved``, nothing applied;
 - an institution that cannot be asked: its holds of the page are ``unreachable``, and the job
   goes on (another job for that institution asks them later);
-- progress (the last hold id done, outcomes) is saved after every page with the job's lease,
+- progress (the last hold done, outcomes) is saved after every page with the job's lease,
   so a restart, or another worker once the lease lapsed, resumes after the last page saved (a
   page asked but not saved is asked again: harmless, nothing applies twice);
 - every hold asked about is counted in `stopper_reverified_total{outcome}`; the running job's
@@ -118,8 +120,9 @@ class Reverifier:
 
     async def run_once(self) -> int:
         """The worker's step: one page of the running job (claimed first if this worker has
-        none), then the pause. Returns the holds asked about, 1 for a job just finished (the
-        next may be claimed at once), 0 when there is no job or another worker took it over."""
+        none), then the pause that keeps to the rate. Returns the holds asked about, 1 for a job
+        just finished (the next may be claimed at once), 0 when there is no job or another
+        worker took it over."""
         self.started.clear()
         try:
             return await self._page()
@@ -135,6 +138,7 @@ class Reverifier:
             if job is None:
                 metrics.REVERIFY_REMAINING.set(0)
                 return 0
+        began = asyncio.get_running_loop().time()
         holds = await self._store.stopped_first_level_holds(
             job.institution_code, job.progress.cursor, self._policy.page
         )
@@ -154,9 +158,13 @@ class Reverifier:
             counts.update(await self._ask(code, its_holds))
         for outcome, n in counts.items():
             metrics.REVERIFIED.labels(outcome).inc(n)
-        if not await self._save(job, job.progress.after(holds[-1].hold_id, counts), finished=False):
+        last = holds[-1]
+        progress = job.progress.after((last.institution_code, last.hold_id), counts)
+        if not await self._save(job, progress, finished=False):
             return 0
-        await asyncio.sleep(self._policy.pause.total_seconds())
+        # Real time, not the clock port's: the pace is the machine's, not business time.
+        took = asyncio.get_running_loop().time() - began
+        await asyncio.sleep(max(0.0, len(holds) / self._policy.holds_per_s - took))
         return len(holds)
 
     async def _save(

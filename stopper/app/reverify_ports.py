@@ -16,6 +16,10 @@ from stopper.app.ports import Divergence, HoldUnitOfWork
 # The outcome of a hold whose institution could not be asked: not counted as asked.
 UNREACHABLE = "unreachable"
 
+# Where a job is in its holds: they are asked in (institution, id) order, so that a page is
+# mostly one institution's, asked in one query.
+HoldCursor = tuple[str, UUID]
+
 
 class JobState(enum.StrEnum):
     RUNNING = "running"
@@ -36,10 +40,10 @@ class StoppedHold:
 
 @dataclass(frozen=True, slots=True)
 class ReverifyProgress:
-    """How far a job got: the last hold id done (holds are asked in id order) and how many
-    holds came to each outcome."""
+    """How far a job got: the last hold done (holds are asked in (institution, id) order) and
+    how many holds came to each outcome."""
 
-    cursor: UUID | None = None
+    cursor: HoldCursor | None = None
     outcomes: Mapping[str, int] = field(default_factory=dict)
 
     @property
@@ -51,7 +55,7 @@ class ReverifyProgress:
     def unreachable(self) -> int:
         return self.outcomes.get(UNREACHABLE, 0)
 
-    def after(self, cursor: UUID, counts: Counter[str]) -> ReverifyProgress:
+    def after(self, cursor: HoldCursor, counts: Counter[str]) -> ReverifyProgress:
         """This progress with a page more done, up to `cursor`."""
         total = Counter(self.outcomes)
         total.update(counts)
@@ -127,10 +131,10 @@ class ReverifyStore(HoldUnitOfWork, Protocol):
         ...
 
     async def stopped_first_level_holds(
-        self, institution_code: str | None, after: UUID | None, limit: int
+        self, institution_code: str | None, after: HoldCursor | None, limit: int
     ) -> list[StoppedHold]:
-        """Up to `limit` stopped first-level holds (of `institution_code`, or of all), in id
-        order, after the id `after`."""
+        """Up to `limit` stopped first-level holds (of `institution_code`, or of all), in
+        (institution, id) order, after the hold `after`."""
         ...
 
     async def record_divergence(self, divergence: Divergence) -> None: ...

@@ -54,7 +54,7 @@ async def stack(
     tmp_path: Path, postgres_url: str, kafka_bootstrap: str
 ) -> AsyncIterator[tuple[Settings, Simulation, str]]:
     """Settings for Stopper on a database of its own (the job asks about every stopped hold
-    there), small pages with a pause so the test can stop it midway, a short lease; the
+    there), small pages at a slow pace so the test can stop it midway, a short lease; the
     simulated institutions answering at once."""
     database_url = await create_database(postgres_url, "reverify")
     engine = create_engine(DatabaseSettings(url=database_url))
@@ -77,7 +77,9 @@ async def stack(
             api=ApiSettings(port=free_port()),
             dispatch=DispatchSettings(sweep_interval_ms=100, first_dispatch_grace_s=2),
             institutions=InstitutionsSettings(base_url=sim_url),
-            reverify=ReverifySettings(page=PAGE, pause_ms=400, lease_s=1, poll_interval_s=0.2),
+            reverify=ReverifySettings(
+                page=PAGE, holds_per_s=PAGE / 0.4, lease_s=1, poll_interval_s=0.2
+            ),
         )
         yield settings, simulation, sim_url
         simulation.close_requests()

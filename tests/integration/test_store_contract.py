@@ -1011,11 +1011,20 @@ async def test_stopped_first_level_holds_are_paged_in_id_order_with_their_genera
     asked = next(h for h in holds if h.id == on_bk01[0]).amount_asked
     assert (first.amount_first_request, first.amount_held) == (asked, asked)
     assert again.amount_held == 700
-    after = await store.stopped_first_level_holds("BK01", on_bk01[0], 100_000)
+    after = await store.stopped_first_level_holds("BK01", ("BK01", on_bk01[0]), 100_000)
     assert on_bk01[0] not in {p.hold_id for p in after} and reapplied in {p.hold_id for p in after}
     assert len(await store.stopped_first_level_holds(None, None, 2)) == 2
-    every = {p.hold_id for p in await store.stopped_first_level_holds(None, None, 100_000)}
-    assert {h.id for h in holds} - every == {frozen}
+    # Every institution's: by institution, then id; a cursor at one institution's last hold
+    # goes on with the next institution's.
+    all_of_them = await store.stopped_first_level_holds(None, None, 100_000)
+    order = [(p.institution_code, p.hold_id) for p in all_of_them]
+    assert order == sorted(order)
+    assert {h.id for h in holds} - {p.hold_id for p in all_of_them} == {frozen}
+    last_bk01 = max(o for o in order if o[0] == "BK01")
+    following = await store.stopped_first_level_holds(None, last_bk01, 1)
+    assert [(p.institution_code, p.hold_id) for p in following] == order[
+        order.index(last_bk01) + 1 : order.index(last_bk01) + 2
+    ]
 
 
 async def _finish_running(store: Store) -> None:
@@ -1055,7 +1064,10 @@ async def test_a_reverification_starts_unless_a_running_one_overlaps_and_one_wor
     other = await store.claim_reverification("w2", at, lease)
     assert other is not None and other.id == pi04.job.id  # w1 holds the first
     assert await store.claim_reverification("w3", at, lease) is None
-    progress = ReverifyProgress(case.case.holds[0].id, {"confirmed": 3, "unreachable": 1})
+    first = case.case.holds[0]
+    progress = ReverifyProgress(
+        (first.institution_code, first.id), {"confirmed": 3, "unreachable": 1}
+    )
     assert not await store.save_reverification(
         bk01.job.id, "w2", progress, at, lease, finished=False
     )

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from stopper.app.ports import HoldRecord
 from stopper.app.reverify_ports import (
+    HoldCursor,
     JobState,
     Reverification,
     ReverifyProgress,
@@ -34,7 +35,7 @@ class FakeReverifications:
                 and r.hold.layer == 1
                 and institution_code in (None, r.hold.institution_code)
             ),
-            key=lambda r: r.hold.id,
+            key=lambda r: (r.hold.institution_code, r.hold.id),
         )
 
     async def start_reverification(
@@ -106,7 +107,7 @@ class FakeReverifications:
         return True
 
     async def stopped_first_level_holds(
-        self, institution_code: str | None, after: UUID | None, limit: int
+        self, institution_code: str | None, after: HoldCursor | None, limit: int
     ) -> list[StoppedHold]:
         return [
             StoppedHold(
@@ -117,5 +118,5 @@ class FakeReverifications:
                 r.hold.amount_stopped_by_first,
             )
             for r in self._stopped_first_level(institution_code)
-            if after is None or r.hold.id > after
+            if after is None or (r.hold.institution_code, r.hold.id) > after
         ][:limit]

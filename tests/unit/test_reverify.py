@@ -80,12 +80,13 @@ def setup(
         DispatchSettings().policy(),
         rng,
     )
-    policy = ReverifyPolicy(page=page, pause=timedelta(0), lease=timedelta(seconds=60))
+    policy = ReverifyPolicy(page=page, holds_per_s=1e9, lease=timedelta(seconds=60))
     return Reverifier(store, dispatcher, clock, owner=owner, policy=policy), store, adapter, clock
 
 
 def in_id_order(*records: HoldRecord) -> list[HoldRecord]:
-    return sorted(records, key=lambda r: r.hold.id)
+    """In the order a job asks about them: by institution, then id."""
+    return sorted(records, key=lambda r: (r.hold.institution_code, r.hold.id))
 
 
 async def run_to_the_end(reverifier: Reverifier) -> int:

@@ -125,9 +125,10 @@ class HoldRow(Base):
             postgresql_where=text(NAMING_PREDICATE),
             sqlite_where=text(NAMING_PREDICATE),
         ),
-        # Re-verification's pages, in id order (`stopper.adapters.db.reverifications`).
+        # Re-verification's pages, in (institution, id) order (`adapters.db.reverifications`).
         Index(
             "ix_holds_stopped_first_level",
+            "institution_code",
             "id",
             postgresql_where=text(STOPPED_FIRST_LEVEL),
             sqlite_where=text(STOPPED_FIRST_LEVEL),
@@ -514,7 +515,8 @@ class ApprovalOrderRow(Base):
 
 class ReverificationRow(Base):
     """A re-verification job (`stopper.app.reverify`): its scope, how far it got (the last hold
-    id asked about, outcomes counted), and the lease of the worker running it."""
+    asked about, by institution and id; outcomes counted), and the lease of the worker
+    running it."""
 
     __tablename__ = "reverifications"
     __table_args__ = (Index("ix_reverifications_state", "state", "started_at"),)
@@ -527,6 +529,7 @@ class ReverificationRow(Base):
     started_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    cursor_institution: Mapped[str | None] = mapped_column(String(12))
     cursor: Mapped[UUID | None] = mapped_column()
     outcomes: Mapped[dict[str, int]] = mapped_column(JSON)
     lease_owner: Mapped[str | None] = mapped_column(String(64))

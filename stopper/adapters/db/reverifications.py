@@ -1,5 +1,5 @@
 """Re-verification's storage: its jobs (progress and lease), and the stopped first-level holds
-it asks about, read page by page in id order through their partial index."""
+it asks about, read page by page in (institution, id) order through their partial index."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Row, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Row, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stopper.adapters.db.errors import store_errors
 from stopper.adapters.db.models import STOPPED_FIRST_LEVEL, HoldRow, ReverificationRow
 from stopper.adapters.db.storage import Storage
 from stopper.app.reverify_ports import (
+    HoldCursor,
     JobState,
     Reverification,
     ReverifyProgress,
@@ -56,7 +57,9 @@ def _job(r: Row[Any]) -> Reverification:
         started_at=r.started_at,
         updated_at=r.updated_at,
         finished_at=r.finished_at,
-        progress=ReverifyProgress(r.cursor, dict(r.outcomes)),
+        progress=ReverifyProgress(
+            None if r.cursor is None else (r.cursor_institution, r.cursor), dict(r.outcomes)
+        ),
     )
 
 
@@ -180,7 +183,8 @@ class ReverificationStorage(Storage):
                         ReverificationRow.state == _RUNNING,
                     )
                     .values(
-                        cursor=progress.cursor,
+                        cursor_institution=None if progress.cursor is None else progress.cursor[0],
+                        cursor=None if progress.cursor is None else progress.cursor[1],
                         outcomes=dict(progress.outcomes),
                         updated_at=now,
                         state=JobState.FINISHED.value if finished else _RUNNING,
@@ -192,9 +196,9 @@ class ReverificationStorage(Storage):
                 return bool(done.rowcount)
 
     async def stopped_first_level_holds(
-        self, institution_code: str | None, after: UUID | None, limit: int
+        self, institution_code: str | None, after: HoldCursor | None, limit: int
     ) -> list[StoppedHold]:
-        page = [] if after is None else [HoldRow.id > after]
+        page = [] if after is None else [tuple_(HoldRow.institution_code, HoldRow.id) > after]
         with store_errors():
             async with self._db.read() as connection:
                 rows = await connection.execute(
@@ -207,7 +211,7 @@ class ReverificationStorage(Storage):
                         HoldRow.amount_stopped_by_supplements,
                     )
                     .where(_STOPPED_FIRST_LEVEL, *_in_scope(institution_code), *page)
-                    .order_by(HoldRow.id)
+                    .order_by(HoldRow.institution_code, HoldRow.id)
                     .limit(limit)
                 )
                 return [
