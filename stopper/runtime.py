@@ -31,7 +31,7 @@ from stopper.app.background import RefusedLoops, run_periodically
 from stopper.app.callbacks import CallbackHandler
 from stopper.app.consuming import consume
 from stopper.app.deadlines import DeadlineKeeper
-from stopper.app.dispatch import Dispatcher, StopRequestConsumer, publish_outbox
+from stopper.app.dispatch import Dispatcher
 from stopper.app.freezes import FreezeDesk
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.intake import IntakeHandler, IntakeTopics
@@ -42,6 +42,7 @@ from stopper.app.releases import ReleaseDesk
 from stopper.app.returns import ReturnDesk
 from stopper.app.reverify import Reverifier
 from stopper.app.rotating_secrets import RotatingSecret
+from stopper.app.stop_requests import StopRequestConsumer, publish_outbox
 from stopper.app.webhook_delivery import RetryPolicy, WebhookFanOut, WebhookSender
 from stopper.app.webhooks import WebhookDesk, own_addresses
 from stopper.config import Role, Settings

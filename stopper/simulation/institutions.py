@@ -32,18 +32,7 @@ same, and what more it holds is what the balance allows (`MuleWorld.stop_more`: 
 nothing, when the money moved on). The ledger's entry for the hold adds what each supplement of
 the generation holds to the stop's `amount_held` and lists them (`supplements`).
 
-    POST /institutions/{code}/stops                    StopRequestV1 -> 200 outcome | 202 accepted
-    GET  /institutions/{code}/stops/{idempotency_key}  -> StopStatusV1: 200 outcome, 202 pending,
-                                                          404 unknown (never received)
-    POST /institutions/{code}/stops/status             StopStatusQueryV1 -> 200 StopStatusesV1
-    POST /institutions/{code}/freezes, .../returns, .../releases   answered at once
-    POST /institutions/{code}/ledger/stops              {"stops": [{hold_id, generation, amount}]}
-    POST /institutions/{code}/ledger/lifted             {"idempotency_keys": [...]}: the
-                                                          ledger changed directly (tests, bench)
-    POST /institutions/{code}/iso20022/camt.056, .../iso20022/return   the ISO 20022 institutions
-                                                          (iso_banks.py)
-    GET  /stats, /ledger, /healthz                     the simulation's own counts and record,
-                                                          for tests (in minor units, as it counts)
+Its routes are listed in `server.py`.
 
 Requests and answers carry amounts as decimal strings (`stopper.contracts.amounts`); the
 simulation itself counts in minor units, and `server.written` writes its answers.
@@ -56,16 +45,13 @@ import contextlib
 import hashlib
 import logging
 import random
-import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
-
-import aiohttp
 
 from stopper.contracts.institutions import (
     CallbackV1,
@@ -74,23 +60,12 @@ from stopper.contracts.institutions import (
     ReturnRequestV1,
     StopRequestV1,
 )
-from stopper.contracts.signing import signed_headers
 from stopper.registry import Institution, Registry
+from stopper.simulation.callbacks import CallbackSender
 from stopper.simulation.mules import MuleWorld
 from stopper.simulation.profiles import Behaviour
 
 log = logging.getLogger(__name__)
-
-# Callbacks an institution's side sends at once; the rest wait their turn, unsigned. A real
-# sender has a bounded pool too, and a long queue on a client's pool is costly: with hundreds of
-# callbacks queued for a Stopper that was down, the httpx pool used then (its time quadratic in
-# the queue) took seconds of the event loop and the simulator stopped answering (the crash
-# test's /stats read timed out).
-CALLBACK_SENDERS = 32
-# One callback delivery: each attempt may take 5 s; up to six attempts, 0.2 s apart doubling
-# (0.2 to 3.2 s); an answer below 500 (even a refusal) ends it, as a real sender would.
-CALLBACK_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
-CALLBACK_ATTEMPTS = 6
 
 
 @dataclass
@@ -119,6 +94,10 @@ class Counts:
     seeded_stops: int = 0  # stops put on record without a request (`seed_stops`)
     lifted: int = 0  # stops lifted on the institution's own decision (`lift`)
     answers: Counter[str] = field(default_factory=Counter)
+
+
+# What `GET /stats` totals: every count but the answers by kind (given per institution).
+_COUNTED = tuple(f.name for f in fields(Counts) if f.name != "answers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,14 +310,7 @@ class SimulatedInstitution:
             held = record.outcome.get("amount_held") if known else None
             if known and record.outcome["status"] == "stopped" and self._no_longer_stands(record):
                 entries.append(
-                    {
-                        "hold_id": str(record.hold_id),
-                        "institution_code": self.institution.code,
-                        "generation": record.generation,
-                        "idempotency_key": record.idempotency_key,
-                        "status": "lifted",
-                        "amount_held": None,
-                    }
+                    self._entry(record.hold_id, record.generation, record.idempotency_key, "lifted")
                 )
                 continue
             supplements = []
@@ -356,30 +328,34 @@ class SimulatedInstitution:
                 )
                 if held is not None and more is not None:
                     held += more
-            entries.append(
-                {
-                    "hold_id": str(record.hold_id),
-                    "institution_code": self.institution.code,
-                    "generation": record.generation,
-                    "idempotency_key": record.idempotency_key,
-                    "status": record.outcome["status"] if known else "pending",
-                    "amount_held": held,
-                    "supplements": supplements,
-                    "known_mule_cases": record.known_mule_cases,
-                }
+            status = record.outcome["status"] if known else "pending"
+            entry = self._entry(
+                record.hold_id, record.generation, record.idempotency_key, status, held
             )
+            entry |= {"supplements": supplements, "known_mule_cases": record.known_mule_cases}
+            entries.append(entry)
         for hold_id, (generation, key) in self._released.items():
-            entries.append(
-                {
-                    "hold_id": str(hold_id),
-                    "institution_code": self.institution.code,
-                    "generation": generation,
-                    "idempotency_key": key,
-                    "status": "released",
-                    "amount_held": self._releases[key].get("amount_released"),
-                }
-            )
+            released = self._releases[key].get("amount_released")
+            entries.append(self._entry(hold_id, generation, key, "released", released))
         return entries
+
+    def _entry(
+        self,
+        hold_id: UUID,
+        generation: int,
+        key: str,
+        status: str,
+        amount_held: int | None = None,
+    ) -> dict[str, Any]:
+        """A ledger entry: the hold's generation, by the key of its stop (or its release)."""
+        return {
+            "hold_id": str(hold_id),
+            "institution_code": self.institution.code,
+            "generation": generation,
+            "idempotency_key": key,
+            "status": status,
+            "amount_held": amount_held,
+        }
 
     def held(self, hold_id: UUID) -> int | None:
         """What its newest stop of the hold holds, supplements included (None: no stop, or
@@ -480,12 +456,8 @@ class Simulation:
             code: SimulatedInstitution(registry[code], behaviours[code], seed, self.mules)
             for code in registry
         }
-        self._secret_for = secret_for
-        self._stopper_url = stopper_url.rstrip("/")
+        self.callbacks = CallbackSender(secret_for, stopper_url)
         self._started = time.monotonic()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None  # between start() and stop()
-        self._senders = asyncio.Semaphore(CALLBACK_SENDERS)
         self._closing = asyncio.Event()
 
     def elapsed_s(self) -> float:
@@ -493,11 +465,7 @@ class Simulation:
 
     async def start(self) -> None:
         self._started = time.monotonic()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=CALLBACK_SENDERS),
-            # Nothing from the environment (proxies, netrc): Stopper's address is configured.
-            trust_env=False,
-        )
+        await self.callbacks.start()
 
     def close_requests(self) -> None:
         """Let go of requests held open on purpose (simulated timeouts), before shutting down."""
@@ -508,14 +476,7 @@ class Simulation:
             await asyncio.wait_for(self._closing.wait(), seconds)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.callbacks.stop()
 
     def executed_stops(self) -> Counter[tuple[UUID, int]]:
         """How many times each hold's funds were stopped, per generation of the stop."""
@@ -535,29 +496,7 @@ class Simulation:
         for code, sim in self.institutions.items():
             counts = {
                 "requests": sim.counts.stop_requests,  # the older name, still read by others
-                "stop_requests": sim.counts.stop_requests,
-                "iso_messages": sim.counts.iso_messages,
-                "status_inquiries": sim.counts.status_inquiries,
-                "status_queries": sim.counts.status_queries,
-                "status_keys_asked": sim.counts.status_keys_asked,
-                "stops_executed": sim.counts.stops_executed,
-                "supplements_executed": sim.counts.supplements_executed,
-                "double_stops": sim.counts.double_stops,
-                "mule_flagged": sim.counts.mule_flagged,
-                "callbacks_owed": sim.counts.callbacks_owed,
-                "callbacks_sent": sim.counts.callbacks_sent,
-                "callbacks_failed": sim.counts.callbacks_failed,
-                "freezes": sim.counts.freezes,
-                "returns": sim.counts.returns,
-                "double_returns": sim.counts.double_returns,
-                "amount_returned": sim.counts.amount_returned,
-                "release_requests": sim.counts.release_requests,
-                "releases": sim.counts.releases,
-                "double_releases": sim.counts.double_releases,
-                "amount_released": sim.counts.amount_released,
-                "stops_not_carried_out": sim.counts.stops_not_carried_out,
-                "seeded_stops": sim.counts.seeded_stops,
-                "lifted": sim.counts.lifted,
+                **{name: getattr(sim.counts, name) for name in _COUNTED},
             }
             totals.update(counts)
             per[code] = {**counts, "answers": dict(sim.counts.answers)}
@@ -576,14 +515,7 @@ class Simulation:
         return record
 
     def _owe_callback(self, sim: SimulatedInstitution, record: StopRecord) -> None:
-        self.owe_callback(sim, self._send_callback(sim, record))
-
-    def owe_callback(self, sim: SimulatedInstitution, sending: Coroutine[Any, Any, None]) -> None:
-        """A callback `sim` owes, sent by `sending` in the background (cancelled by stop())."""
-        sim.counts.callbacks_owed += 1
-        task = asyncio.create_task(sending)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.callbacks.owe(sim, self._send_callback(sim, record))
 
     async def _send_callback(self, sim: SimulatedInstitution, record: StopRecord) -> None:
         await asyncio.sleep(max(0.0, record.known_at - time.monotonic()))
@@ -603,40 +535,4 @@ class Simulation:
         )
         copies = 2 if sim.roll(sim.behaviour.double_callback_rate) else 1
         for _ in range(copies):
-            await self.deliver(sim, body)
-
-    async def deliver(
-        self,
-        sim: SimulatedInstitution,
-        body: bytes,
-        route: str = "callbacks",
-        content_type: str = "application/json",
-    ) -> None:
-        """Deliver one signed callback to Stopper's `/v1/institutions/{code}/{route}`."""
-        assert self._session is not None, "callbacks leave between start() and stop()"
-        code = sim.institution.code
-        url = f"{self._stopper_url}/v1/institutions/{code}/{route}"
-        for attempt in range(CALLBACK_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(0.2 * 2 ** (attempt - 1))
-            try:
-                async with self._senders:  # signed when it leaves, not while it waits
-                    headers = signed_headers(
-                        self._secret_for(sim.institution.callback_secret_ref),
-                        int(time.time()),
-                        secrets.token_hex(16),
-                        body,
-                    )
-                    headers["content-type"] = content_type
-                    async with self._session.post(
-                        url, data=body, headers=headers, timeout=CALLBACK_TIMEOUT
-                    ) as answer:
-                        await answer.read()  # read to the end: the connection goes back to the pool
-                        status = answer.status
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                continue
-            if status < 500:
-                sim.counts.callbacks_sent += 1
-                return
-        sim.counts.callbacks_failed += 1
-        log.warning("callback undeliverable", extra={"institution": code})
+            await self.callbacks.deliver(sim, body)

@@ -107,7 +107,7 @@ class IsoBanks:
             if known is None:
                 first_asked.append(record)
         if b.answers_by_callback and first_asked:
-            self._simulation.owe_callback(sim, self._send_callback(sim, recall, first_asked))
+            self._simulation.callbacks.owe(sim, self._send_callback(sim, recall, first_asked))
         if sim.roll(b.timeout_rate):
             await self._simulation.hang(b.hang_s)  # the stops happened; the answer is late
         else:
@@ -125,7 +125,7 @@ class IsoBanks:
         body = _resolution(sim, recall, records, time.monotonic())
         copies = 2 if sim.roll(sim.behaviour.double_callback_rate) else 1
         for _ in range(copies):
-            await self._simulation.deliver(sim, body, CALLBACK_ROUTE, XML)
+            await self._simulation.callbacks.deliver(sim, body, CALLBACK_ROUTE, XML)
 
     async def pay_back(self, request: Request) -> Response:
         found = self._institution(request)

@@ -1,7 +1,21 @@
-"""The simulated institutions' HTTP side (`stopper simulate`): the routes listed in
-`simulation.institutions`, served by FastAPI. The simulation counts in minor units; what it
-answers is written as the contracts say (`stopper.contracts.institutions`: amounts as decimal
-strings), so the simulated institutions speak exactly what a real one must."""
+"""The simulated institutions' HTTP side (`stopper simulate`), served by FastAPI:
+
+    POST /institutions/{code}/stops                    StopRequestV1 -> 200 outcome | 202 accepted
+    GET  /institutions/{code}/stops/{idempotency_key}  -> StopStatusV1: 200 outcome, 202 pending,
+                                                          404 unknown (never received)
+    POST /institutions/{code}/stops/status             StopStatusQueryV1 -> 200 StopStatusesV1
+    POST /institutions/{code}/freezes, .../returns, .../releases   answered at once
+    POST /institutions/{code}/ledger/stops              {"stops": [{hold_id, generation, amount}]}
+    POST /institutions/{code}/ledger/lifted             {"idempotency_keys": [...]}: the
+                                                          ledger changed directly (tests, bench)
+    POST /institutions/{code}/iso20022/camt.056, .../iso20022/return   the ISO 20022 institutions
+                                                          (iso_banks.py)
+    GET  /stats, /ledger, /healthz                     the simulation's own counts and record,
+                                                          for tests (in minor units, as it counts)
+
+What they do is `institutions.py`'s. The simulation counts in minor units; what it answers is
+written as the contracts say (`stopper.contracts.institutions`: amounts as decimal strings), so
+the simulated institutions speak exactly what a real one must."""
 
 from __future__ import annotations
 

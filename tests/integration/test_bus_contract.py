@@ -23,8 +23,8 @@ from stopper.adapters.db.models import OutboxRow
 from stopper.adapters.db.store import SqlStore
 from stopper.adapters.memory_bus import InProcessBus
 from stopper.adapters.sqlite_bus import SqliteBus
-from stopper.app.dispatch import publish_outbox
 from stopper.app.ports import Bus, Message, Subscription
+from stopper.app.stop_requests import publish_outbox
 from stopper.config import DatabaseSettings
 from stopper.errors import BusUnavailable, ConfigurationError
 from tests.unit.fakes import FixedClock

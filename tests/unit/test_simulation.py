@@ -29,7 +29,8 @@ from stopper.contracts.institutions import (
     StopSupplementV1,
 )
 from stopper.registry import load_registry
-from stopper.simulation.institutions import CALLBACK_SENDERS, Simulation
+from stopper.simulation.callbacks import CALLBACK_SENDERS
+from stopper.simulation.institutions import Simulation
 from stopper.simulation.mules import MulePlan
 from stopper.simulation.profiles import Behaviour
 from stopper.simulation.reports import ReportFactory

@@ -12,12 +12,13 @@ from uuid import uuid4
 import pytest
 
 from stopper.app.callbacks import CallbackHandler
-from stopper.app.dispatch import Dispatcher, StopRequestConsumer
+from stopper.app.dispatch import Dispatcher
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.ports import HoldRecord, HoldUpdate
 from stopper.app.reconcile import Reconciler
 from stopper.app.rotating_secrets import RotatingSecret
 from stopper.app.stop_decisions import AnswerOutcome
+from stopper.app.stop_requests import StopRequestConsumer
 from stopper.config import DispatchSettings
 from stopper.contracts.amounts import format_amount
 from stopper.contracts.institutions import StopRequestV1
