@@ -4,7 +4,7 @@ are not Stopper's own (a generated client, a producer in another language)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,11 +17,11 @@ from stopper.config import (
     InstitutionsSettings,
     Settings,
 )
-from stopper.registry import load_registry
+from stopper.registry import Registry, load_registry
 from stopper.runtime import Runtime, build_runtime
 from stopper.serving import free_port, serving
 from stopper.simulation.institutions import Simulation
-from stopper.simulation.profiles import profile
+from stopper.simulation.profiles import Behaviour, profile
 from stopper.simulation.server import create_simulation_app
 from tests.integration.conftest import unique_kafka
 from tests.integration.helpers import fast_registry
@@ -33,6 +33,7 @@ class LiveStack:
     settings: Settings
     runtime: Runtime
     simulation: Simulation
+    sim_url: str  # the simulated institutions' (their /ledger, /stats)
 
 
 @asynccontextmanager
@@ -41,10 +42,11 @@ async def live_stack(
     postgres_url: str,
     kafka_bootstrap: str,
     by_callback: Mapping[str, bool] | None = None,
+    behaviours: Callable[[Registry], dict[str, Behaviour]] | None = None,
 ) -> AsyncIterator[LiveStack]:
     """Stopper (API, intake consumer, dispatcher) and the simulated institutions, which answer
-    at once and faultlessly (`instant`), or by signed callback for the codes `by_callback` says.
-    Topics of its own (`unique_kafka`)."""
+    at once and faultlessly (`instant`, or as `behaviours` of the registry says), or by signed
+    callback for the codes `by_callback` says. Topics of its own (`unique_kafka`)."""
     registry_path = fast_registry(tmp_path)
     registry = load_registry(registry_path)
     stopper_port = free_port()
@@ -55,12 +57,12 @@ async def live_stack(
         api=ApiSettings(port=stopper_port),
         dispatch=DispatchSettings(sweep_interval_ms=100, first_dispatch_grace_s=2),
     )
-    behaviours = profile("instant", registry)
+    behaving = (behaviours or (lambda r: profile("instant", r)))(registry)
     for code, later in (by_callback or {}).items():
-        behaviours[code] = replace(behaviours[code], answers_by_callback=later)
+        behaving[code] = replace(behaving[code], answers_by_callback=later)
     simulation = Simulation(
         registry,
-        behaviours,
+        behaving,
         secret_for=lambda ref: settings.institutions.secret_for(ref, settings.environment),
         stopper_url=f"http://127.0.0.1:{stopper_port}",
     )
@@ -70,5 +72,5 @@ async def live_stack(
         )
         runtime = build_runtime(settings)
         async with serving(create_app(runtime), port=stopper_port) as url:
-            yield LiveStack(url, settings, runtime, simulation)
+            yield LiveStack(url, settings, runtime, simulation, sim_url)
         simulation.close_requests()

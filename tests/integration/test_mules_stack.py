@@ -16,26 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from stopper.api.app import create_app
 from stopper.app.auth import KeyRole, new_key
-from stopper.config import (
-    ApiSettings,
-    DatabaseSettings,
-    DispatchSettings,
-    InstitutionsSettings,
-    Settings,
-)
 from stopper.domain.cases import case_id_for
-from stopper.registry import load_registry
-from stopper.runtime import Runtime, build_runtime
-from stopper.serving import free_port, serving
+from stopper.runtime import Runtime
 from stopper.simulation.institutions import Simulation
 from stopper.simulation.mules import Destination, MulePlan
-from stopper.simulation.profiles import profile
-from stopper.simulation.server import create_simulation_app
 from tests.factories import fresh_account, naming_doc
-from tests.integration.conftest import unique_kafka
-from tests.integration.helpers import eventually, fast_registry
+from tests.integration.helpers import eventually
+from tests.integration.live_stack import live_stack
 
 pytestmark = pytest.mark.integration
 
@@ -51,33 +39,11 @@ class Stack:
 async def stack(
     tmp_path: Path, migrated_postgres: str, kafka_bootstrap: str
 ) -> AsyncIterator[Stack]:
-    registry_path = fast_registry(tmp_path)
-    registry = load_registry(registry_path)
-    port = free_port()
-    settings = Settings(
-        registry_path=registry_path,
-        database=DatabaseSettings(url=migrated_postgres, migrate_on_start=False),
-        kafka=unique_kafka(kafka_bootstrap),
-        api=ApiSettings(port=port),
-        dispatch=DispatchSettings(sweep_interval_ms=100, first_dispatch_grace_s=2),
-    )
-    simulation = Simulation(
-        registry,
-        profile("instant", registry),
-        secret_for=lambda ref: settings.institutions.secret_for(ref, settings.environment),
-        stopper_url=f"http://127.0.0.1:{port}",
-    )
-    async with serving(create_simulation_app(simulation)) as sim_url:
-        settings = settings.model_copy(
-            update={"institutions": InstitutionsSettings(base_url=sim_url)}
-        )
-        runtime = build_runtime(settings)
-        async with (
-            serving(create_app(runtime), port=port) as url,
-            httpx.AsyncClient(base_url=url, timeout=30) as client,
-        ):
-            yield Stack(runtime, simulation, client)
-        simulation.close_requests()
+    async with (
+        live_stack(tmp_path, migrated_postgres, kafka_bootstrap) as live,
+        httpx.AsyncClient(base_url=live.url, timeout=30) as client,
+    ):
+        yield Stack(live.runtime, live.simulation, client)
 
 
 async def settled_case(client: httpx.AsyncClient, case_id: str, holds: int) -> dict[str, Any]:

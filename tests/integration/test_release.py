@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -18,22 +18,11 @@ import pytest
 from sqlalchemy import select
 
 from stopper.adapters.db.models import HoldRow, HoldTransitionRow
-from stopper.api.app import create_app
-from stopper.config import (
-    ApiSettings,
-    DatabaseSettings,
-    DispatchSettings,
-    InstitutionsSettings,
-    Settings,
-)
-from stopper.registry import load_registry
-from stopper.runtime import Runtime, build_runtime
-from stopper.serving import free_port, serving
-from stopper.simulation.institutions import Simulation
-from stopper.simulation.profiles import profile
-from stopper.simulation.server import create_simulation_app
-from tests.integration.conftest import unique_kafka
-from tests.integration.helpers import eventually, fast_registry, read_topic
+from stopper.registry import Registry
+from stopper.runtime import Runtime
+from stopper.simulation.profiles import Behaviour, profile
+from tests.integration.helpers import eventually, read_topic
+from tests.integration.live_stack import LiveStack, live_stack
 from tests.integration.test_fanout import post_reports
 from tests.integration.test_truth import command
 
@@ -43,47 +32,23 @@ pytestmark = pytest.mark.integration
 AFTER_WITHDRAWAL = {"released", "not_found", "rejected"}
 
 
-@dataclass
-class World:
-    runtime: Runtime
-    simulation: Simulation
-    url: str
-    sim_url: str
+def faultless_realistic(registry: Registry) -> dict[str, Behaviour]:
+    """The realistic profile's latencies and callbacks, without its faults (a test adds the
+    ones it means)."""
+    return {
+        code: replace(b, timeout_rate=0.0, error_rate=0.0, malformed_rate=0.0, outage=None)
+        for code, b in profile("realistic", registry).items()
+    }
 
 
 @pytest.fixture
 async def world(
     tmp_path: Path, migrated_postgres: str, kafka_bootstrap: str
-) -> AsyncIterator[World]:
-    """Institutions without faults (a test adds the ones it means), some answering by callback."""
-    registry_path = fast_registry(tmp_path)
-    registry = load_registry(registry_path)
-    port = free_port()
-    settings = Settings(
-        registry_path=registry_path,
-        database=DatabaseSettings(url=migrated_postgres, migrate_on_start=False),
-        kafka=unique_kafka(kafka_bootstrap),
-        api=ApiSettings(port=port),
-        dispatch=DispatchSettings(sweep_interval_ms=100, first_dispatch_grace_s=2),
-    )
-    behaviours = {
-        code: replace(b, timeout_rate=0.0, error_rate=0.0, malformed_rate=0.0, outage=None)
-        for code, b in profile("realistic", registry).items()
-    }
-    simulation = Simulation(
-        registry,
-        behaviours,
-        secret_for=lambda ref: settings.institutions.secret_for(ref, settings.environment),
-        stopper_url=f"http://127.0.0.1:{port}",
-    )
-    async with serving(create_simulation_app(simulation)) as sim_url:
-        settings = settings.model_copy(
-            update={"institutions": InstitutionsSettings(base_url=sim_url)}
-        )
-        runtime = build_runtime(settings)
-        async with serving(create_app(runtime), port=port) as url:
-            yield World(runtime, simulation, url, sim_url)
-        simulation.close_requests()
+) -> AsyncIterator[LiveStack]:
+    async with live_stack(
+        tmp_path, migrated_postgres, kafka_bootstrap, behaviours=faultless_realistic
+    ) as stack:
+        yield stack
 
 
 async def holds_of(runtime: Runtime, case_ids: list[str]) -> dict[UUID, tuple[str, str, int]]:
@@ -97,13 +62,13 @@ async def holds_of(runtime: Runtime, case_ids: list[str]) -> dict[UUID, tuple[st
         return {r.id: (r.state, r.institution_code, r.reapplications) for r in rows}
 
 
-async def ledger(world: World) -> dict[UUID, dict[str, Any]]:
+async def ledger(world: LiveStack) -> dict[UUID, dict[str, Any]]:
     async with httpx.AsyncClient() as client:
         entries = (await client.get(f"{world.sim_url}/ledger")).json()["holds"]
     return {UUID(e["hold_id"]): e for e in entries}
 
 
-async def stats(world: World) -> dict[str, Any]:
+async def stats(world: LiveStack) -> dict[str, Any]:
     async with httpx.AsyncClient() as client:
         found: dict[str, Any] = (await client.get(f"{world.sim_url}/stats")).json()
     return found
@@ -133,7 +98,7 @@ async def _cases_of(runtime: Runtime, hold_ids: list[UUID]) -> set[UUID]:
         return set(rows.scalars())
 
 
-async def test_a_withdrawn_case_releases_its_holds_at_the_institutions(world: World) -> None:
+async def test_a_withdrawn_case_releases_its_holds_at_the_institutions(world: LiveStack) -> None:
     case_ids = await post_reports(world.url, 6, seed=41)
     await settled(world.runtime, case_ids)
     withdrawn, kept = case_ids[:3], case_ids[3:]
@@ -232,7 +197,7 @@ async def test_a_withdrawn_case_releases_its_holds_at_the_institutions(world: Wo
     assert (await stats(world))["totals"]["releases"] == len(ordered)
 
 
-async def test_a_release_retried_after_a_fault_is_carried_out_once(world: World) -> None:
+async def test_a_release_retried_after_a_fault_is_carried_out_once(world: LiveStack) -> None:
     case_ids = await post_reports(world.url, 4, seed=43)
     holds = await settled(world.runtime, case_ids)
     registry = world.runtime.registry

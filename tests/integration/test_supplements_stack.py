@@ -8,7 +8,7 @@ once, as Stopper says."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -18,24 +18,16 @@ import pytest
 from sqlalchemy import select
 
 from stopper.adapters.db.models import HoldRow, HoldSupplementRow, HoldTransitionRow
-from stopper.api.app import create_app
 from stopper.config import (
-    ApiSettings,
-    DatabaseSettings,
-    DispatchSettings,
-    InstitutionsSettings,
     Settings,
 )
-from stopper.registry import load_registry
+from stopper.registry import Registry
 from stopper.runtime import build_runtime
-from stopper.serving import free_port, serving
-from stopper.simulation.institutions import Simulation
 from stopper.simulation.mules import Destination, MulePlan
-from stopper.simulation.profiles import profile
-from stopper.simulation.server import create_simulation_app
+from stopper.simulation.profiles import Behaviour, profile
 from tests.factories import report_doc
-from tests.integration.conftest import unique_kafka
-from tests.integration.helpers import eventually, fast_registry
+from tests.integration.helpers import eventually
+from tests.integration.live_stack import LiveStack, live_stack
 
 pytestmark = pytest.mark.integration
 
@@ -44,43 +36,23 @@ pytestmark = pytest.mark.integration
 SLOW = ("BK08", "6222000088880001")
 
 
-@dataclass
-class World:
-    settings: Settings
-    simulation: Simulation
-    stopper_port: int
+def slow_first(registry: Registry) -> dict[str, Behaviour]:
+    """No faults but the one the test makes; the first account answers by callback late."""
+    behaviours = profile("instant", registry)
+    behaviours[SLOW[0]] = replace(
+        behaviours[SLOW[0]], answers_by_callback=True, callback_delay_ms=1500.0
+    )
+    return behaviours
 
 
 @pytest.fixture
 async def world(
     tmp_path: Path, migrated_postgres: str, kafka_bootstrap: str
-) -> AsyncIterator[World]:
-    registry_path = fast_registry(tmp_path)
-    registry = load_registry(registry_path)
-    stopper_port = free_port()
-    settings = Settings(
-        registry_path=registry_path,
-        database=DatabaseSettings(url=migrated_postgres, migrate_on_start=False),
-        kafka=unique_kafka(kafka_bootstrap),
-        api=ApiSettings(port=stopper_port),
-        dispatch=DispatchSettings(sweep_interval_ms=100, first_dispatch_grace_s=2),
-    )
-    behaviours = profile("instant", registry)  # no faults but the one this test makes
-    behaviours[SLOW[0]] = replace(
-        behaviours[SLOW[0]], answers_by_callback=True, callback_delay_ms=1500.0
-    )
-    simulation = Simulation(
-        registry,
-        behaviours,
-        secret_for=lambda ref: settings.institutions.secret_for(ref, settings.environment),
-        stopper_url=f"http://127.0.0.1:{stopper_port}",
-    )
-    async with serving(create_simulation_app(simulation)) as sim_url:
-        settings = settings.model_copy(
-            update={"institutions": InstitutionsSettings(base_url=sim_url)}
-        )
-        yield World(settings, simulation, stopper_port)
-        simulation.close_requests()
+) -> AsyncIterator[LiveStack]:
+    async with live_stack(
+        tmp_path, migrated_postgres, kafka_bootstrap, behaviours=slow_first
+    ) as stack:
+        yield stack
 
 
 async def rows(settings: Settings, case_id: str) -> dict[str, Any]:
@@ -115,7 +87,7 @@ async def rows(settings: Settings, case_id: str) -> dict[str, Any]:
     ids=["http_json", "iso20022"],
 )
 async def test_a_merge_into_a_stopped_hold_holds_the_extra_once_across_a_retry(
-    world: World, merged_into: tuple[str, str]
+    world: LiveStack, merged_into: tuple[str, str]
 ) -> None:
     mules = world.simulation.mules
     # 20 % of what reached the first account is still there; the rest went on to the second,
@@ -134,11 +106,7 @@ async def test_a_merge_into_a_stopped_hold_holds_the_extra_once_across_a_retry(
         )
         for amount, (code, account) in (("50000.00", SLOW), ("10000.00", merged_into))
     ]
-    runtime = build_runtime(world.settings)
-    async with (
-        serving(create_app(runtime), port=world.stopper_port) as url,
-        httpx.AsyncClient(base_url=url, timeout=30) as client,
-    ):
+    async with httpx.AsyncClient(base_url=world.url, timeout=30) as client:
         answer = await client.post("/v1/reports", json=doc)
         assert answer.status_code == 202, answer.text
         case_id = answer.json()["case_id"]
