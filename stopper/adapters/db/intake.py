@@ -66,6 +66,7 @@ def _case_rows(
     accounts: dict[UUID, Row] = {}
     for opened in cases:
         case = opened.case
+        hold_ids = {(h.institution_code, h.account_number): h.id for h in case.holds}
         rows.victims += [
             {"case_id": case.id, "victim_ref": v.victim_ref, "name": v.name} for v in opened.victims
         ]
@@ -89,7 +90,7 @@ def _case_rows(
                     "victim_institution_code": t.victim_account.institution_code,
                     "victim_account_number": t.victim_account.account_number,
                     "receiving_account_id": account.id,
-                    "hold_id": hold_id_for(case.id, account),
+                    "hold_id": hold_ids.get(account.key) or hold_id_for(case.id, account),
                     "amount": t.amount,
                     "currency": t.currency,
                     "transferred_at": t.transferred_at,
