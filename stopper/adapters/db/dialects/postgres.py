@@ -109,8 +109,9 @@ def case_parameters(rows: CaseRows) -> dict[str, Any]:
     for model, values in rows.by_table():
         name = model.__tablename__
         columns = written_columns(table_of(model))
+        expected = set(columns)
         for row in values:
-            if row.keys() != set(columns):
+            if row.keys() != expected:
                 raise ValueError(f"{name}: a row of {sorted(row)}, not of {columns}")
         for column in columns:
             params[f"{name}__{column}"] = [row[column] for row in values]
