@@ -57,6 +57,7 @@ from stopper.app.ports import (
     HoldRecord,
     HoldUpdate,
 )
+from stopper.app.status_answers import act_on_status
 from stopper.app.stop_decisions import (
     LEASE_MARGIN,
     AnswerOutcome,
@@ -67,7 +68,7 @@ from stopper.app.stop_decisions import (
 from stopper.app.supplement_ports import SupplementDispatchStore
 from stopper.app.supplements import SupplementDesk
 from stopper.domain.holds import HoldState
-from stopper.domain.messages import AnswerKind, InstitutionAnswer, StatusKind, StopStatus
+from stopper.domain.messages import AnswerKind, InstitutionAnswer, StopStatus
 from stopper.domain.mules import is_flagged
 from stopper.domain.supplements import supplement_of_key
 from stopper.domain.trail import TrailPlan
@@ -332,50 +333,34 @@ class Dispatcher:
         on_pending: Callable[[], Awaitable[None]] | None = None,
     ) -> str:
         """Act on what an institution's record says of one request (a status inquiry, or
-        reconciliation): an outcome is applied as an answer; `pending` waits; `unknown` (it
-        never received it) sends an unconfirmed hold's request again. Returns what happened:
-        applied, matched (Stopper already said so), pending, resent, unknown, or the reason a
-        status was refused (`other_request`, `other_hold`, `contradicts_final`, `lifted`). A
-        supplement's key is the supplement's (`SupplementDesk.apply_status`)."""
+        reconciliation), by the ladder of `act_on_status`: `unknown` (it never received it)
+        sends an unconfirmed hold's request again. A supplement's key is the supplement's
+        (`SupplementDesk.apply_status`)."""
         supplement = supplement_of_key(key)
         if supplement is not None and supplement[0] == hold_id:
             return await self.supplements.apply_status(
                 status, hold_id, supplement[1], institution, via=via, on_pending=on_pending
             )
-        if status.idempotency_key != key:
-            return self.refuse_status(institution, "other_request")
-        if status.hold_id is not None and status.hold_id != hold_id:
-            return self.refuse_status(institution, "other_hold")
-        if status.kind is StatusKind.ANSWERED:
-            assert status.answer is not None
-            outcome = await self.record_answer(
-                hold_id, status.answer, actor=f"institution:{institution.code}", via=via
-            )
-            if outcome is AnswerOutcome.CONFLICT:
-                return self.refuse_status(institution, "contradicts_final")
-            return "matched" if outcome is AnswerOutcome.REPEATED else outcome.value
-        if status.kind is StatusKind.PENDING:
-            if on_pending is not None:
-                await on_pending()
-            return "pending"
-        if status.kind is StatusKind.LIFTED:
-            # Carried out and lifted since: no answer for a request still owed (re-verification
-            # reads it of stopped holds, `stopper.app.reverify`).
-            return self.refuse_status(institution, "lifted")
-        resent = await self._writer.apply(
-            hold_id, lambda r: self._decisions.resend(r, key, institution)
-        )
-        if resent is None:
-            return "unknown"
-        await self.attempt(hold_id, first=False)
-        return "resent"
 
-    def refuse_status(self, institution: Institution, reason: str) -> str:
-        metrics.STATUS_REFUSED.labels(institution.code, reason).inc()
-        log.warning(
-            "status answer refused", extra={"institution": institution.code, "reason": reason}
+        async def resend() -> bool:
+            resent = await self._writer.apply(
+                hold_id, lambda r: self._decisions.resend(r, key, institution)
+            )
+            if resent is not None:
+                await self.attempt(hold_id, first=False)
+            return resent is not None
+
+        return await act_on_status(
+            status,
+            hold_id,
+            key,
+            institution.code,
+            record_answer=lambda answer: self.record_answer(
+                hold_id, answer, actor=f"institution:{institution.code}", via=via
+            ),
+            resend=resend,
+            on_pending=on_pending,
         )
-        return reason
 
     async def _ask_later(self, claim: Claim, institution: Institution, why: str | None) -> None:
         await self._writer.apply(

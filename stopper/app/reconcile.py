@@ -28,7 +28,7 @@ from datetime import timedelta
 from stopper import metrics
 from stopper.app.dispatch import Dispatcher
 from stopper.app.ports import Clock, ReconcileItem, ReconcileStore
-from stopper.app.status_answers import answer_each, record_divergence, said
+from stopper.app.status_answers import answer_each, record_divergence, refuse_status, said
 from stopper.contracts.institutions import STATUS_QUERY_MAX_KEYS
 from stopper.domain.holds import HoldState
 from stopper.domain.messages import StatusKind, StopStatus
@@ -126,7 +126,7 @@ class Reconciler:
             statuses,
             by_key,
             apply,
-            lambda reason: self._dispatcher.refuse_status(institution, reason),
+            lambda reason: refuse_status(institution.code, reason),
         )
         for outcome, n in counts.items():
             metrics.RECONCILED.labels(outcome).inc(n)

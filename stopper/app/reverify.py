@@ -56,7 +56,7 @@ from stopper.app.reverify_ports import (
     StartedJob,
     StoppedHold,
 )
-from stopper.app.status_answers import answer_each, record_divergence, said
+from stopper.app.status_answers import answer_each, record_divergence, refuse_status, said
 from stopper.domain.holds import HoldEvent, HoldState, idempotency_key_for
 from stopper.domain.messages import AnswerKind, StatusKind, StopStatus
 from stopper.errors import InstitutionError
@@ -199,7 +199,7 @@ class Reverifier:
 
         async def judge(hold: StoppedHold, status: StopStatus) -> str:
             if status.hold_id is not None and status.hold_id != hold.hold_id:
-                return self._dispatcher.refuse_status(institution, "other_hold")
+                return refuse_status(institution.code, "other_hold")
             word = said(status)
             if word in _NOT_IN_FORCE:
                 lifted[hold.hold_id] = word
@@ -207,7 +207,7 @@ class Reverifier:
             if status.kind is StatusKind.PENDING:
                 return "pending"
             if status.answer is None or status.answer.kind is not AnswerKind.STOPPED:
-                return self._dispatcher.refuse_status(institution, "malformed")
+                return refuse_status(institution.code, "malformed")
             held = min(status.answer.amount_held or 0, hold.amount_first_request)
             if held == hold.amount_held:
                 return CONFIRMED
@@ -219,7 +219,7 @@ class Reverifier:
             statuses,
             by_key,
             judge,
-            lambda reason: self._dispatcher.refuse_status(institution, reason),
+            lambda reason: refuse_status(institution.code, reason),
         )
         if lifted:
             written = await self._lift(institution, lifted, {h.hold_id: h for h in holds})

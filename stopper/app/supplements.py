@@ -41,6 +41,7 @@ from stopper.app.background import BackgroundWork
 from stopper.app.gateway import InstitutionGateway
 from stopper.app.policies import DispatchPolicy
 from stopper.app.ports import CallbackNonce, Clock, HoldRecord
+from stopper.app.status_answers import act_on_status
 from stopper.app.stop_decisions import AnswerOutcome, StopDecisions
 from stopper.app.supplement_decisions import SentHere, SupplementClaim, SupplementDecisions
 from stopper.app.supplement_ports import (
@@ -49,7 +50,7 @@ from stopper.app.supplement_ports import (
     SupplementUpdate,
     SupplementWritten,
 )
-from stopper.domain.messages import AnswerKind, InstitutionAnswer, StatusKind, StopStatus
+from stopper.domain.messages import AnswerKind, InstitutionAnswer, StopStatus
 from stopper.domain.supplements import supplement_key_for
 from stopper.domain.trail import TrailPlan
 from stopper.errors import InstitutionError
@@ -179,31 +180,28 @@ class SupplementDesk:
         on_pending: Callable[[], Awaitable[None]] | None = None,
     ) -> str:
         """Act on what an institution's record says of a supplement (a status inquiry, or
-        reconciliation), as `Dispatcher.apply_status` does for a first request: an outcome is
-        applied as its answer, `pending` waits, `unknown` sends an accepted one again. Returns
-        what happened: applied, matched, pending, resent, unknown, or why it was refused."""
-        if status.idempotency_key != supplement_key_for(hold_id, number):
-            return _refuse(institution, "other_request")
-        if status.hold_id is not None and status.hold_id != hold_id:
-            return _refuse(institution, "other_hold")
-        if status.kind is StatusKind.ANSWERED and status.answer is not None:
-            outcome = await self.record_answer(
-                hold_id, number, status.answer, actor=f"institution:{institution.code}", via=via
+        reconciliation), by the ladder of `act_on_status`, as `Dispatcher.apply_status` does
+        for a first request: `unknown` sends an accepted supplement again."""
+
+        async def resend() -> bool:
+            _, resent = await self._apply(
+                hold_id, number, lambda r, s: self._decisions.resend(r, s)
             )
-            if outcome is AnswerOutcome.CONFLICT:
-                return _refuse(institution, "contradicts_final")
-            return "matched" if outcome is AnswerOutcome.REPEATED else outcome.value
-        if status.kind is StatusKind.PENDING:
-            if on_pending is not None:
-                await on_pending()
-            return "pending"
-        if status.kind is StatusKind.LIFTED:
-            return _refuse(institution, "lifted")
-        _, resent = await self._apply(hold_id, number, lambda r, s: self._decisions.resend(r, s))
-        if resent is None:
-            return "unknown"
-        await self.attempt(hold_id, number, first=False)
-        return "resent"
+            if resent is not None:
+                await self.attempt(hold_id, number, first=False)
+            return resent is not None
+
+        return await act_on_status(
+            status,
+            hold_id,
+            supplement_key_for(hold_id, number),
+            institution.code,
+            record_answer=lambda answer: self.record_answer(
+                hold_id, number, answer, actor=f"institution:{institution.code}", via=via
+            ),
+            resend=resend,
+            on_pending=on_pending,
+        )
 
     async def _ask_later(self, claim: SupplementClaim, why: str | None) -> None:
         institution = self._registry[claim.request.institution_code]
@@ -288,9 +286,3 @@ class SupplementDesk:
 
     async def close(self) -> None:
         await self._in_flight.close()
-
-
-def _refuse(institution: Institution, reason: str) -> str:
-    metrics.STATUS_REFUSED.labels(institution.code, reason).inc()
-    log.warning("status answer refused", extra={"institution": institution.code, "reason": reason})
-    return reason

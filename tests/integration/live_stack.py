@@ -43,11 +43,13 @@ async def live_stack(
     kafka_bootstrap: str,
     by_callback: Mapping[str, bool] | None = None,
     behaviours: Callable[[Registry], dict[str, Behaviour]] | None = None,
+    registry_path: Path | None = None,
 ) -> AsyncIterator[LiveStack]:
     """Stopper (API, intake consumer, dispatcher) and the simulated institutions, which answer
     at once and faultlessly (`instant`, or as `behaviours` of the registry says), or by signed
-    callback for the codes `by_callback` says. Topics of its own (`unique_kafka`)."""
-    registry_path = fast_registry(tmp_path)
+    callback for the codes `by_callback` says. Topics of its own (`unique_kafka`); the world
+    of `registry_path` (default: the fast packaged one, `fast_registry`)."""
+    registry_path = registry_path or fast_registry(tmp_path)
     registry = load_registry(registry_path)
     stopper_port = free_port()
     settings = Settings(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,26 +22,19 @@ from sqlalchemy import func, select
 from stopper.adapters.db import migrate
 from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.models import HoldRow, Iso20022MessageRow
-from stopper.api.app import create_app
 from stopper.config import (
-    ApiSettings,
     DatabaseSettings,
-    DispatchSettings,
-    InstitutionsSettings,
-    Settings,
 )
 from stopper.domain.accounts import AccountRef
 from stopper.domain.cases import hold_id_for
-from stopper.registry import load_registry
+from stopper.registry import Registry
 from stopper.runtime import build_runtime
-from stopper.serving import free_port, serving
 from stopper.simulation.institutions import Simulation
 from stopper.simulation.mules import MulePlan
 from stopper.simulation.profiles import Behaviour, profile
-from stopper.simulation.server import create_simulation_app
 from tests.factories import report_doc
-from tests.integration.conftest import unique_kafka
 from tests.integration.helpers import DEADLINE_S, eventually, fast_registry
+from tests.integration.live_stack import LiveStack, live_stack
 from tests.integration.test_fanout import post_reports
 from tests.integration.test_truth import divergent, stopper_holds
 from tests.servers import create_database, drop_database
@@ -59,13 +52,6 @@ def iso_registry(tmp_path: Path, codes: Sequence[str] = ISO_BANKS) -> Path:
         text = text.replace(f'code = "{code}"\n', f'code = "{code}"\nadapter = "iso20022"\n')
     path.write_text(text)
     return path
-
-
-@dataclass
-class World:
-    settings: Settings
-    simulation: Simulation
-    url: str  # Stopper's API
 
 
 Scenario = Callable[[Behaviour], Behaviour]
@@ -95,7 +81,7 @@ SCENARIOS: dict[str, Scenario] = {
 @pytest.fixture
 async def world(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str, kafka_bootstrap: str
-) -> AsyncIterator[World]:
+) -> AsyncIterator[LiveStack]:
     """Stopper and the simulated world, the ISO banks behaving as the scenario says (the others
     as the realistic profile); a database of its own, so every message and hold counted is this
     test's."""
@@ -104,39 +90,26 @@ async def world(
     engine = create_engine(DatabaseSettings(url=database_url))
     await migrate.upgrade(engine)
     await engine.dispose()
-    registry_path = iso_registry(tmp_path)
-    registry = load_registry(registry_path)
-    behaviours = {
-        code: scenario(b) if code in ISO_BANKS else b
-        for code, b in profile("realistic", registry).items()
-    }
-    port = free_port()
-    settings = Settings(
-        registry_path=registry_path,
-        database=DatabaseSettings(url=database_url, migrate_on_start=False),
-        kafka=unique_kafka(kafka_bootstrap),
-        api=ApiSettings(port=port),
-        dispatch=DispatchSettings(sweep_interval_ms=100, first_dispatch_grace_s=2),
-    )
-    simulation = Simulation(
-        registry,
-        behaviours,
-        secret_for=lambda ref: settings.institutions.secret_for(ref, settings.environment),
-        stopper_url=f"http://127.0.0.1:{port}",
-    )
-    async with serving(create_simulation_app(simulation)) as sim_url:
-        settings = settings.model_copy(
-            update={"institutions": InstitutionsSettings(base_url=sim_url)}
-        )
-        runtime = build_runtime(settings)
-        async with serving(create_app(runtime), port=port) as url:
-            yield World(settings, simulation, url)
-        simulation.close_requests()
+
+    def behaviours(registry: Registry) -> dict[str, Behaviour]:
+        return {
+            code: scenario(b) if code in ISO_BANKS else b
+            for code, b in profile("realistic", registry).items()
+        }
+
+    async with live_stack(
+        tmp_path,
+        database_url,
+        kafka_bootstrap,
+        behaviours=behaviours,
+        registry_path=iso_registry(tmp_path),
+    ) as stack:
+        yield stack
     await drop_database(database_url)
 
 
 async def settled_as_the_ledger_says(
-    world: World, case_ids: list[str], timeout: float
+    world: LiveStack, case_ids: list[str], timeout: float
 ) -> dict[str, tuple[str, int]]:
     last: Counter[str] = Counter()
 
@@ -153,7 +126,7 @@ async def settled_as_the_ledger_says(
         raise AssertionError(f"still divergent, by Stopper's state: {dict(last)}") from e
 
 
-async def messages(world: World) -> dict[str, list[UUID]]:
+async def messages(world: LiveStack) -> dict[str, list[UUID]]:
     """The camt.056 messages Stopper recorded: message id -> the holds it carried."""
     runtime = build_runtime(world.settings)
     try:
@@ -172,7 +145,7 @@ async def messages(world: World) -> dict[str, list[UUID]]:
         await runtime.engine.dispose()
 
 
-async def institutions_of(world: World, holds: Sequence[str]) -> dict[str, str]:
+async def institutions_of(world: LiveStack, holds: Sequence[str]) -> dict[str, str]:
     runtime = build_runtime(world.settings)
     try:
         async with runtime.engine.connect() as connection:
@@ -191,7 +164,9 @@ def assert_no_double_stops(simulation: Simulation) -> None:
     assert simulation.stats()["totals"]["double_stops"] == 0
 
 
-async def assert_iso_holds_went_as_camt056(world: World, holds: dict[str, tuple[str, int]]) -> None:
+async def assert_iso_holds_went_as_camt056(
+    world: LiveStack, holds: dict[str, tuple[str, int]]
+) -> None:
     """Every hold at an ISO bank was carried by a recorded camt.056; no other hold was."""
     institution = await institutions_of(world, list(holds))
     carried = {str(h) for held in (await messages(world)).values() for h in held}
@@ -203,7 +178,7 @@ async def assert_iso_holds_went_as_camt056(world: World, holds: dict[str, tuple[
 
 
 @pytest.mark.parametrize("world", ["at_once"], indirect=True)
-async def test_iso_banks_answering_at_once_end_as_their_ledger_says(world: World) -> None:
+async def test_iso_banks_answering_at_once_end_as_their_ledger_says(world: LiveStack) -> None:
     case_ids = await post_reports(world.url, 25, seed=161)
     holds = await settled_as_the_ledger_says(world, case_ids, timeout=60)
     assert Counter(state for state, _ in holds.values())["stopped"] > len(holds) / 2
@@ -215,7 +190,7 @@ async def test_iso_banks_answering_at_once_end_as_their_ledger_says(world: World
 
 
 @pytest.mark.parametrize("world", ["by_callback"], indirect=True)
-async def test_iso_banks_answering_by_signed_camt029_callbacks(world: World) -> None:
+async def test_iso_banks_answering_by_signed_camt029_callbacks(world: LiveStack) -> None:
     case_ids = await post_reports(world.url, 25, seed=162)
     holds = await settled_as_the_ledger_says(world, case_ids, timeout=60)
     assert_no_double_stops(world.simulation)
@@ -233,7 +208,7 @@ async def test_iso_banks_answering_by_signed_camt029_callbacks(world: World) -> 
 
 @pytest.mark.parametrize("world", ["faults"], indirect=True)
 async def test_iso_banks_with_timeouts_5xx_and_garbage_still_end_as_their_ledger_says(
-    world: World,
+    world: LiveStack,
 ) -> None:
     case_ids = await post_reports(world.url, 25, seed=163)
     holds = await settled_as_the_ledger_says(world, case_ids, timeout=DEADLINE_S + 40)
@@ -245,7 +220,7 @@ async def test_iso_banks_with_timeouts_5xx_and_garbage_still_end_as_their_ledger
 
 @pytest.mark.parametrize("world", ["at_once"], indirect=True)
 async def test_holds_due_together_leave_as_one_camt056_whose_id_leads_to_them(
-    world: World,
+    world: LiveStack,
 ) -> None:
     doc = report_doc()
     template = doc["transfers"][0]
@@ -281,7 +256,7 @@ async def test_holds_due_together_leave_as_one_camt056_whose_id_leads_to_them(
 
 
 @pytest.mark.parametrize("world", ["at_once"], indirect=True)
-async def test_frozen_funds_at_an_iso_bank_go_back_once_a_pacs004_matches(world: World) -> None:
+async def test_frozen_funds_at_an_iso_bank_go_back_once_a_pacs004_matches(world: LiveStack) -> None:
     mule = ("BK04", "6222000044440001")
     world.simulation.mules.plant(*mule, MulePlan(keep_share=1.0))
     doc = report_doc()
