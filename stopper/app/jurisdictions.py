@@ -3,7 +3,7 @@
 
 A profile says when a confirmed stop lapses (a `StopExpiry`: a function of the confirmation
 time, because some laws count business days, not hours), how often a stop may be re-applied,
-how long a formal freeze holds, and the lead times of the warnings ahead of each. `config.py`
+how long a formal freeze holds, and the lead times of the warnings ahead of each. `stopper.config`
 turns the chosen profile, with any explicit `STOPPER_DISPATCH_STOP_LAPSE_HOURS` /
 `STOPPER_DEADLINES_*` setting laid over it, into the `DispatchPolicy` and `DeadlinePolicy` the
 use cases follow.

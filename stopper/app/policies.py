@@ -1,6 +1,6 @@
 """The policies the use cases follow, as small values decided once at start-up.
 
-`config.py` builds them from the validated settings and the jurisdiction profile they name
+`stopper.config` builds them from the validated settings and the jurisdiction profile they name
 (`Settings.dispatch_policy()`, `Settings.deadline_policy()`; `stopper.app.jurisdictions`); the
 use cases never see a settings class, and a test states the policy it runs under in one line.
 """

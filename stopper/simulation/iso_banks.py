@@ -45,7 +45,8 @@ from stopper.adapters.institutions.iso20022 import (
 )
 from stopper.contracts.institutions import ReturnRequestV1, StopRequestV1, StopStatusV1
 from stopper.errors import XmlRefusal, XmlRefused
-from stopper.simulation.institutions import SimulatedInstitution, Simulation, StopRecord
+from stopper.simulation.institutions import SimulatedInstitution, Simulation
+from stopper.simulation.records import StopRecord
 
 ADAPTER = "iso20022"
 XML = "application/xml"

@@ -44,8 +44,9 @@ from stopper.contracts.institutions import (
     StopStatusQueryV1,
     StopStatusV1,
 )
-from stopper.simulation.institutions import INQUIRY_HTTP_STATUS, SimulatedInstitution, Simulation
+from stopper.simulation.institutions import SimulatedInstitution, Simulation
 from stopper.simulation.iso_banks import add_iso_routes
+from stopper.simulation.records import INQUIRY_HTTP_STATUS
 
 _Order = FreezeRequestV1 | ReturnRequestV1
 # The requests about a hold that `admitted` checks before they are carried out.

@@ -381,7 +381,7 @@ def test_every_stopper_variable_set_is_a_real_setting() -> None:
                 assert variable.startswith("STOPPER_"), f"{kind} {name}: {variable}"
                 set_anywhere.setdefault(variable, set()).add(f"{kind} {name}")
     unknown = {v: sorted(where) for v, where in set_anywhere.items() if v not in real}
-    assert not unknown, f"not settings of stopper/config.py: {unknown}"
+    assert not unknown, f"not settings of stopper/config/: {unknown}"
 
 
 def test_values_are_strings() -> None:
