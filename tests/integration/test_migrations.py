@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stopper.adapters.db import migrate
@@ -57,11 +57,32 @@ def schema_diff(connection: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
 
 
+def partial_indexes(connection: Connection) -> set[str]:
+    """The indexes the database holds with a predicate (alembic's comparison ignores them)."""
+    if connection.dialect.name == "postgresql":
+        catalog = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+    else:
+        catalog = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    return {name for name, sql in connection.execute(text(catalog)) if " WHERE " in sql}
+
+
+def modelled_partial_indexes(dialect: str) -> set[str]:
+    return {
+        str(index.name)
+        for table in Base.metadata.tables.values()
+        for index in table.indexes
+        if index.dialect_options[dialect].get("where") is not None
+    }
+
+
 async def up_down_up(engine: AsyncEngine) -> None:
     await migrate.upgrade(engine)
     async with engine.connect() as connection:
         assert await connection.run_sync(tables) == TABLES
         assert await connection.run_sync(schema_diff) == []
+        partial = await connection.run_sync(partial_indexes)
+        assert partial == modelled_partial_indexes(engine.dialect.name)
+        assert {"ix_outbox_unpublished", "ix_holds_freeze_next_attempt_at"} <= partial
     await migrate.downgrade(engine, "base")
     async with engine.connect() as connection:
         assert await connection.run_sync(tables) == set()

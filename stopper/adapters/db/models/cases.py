@@ -27,6 +27,12 @@ from stopper.adapters.db.models.columns import (
 )
 
 
+def _when_set(name: str, *columns: str) -> Index:
+    """An index of the holds whose last column is set (not NULL)."""
+    predicate = text(f"{columns[-1]} IS NOT NULL")
+    return Index(name, *columns, postgresql_where=predicate, sqlite_where=predicate)
+
+
 class CaseRow(Base):
     __tablename__ = "cases"
 
@@ -69,7 +75,13 @@ class HoldRow(Base):
         Index("ix_holds_due", "state", "next_attempt_at"),
         # The deadline sweeper's reads (see SqlStore.holds_near_deadline).
         Index("ix_holds_stop_expiry", "state", "stop_expires_at"),
-        Index("ix_holds_freeze_expiry", "state", "freeze_expires_at"),
+        # Partial where a column is empty for most holds: an update that moves a hold writes no
+        # entry into an index whose predicate it fails (migration 0023). The sweeps' comparisons
+        # (`col <= now`) imply `col IS NOT NULL`, so PostgreSQL and SQLite still use them.
+        _when_set("ix_holds_freeze_expiry", "state", "freeze_expires_at"),
+        _when_set("ix_holds_freeze_next_attempt_at", "freeze_next_attempt_at"),
+        _when_set("ix_holds_return_next_attempt_at", "return_next_attempt_at"),
+        _when_set("ix_holds_release_next_attempt_at", "release_next_attempt_at"),
         # The mule-account registry (`stopper.adapters.db.mules`): the cases naming an account.
         # Partial: the holds that name their account (`stopper.adapters.db.naming`), so a count
         # or a probe needs no heap page once the table is vacuumed (an index-only scan).
@@ -91,9 +103,10 @@ class HoldRow(Base):
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
-    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    # By case: the unique (case_id, account_id) leads with it; no index of its own.
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.id"))
     account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id"))
-    institution_code: Mapped[str] = mapped_column(String(12), index=True)
+    institution_code: Mapped[str] = mapped_column(String(12))
     state: Mapped[str] = mapped_column(String(16))
     state_reason: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer)
@@ -125,16 +138,16 @@ class HoldRow(Base):
     # A formal freeze ordered on the strength of a legal document, until the institution confirms.
     freeze_document_ref: Mapped[str | None] = mapped_column(String(128))
     freeze_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    freeze_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    freeze_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # A return of the frozen funds to the victims; each order after a refusal is a new round.
     return_document_ref: Mapped[str | None] = mapped_column(String(128))
     return_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     return_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    return_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    return_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # A release (the report withdrawn, the account cleared), until the institution confirms.
     release_ground: Mapped[str | None] = mapped_column(String(32))
     release_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    release_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    release_next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # Supplements (stopper.domain.supplements): what the first request of the generation asks,
     # what supplements hold of amount_stopped, how many were asked (the next one's number - 1).
     amount_first_request: Mapped[int] = mapped_column(BigInteger)
@@ -192,7 +205,7 @@ class TransferRow(Base):
     __table_args__ = (UniqueConstraint("case_id", "seq"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    case_id: Mapped[UUID] = mapped_column(ForeignKey("cases.id"))  # led by the unique above
     seq: Mapped[int] = mapped_column(Integer)
     victim_ref: Mapped[str] = mapped_column(String(128))
     victim_institution_code: Mapped[str] = mapped_column(String(12))
