@@ -200,6 +200,11 @@ CONSUMER_LAG = Gauge(
 OUTBOX_PENDING = Gauge(
     "stopper_outbox_pending", "Outbox rows written but not yet published to the bus."
 )
+PRUNED = Counter(
+    "stopper_pruned_total",
+    "Rows deleted once their retention passed: published outbox rows, old callback nonces.",
+    ["table"],
+)
 AUTH_REFUSED = Counter(
     "stopper_auth_refused_total",
     "API calls refused: missing or invalid key, not an operator, another agency's report.",

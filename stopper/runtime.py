@@ -39,6 +39,7 @@ from stopper.app.loop_lag import LoopLag
 from stopper.app.ports import Bus, Clock
 from stopper.app.reconcile import Reconciler
 from stopper.app.releases import ReleaseDesk
+from stopper.app.retention import Retention, RetentionPolicy
 from stopper.app.returns import ReturnDesk
 from stopper.app.reverify import Reverifier
 from stopper.app.rotating_secrets import RotatingSecret
@@ -51,6 +52,10 @@ from stopper.errors import ConfigurationError
 from stopper.registry import Registry, load_registry
 
 log = logging.getLogger(__name__)
+
+# How often a worker looks for rows past their retention (`stopper.app.retention`) when none
+# were due; while some are, it deletes batch after batch.
+RETENTION_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -228,6 +233,23 @@ class Runtime:
                 stopping=self._stopping,
                 refusals=self.refusals,
                 wake=self.reverifier.started,
+            ),
+        )
+        retention = Retention(
+            self.store,
+            RetentionPolicy.of(
+                dispatch.outbox_retention_h, self.settings.institutions.callback_window_s
+            ),
+            self.clock,
+        )
+        self._spawn(
+            "retention",
+            run_periodically(
+                "retention",
+                retention.prune_once,
+                interval_s=RETENTION_INTERVAL_S,
+                stopping=self._stopping,
+                refusals=self.refusals,
             ),
         )
         self._spawn(

@@ -189,6 +189,13 @@ class DispatchSettings(BaseSettings):
     )
     relay_interval_ms: int = Field(default=50, ge=5, description="Outbox poll interval when idle.")
     relay_batch: int = Field(default=500, ge=1)
+    outbox_retention_h: float = Field(
+        default=24.0,
+        gt=0,
+        description="How long a published outbox row is kept after it was written before it is "
+        "deleted (unpublished rows are never deleted). Callback nonces are kept twice the "
+        "callback window and ten minutes.",
+    )
     first_dispatch_grace_s: float = Field(
         default=10.0,
         gt=0,

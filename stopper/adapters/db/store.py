@@ -14,6 +14,7 @@ Where each aggregate is stored:
     reconciliation.py  holds whose outcome is unknown, divergences found
     reverifications.py re-verification jobs, and the stopped first-level holds they ask about
     outbox.py          the transactional outbox's relay
+    retention.py       pruning published outbox rows and old callback nonces
     queries.py         read models for the API and the console
     activity.py        a case's timeline and the last hour's activity, for the console
     health.py          database readiness, institutions' health
@@ -44,6 +45,7 @@ from stopper.adapters.db.outbox import OutboxStorage
 from stopper.adapters.db.queries import CaseReadModels
 from stopper.adapters.db.reconciliation import ReconcileStorage
 from stopper.adapters.db.releases import ReleaseStorage
+from stopper.adapters.db.retention import RetentionStorage
 from stopper.adapters.db.returns import ReturnStorage
 from stopper.adapters.db.reverifications import ReverificationStorage
 from stopper.adapters.db.supplements import SupplementStorage
@@ -60,6 +62,7 @@ class SqlStore(
     ReconcileStorage,
     ReverificationStorage,
     OutboxStorage,
+    RetentionStorage,
     CaseReadModels,
     ActivityReadModels,
     HealthStorage,
