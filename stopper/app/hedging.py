@@ -73,13 +73,15 @@ async def hedged(call: Callable[[], Awaitable[_T]], delay: HedgeDelay, instituti
     if wait is None:
         return await timed()
     first: asyncio.Future[_T] = asyncio.ensure_future(timed())
-    started, _ = await asyncio.wait({first}, timeout=wait)
-    if started:
-        return first.result()
-    second: asyncio.Future[_T] = asyncio.ensure_future(timed())
-    pending: set[asyncio.Future[_T]] = {first, second}
-    error: BaseException | None = None
+    requests: list[asyncio.Future[_T]] = [first]
     try:
+        started, _ = await asyncio.wait({first}, timeout=wait)
+        if started:
+            return first.result()
+        second: asyncio.Future[_T] = asyncio.ensure_future(timed())
+        requests.append(second)
+        pending: set[asyncio.Future[_T]] = {first, second}
+        error: BaseException | None = None
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -92,7 +94,11 @@ async def hedged(call: Callable[[], Awaitable[_T]], delay: HedgeDelay, instituti
         assert error is not None
         raise error
     finally:
-        for task in pending:
-            task.cancel()
+        # Neither request outlives the attempt: not when one answered, nor when the attempt
+        # itself was cancelled (its caller's own timeout) while they were under way; and the
+        # outcome of each is retrieved, so a loser's failure is not logged as never retrieved.
+        for task in requests:
+            if not task.done():
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

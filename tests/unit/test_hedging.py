@@ -76,6 +76,32 @@ async def test_when_both_fail_the_attempt_fails() -> None:
         await hedged(fails, warmed(0.02), "BK01")
 
 
+async def test_an_attempt_cancelled_while_its_requests_are_under_way_leaves_none_behind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its caller gives up (a timeout of its own) before the hedge's delay and after it: both
+    requests are cancelled with the attempt, none fails later unseen ("never retrieved")."""
+    for hedge_sent in (False, True):
+        cancelled = 0
+
+        async def hangs() -> str:
+            nonlocal cancelled
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled += 1
+                raise
+            return "never"
+
+        attempt = asyncio.ensure_future(hedged(hangs, warmed(0.02), "BK01"))
+        await asyncio.sleep(0.1 if hedge_sent else 0.005)
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        assert cancelled == (2 if hedge_sent else 1)
+    assert "never retrieved" not in caplog.text
+
+
 def test_the_delay_is_the_recent_95th_percentile_and_never_near_the_timeout() -> None:
     delay = HedgeDelay(timeout_s=1.0)
     for i in range(100):
