@@ -42,7 +42,7 @@ from bench.bare import bare_latency_ms, bare_per_s, bare_same_io_per_s
 from bench.loadgen import Race, send_kafka
 from bench.realistic import Steps, durable_postgres_server, realistic
 from bench.reverify import reverify_bench
-from bench.stack import Stack, http_load, on_servers, registry_on, settled
+from bench.stack import Stack, failed_reasons, http_load, on_servers, registry_on, settled
 from tests.crash.harness import fresh_database
 from tests.servers import Broker, PostgresServer, drop_database
 
@@ -230,7 +230,8 @@ async def throughput(
         if race.states.get("failed"):
             # The institutions answer at once and never fail: a hold given up is a defect, and
             # a hold that never reached its institution is no throughput.
-            raise RuntimeError(f"{race.states['failed']} of {race.holds} holds failed")
+            reasons = await failed_reasons(database, since)
+            raise RuntimeError(f"{race.states['failed']} of {race.holds} holds failed ({reasons})")
     finally:
         stack.stop()
     # Its hundreds of thousands of rows would be vacuumed while (c) runs.

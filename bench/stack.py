@@ -196,6 +196,27 @@ async def _counts(database_url: str, since: datetime) -> tuple[int, int]:
         await connection.close()
 
 
+async def failed_reasons(database_url: str, since: datetime, most: int = 5) -> str:
+    """The commonest causes holds of reports accepted since `since` were given up for, from the
+    audit (a late truth may have moved a hold on since), with their institution and count:
+    what a failed run says it failed of (the database goes with it)."""
+    connection = await connect(database_url)
+    try:
+        rows = await connection.fetch(
+            """
+            SELECT h.institution_code, left(t.cause, 160) AS cause, count(*) AS holds
+            FROM hold_transitions t JOIN holds h ON h.id = t.hold_id
+            WHERE t.to_state = 'failed' AND h.report_accepted_at >= $1
+            GROUP BY 1, 2 ORDER BY holds DESC LIMIT $2
+            """,
+            since,
+            most,
+        )
+    finally:
+        await connection.close()
+    return "; ".join(f"{r['holds']} at {r['institution_code']}: {r['cause']}" for r in rows)
+
+
 @dataclass(frozen=True)
 class HttpRun:
     database_url: str
