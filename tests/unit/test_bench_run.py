@@ -120,6 +120,21 @@ def test_the_table_states_the_targets_as_ratios_and_every_realistic_step() -> No
     assert "(d) 10 reports/s for 120 s: passed | 800 of 800 holds matched" in table
     assert "(d) 20 reports/s for 120 s: **failed** | 700 of 800" in table
     assert "not all matched" in table and "api 3.10" in table
+    # (a) on iso20022 failing is a result beside the JSON figure: what failed, and of what.
+    doc |= {
+        "throughput_iso20022": {
+            "adapter": "iso20022",
+            "failed": "12 of 900000 holds failed (12 at BK12: attempt 2: no answer | gave up)",
+        },
+        "holds_per_s_iso20022": None,
+        "ratio_iso20022_to_json": None,
+    }
+    table = "\n".join(table_lines(doc))
+    assert (
+        "2 workers | failed: 12 of 900000 holds failed (12 at BK12: attempt 2: no answer / gave"
+        " up) | ≥ 6,000 (#16) |" in table
+    )
+    assert "| (a) holds settled per second, 2 workers | 2,400.0" in table
 
 
 def test_a_runs_on_a_world_of_one_adapter(tmp_path: Path) -> None:
