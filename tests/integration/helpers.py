@@ -9,11 +9,16 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer
 
+from stopper.adapters.db import migrate
+from stopper.adapters.db.engine import create_engine
+from stopper.adapters.db.store import SqlStore
 from stopper.api.app import create_app
 from stopper.config import ApiSettings, DatabaseSettings, Settings
 from stopper.runtime import Runtime, build_runtime
+from tests.servers import create_database, drop_database
 
 T = TypeVar("T")
 
@@ -31,6 +36,27 @@ def fast_registry(tmp_path: Path, deadline_s: int = DEADLINE_S) -> Path:
     path = tmp_path / "institutions.toml"
     path.write_text(text)
     return path
+
+
+@asynccontextmanager
+async def sql_store_on(
+    request: pytest.FixtureRequest, tmp_path: Path, name: str, stop_requests: str
+) -> AsyncIterator[SqlStore]:
+    """A migrated store of its own on `request.param` ("sqlite": a file in `tmp_path`;
+    "postgres": a database named after `name` on the suite's server, dropped after)."""
+    url: str | None = None
+    if request.param == "sqlite":
+        engine = create_engine(DatabaseSettings(embedded_path=tmp_path / f"{name}.db"))
+    else:
+        url = await create_database(request.getfixturevalue("postgres_url"), name)
+        engine = create_engine(DatabaseSettings(url=url))
+    await migrate.upgrade(engine)
+    try:
+        yield SqlStore(engine, stop_requests)
+    finally:
+        await engine.dispose()
+        if url is not None:
+            await drop_database(url)
 
 
 @asynccontextmanager

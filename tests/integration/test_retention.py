@@ -14,15 +14,12 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from stopper.adapters.clock import ManualClock
-from stopper.adapters.db import migrate
-from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.holds import remember_nonces
 from stopper.adapters.db.models import CallbackNonceRow, OutboxRow
 from stopper.adapters.db.store import SqlStore
 from stopper.app.ports import CallbackNonce
 from stopper.app.retention import Retention, RetentionPolicy
-from stopper.config import DatabaseSettings
-from tests.servers import create_database, drop_database
+from tests.integration.helpers import sql_store_on
 
 pytestmark = pytest.mark.integration
 
@@ -31,19 +28,8 @@ NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    url = None
-    if request.param == "sqlite":
-        engine = create_engine(DatabaseSettings(embedded_path=tmp_path / "retention.db"))
-    else:
-        url = await create_database(request.getfixturevalue("postgres_url"), "retention")
-        engine = create_engine(DatabaseSettings(url=url))
-    await migrate.upgrade(engine)
-    try:
-        yield SqlStore(engine, "retention.stop-requests")
-    finally:
-        await engine.dispose()
-        if url is not None:
-            await drop_database(url)
+    async with sql_store_on(request, tmp_path, "retention", "retention.stop-requests") as store:
+        yield store
 
 
 async def _outbox(store: SqlStore, *rows: tuple[str, datetime, datetime | None]) -> None:

@@ -11,15 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from stopper.adapters.db import migrate
-from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.store import SqlStore
 from stopper.app.handling import NEEDS_A_PERSON
 from stopper.app.ports import HoldNote, NoteRecorded
-from stopper.config import DatabaseSettings
 from stopper.domain.holds import HoldEvent
+from tests.integration.helpers import sql_store_on
 from tests.integration.test_store_contract import STOP_REQUESTS, _now, moved, recorded
-from tests.servers import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
@@ -28,19 +25,8 @@ WAITING = sorted(s.value for s in NEEDS_A_PERSON)
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    url = None
-    if request.param == "sqlite":
-        engine = create_engine(DatabaseSettings(embedded_path=tmp_path / "notes.db"))
-    else:
-        url = await create_database(request.getfixturevalue("postgres_url"), "notes")
-        engine = create_engine(DatabaseSettings(url=url))
-    await migrate.upgrade(engine)
-    try:
-        yield SqlStore(engine, STOP_REQUESTS)
-    finally:
-        await engine.dispose()
-        if url is not None:
-            await drop_database(url)
+    async with sql_store_on(request, tmp_path, "notes", STOP_REQUESTS) as store:
+        yield store
 
 
 async def waiting(store: SqlStore) -> set[object]:

@@ -14,20 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stopper.adapters.db import migrate
-from stopper.adapters.db.engine import create_engine
 from stopper.adapters.db.store import SqlStore
 from stopper.app.auth import KeyRole, new_key
 from stopper.app.intake import parse_report, to_opened_case
 from stopper.app.webhook_delivery import PostOutcome, RetryPolicy, WebhookSender
 from stopper.app.webhooks import EventToDeliver, Subscription
-from stopper.config import ApiSettings, DatabaseSettings
+from stopper.config import ApiSettings
 from stopper.contracts.signing import signature_matches
 from stopper.registry import load_registry
 from stopper.runtime import Runtime
 from tests.factories import report_doc
-from tests.integration.helpers import embedded_api
-from tests.servers import create_database, drop_database
+from tests.integration.helpers import embedded_api, sql_store_on
 
 pytestmark = pytest.mark.integration
 
@@ -65,19 +62,8 @@ def verifies(secret: str, sent: tuple[bytes, Mapping[str, str]]) -> bool:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    url: str | None = None
-    if request.param == "sqlite":
-        engine = create_engine(DatabaseSettings(embedded_path=tmp_path / "rotation.db"))
-    else:
-        url = await create_database(request.getfixturevalue("postgres_url"), "rotation")
-        engine = create_engine(DatabaseSettings(url=url))
-    await migrate.upgrade(engine)
-    try:
-        yield SqlStore(engine, "stopper.stop-requests")
-    finally:
-        await engine.dispose()
-        if url is not None:
-            await drop_database(url)
+    async with sql_store_on(request, tmp_path, "rotation", "stopper.stop-requests") as store:
+        yield store
 
 
 async def test_a_rotation_signs_by_both_secrets_until_it_is_ended_or_its_window_passes(
