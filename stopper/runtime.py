@@ -249,7 +249,6 @@ class Runtime:
                 retention.prune_once,
                 interval_s=RETENTION_INTERVAL_S,
                 stopping=self._stopping,
-                refusals=self.refusals,
             ),
         )
         self._spawn(
