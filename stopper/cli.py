@@ -144,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     unconfirmed = operator_command(
-        holds, "unconfirmed", "holds their institution accepted and has not confirmed, oldest first"
+        holds,
+        "unconfirmed",
+        "holds their institution accepted (or left unanswered) and has not confirmed, oldest first",
     )
     unconfirmed.add_argument("--limit", type=int, default=100)
     _include_handled(unconfirmed)

@@ -174,7 +174,8 @@ async def panels_html(
             ),
             section(
                 "unconfirmed",
-                "Unconfirmed: accepted by the institution, its answer owed "
+                "Unconfirmed: accepted by the institution, its answer owed, or unanswered"
+                " and being asked about "
                 f"({by_state.get('unconfirmed', 0)}, oldest first; handled ones left out)",
                 _unconfirmed_table(unconfirmed),
             ),

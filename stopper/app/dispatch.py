@@ -19,6 +19,11 @@ Business rules:
 - when the retry budget or the overall deadline (`deadline_s` from the first attempt) is
   spent, the hold becomes `failed` with the reason, for a person to act on; a hold is always
   asked for at least once, however long it waited before its first attempt;
+- but no answer is not a refusal: when the last attempt timed out (the institution may have
+  carried it out), the hold is `unconfirmed` (`unanswered`) and the institution is asked about
+  it, from one timeout later, at the same slowing cadence, for another `deadline_s`: its stored
+  outcome settles it, `pending` makes it accepted (its answer owed), and only "never received"
+  or no answer to the inquiries either makes it `failed`;
 - every request goes through the `InstitutionGateway` (at most `concurrency` in flight to one
   institution per process, a circuit breaker per institution that stops hammering one that is
   down, hedging, health and metrics); intake waits (a second at most) only for institutions
@@ -346,9 +351,13 @@ class Dispatcher:
             resent = await self._writer.apply(
                 hold_id, lambda r: self._decisions.resend(r, key, institution)
             )
-            if resent is not None:
-                await self.attempt(hold_id, first=False)
-            return resent is not None
+            if resent is None:
+                return False
+            if resent[0].hold.state is HoldState.FAILED:  # none of its attempts reached it
+                self._count_failed(resent[0])
+                return False
+            await self.attempt(hold_id, first=False)
+            return True
 
         return await act_on_status(
             status,

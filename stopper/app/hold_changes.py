@@ -202,6 +202,26 @@ class Accepted:
 
 
 @dataclass(frozen=True, slots=True)
+class Unanswered:
+    """No attempt at the request was answered, and no more are to be made: the institution is
+    asked about it from `next_attempt_at` on (no inquiry made yet), given up on at
+    `dispatch_deadline_at`. Never accepted, so `accepted_at` stays unset."""
+
+    next_attempt_at: datetime
+    dispatch_deadline_at: datetime
+    reason: str
+
+    def apply(self, record: HoldRecord) -> HoldRecord:
+        changed = record.copy()
+        changed.accepted_at = None
+        changed.inquiries = 0
+        changed.next_attempt_at = self.next_attempt_at
+        changed.dispatch_deadline_at = self.dispatch_deadline_at
+        changed.state_reason = self.reason
+        return changed
+
+
+@dataclass(frozen=True, slots=True)
 class Resent:
     """The institution has no record of an accepted request: sent again at `next_attempt_at`
     with a fresh deadline, no longer accepted."""

@@ -26,6 +26,7 @@ from stopper.app.hold_changes import (
     InquiryClaimed,
     NotAttempted,
     Resent,
+    Unanswered,
 )
 from stopper.app.policies import DispatchPolicy
 from stopper.app.ports import Clock, HoldRecord, HoldUpdate
@@ -34,7 +35,7 @@ from stopper.domain.holds import Hold, HoldEvent, HoldState, can, idempotency_ke
 from stopper.domain.messages import AnswerKind, InstitutionAnswer, RequestStop
 from stopper.domain.mules import is_flagged
 from stopper.domain.trail import TrailNode, TrailPlan, plan_trail
-from stopper.errors import BreakerOpen, InstitutionError
+from stopper.errors import BreakerOpen, InstitutionError, InstitutionTimeout, MalformedAnswer
 from stopper.registry import Institution
 
 DISPATCHER = "stopper:dispatcher"
@@ -140,16 +141,22 @@ class StopDecisions:
     def _claim_inquiry(
         self, record: HoldRecord, institution: Institution, now: datetime
     ) -> HoldUpdate:
-        """A status inquiry about a request the institution accepted; or, once the stop it asked
-        for would have lapsed (`dispatch_deadline_at` of an unconfirmed hold), giving up."""
+        """A status inquiry about a request the institution accepted (or left unanswered); or,
+        once `dispatch_deadline_at` of the unconfirmed hold has passed (for an accepted request:
+        when the stop it asked for would have lapsed), giving up."""
         hold = record.hold
         if record.dispatch_deadline_at is not None and now >= record.dispatch_deadline_at:
-            since = record.accepted_at or record.sent_at or now
-            reason = (
-                f"accepted by the institution at {since:%Y-%m-%d %H:%M:%S}Z and never confirmed"
-                f" (asked {record.inquiries} times) before its stop would have lapsed;"
-                " a person must act"
-            )
+            if record.accepted_at is None:
+                reason = (
+                    f"no answer to {record.attempts} attempts, nor to {record.inquiries} status"
+                    " inquiries about them; a person must act"
+                )
+            else:
+                reason = (
+                    f"accepted by the institution at {record.accepted_at:%Y-%m-%d %H:%M:%S}Z and"
+                    f" never confirmed (asked {record.inquiries} times) before its stop would"
+                    " have lapsed; a person must act"
+                )
             return _give_up(hold, reason, now)
         lease = timedelta(milliseconds=institution.timeout_ms) + LEASE_MARGIN
         return HoldUpdate(
@@ -204,30 +211,57 @@ class StopDecisions:
         self, record: HoldRecord, claim: Claim, institution: Institution, why: str | None
     ) -> HoldUpdate | None:
         """After an inquiry that found no outcome: the next one, twice as far off each time (from
-        `callback_wait_s`, with jitter, at most `inquiry_max_interval_s`)."""
+        `callback_wait_s`, with jitter, at most `inquiry_max_interval_s`). An institution that
+        says it has an unanswered request pending (`why` None) has accepted it: its answer is
+        owed as for a request accepted at once."""
         if record.hold.state is not HoldState.UNCONFIRMED or record.inquiries != claim.inquiry:
             return None  # the answer came meanwhile, or another inquiry took over
         now = self._clock.now()
+        if record.accepted_at is None and why is None:
+            reason = (
+                f"the institution has the request (pending at status inquiry {claim.inquiry},"
+                f" {now:%Y-%m-%d %H:%M:%S}Z); its answer is owed"
+            )
+            return HoldUpdate(
+                at=now,
+                change=Accepted(
+                    accepted_at=now,
+                    next_attempt_at=now + timedelta(seconds=institution.callback_wait_s),
+                    dispatch_deadline_at=self._policy.stop_expiry.expires_at(now),
+                    reason=reason,
+                ),
+            )
         wait_s = min(
             institution.callback_wait_s * 2 ** min(claim.inquiry, 20),
             self._policy.inquiry_max_interval.total_seconds(),
         ) * self._rng.uniform(0.8, 1.2)
-        since = record.accepted_at or now
-        reason = (
-            f"accepted by the institution at {since:%Y-%m-%d %H:%M:%S}Z; unconfirmed"
-            f" after {claim.inquiry} status inquiries" + (f" (last: {why})" if why else "")
-        )
+        if record.accepted_at is None:
+            reason = f"no attempt answered; unconfirmed after {claim.inquiry} status inquiries"
+        else:
+            reason = (
+                f"accepted by the institution at {record.accepted_at:%Y-%m-%d %H:%M:%S}Z;"
+                f" unconfirmed after {claim.inquiry} status inquiries"
+            )
+        reason += f" (last: {why})" if why else ""
         return HoldUpdate(at=now, change=Backoff(now + timedelta(seconds=wait_s), reason))
 
     def resend(self, record: HoldRecord, key: str, institution: Institution) -> HoldUpdate | None:
         """The institution has no record of a request it accepted (or that Stopper believes it
-        accepted): send it again, same key, with a fresh deadline."""
+        accepted): send it again, same key, with a fresh deadline. Of a request none of whose
+        attempts was answered, it says that none reached it, and Stopper has made all it may:
+        the hold fails."""
         hold = record.hold
         if hold.state is not HoldState.UNCONFIRMED:
             return None
         if idempotency_key_for(hold.id, hold.reapplications) != key:
             return None
         now = self._clock.now()
+        if record.accepted_at is None:
+            reason = (
+                f"the institution has no record of the request: none of {record.attempts}"
+                " unanswered attempts reached it; a person must act"
+            )
+            return _give_up(hold, reason, now)
         cause = "the institution has no record of the request: sent again (same key)"
         transition = hold.apply(HoldEvent.REQUEST_SENT, cause=cause, actor=DISPATCHER, at=now)
         return HoldUpdate(
@@ -257,11 +291,33 @@ class StopDecisions:
         out_of_budget = not not_made and claim.attempt >= institution.retry.max_attempts
         if delay is None or out_of_budget or (deadline is not None and now + delay >= deadline):
             why = "not retryable" if delay is None else "retries exhausted before the deadline"
+            if delay is not None and _may_have_acted(error):
+                return self._unanswered(hold, institution, f"{reason}; {why}", now)
             cause = f"{reason}; {why}; a person must act"
             return _give_up(hold, cause, now)
         if not_made:
             return HoldUpdate(at=now, change=NotAttempted(record.attempts - 1, now + delay, reason))
         return HoldUpdate(at=now, change=Backoff(now + delay, reason))
+
+    def _unanswered(
+        self, hold: Hold, institution: Institution, reason: str, now: datetime
+    ) -> HoldUpdate:
+        """The last attempt timed out and no more are to be made: the institution may have
+        carried the request out, so the hold is `unconfirmed` and the institution is asked about
+        it (a status inquiry) once the last attempt's answer would surely have come, until
+        another `deadline_s` has passed; only then, or when the institution says it never
+        received the request, does the hold fail."""
+        cause = f"{reason}; unanswered: the institution is asked whether it has the request"
+        transition = hold.apply(HoldEvent.UNANSWERED, cause=cause, actor=DISPATCHER, at=now)
+        return HoldUpdate(
+            at=now,
+            transitions=[transition],
+            change=Unanswered(
+                next_attempt_at=now + timedelta(milliseconds=institution.timeout_ms),
+                dispatch_deadline_at=now + timedelta(seconds=institution.retry.deadline_s),
+                reason=cause,
+            ),
+        )
 
     def answer(
         self,
@@ -351,6 +407,14 @@ def mules_first(claims: Iterable[Claim], mule_cases: Mapping[UUID, int]) -> list
             claim = replace(claim, request=replace(claim.request, mule_cases=cases))
         marked.append(claim)
     return sorted(marked, key=lambda c: not is_flagged(c.request.mule_cases))
+
+
+def _may_have_acted(error: InstitutionError) -> bool:
+    """Whether the institution may have carried out a request whose last attempt ended in
+    `error`: a timeout or an unreadable answer leaves it open. A refusal, an outage it answered
+    (a 5xx, a refused connection) or an open breaker (an outage Stopper saw often enough to stop
+    calling: a person should know of it now) does not."""
+    return isinstance(error, InstitutionTimeout | MalformedAnswer)
 
 
 def _give_up(hold: Hold, reason: str, now: datetime) -> HoldUpdate:

@@ -12,6 +12,7 @@ In short (the table is the authority)::
     requested --request_sent--> sent --stop_confirmed--> stopped --freeze_confirmed--> frozen
     sent      --not_found / rejected--> not_found / rejected
     sent      --accepted--> unconfirmed (the institution took it; its answer is owed)
+    sent      --unanswered--> unconfirmed (no attempt answered: the institution is asked)
     unconfirmed --stop_confirmed / not_found / rejected--> stopped / not_found / rejected
     unconfirmed --request_sent--> sent (it says it never received the request: sent again)
     requested, sent, unconfirmed --gave_up--> failed
@@ -35,6 +36,9 @@ Rules the table encodes:
 * ``unconfirmed`` is not ``failed``: the institution accepted the request and owes its answer.
   Stopper asks about it (a status inquiry) rather than sending it again, and gives up on it
   only when its stop would have lapsed unconfirmed.
+* No answer is not a refusal: a request whose attempts all went unanswered (the last one timed
+  out) may have been carried out, so the hold is ``unconfirmed`` too, and the institution is
+  asked about it before Stopper gives up on it.
 
 * A business answer (``not_found``, ``rejected``) is final for that request.
 * ``failed`` means a person must act. An answer that arrives late for a failed hold is still the
@@ -123,6 +127,9 @@ class HoldState(enum.StrEnum):
 class HoldEvent(enum.StrEnum):
     REQUEST_SENT = "request_sent"
     ACCEPTED = "accepted"
+    # No attempt was answered (each timed out: the institution may have acted): asked about
+    # before the hold may fail.
+    UNANSWERED = "unanswered"
     STOP_CONFIRMED = "stop_confirmed"
     NOT_FOUND = "not_found"
     REJECTED = "rejected"
@@ -167,6 +174,7 @@ TRANSITIONS: Final[Mapping[tuple[HoldState, HoldEvent], HoldState]] = MappingPro
         (S.SENT, E.REJECTED): S.REJECTED,
         (S.SENT, E.GAVE_UP): S.FAILED,
         (S.SENT, E.ACCEPTED): S.UNCONFIRMED,
+        (S.SENT, E.UNANSWERED): S.UNCONFIRMED,
         (S.SENT, E.MERGED): S.SENT,
         (S.UNCONFIRMED, E.STOP_CONFIRMED): S.STOPPED,
         (S.UNCONFIRMED, E.NOT_FOUND): S.NOT_FOUND,

@@ -9,8 +9,9 @@ import asyncio
 import contextlib
 import io
 import json
+import re
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from stopper.registry import load_registry
 from stopper.runtime import build_runtime
 from stopper.serving import free_port, serving
 from stopper.simulation.institutions import Simulation
-from stopper.simulation.profiles import profile
+from stopper.simulation.profiles import Behaviour, profile
 from stopper.simulation.server import create_simulation_app
 from tests.integration.conftest import unique_kafka
 from tests.integration.helpers import eventually, fast_registry
@@ -79,23 +80,27 @@ def divergent(ledger: list[dict[str, Any]], holds: dict[str, tuple[str, int]]) -
     return wrong
 
 
-@pytest.fixture
-async def lost_callbacks(
-    tmp_path: Path, postgres_url: str, kafka_bootstrap: str
+@contextlib.asynccontextmanager
+async def truth_world(
+    tmp_path: Path,
+    postgres_url: str,
+    kafka_bootstrap: str,
+    name: str,
+    behave: Callable[[Behaviour], Behaviour],
+    registry_text: Callable[[str], str] = lambda text: text,
 ) -> AsyncIterator[tuple[Settings, Simulation, str]]:
-    """Every institution answers by callback, and every callback is lost (sent to a port
-    nobody listens on): only status inquiries and reconciliation can find the outcomes. A
-    database of its own: the sweepers and reconciliation would otherwise also ask about
-    other tests' holds, and the requests counted here are this test's."""
-    database_url = await create_database(postgres_url, "truth")
+    """Stopper's settings for the simulated world of the realistic profile changed by `behave`,
+    served over HTTP, on a database of its own (the sweepers and reconciliation would otherwise
+    also ask about other tests' holds, and the requests counted here are this test's)."""
+    database_url = await create_database(postgres_url, name)
     engine = create_engine(DatabaseSettings(url=database_url))
     await migrate.upgrade(engine)
     await engine.dispose()
     registry_path = fast_registry(tmp_path)
+    registry_path.write_text(registry_text(registry_path.read_text()))
     registry = load_registry(registry_path)
     behaviours = {
-        code: replace(behaviour, answers_by_callback=True, timeout_rate=0.0)
-        for code, behaviour in profile("realistic", registry).items()
+        code: behave(behaviour) for code, behaviour in profile("realistic", registry).items()
     }
     simulation = Simulation(
         registry,
@@ -117,6 +122,48 @@ async def lost_callbacks(
         yield settings, simulation, sim_url
         simulation.close_requests()
     await drop_database(database_url)
+
+
+@pytest.fixture
+async def lost_callbacks(
+    tmp_path: Path, postgres_url: str, kafka_bootstrap: str
+) -> AsyncIterator[tuple[Settings, Simulation, str]]:
+    """Every institution answers by callback, and every callback is lost (sent to a port
+    nobody listens on): only status inquiries and reconciliation can find the outcomes."""
+    async with truth_world(
+        tmp_path,
+        postgres_url,
+        kafka_bootstrap,
+        "truth",
+        lambda b: replace(b, answers_by_callback=True, timeout_rate=0.0),
+    ) as world:
+        yield world
+
+
+@pytest.fixture
+async def answers_too_late(
+    tmp_path: Path, postgres_url: str, kafka_bootstrap: str
+) -> AsyncIterator[tuple[Settings, Simulation, str]]:
+    """Every institution is up and carries out every request, and answers it at once, but only
+    after Stopper's timeout (400 ms here): no attempt is ever answered in time. Breakers that do
+    not open, so every attempt meets the institution."""
+    async with truth_world(
+        tmp_path,
+        postgres_url,
+        kafka_bootstrap,
+        "truth_late",
+        lambda b: replace(
+            b,
+            answers_by_callback=False,
+            timeout_rate=1.0,
+            hang_s=2.0,
+            error_rate=0.0,
+            malformed_rate=0.0,
+            outage=None,
+        ),
+        lambda text: re.sub(r"failure_threshold = \d+", "failure_threshold = 100000", text),
+    ) as world:
+        yield world
 
 
 async def test_lost_callbacks_are_found_by_status_inquiry_and_never_re_sent(
@@ -229,3 +276,47 @@ async def test_reconciliation_moves_failed_and_unconfirmed_holds_to_the_ledger(
     assert len(divergences) == applied
     assert refused.status_code == 404
     assert simulation.stats()["totals"]["status_queries"] >= 1
+
+
+async def test_requests_never_answered_in_time_are_asked_about_and_never_fail(
+    answers_too_late: tuple[Settings, Simulation, str],
+) -> None:
+    """No answer is not a refusal: holds whose every attempt timed out are `unconfirmed`
+    (`unanswered`), and the status inquiry finds what the institution did; none is `failed`
+    for a person while its institution holds the money."""
+    settings, simulation, _ = answers_too_late
+    runtime = build_runtime(settings)
+    async with serving(create_app(runtime), port=settings.api.port) as url:
+        case_ids = await post_reports(url, 4, seed=73)
+        last: Counter[str] = Counter()
+
+        async def settled() -> dict[str, tuple[str, int]] | None:
+            holds = await stopper_holds(settings, case_ids)
+            wrong = divergent(simulation.ledger(), holds)
+            last.clear()
+            last.update(holds[h][0] for h in wrong)
+            return holds if holds and not wrong else None
+
+        try:
+            holds = await eventually(settled, timeout=120)
+        except AssertionError as e:
+            raise AssertionError(f"still divergent, by Stopper's state: {dict(last)}") from e
+    states = Counter(state for state, _ in holds.values())
+    assert "failed" not in states and states["stopped"] > 0, states
+    runtime = build_runtime(settings)
+    try:
+        async with runtime.engine.connect() as connection:
+            rows = await connection.execute(
+                select(HoldTransitionRow.hold_id, HoldTransitionRow.to_state).where(
+                    HoldTransitionRow.hold_id.in_([UUID(h) for h in holds]),
+                    HoldTransitionRow.event == "unanswered",
+                )
+            )
+            unanswered = {str(r.hold_id): r.to_state for r in rows}
+    finally:
+        await runtime.engine.dispose()
+    assert set(unanswered) == set(holds)  # every one went unanswered first ...
+    assert set(unanswered.values()) == {"unconfirmed"}
+    totals = simulation.stats()["totals"]
+    assert totals["status_inquiries"] >= len(holds)  # ... and was asked about
+    assert totals["double_stops"] == 0

@@ -13,6 +13,7 @@ import pytest
 
 from stopper.app.dispatch import Dispatcher
 from stopper.app.gateway import InstitutionGateway
+from stopper.app.ports import HoldRecord
 from stopper.app.stop_decisions import AnswerOutcome
 from stopper.config import DispatchSettings
 from stopper.domain.holds import Hold, HoldEvent, HoldState
@@ -26,6 +27,7 @@ from stopper.domain.messages import (
     StopStatus,
 )
 from stopper.errors import (
+    InstitutionError,
     InstitutionTimeout,
     InstitutionUnavailable,
     MalformedAnswer,
@@ -157,8 +159,10 @@ PATIENT_20S = RetryPolicy(
 
 
 async def test_the_hold_fails_with_the_reason_when_the_deadline_passes() -> None:
+    """An institution that answers, but with errors (a 5xx each time, then its breaker open),
+    never took the request: the hold fails at the deadline, without a status inquiry."""
     reg = registry(retry=PATIENT_20S)
-    dispatcher, store, adapter, clock = setup([InstitutionTimeout("no answer in 2000 ms")], reg)
+    dispatcher, store, adapter, clock = setup([InstitutionUnavailable("HTTP 503")], reg)
     record = requested_hold()
     store.add(record)
     await dispatcher.attempt(record.hold.id, first=True)
@@ -171,6 +175,120 @@ async def test_the_hold_fails_with_the_reason_when_the_deadline_passes() -> None
     assert "a person must act" in store.transitions[-1].cause
     assert store.transitions[-1].at - record.requested_at <= timedelta(seconds=21)
     assert 3 <= len(adapter.requests)
+    assert adapter.statuses == []
+
+
+# Three attempts within 20 s, and a breaker that stays closed: each attempt meets the
+# institution, so the last error is the institution's own.
+THREE_TRIES = registry(
+    retry=RetryPolicy(max_attempts=3, initial_backoff_ms=500, max_backoff_ms=2000, deadline_s=20),
+    breaker=BreakerPolicy(failure_threshold=100, cooldown_s=30),
+    callback_wait_s=10.0,
+)
+
+
+async def unanswered(
+    status: list[StopStatus | InstitutionError],
+) -> tuple[Dispatcher, FakeDispatchStore, ScriptedAdapter, FixedClock, HoldRecord]:
+    """A hold whose three attempts at BK01 all timed out, `status` scripting the inquiries."""
+    dispatcher, store, adapter, clock = setup(
+        [InstitutionTimeout("no answer in 2000 ms")], THREE_TRIES
+    )
+    adapter.status_script["BK01"] = status
+    record = requested_hold()
+    store.add(record)
+    await dispatcher.attempt(record.hold.id, first=True)
+    for _ in range(30):
+        await run_until_settled(dispatcher, clock, 1)
+        if store.holds[record.hold.id].hold.state is not HoldState.SENT:
+            break
+    return dispatcher, store, adapter, clock, store.holds[record.hold.id]
+
+
+async def test_a_hold_whose_attempts_all_timed_out_is_asked_about_before_it_may_fail() -> None:
+    """No answer is not a refusal: the institution may have carried the request out."""
+    dispatcher, store, adapter, clock, stored = await unanswered([])
+    assert stored.hold.state is HoldState.UNCONFIRMED
+    assert stored.accepted_at is None  # not accepted: unanswered
+    assert len(adapter.requests) == 3
+    assert "attempt 3: no answer in 2000 ms" in (stored.state_reason or "")
+    assert "unanswered: the institution is asked" in (stored.state_reason or "")
+    assert store.transitions[-1].event is HoldEvent.UNANSWERED
+    assert store.transitions[-1].actor == "stopper:dispatcher"
+    assert adapter.statuses == []  # not before the last attempt's answer would surely have come
+    assert stored.next_attempt_at == clock.at + timedelta(seconds=2)
+    await run_until_settled(dispatcher, clock, 3)
+    assert adapter.statuses == [f"stopper-{stored.hold.id}-0"]
+    assert len(adapter.requests) == 3  # asked about, not sent again
+
+
+async def test_an_unanswered_request_the_institution_carried_out_is_stopped_by_the_inquiry() -> (
+    None
+):
+    key_of = "stopper-{}-0".format
+    dispatcher, store, adapter, clock, stored = await unanswered([])
+    hold_id = stored.hold.id
+    adapter.status_script["BK01"] = [
+        StopStatus(key_of(hold_id), StatusKind.ANSWERED, hold_id, STOPPED)
+    ]
+    await run_until_settled(dispatcher, clock, 3)
+    settled = store.holds[hold_id]
+    assert settled.hold.state is HoldState.STOPPED
+    assert settled.hold.amount_stopped == 60_000
+    assert store.transitions[-1].cause.startswith("status inquiry: stopped")
+    assert [(t.from_state, t.to_state) for t in store.transitions] == [
+        (HoldState.REQUESTED, HoldState.SENT),
+        (HoldState.SENT, HoldState.UNCONFIRMED),
+        (HoldState.UNCONFIRMED, HoldState.STOPPED),
+    ]
+    await run_until_settled(dispatcher, clock, 600)
+    assert (len(adapter.requests), len(adapter.statuses)) == (3, 1)
+
+
+async def test_an_unanswered_request_the_institution_never_received_fails() -> None:
+    dispatcher, store, adapter, clock, stored = await unanswered([])
+    hold_id = stored.hold.id
+    adapter.status_script["BK01"] = [StopStatus(f"stopper-{hold_id}-0", StatusKind.UNKNOWN)]
+    await run_until_settled(dispatcher, clock, 3)
+    failed = store.holds[hold_id]
+    assert failed.hold.state is HoldState.FAILED
+    assert "none of 3 unanswered attempts reached it; a person must act" in (
+        failed.state_reason or ""
+    )
+    assert len(adapter.requests) == 3  # its budget is spent: not sent again
+
+
+async def test_an_unanswered_request_the_institution_has_pending_is_accepted() -> None:
+    dispatcher, store, adapter, clock, stored = await unanswered([])
+    hold_id = stored.hold.id
+    adapter.status_script["BK01"] = [StopStatus(f"stopper-{hold_id}-0", StatusKind.PENDING)]
+    await run_until_settled(dispatcher, clock, 3)
+    pending = store.holds[hold_id]
+    assert pending.hold.state is HoldState.UNCONFIRMED
+    assert pending.accepted_at is not None  # at the inquiry
+    assert stored.next_attempt_at is not None
+    assert stored.next_attempt_at <= pending.accepted_at <= clock.at
+    assert "the institution has the request (pending" in (pending.state_reason or "")
+    # Its answer is owed as for a request accepted at once: asked about until the stop lapses.
+    assert pending.dispatch_deadline_at == pending.accepted_at + timedelta(hours=48)
+    await run_until_settled(dispatcher, clock, 3600)
+    assert store.holds[hold_id].hold.state is HoldState.UNCONFIRMED
+    assert len(adapter.requests) == 3
+
+
+async def test_an_unanswered_hold_fails_when_its_inquiries_go_unanswered_too() -> None:
+    dispatcher, store, adapter, clock, stored = await unanswered([InstitutionTimeout("silent")])
+    gave_up_at = stored.dispatch_deadline_at
+    assert gave_up_at == clock.at + timedelta(seconds=20)  # another deadline's worth of asking
+    await run_until_settled(dispatcher, clock, 19)
+    assert store.holds[stored.hold.id].hold.state is HoldState.UNCONFIRMED
+    await run_until_settled(dispatcher, clock, 30)
+    failed = store.holds[stored.hold.id]
+    assert failed.hold.state is HoldState.FAILED
+    assert (failed.state_reason or "").startswith("no answer to 3 attempts, nor to ")
+    assert store.transitions[-1].at <= gave_up_at + timedelta(seconds=1)
+    assert len(adapter.requests) == 3
+    assert 1 <= len(adapter.statuses) <= 3  # from 2 s on, then 20 s apart or more
 
 
 async def test_a_hold_that_waited_in_a_backlog_is_still_asked_and_gets_its_whole_deadline() -> None:

@@ -47,6 +47,7 @@ EXPECTED = {
     (HoldState.SENT, HoldEvent.REJECTED): HoldState.REJECTED,
     (HoldState.SENT, HoldEvent.GAVE_UP): HoldState.FAILED,
     (HoldState.SENT, HoldEvent.ACCEPTED): HoldState.UNCONFIRMED,
+    (HoldState.SENT, HoldEvent.UNANSWERED): HoldState.UNCONFIRMED,
     (HoldState.UNCONFIRMED, HoldEvent.STOP_CONFIRMED): HoldState.STOPPED,
     (HoldState.UNCONFIRMED, HoldEvent.NOT_FOUND): HoldState.NOT_FOUND,
     (HoldState.UNCONFIRMED, HoldEvent.REJECTED): HoldState.REJECTED,
