@@ -145,8 +145,8 @@ async def answers_too_late(
     tmp_path: Path, postgres_url: str, kafka_bootstrap: str
 ) -> AsyncIterator[tuple[Settings, Simulation, str]]:
     """Every institution is up and carries out every request, and answers it at once, but only
-    after Stopper's timeout (400 ms here): no attempt is ever answered in time. Breakers that do
-    not open, so every attempt meets the institution."""
+    after Stopper's timeout (400 ms here): no attempt is ever answered in time. Three attempts
+    each, and breakers that do not open, so every attempt meets the institution."""
     async with truth_world(
         tmp_path,
         postgres_url,
@@ -161,7 +161,11 @@ async def answers_too_late(
             malformed_rate=0.0,
             outage=None,
         ),
-        lambda text: re.sub(r"failure_threshold = \d+", "failure_threshold = 100000", text),
+        lambda text: re.sub(
+            r"max_attempts = \d+",
+            "max_attempts = 3",
+            re.sub(r"failure_threshold = \d+", "failure_threshold = 100000", text),
+        ),
     ) as world:
         yield world
 
