@@ -197,14 +197,17 @@ class StopDecisions:
         reason = f"accepted by the institution at {now:%Y-%m-%d %H:%M:%S}Z; its answer is owed"
         transition = hold.apply(HoldEvent.ACCEPTED, cause=reason, actor=DISPATCHER, at=now)
         return HoldUpdate(
-            at=now,
-            transitions=[transition],
-            change=Accepted(
-                accepted_at=now,
-                next_attempt_at=now + timedelta(seconds=institution.callback_wait_s),
-                dispatch_deadline_at=self._policy.stop_expiry.expires_at(now),
-                reason=reason,
-            ),
+            at=now, transitions=[transition], change=self._owed(institution, now, reason)
+        )
+
+    def _owed(self, institution: Institution, now: datetime, reason: str) -> Accepted:
+        """The institution has the request and owes its answer since `now`: asked about once the
+        callback is overdue, given up on when the stop it asked for would have lapsed."""
+        return Accepted(
+            accepted_at=now,
+            next_attempt_at=now + timedelta(seconds=institution.callback_wait_s),
+            dispatch_deadline_at=self._policy.stop_expiry.expires_at(now),
+            reason=reason,
         )
 
     def next_inquiry(
@@ -222,15 +225,7 @@ class StopDecisions:
                 f"the institution has the request (pending at status inquiry {claim.inquiry},"
                 f" {now:%Y-%m-%d %H:%M:%S}Z); its answer is owed"
             )
-            return HoldUpdate(
-                at=now,
-                change=Accepted(
-                    accepted_at=now,
-                    next_attempt_at=now + timedelta(seconds=institution.callback_wait_s),
-                    dispatch_deadline_at=self._policy.stop_expiry.expires_at(now),
-                    reason=reason,
-                ),
-            )
+            return HoldUpdate(at=now, change=self._owed(institution, now, reason))
         wait_s = min(
             institution.callback_wait_s * 2 ** min(claim.inquiry, 20),
             self._policy.inquiry_max_interval.total_seconds(),

@@ -11,7 +11,7 @@ import io
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from uuid import UUID
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from stopper import cli
 from stopper.adapters.db import migrate
@@ -170,14 +170,14 @@ async def answers_too_late(
         yield world
 
 
-async def test_lost_callbacks_are_found_by_status_inquiry_and_never_re_sent(
-    lost_callbacks: tuple[Settings, Simulation, str],
-) -> None:
-    settings, simulation, _ = lost_callbacks
+async def matching_the_ledger(
+    settings: Settings, simulation: Simulation, *, reports: int, seed: int, timeout: float
+) -> dict[str, tuple[str, int]]:
+    """Post `reports` to a Stopper of `settings` and wait until every hold of theirs is as its
+    institution's ledger says (state, amount): the holds, by id."""
     runtime = build_runtime(settings)
     async with serving(create_app(runtime), port=settings.api.port) as url:
-        case_ids = await post_reports(url, 15, seed=71)
-
+        case_ids = await post_reports(url, reports, seed=seed)
         last: Counter[str] = Counter()
 
         async def settled() -> dict[str, tuple[str, int]] | None:
@@ -188,14 +188,22 @@ async def test_lost_callbacks_are_found_by_status_inquiry_and_never_re_sent(
             return holds if holds and not wrong else None
 
         try:
-            holds = await eventually(settled, timeout=90)
+            return await eventually(settled, timeout=timeout)
         except AssertionError as e:
             raise AssertionError(f"still divergent, by Stopper's state: {dict(last)}") from e
+
+
+async def test_lost_callbacks_are_found_by_status_inquiry_and_never_re_sent(
+    lost_callbacks: tuple[Settings, Simulation, str],
+) -> None:
+    settings, simulation, _ = lost_callbacks
+    holds = await matching_the_ledger(settings, simulation, reports=15, seed=71, timeout=90)
     totals = simulation.stats()["totals"]
     # Accepted requests were asked about, not sent again (retries after 5xx are not accepts).
     assert totals["status_inquiries"] >= len(holds) // 2
     assert totals["stop_requests"] <= 1.2 * len(holds), totals
-    accepted = await _accepted_then(settings, list(holds))
+    # Per hold that was unconfirmed: the state it left unconfirmed for.
+    accepted = await _transitions_to(settings, holds, HoldTransitionRow.from_state == "unconfirmed")
     assert accepted, "the holds went through unconfirmed"
     assert all(to in ("stopped", "not_found", "rejected") for to in accepted.values())
     assert Counter(state for state, _ in holds.values())["stopped"] > 0
@@ -210,15 +218,16 @@ async def command(args: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-async def _accepted_then(settings: Settings, hold_ids: list[str]) -> dict[str, str]:
-    """Per hold that was unconfirmed: the state it left unconfirmed for."""
+async def _transitions_to(
+    settings: Settings, hold_ids: Iterable[str], which: ColumnElement[bool]
+) -> dict[str, str]:
+    """Per hold with a transition `which` selects: the state that transition led to."""
     runtime = build_runtime(settings)
     try:
         async with runtime.engine.connect() as connection:
             rows = await connection.execute(
                 select(HoldTransitionRow.hold_id, HoldTransitionRow.to_state).where(
-                    HoldTransitionRow.hold_id.in_([UUID(h) for h in hold_ids]),
-                    HoldTransitionRow.from_state == "unconfirmed",
+                    HoldTransitionRow.hold_id.in_([UUID(h) for h in hold_ids]), which
                 )
             )
             return {str(r.hold_id): r.to_state for r in rows}
@@ -289,36 +298,10 @@ async def test_requests_never_answered_in_time_are_asked_about_and_never_fail(
     (`unanswered`), and the status inquiry finds what the institution did; none is `failed`
     for a person while its institution holds the money."""
     settings, simulation, _ = answers_too_late
-    runtime = build_runtime(settings)
-    async with serving(create_app(runtime), port=settings.api.port) as url:
-        case_ids = await post_reports(url, 4, seed=73)
-        last: Counter[str] = Counter()
-
-        async def settled() -> dict[str, tuple[str, int]] | None:
-            holds = await stopper_holds(settings, case_ids)
-            wrong = divergent(simulation.ledger(), holds)
-            last.clear()
-            last.update(holds[h][0] for h in wrong)
-            return holds if holds and not wrong else None
-
-        try:
-            holds = await eventually(settled, timeout=120)
-        except AssertionError as e:
-            raise AssertionError(f"still divergent, by Stopper's state: {dict(last)}") from e
+    holds = await matching_the_ledger(settings, simulation, reports=4, seed=73, timeout=120)
     states = Counter(state for state, _ in holds.values())
     assert "failed" not in states and states["stopped"] > 0, states
-    runtime = build_runtime(settings)
-    try:
-        async with runtime.engine.connect() as connection:
-            rows = await connection.execute(
-                select(HoldTransitionRow.hold_id, HoldTransitionRow.to_state).where(
-                    HoldTransitionRow.hold_id.in_([UUID(h) for h in holds]),
-                    HoldTransitionRow.event == "unanswered",
-                )
-            )
-            unanswered = {str(r.hold_id): r.to_state for r in rows}
-    finally:
-        await runtime.engine.dispose()
+    unanswered = await _transitions_to(settings, holds, HoldTransitionRow.event == "unanswered")
     assert set(unanswered) == set(holds)  # every one went unanswered first ...
     assert set(unanswered.values()) == {"unconfirmed"}
     totals = simulation.stats()["totals"]
