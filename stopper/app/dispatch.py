@@ -19,11 +19,12 @@ Business rules:
 - when the retry budget or the overall deadline (`deadline_s` from the first attempt) is
   spent, the hold becomes `failed` with the reason, for a person to act on; a hold is always
   asked for at least once, however long it waited before its first attempt;
-- but no answer is not a refusal: when the last attempt timed out (the institution may have
-  carried it out), the hold is `unconfirmed` (`unanswered`) and the institution is asked about
-  it, from one timeout later, at the same slowing cadence, for another `deadline_s`: its stored
-  outcome settles it, `pending` makes it accepted (its answer owed), and only "never received"
-  or no answer to the inquiries either makes it `failed`;
+- but no answer is not a refusal: when the last attempt timed out or its answer could not be
+  read (the institution may have carried it out), the hold is `unconfirmed` (`unanswered`)
+  and the institution is asked about it, from one timeout later, at the same slowing cadence,
+  for another `deadline_s`: its stored outcome settles it, `pending` makes it accepted (its
+  answer owed), and only "never received" or no answer to the inquiries either makes it
+  `failed`;
 - every request goes through the `InstitutionGateway` (at most `concurrency` in flight to one
   institution per process, a circuit breaker per institution that stops hammering one that is
   down, hedging, health and metrics); intake waits (a second at most) only for institutions

@@ -297,11 +297,11 @@ class StopDecisions:
     def _unanswered(
         self, hold: Hold, institution: Institution, reason: str, now: datetime
     ) -> HoldUpdate:
-        """The last attempt timed out and no more are to be made: the institution may have
-        carried the request out, so the hold is `unconfirmed` and the institution is asked about
-        it (a status inquiry) once the last attempt's answer would surely have come, until
-        another `deadline_s` has passed; only then, or when the institution says it never
-        received the request, does the hold fail."""
+        """The last attempt went unanswered (`_may_have_acted`) and no more are to be made: the
+        institution may have carried the request out, so the hold is `unconfirmed` and the
+        institution is asked about it (a status inquiry) once the last attempt's answer would
+        surely have come, until another `deadline_s` has passed; only then, or when the
+        institution says it never received the request, does the hold fail."""
         cause = f"{reason}; unanswered: the institution is asked whether it has the request"
         transition = hold.apply(HoldEvent.UNANSWERED, cause=cause, actor=DISPATCHER, at=now)
         return HoldUpdate(

@@ -12,7 +12,7 @@ In short (the table is the authority)::
     requested --request_sent--> sent --stop_confirmed--> stopped --freeze_confirmed--> frozen
     sent      --not_found / rejected--> not_found / rejected
     sent      --accepted--> unconfirmed (the institution took it; its answer is owed)
-    sent      --unanswered--> unconfirmed (no attempt answered: the institution is asked)
+    sent      --unanswered--> unconfirmed (the last attempt unanswered: the institution is asked)
     unconfirmed --stop_confirmed / not_found / rejected--> stopped / not_found / rejected
     unconfirmed --request_sent--> sent (it says it never received the request: sent again)
     requested, sent, unconfirmed --gave_up--> failed
@@ -36,9 +36,9 @@ Rules the table encodes:
 * ``unconfirmed`` is not ``failed``: the institution accepted the request and owes its answer.
   Stopper asks about it (a status inquiry) rather than sending it again, and gives up on it
   only when its stop would have lapsed unconfirmed.
-* No answer is not a refusal: a request whose attempts all went unanswered (the last one timed
-  out) may have been carried out, so the hold is ``unconfirmed`` too, and the institution is
-  asked about it before Stopper gives up on it.
+* No answer is not a refusal: a request whose last attempt went unanswered (it timed out, or
+  its answer could not be read) may have been carried out, so the hold is ``unconfirmed`` too,
+  and the institution is asked about it before Stopper gives up on it.
 
 * A business answer (``not_found``, ``rejected``) is final for that request.
 * ``failed`` means a person must act. An answer that arrives late for a failed hold is still the
@@ -127,8 +127,8 @@ class HoldState(enum.StrEnum):
 class HoldEvent(enum.StrEnum):
     REQUEST_SENT = "request_sent"
     ACCEPTED = "accepted"
-    # No attempt was answered (each timed out: the institution may have acted): asked about
-    # before the hold may fail.
+    # The last attempt went unanswered (it timed out, or its answer could not be read: the
+    # institution may have acted) and no more are to be made: asked about before it may fail.
     UNANSWERED = "unanswered"
     STOP_CONFIRMED = "stop_confirmed"
     NOT_FOUND = "not_found"
