@@ -122,8 +122,12 @@ class IsoBanks:
     async def _send_callback(
         self, sim: SimulatedInstitution, recall: Recall, records: list[StopRecord]
     ) -> None:
-        await asyncio.sleep(max(0.0, max(r.known_at for r in records) - time.monotonic()))
-        body = _resolution(sim, recall, records, time.monotonic())
+        known_at = max(r.known_at for r in records)
+        await asyncio.sleep(max(0.0, known_at - time.monotonic()))
+        # Answered as of the moment the last outcome is known, even if the sleep woke early
+        # (uvloop's timers are millisecond-grained and often do): the one camt.029 owed never
+        # says pending for a stop the institution has decided.
+        body = _resolution(sim, recall, records, max(time.monotonic(), known_at))
         copies = 2 if sim.roll(sim.behaviour.double_callback_rate) else 1
         for _ in range(copies):
             await self._simulation.callbacks.deliver(sim, body, CALLBACK_ROUTE, XML)

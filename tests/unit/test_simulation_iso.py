@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import httpx
+import pytest
 
 from stopper.adapters.institutions.iso20022 import (
     Recall,
@@ -444,3 +445,26 @@ async def test_a_supplement_txinf_holds_the_extra_once_and_the_ledger_adds_it() 
     entry = by_hold[str(first.hold_id)]
     assert (entry["status"], entry["amount_held"], entry["generation"]) == ("stopped", 75_000, 0)
     assert [s["idempotency_key"] for s in entry["supplements"]] == [extra.idempotency_key]
+
+
+async def test_the_callback_never_says_pending_when_the_event_loop_wakes_early(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvloop's timers are millisecond-grained and often fire before the time asked for; the one
+    camt.029 a message is owed must still carry every outcome, never PDCR (Stopper would wait
+    for a status inquiry to learn what the bank had long decided)."""
+    asleep = asyncio.sleep
+
+    async def early(delay: float, result: object = None) -> object:
+        return await asleep(max(0.0, delay - 0.002), result)
+
+    monkeypatch.setattr(asyncio, "sleep", early)
+    later = replace(BY_CALLBACK, callback_delay_ms=30.0, latency_sigma=0.0)
+    async with simulated({ISO_LATER: later}) as world:
+        for _ in range(5):
+            await send(world.client, recall(ISO_LATER, stop(ISO_LATER), stop(ISO_LATER)))
+        await eventually(lambda: len(world.stopper.received) == 5)
+
+    for callback in world.stopper.received:
+        read = read_resolution(parse_document(callback.body))
+        assert [i.status and i.status.kind for i in read.items] == [StatusKind.ANSWERED] * 2
