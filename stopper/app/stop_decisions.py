@@ -214,9 +214,10 @@ class StopDecisions:
         self, record: HoldRecord, claim: Claim, institution: Institution, why: str | None
     ) -> HoldUpdate | None:
         """After an inquiry that found no outcome: the next one, twice as far off each time (from
-        `callback_wait_s`, with jitter, at most `inquiry_max_interval_s`). An institution that
-        says it has an unanswered request pending (`why` None) has accepted it: its answer is
-        owed as for a request accepted at once."""
+        `callback_wait_s`, with jitter, at most `inquiry_max_interval_s`, and no later than the
+        deadline, where it is given up on). An institution that says it has an unanswered
+        request pending (`why` None) has accepted it: its answer is owed as for a request
+        accepted at once."""
         if record.hold.state is not HoldState.UNCONFIRMED or record.inquiries != claim.inquiry:
             return None  # the answer came meanwhile, or another inquiry took over
         now = self._clock.now()
@@ -238,7 +239,8 @@ class StopDecisions:
                 f" unconfirmed after {claim.inquiry} status inquiries"
             )
         reason += f" (last: {why})" if why else ""
-        return HoldUpdate(at=now, change=Backoff(now + timedelta(seconds=wait_s), reason))
+        following = no_later_than(now + timedelta(seconds=wait_s), record.dispatch_deadline_at)
+        return HoldUpdate(at=now, change=Backoff(following, reason))
 
     def resend(self, record: HoldRecord, key: str, institution: Institution) -> HoldUpdate | None:
         """The institution has no record of a request it accepted (or that Stopper believes it
@@ -286,7 +288,7 @@ class StopDecisions:
         out_of_budget = not not_made and claim.attempt >= institution.retry.max_attempts
         if delay is None or out_of_budget or (deadline is not None and now + delay >= deadline):
             why = "not retryable" if delay is None else "retries exhausted before the deadline"
-            if delay is not None and _may_have_acted(error):
+            if delay is not None and may_have_acted(error):
                 return self._unanswered(hold, institution, f"{reason}; {why}", now)
             cause = f"{reason}; {why}; a person must act"
             return _give_up(hold, cause, now)
@@ -297,7 +299,7 @@ class StopDecisions:
     def _unanswered(
         self, hold: Hold, institution: Institution, reason: str, now: datetime
     ) -> HoldUpdate:
-        """The last attempt went unanswered (`_may_have_acted`) and no more are to be made: the
+        """The last attempt went unanswered (`may_have_acted`) and no more are to be made: the
         institution may have carried the request out, so the hold is `unconfirmed` and the
         institution is asked about it (a status inquiry) once the last attempt's answer would
         surely have come, until another `deadline_s` has passed; only then, or when the
@@ -404,7 +406,13 @@ def mules_first(claims: Iterable[Claim], mule_cases: Mapping[UUID, int]) -> list
     return sorted(marked, key=lambda c: not is_flagged(c.request.mule_cases))
 
 
-def _may_have_acted(error: InstitutionError) -> bool:
+def no_later_than(at: datetime, deadline: datetime | None) -> datetime:
+    """`at`, or the deadline if that comes first: the next inquiry about an unconfirmed request
+    is made by its deadline at the latest, where it is given up on if still unanswered."""
+    return at if deadline is None else min(at, deadline)
+
+
+def may_have_acted(error: InstitutionError) -> bool:
     """Whether the institution may have carried out a request whose last attempt ended in
     `error`: a timeout or an unreadable answer leaves it open. A refusal, an outage it answered
     (a 5xx, a refused connection) or an open breaker (an outage Stopper saw often enough to stop

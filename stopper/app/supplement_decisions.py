@@ -14,7 +14,14 @@ from stopper.app.gateway import InstitutionGateway
 from stopper.app.hold_changes import HoldChange, ReasonShown
 from stopper.app.policies import DispatchPolicy
 from stopper.app.ports import Clock, HoldRecord, HoldUpdate
-from stopper.app.stop_decisions import DISPATCHER, LEASE_MARGIN, AnswerOutcome, StopDecisions
+from stopper.app.stop_decisions import (
+    DISPATCHER,
+    LEASE_MARGIN,
+    AnswerOutcome,
+    StopDecisions,
+    may_have_acted,
+    no_later_than,
+)
 from stopper.app.supplement_ports import SupplementRecord, SupplementUpdate
 from stopper.domain.errors import DomainError
 from stopper.domain.holds import (
@@ -140,11 +147,16 @@ class SupplementDecisions:
         self, record: HoldRecord, s: SupplementRecord, institution: Institution, now: datetime
     ) -> SupplementUpdate:
         if s.dispatch_deadline_at is not None and now >= s.dispatch_deadline_at:
-            since = s.accepted_at or s.sent_at or now
-            why = (
-                f"accepted by the institution at {since:%Y-%m-%d %H:%M:%S}Z and never confirmed"
-                f" (asked {s.inquiries} times) before its stop would have lapsed"
-            )
+            if s.accepted_at is None:
+                why = (
+                    f"no answer to {s.attempts} attempts, nor to {s.inquiries} status inquiries"
+                    " about them"
+                )
+            else:
+                why = (
+                    f"accepted by the institution at {s.accepted_at:%Y-%m-%d %H:%M:%S}Z and never"
+                    f" confirmed (asked {s.inquiries} times) before its stop would have lapsed"
+                )
             return self._give_up(record, s, institution, why, now)
         lease = timedelta(milliseconds=institution.timeout_ms) + LEASE_MARGIN
         return SupplementUpdate(
@@ -220,23 +232,39 @@ class SupplementDecisions:
         )
         return SupplementUpdate(
             HoldUpdate(at=now, transitions=[accepted] if accepted else []),
-            replace(
-                s,
-                accepted_at=now,
-                inquiries=0,
-                next_attempt_at=now + timedelta(seconds=institution.callback_wait_s),
-                dispatch_deadline_at=self._policy.stop_expiry.expires_at(now),
-                state_reason=reason,
-            ),
+            self._owed(s, institution, now, reason),
+        )
+
+    def _owed(
+        self, s: SupplementRecord, institution: Institution, now: datetime, reason: str
+    ) -> SupplementRecord:
+        """The institution has the supplement and owes its answer since `now`: asked about once
+        the callback is overdue, given up on when the stop it asked for would have lapsed."""
+        return replace(
+            s,
+            accepted_at=now,
+            inquiries=0,
+            next_attempt_at=now + timedelta(seconds=institution.callback_wait_s),
+            dispatch_deadline_at=self._policy.stop_expiry.expires_at(now),
+            state_reason=reason,
         )
 
     def next_inquiry(
         self, s: SupplementRecord, claim: SupplementClaim, why: str | None, institution: Institution
     ) -> SupplementUpdate | None:
-        """After an inquiry that found no outcome: the next, twice as far off each time."""
+        """After an inquiry that found no outcome: the next, twice as far off each time and no
+        later than the deadline (where it is given up on). An institution that says an
+        unanswered supplement is pending (`why` None) has it: its answer is owed as for one
+        accepted at once."""
         if s.supplement.state is not HoldState.UNCONFIRMED or s.inquiries != claim.inquiry:
             return None
         now = self._clock.now()
+        if s.accepted_at is None and why is None:
+            reason = (
+                f"the institution has the request (pending at status inquiry {claim.inquiry},"
+                f" {now:%Y-%m-%d %H:%M:%S}Z); its answer is owed"
+            )
+            return SupplementUpdate(HoldUpdate(at=now), self._owed(s, institution, now, reason))
         wait_s = min(
             institution.callback_wait_s * 2 ** min(claim.inquiry, 20),
             self._policy.inquiry_max_interval.total_seconds(),
@@ -246,16 +274,30 @@ class SupplementDecisions:
         )
         return SupplementUpdate(
             HoldUpdate(at=now),
-            replace(s, next_attempt_at=now + timedelta(seconds=wait_s), state_reason=reason),
+            replace(
+                s,
+                next_attempt_at=no_later_than(
+                    now + timedelta(seconds=wait_s), s.dispatch_deadline_at
+                ),
+                state_reason=reason,
+            ),
         )
 
     def resend(self, record: HoldRecord, s: SupplementRecord) -> SupplementUpdate | None:
-        """The institution has no record of a supplement it accepted: sent again, same key."""
+        """The institution has no record of a supplement it accepted: sent again, same key. Of
+        one none of whose attempts was answered, it says that none reached it, and Stopper has
+        made all it may: the supplement is given up."""
         sup = s.supplement
         if sup.state is not HoldState.UNCONFIRMED:
             return None
         institution = self._registry[record.hold.institution_code]
         now = self._clock.now()
+        if s.accepted_at is None:
+            why = (
+                f"the institution has no record of it: none of {s.attempts} unanswered"
+                " attempts reached it"
+            )
+            return self._give_up(record, s, institution, why, now)
         cause = "the institution has no record of it: sent again (same key)"
         sup.apply(HoldEvent.REQUEST_SENT)
         sent = sup.record_on(
@@ -280,7 +322,8 @@ class SupplementDecisions:
         error: InstitutionError,
     ) -> SupplementUpdate | None:
         """After a failed attempt: the next one after a backoff, or (not retryable, out of
-        attempts or past the deadline) giving up, as for a hold's first request."""
+        attempts or past the deadline) giving up, or, the last attempt unanswered, asking the
+        institution about it first, as for a hold's first request."""
         if s.supplement.state is not HoldState.SENT or s.attempts != claim.attempt:
             return None
         institution = self._registry[record.hold.institution_code]
@@ -292,11 +335,43 @@ class SupplementDecisions:
         out_of_budget = not not_made and claim.attempt >= institution.retry.max_attempts
         if delay is None or out_of_budget or (deadline is not None and now + delay >= deadline):
             why = "not retryable" if delay is None else "retries exhausted before the deadline"
+            if delay is not None and may_have_acted(error):
+                return self._unanswered(record, s, institution, f"{reason}; {why}", now)
             return self._give_up(record, s, institution, f"{reason}; {why}", now)
         attempts = s.attempts - 1 if not_made else s.attempts
         return SupplementUpdate(
             HoldUpdate(at=now),
             replace(s, attempts=attempts, next_attempt_at=now + delay, state_reason=reason),
+        )
+
+    def _unanswered(
+        self,
+        record: HoldRecord,
+        s: SupplementRecord,
+        institution: Institution,
+        reason: str,
+        now: datetime,
+    ) -> SupplementUpdate:
+        """The last attempt went unanswered and no more are to be made: the institution may have
+        held the extra, so it is asked (a status inquiry) once that attempt's answer would surely
+        have come, for another `deadline_s`; only then, or when it says it never received the
+        supplement, is the supplement given up."""
+        sup = s.supplement
+        cause = f"{reason}; unanswered: the institution is asked whether it has the request"
+        sup.apply(HoldEvent.UNANSWERED)
+        unanswered = sup.record_on(
+            record.hold, HoldEvent.UNANSWERED, cause=cause, actor=DISPATCHER, at=now
+        )
+        return SupplementUpdate(
+            HoldUpdate(at=now, transitions=[unanswered] if unanswered else []),
+            replace(
+                s,
+                accepted_at=None,
+                inquiries=0,
+                next_attempt_at=now + timedelta(milliseconds=institution.timeout_ms),
+                dispatch_deadline_at=now + timedelta(seconds=institution.retry.deadline_s),
+                state_reason=cause,
+            ),
         )
 
     # --- answers --------------------------------------------------------------------------

@@ -15,7 +15,8 @@ Business rules (the domain's in `stopper.domain.supplements`):
   supplement's amount), not found, rejected, or accepted with its answer owed by callback and
   asked about by status inquiry when the callback is late (never sent again unless the
   institution says it never received it); retryable failures are retried with backoff and full
-  jitter within the institution's attempt budget and deadline;
+  jitter within the institution's attempt budget and deadline, and one whose last attempt went
+  unanswered (timed out, unreadable) is asked about before it is given up, as a hold is;
 - what it holds is added to the hold's `amount_stopped` (a repeated or late answer counts once,
   in whatever order the first request's answer and the supplements' arrive), and money it could
   not hold is followed down the trail;
@@ -152,7 +153,8 @@ class SupplementDesk:
         )
 
     async def _inquire(self, claim: SupplementClaim) -> None:
-        """Ask the institution what became of a supplement it accepted, and act on it."""
+        """Ask the institution what became of a supplement it accepted (or left unanswered), and
+        act on it."""
         request = claim.request
         institution = self._registry[request.institution_code]
         try:
@@ -187,9 +189,10 @@ class SupplementDesk:
             _, resent = await self._apply(
                 hold_id, number, lambda r, s: self._decisions.resend(r, s)
             )
-            if resent is not None:
-                await self.attempt(hold_id, number, first=False)
-            return resent is not None
+            if resent is None or resent[2].outcome == "failed":  # none of its attempts reached it
+                return False
+            await self.attempt(hold_id, number, first=False)
+            return True
 
         return await act_on_status(
             status,

@@ -28,8 +28,9 @@ In short (the table is the authority)::
     any state but a terminal one or releasing --merged--> the same state (the trail reached
               it again)
     sent, unconfirmed, stopped, frozen --supplement_sent--> the same state (the extra asked)
-    the states a stop may still be in (not releasing) --supplement_accepted / _stopped /
-        _refused / _failed--> the same state (the supplement's answer, or Stopper giving up)
+    the states a stop may still be in (not releasing) --supplement_accepted / _unanswered /
+        _stopped / _refused / _failed--> the same state (the supplement's answer, its last
+        attempt unanswered, or Stopper giving up)
 
 Rules the table encodes:
 
@@ -149,6 +150,8 @@ class HoldEvent(enum.StrEnum):
     # A supplement's steps, recorded on its hold (`stopper.domain.supplements`).
     SUPPLEMENT_SENT = "supplement_sent"
     SUPPLEMENT_ACCEPTED = "supplement_accepted"
+    # Its last attempt went unanswered: the institution is asked about it before it may fail.
+    SUPPLEMENT_UNANSWERED = "supplement_unanswered"
     SUPPLEMENT_STOPPED = "supplement_stopped"
     SUPPLEMENT_REFUSED = "supplement_refused"  # not found, or rejected: the cause says which
     SUPPLEMENT_FAILED = "supplement_failed"  # Stopper gave up asking for the extra
@@ -159,6 +162,7 @@ E = HoldEvent
 # What a supplement's answer (or Stopper giving up on it) records on its hold.
 SUPPLEMENT_OUTCOMES: Final = (
     HoldEvent.SUPPLEMENT_ACCEPTED,
+    HoldEvent.SUPPLEMENT_UNANSWERED,
     HoldEvent.SUPPLEMENT_STOPPED,
     HoldEvent.SUPPLEMENT_REFUSED,
     HoldEvent.SUPPLEMENT_FAILED,

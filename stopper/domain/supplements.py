@@ -13,9 +13,10 @@ request it adds to. Rules:
   hold and that number (`supplement_key_for`): every retry, redelivery, hedge or resend sends
   the same key, so the institution holds the extra once; two merges are two supplements.
 * A supplement's lifecycle is a stop request's, by the same table (`holds.TRANSITIONS`) and
-  its request events: ``request_sent``, ``accepted``, ``stop_confirmed`` (with what it holds,
-  at most its own amount), ``not_found``, ``rejected``, ``gave_up``. A late answer after Stopper
-  gave up still counts, as for a hold.
+  its request events: ``request_sent``, ``accepted``, ``unanswered``, ``stop_confirmed`` (with
+  what it holds, at most its own amount), ``not_found``, ``rejected``, ``gave_up``. As for a
+  hold, no answer is not a refusal: a supplement whose last attempt went unanswered is asked
+  about before Stopper gives up on it, and a late answer after Stopper gave up still counts.
 * Each step is recorded in the hold's own audit as a same-state event (`HOLD_EVENT_OF`), in
   the states a stop may still be in (`holds.SUPPLEMENT_ANSWERABLE`); the hold's state never moves
   for a supplement, so a supplement that fails leaves a stopped hold stopped.
@@ -53,6 +54,7 @@ HOLD_EVENT_OF: Final = MappingProxyType(
     {
         HoldEvent.REQUEST_SENT: HoldEvent.SUPPLEMENT_SENT,
         HoldEvent.ACCEPTED: HoldEvent.SUPPLEMENT_ACCEPTED,
+        HoldEvent.UNANSWERED: HoldEvent.SUPPLEMENT_UNANSWERED,
         HoldEvent.STOP_CONFIRMED: HoldEvent.SUPPLEMENT_STOPPED,
         HoldEvent.NOT_FOUND: HoldEvent.SUPPLEMENT_REFUSED,
         HoldEvent.REJECTED: HoldEvent.SUPPLEMENT_REFUSED,

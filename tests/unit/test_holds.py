@@ -116,6 +116,7 @@ EXPECTED = {
         )
         for event in (
             HoldEvent.SUPPLEMENT_ACCEPTED,
+            HoldEvent.SUPPLEMENT_UNANSWERED,
             HoldEvent.SUPPLEMENT_STOPPED,
             HoldEvent.SUPPLEMENT_REFUSED,
             HoldEvent.SUPPLEMENT_FAILED,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from uuid import uuid4
 
@@ -33,9 +34,14 @@ from stopper.domain.messages import (
     StopStatus,
 )
 from stopper.domain.supplements import supplement_key_for
-from stopper.errors import CallbackRefused, InstitutionTimeout, InstitutionUnavailable
+from stopper.errors import (
+    CallbackRefused,
+    InstitutionError,
+    InstitutionTimeout,
+    InstitutionUnavailable,
+)
 from stopper.metrics import SUPPLEMENTS
-from stopper.registry import load_registry
+from stopper.registry import BreakerPolicy, Registry, RetryPolicy, load_registry
 from tests.unit.fakes import (
     FakeDispatchStore,
     FakePublisher,
@@ -65,14 +71,16 @@ class World:
     """A case of two first-level holds: `parent` at BK01 (its answer sends money on to the
     sibling's account) and `sibling` at PI02, each institution answering from its script."""
 
-    def __init__(self, bk01: list[Scripted], pi02: list[Scripted]) -> None:
+    def __init__(
+        self, bk01: list[Scripted], pi02: list[Scripted], registry: Registry = REGISTRY
+    ) -> None:
         self.store = FakeDispatchStore()
         self.adapter = ScriptedAdapter({"BK01": bk01, "PI02": pi02})
         self.clock = FixedClock(NOW)
         rng = random.Random(1)
         self.dispatcher = Dispatcher(
             self.store,
-            InstitutionGateway(self.adapter, REGISTRY, hedge=False, rng=rng),
+            InstitutionGateway(self.adapter, registry, hedge=False, rng=rng),
             self.clock,
             DispatchSettings().policy(),
             rng,
@@ -418,3 +426,118 @@ async def test_a_hold_s_supplements_are_numbered_on_across_merges_of_later_answe
     [_, second] = await world.store.supplements_of(world.sibling_id)
     assert second.supplement.merged_from == third.id
     assert world.sibling.amount_stopped == 55_000
+
+
+# --- a supplement none of whose attempts was answered ---------------------------------------
+
+
+# PI02 making three attempts within 20 s, its breaker closed: each attempt meets PI02 itself.
+THREE_TRIES = Registry(
+    {
+        **REGISTRY.institutions,
+        "PI02": replace(
+            REGISTRY["PI02"],
+            retry=RetryPolicy(
+                max_attempts=3, initial_backoff_ms=500, max_backoff_ms=2000, deadline_s=20
+            ),
+            breaker=BreakerPolicy(failure_threshold=100, cooldown_s=30),
+        ),
+    }
+)
+
+
+async def unanswered_supplement(status: list[StopStatus | InstitutionError]) -> World:
+    """The sibling stopped, then a supplement each of whose three attempts at PI02 timed out;
+    `status` scripts the inquiries about it. Swept until it is no longer being sent."""
+    world = World(
+        [stopped(40_000, *to_sibling(30_000))],
+        [stopped(20_000), InstitutionTimeout("no answer in 1500 ms")],
+        THREE_TRIES,
+    )
+    world.adapter.status_script["PI02"] = status
+    await stopped_then_merged(world)
+    await world.consume_outbox()
+    for _ in range(30):
+        [record] = await world.store.supplements_of(world.sibling_id)
+        if record.supplement.state is not HoldState.SENT:
+            break
+        await world.sweep(1)
+    return world
+
+
+async def test_a_supplement_whose_attempts_all_timed_out_is_asked_about_before_it_may_fail() -> (
+    None
+):
+    """No answer is not a refusal, for a supplement as for a hold: PI02 may have held it."""
+    failed_before = SUPPLEMENTS.labels("PI02", "failed")._value.get()
+    world = await unanswered_supplement([])
+    key = supplement_key_for(world.sibling_id, 1)
+    [record] = await world.store.supplements_of(world.sibling_id)
+    assert record.supplement.state is HoldState.UNCONFIRMED
+    assert record.accepted_at is None  # not accepted: unanswered
+    assert "attempt 3: no answer in 1500 ms" in (record.state_reason or "")
+    assert world.events()[-1] is HoldEvent.SUPPLEMENT_UNANSWERED
+    assert world.sibling.state is HoldState.STOPPED  # the hold's own stop stands, untouched
+    assert len(supplement_requests(world)) == 3
+    assert world.adapter.statuses == []  # not before the last attempt's answer would have come
+
+    world.adapter.status_script["PI02"] = [
+        StopStatus(key, StatusKind.ANSWERED, world.sibling_id, stopped(30_000))
+    ]
+    await world.sweep(3)
+    assert world.adapter.statuses == [key]
+    [record] = await world.store.supplements_of(world.sibling_id)
+    assert record.supplement.state is HoldState.STOPPED
+    assert world.sibling.amount_stopped == 50_000
+    assert world.events()[-2:] == [HoldEvent.SUPPLEMENT_UNANSWERED, HoldEvent.SUPPLEMENT_STOPPED]
+    assert len(supplement_requests(world)) == 3  # asked about, never sent again
+    assert SUPPLEMENTS.labels("PI02", "failed")._value.get() == failed_before
+
+
+@pytest.mark.parametrize(
+    ("inquiry", "reason"),
+    [
+        (
+            "unknown",
+            "the institution has no record of it: none of 3 unanswered attempts reached it",
+        ),
+        ("silent", "no answer to 3 attempts, nor to "),
+    ],
+)
+async def test_an_unanswered_supplement_fails_only_if_never_received_or_never_answered(
+    inquiry: str, reason: str
+) -> None:
+    failed_before = SUPPLEMENTS.labels("PI02", "failed")._value.get()
+    world = await unanswered_supplement([InstitutionTimeout("silent")])
+    if inquiry == "unknown":
+        key = supplement_key_for(world.sibling_id, 1)
+        world.adapter.status_script["PI02"] = [StopStatus(key, StatusKind.UNKNOWN)]
+    [before] = await world.store.supplements_of(world.sibling_id)
+    assert before.dispatch_deadline_at is not None
+    await world.sweep(int((before.dispatch_deadline_at - world.clock.at).total_seconds()) + 2)
+    [record] = await world.store.supplements_of(world.sibling_id)
+    assert record.supplement.state is HoldState.FAILED
+    assert (record.state_reason or "").startswith(reason)
+    assert world.events()[-1] is HoldEvent.SUPPLEMENT_FAILED
+    assert reason in (world.store.holds[world.sibling_id].state_reason or "")
+    assert (world.sibling.state, world.sibling.amount_stopped) == (HoldState.STOPPED, 20_000)
+    assert len(supplement_requests(world)) == 3  # its budget is spent: not sent again
+    assert SUPPLEMENTS.labels("PI02", "failed")._value.get() == failed_before + 1
+
+
+async def test_an_unanswered_supplement_the_institution_has_pending_is_owed_its_answer() -> None:
+    world = await unanswered_supplement([])  # an inquiry answers pending by default
+    [unanswered] = await world.store.supplements_of(world.sibling_id)
+    await world.sweep(3)
+    [pending] = await world.store.supplements_of(world.sibling_id)
+    assert pending.supplement.state is HoldState.UNCONFIRMED
+    assert pending.accepted_at is not None  # at the inquiry
+    assert unanswered.next_attempt_at is not None
+    assert unanswered.next_attempt_at <= pending.accepted_at <= world.clock.at
+    assert "the institution has the request (pending" in (pending.state_reason or "")
+    # Its answer is owed as for a supplement accepted at once: asked about until the stop lapses.
+    assert pending.dispatch_deadline_at == pending.accepted_at + timedelta(hours=48)
+    await world.sweep(600)
+    [later] = await world.store.supplements_of(world.sibling_id)
+    assert later.supplement.state is HoldState.UNCONFIRMED
+    assert len(supplement_requests(world)) == 3
