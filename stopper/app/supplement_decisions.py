@@ -108,16 +108,11 @@ class SupplementDecisions:
             return self._give_up(record, s, institution, why, now)
         transitions = []
         if sup.state is HoldState.REQUESTED:
-            sup.apply(HoldEvent.REQUEST_SENT)
-            sent = sup.record_on(
-                record.hold,
-                HoldEvent.REQUEST_SENT,
-                cause=f"{sup.amount} more asked of {institution.code} (money merged from hold"
-                f" {sup.merged_from}), key {sup.idempotency_key}",
-                actor=DISPATCHER,
-                at=now,
+            cause = (
+                f"{sup.amount} more asked of {institution.code} (money merged from hold"
+                f" {sup.merged_from}), key {sup.idempotency_key}"
             )
-            transitions += [sent] if sent is not None else []
+            transitions = _step(record, sup, HoldEvent.REQUEST_SENT, cause, now)
         lease = timedelta(milliseconds=institution.timeout_ms) + LEASE_MARGIN
         return SupplementUpdate(
             HoldUpdate(at=now, transitions=transitions),
@@ -204,11 +199,10 @@ class SupplementDecisions:
         self, record: HoldRecord, s: SupplementRecord, why: str, now: datetime, shown: str | None
     ) -> SupplementUpdate:
         sup = s.supplement
-        sup.apply(HoldEvent.GAVE_UP)
-        gave_up = sup.record_on(record.hold, HoldEvent.GAVE_UP, cause=why, actor=DISPATCHER, at=now)
+        gave_up = _step(record, sup, HoldEvent.GAVE_UP, why, now)
         change: HoldChange | None = None if shown is None else ReasonShown(shown)
         return SupplementUpdate(
-            HoldUpdate(at=now, transitions=[gave_up] if gave_up else [], change=change),
+            HoldUpdate(at=now, transitions=gave_up, change=change),
             replace(s, next_attempt_at=None, state_reason=why),
             outcome="cancelled" if shown is None else "failed",
         )
@@ -226,12 +220,8 @@ class SupplementDecisions:
         institution = self._registry[record.hold.institution_code]
         now = self._clock.now()
         reason = f"accepted by the institution at {now:%Y-%m-%d %H:%M:%S}Z; its answer is owed"
-        sup.apply(HoldEvent.ACCEPTED)
-        accepted = sup.record_on(
-            record.hold, HoldEvent.ACCEPTED, cause=reason, actor=DISPATCHER, at=now
-        )
         return SupplementUpdate(
-            HoldUpdate(at=now, transitions=[accepted] if accepted else []),
+            HoldUpdate(at=now, transitions=_step(record, sup, HoldEvent.ACCEPTED, reason, now)),
             self._owed(s, institution, now, reason),
         )
 
@@ -299,12 +289,8 @@ class SupplementDecisions:
             )
             return self._give_up(record, s, institution, why, now)
         cause = "the institution has no record of it: sent again (same key)"
-        sup.apply(HoldEvent.REQUEST_SENT)
-        sent = sup.record_on(
-            record.hold, HoldEvent.REQUEST_SENT, cause=cause, actor=DISPATCHER, at=now
-        )
         return SupplementUpdate(
-            HoldUpdate(at=now, transitions=[sent] if sent else []),
+            HoldUpdate(at=now, transitions=_step(record, sup, HoldEvent.REQUEST_SENT, cause, now)),
             replace(
                 s,
                 next_attempt_at=now,
@@ -358,12 +344,8 @@ class SupplementDecisions:
         supplement, is the supplement given up."""
         sup = s.supplement
         cause = f"{reason}; unanswered: the institution is asked whether it has the request"
-        sup.apply(HoldEvent.UNANSWERED)
-        unanswered = sup.record_on(
-            record.hold, HoldEvent.UNANSWERED, cause=cause, actor=DISPATCHER, at=now
-        )
         return SupplementUpdate(
-            HoldUpdate(at=now, transitions=[unanswered] if unanswered else []),
+            HoldUpdate(at=now, transitions=_step(record, sup, HoldEvent.UNANSWERED, cause, now)),
             replace(
                 s,
                 accepted_at=None,
@@ -448,3 +430,13 @@ class SupplementDecisions:
         if answer.kind is AnswerKind.STOPPED:
             cause += f", {sup.amount_held} of {sup.amount} held"
         return sup.record_on(hold, event, cause=cause, actor=actor, at=now)
+
+
+def _step(
+    record: HoldRecord, sup: Supplement, event: HoldEvent, cause: str, now: datetime
+) -> list[Transition]:
+    """Move the supplement by the dispatcher's `event`; the hold's audit row of it, if the
+    supplement still counts for the hold."""
+    sup.apply(event)
+    recorded = sup.record_on(record.hold, event, cause=cause, actor=DISPATCHER, at=now)
+    return [recorded] if recorded is not None else []
