@@ -115,6 +115,12 @@ class Database(abc.ABC):
         """`column IN ids`."""
 
     @abc.abstractmethod
+    def among_ids(self, column: Any) -> ColumnElement[bool]:
+        """`column IN :ids`, the ids given when the statement is executed (`{"ids": [...]}`):
+        for a statement built once and kept, as a hot path's should be (building one with
+        aliases and a union costs more than executing it)."""
+
+    @abc.abstractmethod
     async def insert_rows(
         self, connection: AsyncConnection, model: type[Base], rows: Sequence[Mapping[str, Any]]
     ) -> None:

@@ -64,6 +64,10 @@ class PostgresDatabase(Database):
         )
         return among
 
+    def among_ids(self, column: Any) -> ColumnElement[bool]:
+        among: ColumnElement[bool] = column == any_(bindparam("ids", type_=postgresql.ARRAY(Uuid)))
+        return among
+
     async def insert_rows(
         self, connection: AsyncConnection, model: type[Base], rows: Sequence[Mapping[str, Any]]
     ) -> None:

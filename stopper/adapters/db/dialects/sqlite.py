@@ -59,6 +59,10 @@ class SqliteDatabase(Database):
         among: ColumnElement[bool] = column.in_(list(ids))
         return among
 
+    def among_ids(self, column: Any) -> ColumnElement[bool]:
+        among: ColumnElement[bool] = column.in_(bindparam("ids", expanding=True))
+        return among
+
     async def insert_rows(
         self, connection: AsyncConnection, model: type[Base], rows: Sequence[Mapping[str, Any]]
     ) -> None:
