@@ -136,7 +136,11 @@ class Runtime:
         self._spawn(
             "consumer:webhooks",
             consume(
-                self.bus.subscribe(kafka.case_events_topic, kafka.webhooks_group),
+                self.bus.subscribe(
+                    kafka.case_events_topic,
+                    kafka.webhooks_group,
+                    fetch_max_wait_ms=kafka.webhooks_fetch_max_wait_ms,
+                ),
                 WebhookFanOut(self.store, self.clock).handle_batch,
                 name="webhooks",
                 stopping=self._stopping,
