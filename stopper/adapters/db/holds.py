@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stopper.adapters.db.case_events import case_events, event_rows
@@ -172,8 +172,7 @@ class HoldStorage(Storage):
             for _, change in changes
             for e in change.events
         ] + event_rows(self._case_events_topic, told)
-        if events:
-            await connection.execute(insert(OutboxRow), events)
+        await self._db.insert_rows(connection, OutboxRow, events)
         for record, change in changes:
             if change.settle_payouts is not None:
                 await connection.execute(

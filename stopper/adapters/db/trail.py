@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stopper.adapters.db.dialects import Database, Row
@@ -148,9 +148,7 @@ async def follow_trails(
             )
     await db.insert_rows(connection, HoldTransitionRow, transition_rows(written.births + merges))
     await db.insert_rows(connection, HoldSupplementRow, written.supplements)
-    if written.requests:
-        # JSON payloads: no array parameter for them, an executemany.
-        await connection.execute(insert(OutboxRow), written.requests)
+    await db.insert_rows(connection, OutboxRow, written.requests)
     await db.insert_rows(connection, TrailEdgeRow, written.edges)
     return written.born
 

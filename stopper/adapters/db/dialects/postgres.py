@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Table, Uuid, any_, bindparam, text
+from sqlalchemy import JSON, ColumnElement, Table, Uuid, any_, bindparam, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -75,10 +75,20 @@ class PostgresDatabase(Database):
         # execution, prepared once (an executemany is one execution per row).
         if not rows:
             return
+        table = table_of(model)
         columns = tuple(rows[0])
+        json_columns = _json_columns(table)
+        # A text statement's parameters skip the JSON type: its values go as text.
         await connection.execute(
-            _unnest_insert(connection.dialect, table_of(model), columns),
-            {column: [row[column] for row in rows] for column in columns},
+            _unnest_insert(connection.dialect, table, columns),
+            {
+                column: (
+                    [json.dumps(row[column]) for row in rows]
+                    if column in json_columns
+                    else [row[column] for row in rows]
+                )
+                for column in columns
+            },
         )
 
     async def update_by_id(
@@ -183,6 +193,11 @@ def _arrays(dialect: Dialect, table: Table, columns: Sequence[str], prefix: str 
         f"CAST(:{prefix}{name} AS {table.c[name].type.compile(dialect=dialect)}[])"
         for name in columns
     )
+
+
+@functools.cache
+def _json_columns(table: Table) -> frozenset[str]:
+    return frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
 
 
 @functools.cache
