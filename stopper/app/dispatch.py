@@ -24,7 +24,8 @@ Business rules:
   and the institution is asked about it, from one timeout later, at the same slowing cadence,
   for another `deadline_s`: its stored outcome settles it, `pending` makes it accepted (its
   answer owed), and only "never received" or no answer to the inquiries either makes it
-  `failed`;
+  `failed`; so is a hold whose last attempt's lease ran out with no outcome recorded (the
+  process making it died): it is asked about, not given up at the sweeper's claim;
 - every request goes through the `InstitutionGateway` (at most `concurrency` in flight to one
   institution per process, a circuit breaker per institution that stops hammering one that is
   down, hedging, health and metrics); intake waits (a second at most) only for institutions
@@ -56,6 +57,7 @@ from stopper import metrics
 from stopper.app.background import BackgroundWork
 from stopper.app.batching import HoldWriter
 from stopper.app.gateway import InstitutionGateway
+from stopper.app.hold_changes import Unanswered
 from stopper.app.policies import DispatchPolicy
 from stopper.app.ports import (
     CallbackNonce,
@@ -182,6 +184,8 @@ class Dispatcher:
         if record.hold.state is HoldState.FAILED:
             self._count_failed(record)
             return None
+        if isinstance(change.change, Unanswered):
+            return None  # a lapsed last attempt: the institution is asked about it, later
         claim = self._decisions.claim_of(record, change.applied(record).next_attempt_at)
         if claim.inquiry:
             return claim

@@ -111,6 +111,16 @@ class StopDecisions:
         if (now >= deadline and not fell_due_in_time) or (
             record.attempts >= institution.retry.max_attempts
         ):
+            if hold.state is HoldState.SENT:
+                # Due with no attempt left is a lease that ran out: the last attempt was
+                # claimed and its outcome never recorded (the process making it died). A
+                # failure would have been recorded with a retry in time, and a re-send always
+                # has an attempt left (`resend`). The institution may have the request.
+                why = (
+                    f"attempt {record.attempts}: no outcome recorded before its lease ran out;"
+                    " no attempt left"
+                )
+                return self._unanswered(hold, institution, why, now)
             reason = (
                 f"gave up after {record.attempts} attempts"
                 f" ({record.state_reason or 'no answer'}); a person must act"
@@ -244,9 +254,9 @@ class StopDecisions:
 
     def resend(self, record: HoldRecord, key: str, institution: Institution) -> HoldUpdate | None:
         """The institution has no record of a request it accepted (or that Stopper believes it
-        accepted): send it again, same key, with a fresh deadline. Of a request none of whose
-        attempts was answered, it says that none reached it, and Stopper has made all it may:
-        the hold fails."""
+        accepted): send it again, same key, with a fresh deadline, if an attempt is left. Of a
+        request none of whose attempts was answered, it says that none reached it, and Stopper
+        has made all it may: the hold fails; so it does when no attempt is left."""
         hold = record.hold
         if hold.state is not HoldState.UNCONFIRMED:
             return None
@@ -257,6 +267,12 @@ class StopDecisions:
             reason = (
                 f"the institution has no record of the request: none of {record.attempts}"
                 " unanswered attempts reached it; a person must act"
+            )
+            return _give_up(hold, reason, now)
+        if record.attempts >= institution.retry.max_attempts:
+            reason = (
+                f"the institution has no record of the request it accepted, and all"
+                f" {record.attempts} attempts are made; a person must act"
             )
             return _give_up(hold, reason, now)
         cause = "the institution has no record of the request: sent again (same key)"

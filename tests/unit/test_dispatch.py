@@ -670,6 +670,76 @@ async def test_an_attempt_queued_past_its_lease_is_renewed_not_repeated() -> Non
     assert await dispatcher.renew_leases() == 0
 
 
+ONE_TRY = RetryPolicy(max_attempts=1, initial_backoff_ms=10, max_backoff_ms=20, deadline_s=60)
+
+
+async def died_during_the_last_attempt() -> tuple[
+    Dispatcher, FakeDispatchStore, ScriptedAdapter, FixedClock, HoldRecord
+]:
+    """A hold whose only attempt was claimed by a process that died before recording its
+    outcome (the request may or may not have left), its lease run out, swept by a survivor."""
+    dispatcher, store, adapter, clock = setup([STOPPED], registry(retry=ONE_TRY))
+    record = requested_hold()
+    store.add(record)
+    assert await dispatcher.claim(record.hold.id, first=True) is not None  # then: killed
+    lease = store.holds[record.hold.id].next_attempt_at
+    assert lease is not None
+    clock.at = lease + timedelta(seconds=1)
+    await dispatcher.sweep_once()
+    await dispatcher.wait_idle()
+    return dispatcher, store, adapter, clock, record
+
+
+async def test_a_last_attempt_whose_lease_ran_out_is_asked_about_not_given_up() -> None:
+    key_of = "stopper-{}-0".format
+    dispatcher, store, adapter, clock, record = await died_during_the_last_attempt()
+    stored = store.holds[record.hold.id]
+    assert stored.hold.state is HoldState.UNCONFIRMED  # not failed: it may have reached BK01
+    assert "lease ran out" in (stored.state_reason or "")
+    assert adapter.requests == []  # no attempt is left, so none is made
+    adapter.status_script["BK01"] = [
+        StopStatus(key_of(record.hold.id), StatusKind.ANSWERED, record.hold.id, STOPPED)
+    ]
+    await run_until_settled(dispatcher, clock, 5)
+    stored = store.holds[record.hold.id]
+    assert stored.hold.state is HoldState.STOPPED  # it had: the inquiry found the stop
+    assert adapter.statuses == [key_of(record.hold.id)]
+    assert [(t.from_state, t.to_state) for t in store.transitions] == [
+        (HoldState.REQUESTED, HoldState.SENT),
+        (HoldState.SENT, HoldState.UNCONFIRMED),
+        (HoldState.UNCONFIRMED, HoldState.STOPPED),
+    ]
+
+
+async def test_a_lapsed_last_attempt_the_institution_never_received_fails() -> None:
+    dispatcher, store, adapter, clock, record = await died_during_the_last_attempt()
+    key = f"stopper-{record.hold.id}-0"
+    adapter.status_script["BK01"] = [StopStatus(key, StatusKind.UNKNOWN)]
+    await run_until_settled(dispatcher, clock, 5)
+    stored = store.holds[record.hold.id]
+    assert stored.hold.state is HoldState.FAILED
+    assert "none of 1 unanswered attempts reached it" in (stored.state_reason or "")
+    assert adapter.requests == []  # never sent again: no attempt was left
+
+
+async def test_a_request_accepted_on_its_last_attempt_and_lost_fails_saying_so() -> None:
+    """The institution accepted the last attempt the budget allowed, then had no record of it:
+    nothing is stopped, no attempt is left, and the reason says what happened."""
+    reg = registry(callback_wait_s=5.0, retry=ONE_TRY)
+    dispatcher, store, adapter, clock = setup([ACCEPTED, STOPPED], reg)
+    record = requested_hold()
+    store.add(record)
+    key = f"stopper-{record.hold.id}-0"
+    adapter.status_script["BK01"] = [StopStatus(key, StatusKind.UNKNOWN)]
+    await dispatcher.attempt(record.hold.id, first=True)
+    await run_until_settled(dispatcher, clock, 6)
+    stored = store.holds[record.hold.id]
+    assert stored.hold.state is HoldState.FAILED
+    assert "no record of the request it accepted" in (stored.state_reason or "")
+    assert len(adapter.requests) == 1
+    assert store.transitions[-1].from_state is HoldState.UNCONFIRMED
+
+
 async def test_attempts_an_open_breaker_stopped_cost_no_attempt_of_the_budget() -> None:
     """A herd of holds waiting on an institution whose breaker is open does not use up its
     retry budget without reaching it: only the deadline bounds those."""
