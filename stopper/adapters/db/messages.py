@@ -116,16 +116,16 @@ def grounds_query(db: Database) -> Select[Any]:
     source_hold = aliased(HoldRow)
     source_account = aliased(AccountRow)
     victims = (
-        select(
-            TransferRow.hold_id.label("hold_id"),
-            TransferRow.reference.label("reference"),
-            TransferRow.amount.label("amount"),
-            TransferRow.currency.label("currency"),
-            TransferRow.transferred_at.label("settled_at"),
-            TransferRow.victim_institution_code.label("debtor_institution"),
-            TransferRow.victim_account_number.label("debtor_account"),
-            receiving.institution_code.label("creditor_institution"),
-            receiving.account_number.label("creditor_account"),
+        _payments(
+            TransferRow.hold_id,
+            TransferRow.reference,
+            TransferRow.amount,
+            TransferRow.currency,
+            TransferRow.transferred_at,
+            TransferRow.victim_institution_code,
+            TransferRow.victim_account_number,
+            receiving.institution_code,
+            receiving.account_number,
         )
         .join(
             asked,
@@ -135,16 +135,16 @@ def grounds_query(db: Database) -> Select[Any]:
         .where(db.among_ids(asked.id))
     )
     onward = (
-        select(
-            TrailEdgeRow.to_hold_id.label("hold_id"),
-            null().label("reference"),
-            TrailEdgeRow.amount.label("amount"),
-            source_hold.currency.label("currency"),
-            TrailEdgeRow.transferred_at.label("settled_at"),
-            source_hold.institution_code.label("debtor_institution"),
-            source_account.account_number.label("debtor_account"),
-            TrailEdgeRow.institution_code.label("creditor_institution"),
-            TrailEdgeRow.account_number.label("creditor_account"),
+        _payments(
+            TrailEdgeRow.to_hold_id,
+            null(),
+            TrailEdgeRow.amount,
+            source_hold.currency,
+            TrailEdgeRow.transferred_at,
+            source_hold.institution_code,
+            source_account.account_number,
+            TrailEdgeRow.institution_code,
+            TrailEdgeRow.account_number,
         )
         .join(
             reached,
@@ -165,3 +165,22 @@ def grounds_query(db: Database) -> Select[Any]:
         .where(db.among_ids(HoldRow.id))
         .order_by(HoldRow.id, payments.c.settled_at)
     )
+
+
+# A payment into a hold's account, as both branches of the grounds' union give it.
+_PAYMENT = (
+    "hold_id",
+    "reference",
+    "amount",
+    "currency",
+    "settled_at",
+    "debtor_institution",
+    "debtor_account",
+    "creditor_institution",
+    "creditor_account",
+)
+
+
+def _payments(*columns: Any) -> Select[Any]:
+    """A select of payments: `columns` in `_PAYMENT`'s order, each labelled with its name."""
+    return select(*(c.label(name) for c, name in zip(columns, _PAYMENT, strict=True)))
