@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import Integer, Select, and_, bindparam, exists, func, or_, select
 from sqlalchemy import case as sql_case
 from sqlalchemy.orm import aliased
 
@@ -33,41 +33,18 @@ DUE_WINDOW = 4
 
 class SweepQueries(Storage):
     async def due_holds(self, now: datetime, requested_before: datetime, limit: int) -> list[UUID]:
-        due = or_(
-            and_(
-                HoldRow.state.in_(values(AWAITING_ANSWER)),
-                HoldRow.next_attempt_at <= now,
-            ),
-            and_(
-                HoldRow.state.in_(values(OWED_A_REQUEST)),
-                HoldRow.requested_at <= requested_before,
-                or_(HoldRow.next_attempt_at.is_(None), HoldRow.next_attempt_at <= now),
-            ),
-        )
-        # The longest due, `DUE_WINDOW` sweeps' worth (the due index's order), and of those the
-        # known mules first: one probe of the holds-by-account index per hold of the window.
-        # Probing every due hold would cost a backlog of 100,000 a second and more per sweep.
-        window = (
-            select(HoldRow.id, HoldRow.account_id, HoldRow.case_id, HoldRow.next_attempt_at)
-            .where(due)
-            .order_by(HoldRow.next_attempt_at)
-            .limit(limit * DUE_WINDOW)
-            .subquery()
-        )
-        other = aliased(HoldRow)
-        mule = exists().where(
-            other.account_id == window.c.account_id,
-            other.case_id != window.c.case_id,
-            names_its_account(other),
-        )
-        query = (
-            select(window.c.id)
-            .order_by(sql_case((mule, 0), else_=1), window.c.next_attempt_at)
-            .limit(limit)
-        )
         with store_errors():
             async with self._db.read() as connection:
-                return list((await connection.scalars(query)).all())
+                found = await connection.scalars(
+                    _DUE_HOLDS,
+                    {
+                        "now": now,
+                        "requested_before": requested_before,
+                        "window": limit * DUE_WINDOW,
+                        "limit": limit,
+                    },
+                )
+                return list(found.all())
 
     async def holds_near_deadline(
         self,
@@ -148,3 +125,45 @@ class SweepQueries(Storage):
                     select(func.count()).select_from(HoldRow).where(where)
                 )
                 return int(count or 0)
+
+
+def _due_holds() -> Select[Any]:
+    """The retry sweeper's query, built once (it runs several times a second per worker, and
+    building it, an alias and a subquery, cost more than running it on an idle database)."""
+    at = HoldRow.__table__.c.next_attempt_at.type
+    now = bindparam("now", type_=at)
+    due = or_(
+        and_(
+            HoldRow.state.in_(values(AWAITING_ANSWER)),
+            HoldRow.next_attempt_at <= now,
+        ),
+        and_(
+            HoldRow.state.in_(values(OWED_A_REQUEST)),
+            HoldRow.requested_at <= bindparam("requested_before", type_=at),
+            or_(HoldRow.next_attempt_at.is_(None), HoldRow.next_attempt_at <= now),
+        ),
+    )
+    # The longest due, `DUE_WINDOW` sweeps' worth (the due index's order), and of those the
+    # known mules first: one probe of the holds-by-account index per hold of the window.
+    # Probing every due hold would cost a backlog of 100,000 a second and more per sweep.
+    window = (
+        select(HoldRow.id, HoldRow.account_id, HoldRow.case_id, HoldRow.next_attempt_at)
+        .where(due)
+        .order_by(HoldRow.next_attempt_at)
+        .limit(bindparam("window", type_=Integer))
+        .subquery()
+    )
+    other = aliased(HoldRow)
+    mule = exists().where(
+        other.account_id == window.c.account_id,
+        other.case_id != window.c.case_id,
+        names_its_account(other),
+    )
+    return (
+        select(window.c.id)
+        .order_by(sql_case((mule, 0), else_=1), window.c.next_attempt_at)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+_DUE_HOLDS = _due_holds()
