@@ -21,9 +21,7 @@ class OutboxStorage(Storage):
             # Polled 20 times a second by every instance: an empty outbox costs one read
             # rather than a transaction of three round trips.
             async with self._db.read() as connection:
-                pending = await connection.execute(
-                    select(OutboxRow.id).where(OutboxRow.published_at.is_(None)).limit(1)
-                )
+                pending = await connection.execute(_ANY_PENDING)
                 if pending.first() is None:
                     return 0
             async with self._db.begin() as connection:
@@ -49,3 +47,7 @@ class OutboxStorage(Storage):
                     .values(published_at=func.now())
                 )
                 return len(rows)
+
+
+# The relay's idle poll, built once.
+_ANY_PENDING = select(OutboxRow.id).where(OutboxRow.published_at.is_(None)).limit(1)

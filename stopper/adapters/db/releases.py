@@ -6,24 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import and_, select
+from sqlalchemy import select
 
 from stopper.adapters.db.errors import store_errors
 from stopper.adapters.db.models import CaseRow, HoldRow
-from stopper.adapters.db.states import RELEASE_UNDER_WAY, values
-from stopper.adapters.db.sweeps import SweepQueries
+from stopper.adapters.db.states import RELEASE_UNDER_WAY
+from stopper.adapters.db.sweeps import SweepQueries, attempts_due
 
 
 class ReleaseStorage(SweepQueries):
     async def releases_due(self, now: datetime, limit: int) -> list[UUID]:
-        return await self._ids(
-            and_(
-                HoldRow.state.in_(values(RELEASE_UNDER_WAY)),
-                HoldRow.release_next_attempt_at <= now,
-            ),
-            HoldRow.release_next_attempt_at,
-            limit,
-        )
+        return await self._attempts_due(_RELEASES_DUE, now, limit)
 
     async def case_hold_ids(self, case_id: UUID) -> list[UUID] | None:
         with store_errors():
@@ -35,3 +28,6 @@ class ReleaseStorage(SweepQueries):
                     select(HoldRow.id).where(HoldRow.case_id == case_id).order_by(HoldRow.id)
                 )
                 return list(rows.scalars())
+
+
+_RELEASES_DUE = attempts_due(RELEASE_UNDER_WAY, HoldRow.release_next_attempt_at)

@@ -26,6 +26,7 @@ from stopper.adapters.db.states import (
     values,
 )
 from stopper.adapters.db.storage import Storage
+from stopper.domain.holds import HoldState
 
 # How far past one sweep's worth of due holds the sweeper looks for known mules to take first.
 DUE_WINDOW = 4
@@ -80,24 +81,17 @@ class SweepQueries(Storage):
         )
 
     async def freezes_due(self, now: datetime, limit: int) -> list[UUID]:
-        return await self._ids(
-            and_(
-                HoldRow.state.in_(values(FREEZABLE)),
-                HoldRow.freeze_next_attempt_at <= now,
-            ),
-            HoldRow.freeze_next_attempt_at,
-            limit,
-        )
+        return await self._attempts_due(_FREEZES_DUE, now, limit)
 
     async def returns_due(self, now: datetime, limit: int) -> list[UUID]:
-        return await self._ids(
-            and_(
-                HoldRow.state.in_(values(RETURN_UNDER_WAY)),
-                HoldRow.return_next_attempt_at <= now,
-            ),
-            HoldRow.return_next_attempt_at,
-            limit,
-        )
+        return await self._attempts_due(_RETURNS_DUE, now, limit)
+
+    async def _attempts_due(self, query: Select[Any], now: datetime, limit: int) -> list[UUID]:
+        """Run a query of `attempts_due`."""
+        with store_errors():
+            async with self._db.read() as connection:
+                found = await connection.scalars(query, {"now": now, "limit": limit})
+                return list(found.all())
 
     async def count_expiring(self, now: datetime, within: timedelta) -> int:
         return await self._count(
@@ -127,11 +121,22 @@ class SweepQueries(Storage):
                 return int(count or 0)
 
 
+def attempts_due(states: frozenset[HoldState], column: Any) -> Select[Any]:
+    """Holds in `states` whose `column` (when their next attempt of something is due) has come,
+    the longest due first: built once, `now` and `limit` bound when it runs (a sweeper runs
+    it five times a second per worker)."""
+    return (
+        select(HoldRow.id)
+        .where(HoldRow.state.in_(values(states)), column <= bindparam("now", type_=_AT))
+        .order_by(column)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
 def _due_holds() -> Select[Any]:
     """The retry sweeper's query, built once (it runs several times a second per worker, and
     building it, an alias and a subquery, cost more than running it on an idle database)."""
-    at = HoldRow.__table__.c.next_attempt_at.type
-    now = bindparam("now", type_=at)
+    now = bindparam("now", type_=_AT)
     due = or_(
         and_(
             HoldRow.state.in_(values(AWAITING_ANSWER)),
@@ -139,7 +144,7 @@ def _due_holds() -> Select[Any]:
         ),
         and_(
             HoldRow.state.in_(values(OWED_A_REQUEST)),
-            HoldRow.requested_at <= bindparam("requested_before", type_=at),
+            HoldRow.requested_at <= bindparam("requested_before", type_=_AT),
             or_(HoldRow.next_attempt_at.is_(None), HoldRow.next_attempt_at <= now),
         ),
     )
@@ -166,4 +171,8 @@ def _due_holds() -> Select[Any]:
     )
 
 
+# The type of the sweeps' times (a timestamp column's, as they compare with).
+_AT = HoldRow.__table__.c.next_attempt_at.type
 _DUE_HOLDS = _due_holds()
+_FREEZES_DUE = attempts_due(FREEZABLE, HoldRow.freeze_next_attempt_at)
+_RETURNS_DUE = attempts_due(RETURN_UNDER_WAY, HoldRow.return_next_attempt_at)
