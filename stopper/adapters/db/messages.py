@@ -58,8 +58,8 @@ class MessageStorage(Storage):
 
     @functools.cached_property
     def _grounds_query(self) -> Select[Any]:
-        # Built once: building it (five aliases, a union) cost a worker more than running it,
-        # a fifth of its time when messages carry a hold or two.
+        # Built once: building it (five aliases, a union) for every message cost more than
+        # running it when messages carry a hold or two.
         return grounds_query(self._db)
 
     async def _grounds(
