@@ -691,19 +691,17 @@ async def died_during_the_last_attempt() -> tuple[
 
 
 async def test_a_last_attempt_whose_lease_ran_out_is_asked_about_not_given_up() -> None:
-    key_of = "stopper-{}-0".format
     dispatcher, store, adapter, clock, record = await died_during_the_last_attempt()
+    key = f"stopper-{record.hold.id}-0"
     stored = store.holds[record.hold.id]
     assert stored.hold.state is HoldState.UNCONFIRMED  # not failed: it may have reached BK01
     assert "lease ran out" in (stored.state_reason or "")
     assert adapter.requests == []  # no attempt is left, so none is made
-    adapter.status_script["BK01"] = [
-        StopStatus(key_of(record.hold.id), StatusKind.ANSWERED, record.hold.id, STOPPED)
-    ]
+    adapter.status_script["BK01"] = [StopStatus(key, StatusKind.ANSWERED, record.hold.id, STOPPED)]
     await run_until_settled(dispatcher, clock, 5)
     stored = store.holds[record.hold.id]
     assert stored.hold.state is HoldState.STOPPED  # it had: the inquiry found the stop
-    assert adapter.statuses == [key_of(record.hold.id)]
+    assert adapter.statuses == [key]
     assert [(t.from_state, t.to_state) for t in store.transitions] == [
         (HoldState.REQUESTED, HoldState.SENT),
         (HoldState.SENT, HoldState.UNCONFIRMED),

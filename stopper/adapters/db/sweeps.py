@@ -13,7 +13,7 @@ from sqlalchemy import case as sql_case
 from sqlalchemy.orm import aliased
 
 from stopper.adapters.db.errors import store_errors
-from stopper.adapters.db.models import HoldRow
+from stopper.adapters.db.models import HoldRow, Timestamp
 from stopper.adapters.db.naming import names_its_account
 from stopper.adapters.db.states import (
     AWAITING_ANSWER,
@@ -127,7 +127,7 @@ def attempts_due(states: frozenset[HoldState], column: Any) -> Select[Any]:
     it five times a second per worker)."""
     return (
         select(HoldRow.id)
-        .where(HoldRow.state.in_(values(states)), column <= bindparam("now", type_=_AT))
+        .where(HoldRow.state.in_(values(states)), column <= bindparam("now", type_=Timestamp))
         .order_by(column)
         .limit(bindparam("limit", type_=Integer))
     )
@@ -136,7 +136,7 @@ def attempts_due(states: frozenset[HoldState], column: Any) -> Select[Any]:
 def _due_holds() -> Select[Any]:
     """The retry sweeper's query, built once (it runs several times a second per worker, and
     building it, an alias and a subquery, cost more than running it on an idle database)."""
-    now = bindparam("now", type_=_AT)
+    now = bindparam("now", type_=Timestamp)
     due = or_(
         and_(
             HoldRow.state.in_(values(AWAITING_ANSWER)),
@@ -144,7 +144,7 @@ def _due_holds() -> Select[Any]:
         ),
         and_(
             HoldRow.state.in_(values(OWED_A_REQUEST)),
-            HoldRow.requested_at <= bindparam("requested_before", type_=_AT),
+            HoldRow.requested_at <= bindparam("requested_before", type_=Timestamp),
             or_(HoldRow.next_attempt_at.is_(None), HoldRow.next_attempt_at <= now),
         ),
     )
@@ -171,8 +171,6 @@ def _due_holds() -> Select[Any]:
     )
 
 
-# The type of the sweeps' times (a timestamp column's, as they compare with).
-_AT = HoldRow.__table__.c.next_attempt_at.type
 _DUE_HOLDS = _due_holds()
 _FREEZES_DUE = attempts_due(FREEZABLE, HoldRow.freeze_next_attempt_at)
 _RETURNS_DUE = attempts_due(RETURN_UNDER_WAY, HoldRow.return_next_attempt_at)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import aliased
 from stopper.adapters.db.errors import store_errors
 from stopper.adapters.db.models import (
     CaseRow,
+    Timestamp,
     WebhookAttemptRow,
     WebhookDeliveryRow,
     WebhookSubscriptionRow,
@@ -287,8 +288,7 @@ def _due_deliveries() -> Select[Any]:
         .join(_Sub, _Sub.id == _Delivery.subscription_id)
         .where(
             _Delivery.status == "pending",
-            _Delivery.next_attempt_at
-            <= bindparam("now", type_=WebhookDeliveryRow.__table__.c.next_attempt_at.type),
+            _Delivery.next_attempt_at <= bindparam("now", type_=Timestamp),
             _Sub.removed_at.is_(None),
             ~waiting_behind,
         )

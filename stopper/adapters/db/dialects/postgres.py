@@ -29,7 +29,6 @@ from stopper.adapters.db.models import (
 )
 from stopper.domain.mules import CASES_COUNTED
 
-_JSON_COLUMNS = ("payload", "headers")
 # The outbox relay's turn (`take_relay_turn`): an advisory lock key of Stopper's own ("STOPRLAY").
 _RELAY_LOCK = int.from_bytes(b"STOPRLAY", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
@@ -77,18 +76,9 @@ class PostgresDatabase(Database):
             return
         table = table_of(model)
         columns = tuple(rows[0])
-        json_columns = _json_columns(table)
-        # A text statement's parameters skip the JSON type: its values go as text.
         await connection.execute(
             _unnest_insert(connection.dialect, table, columns),
-            {
-                column: (
-                    [json.dumps(row[column]) for row in rows]
-                    if column in json_columns
-                    else [row[column] for row in rows]
-                )
-                for column in columns
-            },
+            {column: _array(table, column, rows) for column in columns},
         )
 
     async def update_by_id(
@@ -128,13 +118,19 @@ def case_parameters(rows: CaseRows) -> dict[str, Any]:
             if row.keys() != expected:
                 raise ValueError(f"{name}: a row of {sorted(row)}, not of {columns}")
         for column in columns:
-            params[f"{name}__{column}"] = [row[column] for row in values]
-    # The events' JSON as text: a text statement's parameters skip the JSON type.
-    for column in written_columns(table_of(OutboxRow)):
-        params[f"outbox__{column}"] = [
-            json.dumps(e[column]) if column in _JSON_COLUMNS else e[column] for e in rows.events
-        ]
+            params[f"{name}__{column}"] = _array(table_of(model), column, values)
+    outbox = table_of(OutboxRow)
+    for column in written_columns(outbox):
+        params[f"outbox__{column}"] = _array(outbox, column, rows.events)
     return params
+
+
+def _array(table: Table, column: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """One column of `rows` as an array parameter of a text statement. Such a statement's
+    parameters skip the column's type, so a JSON column's values go as JSON text."""
+    if column in _json_columns(table):
+        return [json.dumps(row[column]) for row in rows]
+    return [row[column] for row in rows]
 
 
 def written_columns(table: Table) -> tuple[str, ...]:
