@@ -102,8 +102,18 @@ class SupplementDecisions:
                 return None
         elif first or not due:  # sent: a retry, or a lapsed lease, once due
             return None
+        # As for a hold's first request (`StopDecisions.claim`): a retry that fell due before
+        # the deadline is made when Stopper reaches it late, and a supplement due with no
+        # attempt left is a lease that ran out (the process making the last attempt died
+        # before recording its outcome): the institution may hold the extra, so it is asked.
         deadline = s.dispatch_deadline_at or now + timedelta(seconds=institution.retry.deadline_s)
-        if now >= deadline or s.attempts >= institution.retry.max_attempts:
+        fell_due_in_time = s.next_attempt_at is not None and s.next_attempt_at < deadline
+        if (now >= deadline and not fell_due_in_time) or (
+            s.attempts >= institution.retry.max_attempts
+        ):
+            if sup.state is HoldState.SENT:
+                why = f"attempt {s.attempts}: no outcome recorded before its lease ran out"
+                return self._unanswered(record, s, institution, f"{why}; no attempt left", now)
             why = f"gave up after {s.attempts} attempts ({s.state_reason or 'no answer'})"
             return self._give_up(record, s, institution, why, now)
         transitions = []

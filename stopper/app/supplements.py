@@ -16,7 +16,8 @@ Business rules (the domain's in `stopper.domain.supplements`):
   asked about by status inquiry when the callback is late (never sent again unless the
   institution says it never received it); retryable failures are retried with backoff and full
   jitter within the institution's attempt budget and deadline, and one whose last attempt went
-  unanswered (timed out, unreadable) is asked about before it is given up, as a hold is;
+  unanswered (timed out, unreadable, or its lease ran out with no outcome recorded) is asked
+  about before it is given up, as a hold is;
 - what it holds is added to the hold's `amount_stopped` (a repeated or late answer counts once,
   in whatever order the first request's answer and the supplements' arrive), and money it could
   not hold is followed down the trail;
@@ -113,6 +114,11 @@ class SupplementDesk:
         record, before, update = written
         if update.supplement.next_attempt_at is None:
             return None  # closed (given up, not to be sent any more)
+        after = update.supplement
+        if after.attempts == before.attempts and after.inquiries <= before.inquiries:
+            # Neither an attempt nor an inquiry claimed: its last attempt's lease ran out, and
+            # it is asked about once its inquiry is due (`SupplementDecisions.claim`).
+            return None
         return self._decisions.claim_of(record, before)
 
     def start(self, claim: SupplementClaim) -> None:

@@ -541,3 +541,83 @@ async def test_an_unanswered_supplement_the_institution_has_pending_is_owed_its_
     [later] = await world.store.supplements_of(world.sibling_id)
     assert later.supplement.state is HoldState.UNCONFIRMED
     assert len(supplement_requests(world)) == 3
+
+
+async def after_two_timed_out_attempts() -> World:
+    """The sibling stopped, then a supplement whose first two attempts at PI02 timed out, its
+    third (the last THREE_TRIES allows) not yet made."""
+    world = World(
+        [stopped(40_000, *to_sibling(30_000))],
+        [stopped(20_000), InstitutionTimeout("no answer in 1500 ms")],
+        THREE_TRIES,
+    )
+    await stopped_then_merged(world)
+    await world.consume_outbox()
+    for _ in range(30):
+        [record] = await world.store.supplements_of(world.sibling_id)
+        if record.attempts == 2:
+            break
+        await world.sweep(1)
+    assert record.supplement.state is HoldState.SENT
+    assert len(supplement_requests(world)) == 2
+    return world
+
+
+async def test_a_supplement_whose_last_attempt_s_lease_ran_out_is_asked_about_not_given_up() -> (
+    None
+):
+    """The process making the last attempt died before recording its outcome: the request may
+    have reached PI02, so the supplement is unanswered and asked about, never failed at claim."""
+    world = await after_two_timed_out_attempts()
+    [record] = await world.store.supplements_of(world.sibling_id)
+    assert record.next_attempt_at is not None
+    world.clock.at = record.next_attempt_at
+    claim = await world.dispatcher.supplements.claim(world.sibling_id, 1, first=False)
+    assert claim is not None and claim.attempt == 3  # then: killed before it was made
+    [claimed] = await world.store.supplements_of(world.sibling_id)
+    assert claimed.next_attempt_at is not None
+    world.clock.at = claimed.next_attempt_at + timedelta(seconds=1)
+    await world.dispatcher.sweep_once()
+    await world.dispatcher.wait_idle()
+
+    [record] = await world.store.supplements_of(world.sibling_id)
+    assert record.supplement.state is HoldState.UNCONFIRMED
+    assert "attempt 3: no outcome recorded before its lease ran out" in (record.state_reason or "")
+    assert world.events()[-1] is HoldEvent.SUPPLEMENT_UNANSWERED
+    assert len(supplement_requests(world)) == 2  # no attempt is left, so none is made
+    assert world.adapter.statuses == []  # asked once that attempt's answer would have come
+
+    key = supplement_key_for(world.sibling_id, 1)
+    world.adapter.status_script["PI02"] = [
+        StopStatus(key, StatusKind.ANSWERED, world.sibling_id, stopped(30_000))
+    ]
+    await world.sweep(3)
+    assert world.adapter.statuses == [key]
+    [record] = await world.store.supplements_of(world.sibling_id)
+    assert record.supplement.state is HoldState.STOPPED
+    assert world.sibling.amount_stopped == 50_000
+    assert len(supplement_requests(world)) == 2
+
+
+async def test_a_supplement_retry_due_before_its_deadline_is_made_when_reached_late() -> None:
+    """The retry fell due in time and the sweeper reached it after the deadline (a starved
+    process): the lateness is Stopper's, so the attempt is made, as for a hold."""
+    world = World(
+        [stopped(40_000, *to_sibling(30_000))],
+        [stopped(20_000), InstitutionTimeout("no answer in 1500 ms"), stopped(30_000)],
+        THREE_TRIES,
+    )
+    await stopped_then_merged(world)
+    await world.consume_outbox()
+    [record] = await world.store.supplements_of(world.sibling_id)
+    assert record.attempts == 1 and record.supplement.state is HoldState.SENT
+    assert record.next_attempt_at is not None and record.dispatch_deadline_at is not None
+    assert record.next_attempt_at < record.dispatch_deadline_at
+    world.clock.at = record.dispatch_deadline_at + timedelta(seconds=5)
+    await world.dispatcher.sweep_once()
+    await world.dispatcher.wait_idle()
+
+    assert len(supplement_requests(world)) == 2
+    [record] = await world.store.supplements_of(world.sibling_id)
+    assert record.supplement.state is HoldState.STOPPED
+    assert world.sibling.amount_stopped == 50_000
