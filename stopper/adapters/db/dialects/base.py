@@ -116,9 +116,10 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     def among_ids(self, column: Any) -> ColumnElement[bool]:
-        """`column IN :ids`, the ids given when the statement is executed (`{"ids": [...]}`):
-        for a statement built once and kept, as a hot path's should be (building one with
-        aliases and a union costs more than executing it)."""
+        """`column IN :ids`, the ids (of the column's type) given when the statement is
+        executed (`{"ids": [...]}`): for a statement built once and kept, as a hot path's
+        should be (building one with aliases and a union costs more than executing it), and
+        prepared once whatever the number of ids."""
 
     @abc.abstractmethod
     async def insert_rows(

@@ -64,7 +64,8 @@ class PostgresDatabase(Database):
         return among
 
     def among_ids(self, column: Any) -> ColumnElement[bool]:
-        among: ColumnElement[bool] = column == any_(bindparam("ids", type_=postgresql.ARRAY(Uuid)))
+        ids = bindparam("ids", type_=postgresql.ARRAY(column.type))
+        among: ColumnElement[bool] = column == any_(ids)
         return among
 
     async def insert_rows(
