@@ -471,7 +471,6 @@ async def test_a_supplement_whose_attempts_all_timed_out_is_asked_about_before_i
     """No answer is not a refusal, for a supplement as for a hold: PI02 may have held it."""
     failed_before = SUPPLEMENTS.labels("PI02", "failed")._value.get()
     world = await unanswered_supplement([])
-    key = supplement_key_for(world.sibling_id, 1)
     [record] = await world.store.supplements_of(world.sibling_id)
     assert record.supplement.state is HoldState.UNCONFIRMED
     assert record.accepted_at is None  # not accepted: unanswered
@@ -481,6 +480,15 @@ async def test_a_supplement_whose_attempts_all_timed_out_is_asked_about_before_i
     assert len(supplement_requests(world)) == 3
     assert world.adapter.statuses == []  # not before the last attempt's answer would have come
 
+    await asked_about_and_found_held(world, requests=3)
+    assert world.events()[-2:] == [HoldEvent.SUPPLEMENT_UNANSWERED, HoldEvent.SUPPLEMENT_STOPPED]
+    assert SUPPLEMENTS.labels("PI02", "failed")._value.get() == failed_before
+
+
+async def asked_about_and_found_held(world: World, requests: int) -> None:
+    """PI02's record says it holds the supplement's 30,000: the next inquiry finds that, and
+    the supplement is stopped with no request sent again (`requests` made in all)."""
+    key = supplement_key_for(world.sibling_id, 1)
     world.adapter.status_script["PI02"] = [
         StopStatus(key, StatusKind.ANSWERED, world.sibling_id, stopped(30_000))
     ]
@@ -489,9 +497,7 @@ async def test_a_supplement_whose_attempts_all_timed_out_is_asked_about_before_i
     [record] = await world.store.supplements_of(world.sibling_id)
     assert record.supplement.state is HoldState.STOPPED
     assert world.sibling.amount_stopped == 50_000
-    assert world.events()[-2:] == [HoldEvent.SUPPLEMENT_UNANSWERED, HoldEvent.SUPPLEMENT_STOPPED]
-    assert len(supplement_requests(world)) == 3  # asked about, never sent again
-    assert SUPPLEMENTS.labels("PI02", "failed")._value.get() == failed_before
+    assert len(supplement_requests(world)) == requests
 
 
 @pytest.mark.parametrize(
@@ -586,17 +592,7 @@ async def test_a_supplement_whose_last_attempt_s_lease_ran_out_is_asked_about_no
     assert world.events()[-1] is HoldEvent.SUPPLEMENT_UNANSWERED
     assert len(supplement_requests(world)) == 2  # no attempt is left, so none is made
     assert world.adapter.statuses == []  # asked once that attempt's answer would have come
-
-    key = supplement_key_for(world.sibling_id, 1)
-    world.adapter.status_script["PI02"] = [
-        StopStatus(key, StatusKind.ANSWERED, world.sibling_id, stopped(30_000))
-    ]
-    await world.sweep(3)
-    assert world.adapter.statuses == [key]
-    [record] = await world.store.supplements_of(world.sibling_id)
-    assert record.supplement.state is HoldState.STOPPED
-    assert world.sibling.amount_stopped == 50_000
-    assert len(supplement_requests(world)) == 2
+    await asked_about_and_found_held(world, requests=2)
 
 
 async def test_a_supplement_retry_due_before_its_deadline_is_made_when_reached_late() -> None:
