@@ -107,20 +107,13 @@ class StopDecisions:
         deadline = record.dispatch_deadline_at or now + timedelta(
             seconds=institution.retry.deadline_s
         )
-        fell_due_in_time = record.next_attempt_at is not None and record.next_attempt_at < deadline
-        if (now >= deadline and not fell_due_in_time) or (
-            record.attempts >= institution.retry.max_attempts
-        ):
+        if no_attempt_left(record.attempts, record.next_attempt_at, deadline, institution, now):
             if hold.state is HoldState.SENT:
                 # Due with no attempt left is a lease that ran out: the last attempt was
                 # claimed and its outcome never recorded (the process making it died). A
                 # failure would have been recorded with a retry in time, and a re-send always
                 # has an attempt left (`resend`). The institution may have the request.
-                why = (
-                    f"attempt {record.attempts}: no outcome recorded before its lease ran out;"
-                    " no attempt left"
-                )
-                return self._unanswered(hold, institution, why, now)
+                return self._unanswered(hold, institution, lease_ran_out(record.attempts), now)
             reason = (
                 f"gave up after {record.attempts} attempts"
                 f" ({record.state_reason or 'no answer'}); a person must act"
@@ -426,6 +419,26 @@ def no_later_than(at: datetime, deadline: datetime | None) -> datetime:
     """`at`, or the deadline if that comes first: the next inquiry about an unconfirmed request
     is made by its deadline at the latest, where it is given up on if still unanswered."""
     return at if deadline is None else min(at, deadline)
+
+
+def no_attempt_left(
+    attempts: int,
+    next_attempt_at: datetime | None,
+    deadline: datetime,
+    institution: Institution,
+    now: datetime,
+) -> bool:
+    """Whether a request due now (a hold's or a supplement's) is out of its budget: every
+    attempt made, or past the deadline, unless it fell due before it (then the lateness is
+    Stopper's, and the attempt is made)."""
+    fell_due_in_time = next_attempt_at is not None and next_attempt_at < deadline
+    late = now >= deadline and not fell_due_in_time
+    return late or attempts >= institution.retry.max_attempts
+
+
+def lease_ran_out(attempts: int) -> str:
+    """Why a request whose last attempt's lease ran out is unanswered."""
+    return f"attempt {attempts}: no outcome recorded before its lease ran out; no attempt left"
 
 
 def may_have_acted(error: InstitutionError) -> bool:

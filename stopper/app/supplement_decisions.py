@@ -19,7 +19,9 @@ from stopper.app.stop_decisions import (
     LEASE_MARGIN,
     AnswerOutcome,
     StopDecisions,
+    lease_ran_out,
     may_have_acted,
+    no_attempt_left,
     no_later_than,
 )
 from stopper.app.supplement_ports import SupplementRecord, SupplementUpdate
@@ -107,13 +109,9 @@ class SupplementDecisions:
         # attempt left is a lease that ran out (the process making the last attempt died
         # before recording its outcome): the institution may hold the extra, so it is asked.
         deadline = s.dispatch_deadline_at or now + timedelta(seconds=institution.retry.deadline_s)
-        fell_due_in_time = s.next_attempt_at is not None and s.next_attempt_at < deadline
-        if (now >= deadline and not fell_due_in_time) or (
-            s.attempts >= institution.retry.max_attempts
-        ):
+        if no_attempt_left(s.attempts, s.next_attempt_at, deadline, institution, now):
             if sup.state is HoldState.SENT:
-                why = f"attempt {s.attempts}: no outcome recorded before its lease ran out"
-                return self._unanswered(record, s, institution, f"{why}; no attempt left", now)
+                return self._unanswered(record, s, institution, lease_ran_out(s.attempts), now)
             why = f"gave up after {s.attempts} attempts ({s.state_reason or 'no answer'})"
             return self._give_up(record, s, institution, why, now)
         transitions = []
